@@ -1,0 +1,67 @@
+/** Typed mail-layer errors: `code` says what kind of failure it was, the message says what to try. */
+
+export type MailErrorCode =
+  | "config" // the account URL or an option is wrong; retrying will not help
+  | "connect" // could not open a TCP connection
+  | "tls" // TLS handshake or certificate check failed
+  | "auth" // the server refused the login
+  | "protocol" // the server said something we cannot parse, or answered NO/BAD
+  | "timeout" // the server did not answer in time
+  | "closed" // the connection dropped
+  | "too_large" // a message exceeded the size cap
+  | "not_found" // the message is gone
+  | "rejected" // the server refused a message permanently (5xx)
+  | "temporary"; // the server refused for now (4xx)
+
+export interface MailErrorOptions {
+  command?: string;
+  response?: string;
+  cause?: unknown;
+}
+
+export class MailError extends Error {
+  readonly command?: string;
+  readonly response?: string;
+  constructor(message: string, readonly code: MailErrorCode, options: MailErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = "MailError";
+    this.command = options.command;
+    this.response = options.response;
+  }
+}
+
+const RETRIABLE: ReadonlySet<MailErrorCode> = new Set(["connect", "timeout", "closed", "temporary"]);
+
+/** True for failures that a reconnect or a later retry may cure. */
+export function isRetriableError(err: unknown): boolean {
+  return err instanceof MailError && RETRIABLE.has(err.code);
+}
+
+/** Turns what Deno throws on connect/TLS into a MailError naming the server. */
+export function connectError(where: string, err: unknown): MailError {
+  if (err instanceof MailError) return err;
+  const text = err instanceof Error ? err.message : String(err);
+  if (/certificate|UnknownIssuer|tls|handshake|NotValidForName|InvalidCertificate/i.test(text)) {
+    return new MailError(
+      `Cannot open a secure connection to ${where}: the server's certificate is not trusted (${text}). ` +
+        `If it uses a private CA, pass it with --tls-ca FILE.`,
+      "tls",
+      { cause: err },
+    );
+  }
+  if (err instanceof Deno.errors.ConnectionRefused) {
+    return new MailError(
+      `Cannot connect to ${where}: the connection was refused. Check the host and port.`,
+      "connect",
+      {
+        cause: err,
+      },
+    );
+  }
+  if (err instanceof Deno.errors.TimedOut) {
+    return new MailError(`Cannot connect to ${where}: the server did not answer in time.`, "timeout", {
+      cause: err,
+    });
+  }
+  return new MailError(`Cannot connect to ${where}: ${text}.`, "connect", { cause: err });
+}

@@ -1,0 +1,60 @@
+/**
+ * The one interface the roles use to read mail. IMAP, POP3 and maildir implement it; nothing
+ * above src/mail/ knows which one it has.
+ */
+
+export interface MessageInfo {
+  /**
+   * Stable id within this mailbox: "<uidvalidity>:<uid>" for IMAP, the UIDL for POP3, the base
+   * file name (without the ":2,flags" suffix) for maildir.
+   */
+  readonly id: string;
+  readonly subject: string;
+  /** Size in bytes as the server reports it (RFC822.SIZE, LIST, file size). */
+  readonly size: number;
+  /** The Date header, else the server's arrival time; undefined when neither can be read. */
+  readonly date?: Date;
+}
+
+export interface MailboxOptions {
+  /** PEM certificates to trust besides the system roots (--tls-ca). */
+  caCerts?: string[];
+  /** Interval for servers without push (POP3, IMAP without IDLE, maildir fallback). */
+  pollIntervalMs?: number;
+  /** One line per notable event (reconnects, skipped messages). Never receives passwords. */
+  log?: (line: string) => void;
+}
+
+export interface Mailbox extends AsyncDisposable {
+  /** The account URL without its password, for messages. */
+  readonly label: string;
+
+  /** Messages whose Subject contains `marker` (case-insensitive), without downloading bodies. */
+  list(marker: string): Promise<MessageInfo[]>;
+
+  /** One message's raw RFC 5322 bytes. Throws MailError "too_large" above `maxBytes`, "not_found" if gone. */
+  fetch(id: string, maxBytes: number): Promise<Uint8Array>;
+
+  /** Marks messages for deletion; nothing is removed until commit(). Unknown ids are ignored. */
+  delete(ids: readonly string[]): Promise<void>;
+
+  /** Makes the deletions marked so far permanent. */
+  commit(): Promise<void>;
+
+  /**
+   * Yields once at once, then each time new mail may have arrived (IMAP IDLE push, else polling),
+   * and after every reconnect. The caller does its list/fetch/delete between yields; the
+   * iterator ends when `signal` aborts.
+   */
+  watch(signal: AbortSignal): AsyncIterable<void>;
+
+  close(): Promise<void>;
+}
+
+/** The default size cap for fetching a mailmeet message: ours are a few KiB. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
+
+/** Case-insensitive subject match, the same rule IMAP SEARCH SUBJECT applies (RFC 3501 §6.4.4). */
+export function subjectHasMarker(subject: string, marker: string): boolean {
+  return subject.toLowerCase().includes(marker.toLowerCase());
+}
