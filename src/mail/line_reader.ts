@@ -39,11 +39,12 @@ export class LineReader {
   }
 
   async readLineBytes(): Promise<Uint8Array | null> {
-    let scanFrom = this.#start;
+    // Offset from #start already searched: #fill may move the buffer, so keep it relative.
+    let scanned = 0;
     for (;;) {
-      const nl = this.#buf.subarray(scanFrom, this.#end).indexOf(0x0a);
+      const nl = this.#buf.subarray(this.#start + scanned, this.#end).indexOf(0x0a);
       if (nl >= 0) {
-        const lf = scanFrom + nl;
+        const lf = this.#start + scanned + nl;
         let stop = lf;
         if (stop > this.#start && this.#buf[stop - 1] === 0x0d) stop--;
         const line = this.#buf.slice(this.#start, stop);
@@ -53,7 +54,7 @@ export class LineReader {
       if (this.#end - this.#start > this.maxLine) {
         throw new MailError(`The server sent a line longer than ${this.maxLine} bytes.`, "protocol");
       }
-      scanFrom = this.#end;
+      scanned = this.#end - this.#start;
       if (!(await this.#fill())) {
         if (this.#end === this.#start) return null;
         throw new MailError("The connection closed in the middle of a line.", "closed");

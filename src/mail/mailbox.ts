@@ -17,6 +17,8 @@ export interface MessageInfo {
 }
 
 export interface MailboxOptions {
+  /** Whose mailbox to open in a maildir spool (IMAP/POP3 take the user from the URL). */
+  address?: string;
   /** PEM certificates to trust besides the system roots (--tls-ca). */
   caCerts?: string[];
   /** Interval for servers without push (POP3, IMAP without IDLE, maildir fallback). */

@@ -1,0 +1,196 @@
+/**
+ * Sending mail. smtp:// and smtps:// go through nodemailer (STARTTLS / implicit TLS, AUTH, a pooled
+ * connection); maildir:// delivers straight into the spool. Both compose the message with
+ * nodemailer, so every message carries a proper Date and Message-ID.
+ */
+// @ts-types="@types/nodemailer"
+import nodemailer from "nodemailer";
+import { type Account, parseAccount, redact, where } from "./account.ts";
+import { MailError } from "./errors.ts";
+import { deliverToMaildir } from "./maildir.ts";
+
+export interface OutgoingMail {
+  from: string;
+  to: readonly string[];
+  subject: string;
+  text: string;
+  /** Extra headers (e.g. X-Mailmeet-Kind); never put secrets or addresses here. */
+  headers?: Record<string, string>;
+}
+
+export interface SentInfo {
+  messageId: string;
+  /** The server's final answer ("250 2.0.0 Ok: queued as …"), or "delivered" for maildir. */
+  response: string;
+}
+
+export interface Sender extends AsyncDisposable {
+  readonly label: string;
+  send(mail: OutgoingMail): Promise<SentInfo>;
+  close(): Promise<void>;
+}
+
+export interface SenderOptions {
+  caCerts?: string[];
+  log?: (line: string) => void;
+}
+
+/** 4xx answers are "try again later" (RFC 5321 §4.2.1): retry a few times before giving up. */
+const RETRY_DELAYS_MS = [500, 2_000, 5_000];
+const CONNECTION_TIMEOUT_MS = 15_000;
+const SOCKET_TIMEOUT_MS = 60_000;
+
+export function openSender(url: string, opts: SenderOptions = {}): Sender {
+  const account = parseAccount(url);
+  if (account.scheme === "maildir") return new MaildirSender(account);
+  if (account.scheme !== "smtp" && account.scheme !== "smtps") {
+    throw new MailError(
+      `--smtp needs an smtp://, smtps:// or maildir:// URL, not ${account.scheme}://.`,
+      "config",
+    );
+  }
+  return new SmtpSender(account, url, opts);
+}
+
+/** Composes the RFC 5322 bytes nodemailer would send. */
+const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: "\r\n" });
+
+export async function composeMail(mail: OutgoingMail): Promise<{ raw: Uint8Array; messageId: string }> {
+  const info = await composer.sendMail({
+    from: mail.from,
+    to: [...mail.to],
+    subject: mail.subject,
+    text: mail.text,
+    headers: mail.headers,
+  });
+  return { raw: new Uint8Array(info.message as unknown as Uint8Array), messageId: info.messageId };
+}
+
+class MaildirSender implements Sender {
+  readonly label: string;
+  constructor(readonly account: Account) {
+    this.label = `maildir://${account.path}`;
+  }
+  async send(mail: OutgoingMail): Promise<SentInfo> {
+    const { raw, messageId } = await composeMail(mail);
+    await deliverToMaildir(this.account.path, mail.to, raw);
+    return { messageId, response: "delivered" };
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+interface NodemailerError extends Error {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  command?: string;
+}
+
+class SmtpSender implements Sender {
+  readonly label: string;
+  #transport: nodemailer.Transporter;
+
+  constructor(readonly account: Account, url: string, readonly opts: SenderOptions) {
+    this.label = redact(url);
+    if (account.tls === "none" && account.password) {
+      opts.log?.(`warning: ${this.label} sends the password without TLS, as its URL asks (tls=none).`);
+    }
+    this.#transport = nodemailer.createTransport({
+      host: account.host,
+      port: account.port,
+      secure: account.tls === "implicit",
+      requireTLS: account.tls === "starttls",
+      ignoreTLS: account.tls === "none",
+      auth: account.user ? { user: account.user, pass: account.password } : undefined,
+      tls: { ca: opts.caCerts, servername: account.host, minVersion: "TLSv1.2" },
+      pool: true,
+      maxConnections: 2,
+      connectionTimeout: CONNECTION_TIMEOUT_MS,
+      greetingTimeout: CONNECTION_TIMEOUT_MS,
+      socketTimeout: SOCKET_TIMEOUT_MS,
+      logger: false,
+      debug: false,
+    });
+  }
+
+  async send(mail: OutgoingMail): Promise<SentInfo> {
+    for (let attempt = 0;; attempt++) {
+      try {
+        const info = await this.#transport.sendMail({
+          from: mail.from,
+          to: [...mail.to],
+          subject: mail.subject,
+          text: mail.text,
+          headers: mail.headers,
+        });
+        return { messageId: info.messageId, response: info.response };
+      } catch (err) {
+        const e = toMailError(err as NodemailerError, this.account);
+        if (e.code !== "temporary" && e.code !== "closed" || attempt >= RETRY_DELAYS_MS.length) throw e;
+        const delay = RETRY_DELAYS_MS[attempt] * (0.75 + Math.random() * 0.5);
+        this.opts.log?.(
+          `${where(this.account)} said "try later" (${e.response ?? e.message}); retrying in ${
+            Math.round(delay)
+          } ms.`,
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  close(): Promise<void> {
+    this.#transport.close();
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function toMailError(err: NodemailerError, account: Account): MailError {
+  const at = where(account);
+  const opts = { cause: err, command: err.command, response: err.response };
+  const text = (err.message ?? "").replace(account.password ? account.password : "\u0000", "***");
+  if (err.code === "EAUTH") {
+    return new MailError(
+      `Cannot log in to ${at} as "${account.user}": the server refused the password. Check it, or use an app password.`,
+      "auth",
+      opts,
+    );
+  }
+  if (err.responseCode && err.responseCode >= 400 && err.responseCode < 500) {
+    return new MailError(`${at} refused the message for now: ${err.response}.`, "temporary", opts);
+  }
+  if (err.responseCode && err.responseCode >= 500) {
+    return new MailError(`${at} refused the message: ${err.response}.`, "rejected", opts);
+  }
+  if (/certificate|self.signed|unable to verify|CERT_|UnknownIssuer|InvalidCertificate/i.test(text)) {
+    return new MailError(
+      `Cannot open a secure connection to ${at}: the server's certificate is not trusted (${text}). If it uses a private CA, pass it with --tls-ca FILE.`,
+      "tls",
+      opts,
+    );
+  }
+  if (err.code === "ETLS" || /STARTTLS/i.test(text)) {
+    return new MailError(`Cannot secure the connection to ${at}: ${text}.`, "tls", opts);
+  }
+  if (err.code === "ETIMEDOUT") return new MailError(`${at} did not answer in time.`, "timeout", opts);
+  if (err.code === "ECONNECTION" && /ECONNREFUSED|refused/i.test(text)) {
+    return new MailError(
+      `Cannot connect to ${at}: the connection was refused. Check the host and port.`,
+      "connect",
+      opts,
+    );
+  }
+  if (err.code === "ECONNECTION" || err.code === "ESOCKET" || err.code === "EDNS") {
+    return new MailError(`Cannot connect to ${at}: ${text}.`, "connect", opts);
+  }
+  if (err.code === "EENVELOPE") return new MailError(`${at} refused the message: ${text}.`, "rejected", opts);
+  return new MailError(`Sending through ${at} failed: ${text}.`, "protocol", opts);
+}
