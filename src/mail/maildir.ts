@@ -287,10 +287,10 @@ export class MaildirMailbox implements Mailbox {
   }
 }
 
-export function openMaildirMailbox(account: Account, opts: MailboxOptions): Promise<Mailbox> {
+export async function openMaildirMailbox(account: Account, opts: MailboxOptions): Promise<Mailbox> {
   if (!opts.address) {
     throw new MailError("A maildir inbox needs your own address: pass --address you@example.org.", "config");
   }
   const poll = durationParam(account, "poll", opts.pollIntervalMs ?? 1000);
-  return new MaildirMailbox(account.path, opts.address, poll).open();
+  return await new MaildirMailbox(account.path, opts.address, poll).open();
 }
