@@ -1,0 +1,234 @@
+/**
+ * The messages mailmeet mails, as small encode/decode pairs. Inside the seal they are compact JSON
+ * with byte fields in base64url; every field is checked on the way in, so a message that opens but
+ * is malformed is a ProtocolError ("invalid"), never a crash further up.
+ */
+import { b64u, fromB64u, fromUtf8, utf8 } from "./bytes.ts";
+import { ProtocolError } from "./errors.ts";
+
+/** Kind numbers are bound into the seal's associated data; never reuse one. */
+export const KIND = {
+  request: 1,
+  reply: 2,
+  failure: 3,
+  // 4–15 reserved for host-to-host kinds (sync, bootstrap, forward).
+} as const;
+export type KindName = keyof typeof KIND;
+
+export const SESSION_BYTES = 16;
+export const NONCE_BYTES = 16;
+export const LINK_KEY_BYTES = 32;
+export const MAX_PEERS_IN_REPLY = 64;
+const MAX_USER_CHARS = 64;
+const MAX_MAIL_CHARS = 254;
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** Peer → host: "here I am" (patent 【0025】), plus what makes it unspoofable. */
+export interface Request extends Endpoint {
+  kind: "request";
+  user: string;
+  /** Random per request; the reply must echo it (【0066】). */
+  session: Uint8Array;
+  /** The peer's link public key (X25519) for this run. */
+  linkKey: Uint8Array;
+  /** Milliseconds since the epoch when sent. */
+  time: number;
+  nonce: Uint8Array;
+  /** Where the reply goes. Sealed, so the address never shows in a body in clear. */
+  replyTo: string;
+}
+
+export interface PeerEntry extends Endpoint {
+  user: string;
+  linkKey: Uint8Array;
+  /** When the host stored this peer (its request time), ms since the epoch. */
+  seen: number;
+  /** Someone reported they could not reach it (【0047】). */
+  flagged: boolean;
+}
+
+/** Host → peer: recent others, never the requester, never an e-mail address (【0045】). */
+export interface Reply {
+  kind: "reply";
+  session: Uint8Array;
+  time: number;
+  peers: PeerEntry[];
+}
+
+/** Peer → host: "I could not reach this one" (【0034】), naming it by user id (【0047】). */
+export interface Failure {
+  kind: "failure";
+  user: string;
+  target: string;
+  time: number;
+  nonce: Uint8Array;
+}
+
+export type Message = Request | Reply | Failure;
+
+export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array } {
+  let wire: Record<string, unknown>;
+  switch (msg.kind) {
+    case "request":
+      wire = {
+        u: msg.user,
+        h: msg.host,
+        p: msg.port,
+        s: b64u(msg.session),
+        k: b64u(msg.linkKey),
+        t: msg.time,
+        n: b64u(msg.nonce),
+        r: msg.replyTo,
+      };
+      break;
+    case "reply":
+      wire = {
+        s: b64u(msg.session),
+        t: msg.time,
+        peers: msg.peers.map((e) => ({
+          u: e.user,
+          h: e.host,
+          p: e.port,
+          k: b64u(e.linkKey),
+          t: e.seen,
+          f: e.flagged,
+        })),
+      };
+      break;
+    case "failure":
+      wire = { u: msg.user, x: msg.target, t: msg.time, n: b64u(msg.nonce) };
+      break;
+  }
+  return { kind: KIND[msg.kind], bytes: utf8(JSON.stringify(wire)) };
+}
+
+export function decodeMessage(kind: number, bytes: Uint8Array): Message {
+  let wire: unknown;
+  try {
+    wire = JSON.parse(fromUtf8(bytes));
+  } catch (err) {
+    throw new ProtocolError("The sealed content is not valid JSON.", "invalid", { cause: err });
+  }
+  if (typeof wire !== "object" || wire === null || Array.isArray(wire)) {
+    throw new ProtocolError("The sealed content is not an object.", "invalid");
+  }
+  const w = wire as Record<string, unknown>;
+  switch (kind) {
+    case KIND.request:
+      return {
+        kind: "request",
+        user: userId(w.u, "user"),
+        ...endpoint(w.h, w.p),
+        session: bytesField(w.s, "session", SESSION_BYTES),
+        linkKey: bytesField(w.k, "link key", LINK_KEY_BYTES),
+        time: timeField(w.t),
+        nonce: bytesField(w.n, "nonce", NONCE_BYTES),
+        replyTo: mailAddress(w.r),
+      };
+    case KIND.reply: {
+      if (!Array.isArray(w.peers) || w.peers.length > MAX_PEERS_IN_REPLY) {
+        throw new ProtocolError(`A reply must list at most ${MAX_PEERS_IN_REPLY} peers.`, "invalid");
+      }
+      return {
+        kind: "reply",
+        session: bytesField(w.s, "session", SESSION_BYTES),
+        time: timeField(w.t),
+        peers: w.peers.map((raw): PeerEntry => {
+          if (typeof raw !== "object" || raw === null) {
+            throw new ProtocolError("A peer entry is not an object.", "invalid");
+          }
+          const e = raw as Record<string, unknown>;
+          if (typeof e.f !== "boolean") throw new ProtocolError("A peer entry lacks its flag.", "invalid");
+          return {
+            user: userId(e.u, "peer user"),
+            ...endpoint(e.h, e.p),
+            linkKey: bytesField(e.k, "peer link key", LINK_KEY_BYTES),
+            seen: timeField(e.t),
+            flagged: e.f,
+          };
+        }),
+      };
+    }
+    case KIND.failure:
+      return {
+        kind: "failure",
+        user: userId(w.u, "user"),
+        target: userId(w.x, "target"),
+        time: timeField(w.t),
+        nonce: bytesField(w.n, "nonce", NONCE_BYTES),
+      };
+    default:
+      throw new ProtocolError(
+        `Message kind ${kind} is not one this mailmeet knows; update mailmeet.`,
+        "unsupported",
+      );
+  }
+}
+
+/** User ids: 1–64 printable characters, no spaces at the ends, no control characters. */
+export function isValidUserId(u: unknown): u is string {
+  return typeof u === "string" && u.length >= 1 && [...u].length <= MAX_USER_CHARS && u.trim() === u &&
+    !/[\p{Cc}\p{Cf}]/u.test(u);
+}
+
+function userId(v: unknown, what: string): string {
+  if (!isValidUserId(v)) {
+    throw new ProtocolError(`The ${what} id is missing or not a valid user id.`, "invalid");
+  }
+  return v;
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** An IPv4 or IPv6 literal, or a DNS name (for --advertise with a dynamic-DNS name). */
+export function isValidHost(h: unknown): h is string {
+  if (typeof h !== "string") return false;
+  if (IPV4.test(h) || HOSTNAME.test(h)) return true;
+  if (h.includes(":") && h.length <= 45 && /^[0-9A-Fa-f:.]+$/.test(h)) {
+    try {
+      return new URL(`http://[${h}]/`).hostname.length > 2;
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
+function endpoint(h: unknown, p: unknown): Endpoint {
+  if (!isValidHost(h)) {
+    throw new ProtocolError("The address is missing or not an IP address or host name.", "invalid");
+  }
+  if (!Number.isInteger(p) || (p as number) < 1 || (p as number) > 65535) {
+    throw new ProtocolError("The port is missing or out of range.", "invalid");
+  }
+  return { host: h, port: p as number };
+}
+
+function bytesField(v: unknown, what: string, length: number): Uint8Array {
+  const b = typeof v === "string" ? fromB64u(v) : undefined;
+  if (!b || b.length !== length) {
+    throw new ProtocolError(`The ${what} is missing or not ${length} bytes.`, "invalid");
+  }
+  return b;
+}
+
+function timeField(v: unknown): number {
+  // Between 2020 and 2200: anything else is a broken clock or a forgery.
+  if (!Number.isSafeInteger(v) || (v as number) < 1_577_836_800_000 || (v as number) > 7_258_118_400_000) {
+    throw new ProtocolError("The time is missing or not a plausible timestamp.", "invalid");
+  }
+  return v as number;
+}
+
+function mailAddress(v: unknown): string {
+  if (typeof v !== "string" || v.length > MAX_MAIL_CHARS || !/^[^\s@<>",;]+@[^\s@<>",;]+$/.test(v)) {
+    throw new ProtocolError("The reply address is missing or not an e-mail address.", "invalid");
+  }
+  return v.toLowerCase();
+}
