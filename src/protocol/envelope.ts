@@ -3,7 +3,7 @@
  * sentence for a person who opens it by mistake (【0051】), and one armored sealed block. Nothing
  * else: no address, user id or e-mail address appears in clear.
  */
-import { type NetworkKey } from "./keys.ts";
+import type { NetworkKey } from "./keys.ts";
 import { decodeMessage, encodeMessage, type Message } from "./messages.ts";
 import { open, seal } from "./seal.ts";
 import { ProtocolError } from "./errors.ts";

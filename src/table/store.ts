@@ -1,0 +1,126 @@
+/**
+ * The host's durable state in SQLite (node:sqlite): the peer table (Fig. 7) and the nonces seen,
+ * for replay detection. Committed with synchronous=FULL: a row the host has answered from must
+ * survive a crash (the request mail is deleted only after this commit).
+ */
+import { DatabaseSync } from "node:sqlite";
+import type { TableEntry } from "./policy.ts";
+
+const SCHEMA_VERSION = 1;
+
+export class TableStoreError extends Error {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.name = "TableStoreError";
+  }
+}
+
+export class TableStore implements Disposable {
+  #db: DatabaseSync;
+
+  constructor(readonly path: string) {
+    try {
+      this.#db = new DatabaseSync(path);
+      this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+      this.#db.exec(`
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS peers (
+          user TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, email TEXT NOT NULL,
+          link_key BLOB NOT NULL, flagged INTEGER NOT NULL DEFAULT 0, stored INTEGER NOT NULL);
+        CREATE INDEX IF NOT EXISTS peers_stored ON peers(stored);
+        CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, message TEXT NOT NULL, seen INTEGER NOT NULL);
+        CREATE INDEX IF NOT EXISTS nonces_seen ON nonces(seen);
+      `);
+      const row = this.#db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as
+        | { value: string }
+        | undefined;
+      if (!row) {
+        this.#db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
+      } else if (Number(row.value) > SCHEMA_VERSION) {
+        throw new TableStoreError(
+          `The table ${path} was written by a newer mailmeet (schema ${row.value}); update mailmeet or use another --db.`,
+        );
+      }
+    } catch (err) {
+      if (err instanceof TableStoreError) throw err;
+      throw new TableStoreError(`Cannot open the peer table ${path}: ${(err as Error).message}.`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** Runs `fn` in one transaction (BEGIN IMMEDIATE: one writer at a time across processes). */
+  transaction<T>(fn: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const out = fn();
+      this.#db.exec("COMMIT");
+      return out;
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  rows(): TableEntry[] {
+    const rows = this.#db.prepare("SELECT user, host, port, email, link_key, flagged, stored FROM peers")
+      .all();
+    return rows.map((r) => ({
+      user: String(r.user),
+      host: String(r.host),
+      port: Number(r.port),
+      email: String(r.email),
+      linkKey: new Uint8Array(r.link_key as Uint8Array),
+      flagged: Number(r.flagged) === 1,
+      stored: Number(r.stored),
+    }));
+  }
+
+  /** Writes a row, replacing the user's old one; a re-registered peer starts unflagged. */
+  put(e: TableEntry): void {
+    this.#db.prepare(
+      `INSERT INTO peers (user, host, port, email, link_key, flagged, stored) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(user) DO UPDATE SET host = excluded.host, port = excluded.port, email = excluded.email,
+         link_key = excluded.link_key, flagged = excluded.flagged, stored = excluded.stored`,
+    ).run(e.user, e.host, e.port, e.email, e.linkKey, e.flagged ? 1 : 0, e.stored);
+  }
+
+  remove(users: readonly string[]): void {
+    const del = this.#db.prepare("DELETE FROM peers WHERE user = ?");
+    for (const u of users) del.run(u);
+  }
+
+  /** Flags a user's row; false when no such row. */
+  flag(user: string): boolean {
+    return Number(this.#db.prepare("UPDATE peers SET flagged = 1 WHERE user = ?").run(user).changes) > 0;
+  }
+
+  /** The mail a nonce was first seen in, or undefined if never seen. */
+  nonceMessage(nonce: string): string | undefined {
+    const row = this.#db.prepare("SELECT message FROM nonces WHERE nonce = ?").get(nonce) as
+      | { message: string }
+      | undefined;
+    return row?.message;
+  }
+
+  recordNonce(nonce: string, message: string, seen: number): void {
+    this.#db.prepare("INSERT OR IGNORE INTO nonces (nonce, message, seen) VALUES (?, ?, ?)").run(
+      nonce,
+      message,
+      seen,
+    );
+  }
+
+  /** Nonces older than the freshness window can go: such requests are refused as old anyway. */
+  forgetNonces(before: number): void {
+    this.#db.prepare("DELETE FROM nonces WHERE seen < ?").run(before);
+  }
+
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
