@@ -1,0 +1,203 @@
+/**
+ * Runs the mailmeet CLI as a separate process and follows its --json events. The tests run the
+ * bundle (dist/mailmeet.js); the demo and benchmarks may run main.ts. Disposable:
+ * `await using node = spawnCli("bob", [...])`.
+ */
+
+export const BUNDLE = new URL("../../dist/mailmeet.js", import.meta.url).pathname;
+export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** Which entry point the processes run: the bundle (tests) or the source (demo). */
+let entry = BUNDLE;
+export function useEntry(path: string): void {
+  entry = path;
+}
+
+export interface CliEvent {
+  event: string;
+  [k: string]: unknown;
+}
+
+export interface CliProcess extends AsyncDisposable {
+  readonly name: string;
+  readonly events: CliEvent[];
+  /** Lines on stdout that were not JSON, and everything on stderr. */
+  readonly text: string[];
+  readonly stderr: string[];
+  /** Resolves with the first event matching, or rejects after timeoutMs (with what was seen). */
+  waitFor(pred: (e: CliEvent) => boolean, timeoutMs?: number, what?: string): Promise<CliEvent>;
+  /** Resolves when `count` events match. */
+  waitForCount(
+    pred: (e: CliEvent) => boolean,
+    count: number,
+    timeoutMs?: number,
+    what?: string,
+  ): Promise<CliEvent[]>;
+  readonly status: Promise<Deno.CommandStatus>;
+  kill(signal?: Deno.Signal): void;
+}
+
+export async function ensureBundle(): Promise<void> {
+  try {
+    await Deno.stat(BUNDLE);
+  } catch {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "bundle"],
+      cwd: new URL("../..", import.meta.url).pathname,
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new Error("deno task bundle failed");
+  }
+}
+
+export function spawnCli(
+  name: string,
+  args: string[],
+  env: Record<string, string> = {},
+  onEvent?: (e: CliEvent) => void,
+): CliProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", entry, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).spawn();
+  const events: CliEvent[] = [];
+  const text: string[] = [];
+  const stderr: string[] = [];
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const w of [...waiters]) w();
+  };
+  const pump = async (stream: ReadableStream<Uint8Array>, onLine: (l: string) => void) => {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      let i;
+      while ((i = rest.indexOf("\n")) >= 0) {
+        onLine(rest.slice(0, i));
+        rest = rest.slice(i + 1);
+      }
+    }
+    if (rest) onLine(rest);
+  };
+  const stdoutDone = pump(child.stdout, (line) => {
+    try {
+      const e = JSON.parse(line);
+      if (e && typeof e.event === "string") {
+        events.push(e);
+        onEvent?.(e);
+      } else text.push(line);
+    } catch {
+      text.push(line);
+    }
+    notify();
+  });
+  const stderrDone = pump(child.stderr, (line) => {
+    stderr.push(line);
+    notify();
+  });
+  let exited = false;
+  const status = child.status.then(async (s) => {
+    exited = true;
+    await Promise.all([stdoutDone, stderrDone]);
+    notify();
+    return s;
+  });
+
+  const waitForCount = (pred: (e: CliEvent) => boolean, count: number, timeoutMs = 20_000, what = "event") =>
+    new Promise<CliEvent[]>((resolve, reject) => {
+      const check = () => {
+        const hits = events.filter(pred);
+        if (hits.length >= count) {
+          done();
+          resolve(hits);
+          return true;
+        }
+        if (exited) {
+          done();
+          reject(
+            new Error(
+              `${name} exited before ${what}.\nevents: ${JSON.stringify(events)}\nstderr: ${
+                stderr.join("\n")
+              }`,
+            ),
+          );
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(
+          new Error(
+            `${name}: no ${what} within ${timeoutMs} ms.\nevents: ${JSON.stringify(events)}\nstderr: ${
+              stderr.join("\n")
+            }`,
+          ),
+        );
+      }, timeoutMs);
+      const w = () => void check();
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(w);
+      };
+      waiters.add(w);
+      check();
+    });
+
+  return {
+    name,
+    events,
+    text,
+    stderr,
+    status,
+    waitFor: async (pred, timeoutMs, what) => (await waitForCount(pred, 1, timeoutMs, what))[0],
+    waitForCount,
+    kill(signal: Deno.Signal = "SIGTERM") {
+      if (exited) return;
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+    },
+    async [Symbol.asyncDispose]() {
+      if (!exited) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+        const t = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* gone */ }
+        }, 5000);
+        await status;
+        clearTimeout(t);
+      } else {
+        await status;
+      }
+    },
+  };
+}
+
+/** Runs the CLI to completion. */
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", entry, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}

@@ -1,0 +1,61 @@
+/** The command table: name, help, extra options, and what runs it. */
+import type { ExtraOption, Resolved } from "./options.ts";
+import { OPTIONS } from "./options.ts";
+import { HOST_HELP, hostCommand } from "./commands/host.ts";
+import { JOIN_HELP, joinCommand } from "./commands/join.ts";
+import { KEYGEN_HELP, keygenCommand } from "./commands/keygen.ts";
+import { TABLE_HELP, tableCommand } from "./commands/table.ts";
+
+export interface Command {
+  name: string;
+  summary: string;
+  help: string;
+  extras?: ExtraOption[];
+  run: (r: Resolved) => Promise<number> | number;
+}
+
+export const COMMANDS: readonly Command[] = [
+  {
+    name: "join",
+    summary: "meet your group and hold direct links (the default)",
+    help: JOIN_HELP,
+    run: joinCommand,
+  },
+  {
+    name: "host",
+    summary: "answer requests from a mailbox (same as --host)",
+    help: HOST_HELP,
+    run: hostCommand,
+  },
+  { name: "table", summary: "print the host's peer table", help: TABLE_HELP, run: tableCommand },
+  { name: "keygen", summary: "print a fresh network key", help: KEYGEN_HELP, run: keygenCommand },
+];
+
+export function findCommand(name: string): Command | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}
+
+export function mainHelp(): string {
+  const cmds = COMMANDS.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`).join("\n");
+  const opts = OPTIONS.map((o) => {
+    const name = `--${o.name}${o.arg ? ` ${o.arg}` : ""}`;
+    return `  ${name.padEnd(24)} ${o.help}${
+      o.default !== undefined && o.kind !== "boolean" ? ` (default ${o.default})` : ""
+    }`;
+  }).join("\n");
+  return `mailmeet — meet friends' computers through e-mail, then link directly
+
+Usage: mailmeet [COMMAND] [OPTIONS]
+
+Commands:
+${cmds}
+
+Options (each also MAILMEET_<NAME> in the environment, or a key in a --config JSON file;
+a flag beats the environment, which beats the file):
+${opts}
+
+Exit codes: 0 done · 1 bad usage or configuration · 2 could not reach a mail server ·
+3 no peer connected before --timeout.
+
+Run \`mailmeet COMMAND --help\` for a command's help and an example.`;
+}

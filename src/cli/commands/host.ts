@@ -1,0 +1,75 @@
+import { join } from "node:path";
+import { openMailbox } from "../../mail/open.ts";
+import { openSender } from "../../mail/smtp.ts";
+import { Host } from "../../roles/host.ts";
+import { InboxReader } from "../../roles/inbox.ts";
+import { PeerTable } from "../../table/table.ts";
+import { dataDir, flag, loadKey, mailSettings, num, sinkFor, str } from "../context.ts";
+import type { Resolved } from "../options.ts";
+import { interruptSignal } from "../signals.ts";
+import { DEFAULT_SKEW_MS } from "../../roles/host.ts";
+
+export const HOST_HELP = `mailmeet host (or mailmeet --host) — answer rendezvous requests from a mailbox
+
+Reads mailmeet requests from --inbox, keeps the peer table in --db, and mails each requester the
+most recent other peers. Other mail in the box is never touched. Runs until interrupted, or with
+--once answers what is in the box now and exits.
+
+Example:
+  mailmeet --host --address lan-host@game.test --inbox imaps://lan-host%40game.test:PASS@imap.game.test/INBOX \\
+    --smtp smtps://lan-host%40game.test:PASS@smtp.game.test --key-file group.key`;
+
+export function tablePath(r: Resolved, address: string): string {
+  return str(r, "db") ?? join(dataDir(), `table-${address.replace(/[^A-Za-z0-9@._-]/g, "_")}.db`);
+}
+
+export function openTable(r: Resolved, address: string): PeerTable {
+  const path = tablePath(r, address);
+  Deno.mkdirSync(join(path, ".."), { recursive: true });
+  return new PeerTable(path, {
+    capacity: num(r, "capacity"),
+    ttlMs: num(r, "ttl"),
+    replyLimit: num(r, "reply-limit"),
+  });
+}
+
+export async function hostCommand(r: Resolved): Promise<number> {
+  const mail = await mailSettings(r);
+  const key = await loadKey(r);
+  const events = sinkFor(r);
+  using table = openTable(r, mail.address);
+  await using sender = openSender(mail.smtp, { caCerts: mail.caCerts });
+  await using inbox = await openMailbox(mail.inbox, {
+    address: mail.address,
+    caCerts: mail.caCerts,
+    pollIntervalMs: mail.pollMs,
+    log: (line) => events({ event: "info", message: line }),
+  });
+  const host = new Host(
+    {
+      address: mail.address,
+      marker: str(r, "marker")!,
+      maxAgeMs: num(r, "max-age"),
+      skewMs: DEFAULT_SKEW_MS,
+    },
+    { key, table, sender, events },
+  );
+  const reader = new InboxReader(inbox, {
+    marker: str(r, "marker")!,
+    key,
+    onSkip: (id, reason) => events({ event: "host_dropped", reason, detail: `mail ${id}` }),
+    onError: (id, err) =>
+      events({
+        event: "error",
+        message: `mail ${id} stays in the box for a retry: ${(err as Error).message}`,
+      }),
+  });
+  if (flag(r, "once")) {
+    await reader.pass((m) => host.handle(m));
+    return 0;
+  }
+  using stop = interruptSignal();
+  events({ event: "info", message: `hosting for ${mail.address}; table ${tablePath(r, mail.address)}` });
+  await reader.run(stop.signal, (m) => host.handle(m));
+  return 0;
+}

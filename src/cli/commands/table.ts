@@ -1,0 +1,46 @@
+import { flag, requireAddress } from "../context.ts";
+import type { Resolved } from "../options.ts";
+import { openTable, tablePath } from "./host.ts";
+import { formatAddress } from "../../roles/peer.ts";
+
+export const TABLE_HELP = `mailmeet table — print the host's peer table
+
+The only place e-mail addresses are ever shown: they stay on the host and never go into replies.
+
+Example:
+  mailmeet table --address lan-host@game.test          (or --db FILE)
+  mailmeet table --db host.db --json`;
+
+export function tableCommand(r: Resolved): number {
+  const address = r.values.db ? "unused@local" : requireAddress(r);
+  using table = openTable(r, address);
+  const rows = table.entries(Date.now());
+  if (flag(r, "json")) {
+    for (const e of rows) {
+      console.log(JSON.stringify({
+        event: "entry",
+        user: e.user,
+        address: formatAddress(e.host, e.port),
+        email: e.email,
+        flagged: e.flagged,
+        stored: new Date(e.stored).toISOString(),
+      }));
+    }
+    return 0;
+  }
+  if (rows.length === 0) {
+    console.log(`The table ${tablePath(r, address)} is empty.`);
+    return 0;
+  }
+  const head = ["USER", "ADDRESS", "E-MAIL", "FLAG", "STORED"];
+  const body = rows.map((e) => [
+    e.user,
+    formatAddress(e.host, e.port),
+    e.email,
+    e.flagged ? "failed" : "",
+    new Date(e.stored).toISOString().replace("T", " ").slice(0, 19),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  for (const row of [head, ...body]) console.log(row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+  return 0;
+}

@@ -1,0 +1,130 @@
+/** Turns resolved options into what the roles need: key, mail URLs, addresses, output. */
+import { join } from "node:path";
+import { parseAccount } from "../mail/account.ts";
+import { MailError } from "../mail/errors.ts";
+import { type NetworkKey, parseNetworkKey } from "../protocol/keys.ts";
+import { isValidHost, isValidUserId } from "../protocol/messages.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import type { EventSink } from "../roles/events.ts";
+import { UsageError } from "./errors.ts";
+import type { Resolved } from "./options.ts";
+import { eventSink } from "./output.ts";
+
+export function str(r: Resolved, name: string): string | undefined {
+  const v = r.values[name];
+  return typeof v === "string" && v !== "" ? v : undefined;
+}
+export function list(r: Resolved, name: string): string[] {
+  const v = r.values[name];
+  return Array.isArray(v) ? v : [];
+}
+export function num(r: Resolved, name: string): number {
+  return r.values[name] as number;
+}
+export function flag(r: Resolved, name: string): boolean {
+  return r.values[name] === true;
+}
+
+export function dataDir(): string {
+  const xdg = Deno.env.get("XDG_DATA_HOME");
+  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE") ?? ".";
+  return xdg ? join(xdg, "mailmeet") : join(home, ".local", "share", "mailmeet");
+}
+
+/** The embedded default: one spool on this machine, no mail server. */
+export function defaultSpool(): string {
+  return join(dataDir(), "spool");
+}
+
+export function requireAddress(r: Resolved): string {
+  const a = str(r, "address");
+  if (!a) {
+    throw new UsageError(
+      "Say who you are with --address you@example.org (or MAILMEET_ADDRESS, or a --config file).",
+    );
+  }
+  if (!/^[^\s@<>",;]+@[^\s@<>",;]+$/.test(a)) {
+    throw new UsageError(`--address ${a} is not an e-mail address.`);
+  }
+  return a.toLowerCase();
+}
+
+export interface MailSettings {
+  address: string;
+  smtp: string;
+  inbox: string;
+  caCerts?: string[];
+  pollMs: number;
+}
+
+export async function mailSettings(r: Resolved): Promise<MailSettings> {
+  const address = requireAddress(r);
+  const spool = `maildir://${defaultSpool()}`;
+  const smtp = str(r, "smtp") ?? spool;
+  const inbox = str(r, "inbox") ?? spool;
+  // Validate both now so a typo is one clear sentence before anything is sent.
+  for (const [name, url] of [["smtp", smtp], ["inbox", inbox]] as const) {
+    try {
+      parseAccount(url);
+    } catch (err) {
+      if (err instanceof MailError) throw new UsageError(`--${name}: ${err.message}`);
+      throw err;
+    }
+  }
+  let caCerts: string[] | undefined;
+  const ca = str(r, "tls-ca");
+  if (ca) {
+    try {
+      caCerts = [await Deno.readTextFile(ca)];
+    } catch (err) {
+      throw new UsageError(`Cannot read the CA certificate --tls-ca ${ca}: ${(err as Error).message}.`);
+    }
+  }
+  return { address, smtp, inbox, caCerts, pollMs: num(r, "poll") };
+}
+
+export async function loadKey(r: Resolved): Promise<NetworkKey> {
+  let text = str(r, "key");
+  const file = str(r, "key-file");
+  if (!text && file) {
+    try {
+      text = (await Deno.readTextFile(file)).trim();
+    } catch (err) {
+      throw new UsageError(`Cannot read the network key file ${file}: ${(err as Error).message}.`);
+    }
+  }
+  if (!text) {
+    throw new UsageError(
+      "No network key: pass --key (from `mailmeet keygen`, or a shared passphrase) or --key-file FILE; everyone in the group must use the same one.",
+    );
+  }
+  try {
+    return await parseNetworkKey(text);
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+export function userId(r: Resolved, address: string): string {
+  const u = str(r, "user") ?? address.split("@")[0];
+  if (!isValidUserId(u)) {
+    throw new UsageError(`--user "${u}" is not a valid user id (1–64 printable characters).`);
+  }
+  return u;
+}
+
+export function parseHostPort(text: string, option: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (
+    !m || !Number.isInteger(port) || port < 0 || port > 65535 || !(isValidHost(m[1]) || m[1] === "0.0.0.0")
+  ) {
+    throw new UsageError(`--${option} ${text} is not IP:PORT (e.g. 0.0.0.0:47000 or [::]:47000).`);
+  }
+  return { host: m[1], port };
+}
+
+export function sinkFor(r: Resolved, name?: string): EventSink {
+  return eventSink({ json: flag(r, "json"), quiet: flag(r, "quiet"), verbose: flag(r, "verbose"), name });
+}

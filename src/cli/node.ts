@@ -1,0 +1,154 @@
+/**
+ * Starting a node from the options: listener, inbox loop (peer + auto-promoted host), the request.
+ * `join`, `chat`, `send`, `receive` and `tunnel` all rendezvous through this, then run their app.
+ */
+import { openMailbox } from "../mail/open.ts";
+import { openSender } from "../mail/smtp.ts";
+import type { Mailbox } from "../mail/mailbox.ts";
+import type { Sender } from "../mail/smtp.ts";
+import { detectAdvertiseHost } from "../net/address.ts";
+import { NetLinker, type NetPeerLink } from "../net/peer_link.ts";
+import { AutoNode } from "../roles/auto.ts";
+import type { EventSink } from "../roles/events.ts";
+import { DEFAULT_SKEW_MS, Host } from "../roles/host.ts";
+import { InboxReader } from "../roles/inbox.ts";
+import { formatAddress, Peer } from "../roles/peer.ts";
+import type { PeerTable } from "../table/table.ts";
+import { UsageError } from "./errors.ts";
+import { flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
+import type { Resolved } from "./options.ts";
+import { openTable } from "./commands/host.ts";
+
+export interface RunningNode extends AsyncDisposable {
+  peer: Peer;
+  user: string;
+  /** Settles (rejects) if the inbox loop fails for good. */
+  inboxLoop: Promise<void>;
+}
+
+export async function startNode(
+  r: Resolved,
+  events: EventSink,
+  onLink: (link: NetPeerLink) => void,
+  signal: AbortSignal,
+): Promise<RunningNode> {
+  const mail = await mailSettings(r);
+  const key = await loadKey(r);
+  const user = userId(r, mail.address);
+  const vias = list(r, "via").map((v) => v.toLowerCase());
+  if (vias.length === 0) {
+    throw new UsageError("Say which host mailbox to ask with --via host@example.org (repeatable).");
+  }
+  const listen = parseHostPort(str(r, "listen")!, "listen");
+  const blocked = new Set(list(r, "block"));
+  const linker = new NetLinker(key.secret, user);
+  const stack = new AsyncDisposableStack();
+  try {
+    let peer: Peer | undefined;
+    const listener = linker.listen({
+      hostname: listen.host,
+      port: listen.port,
+      signal,
+      onError: (err) => events({ event: "link_refused", address: "", reason: err.message }),
+      onLink: (link) => {
+        if (blocked.has(link.user)) {
+          events({ event: "link_refused", address: link.address, reason: `${link.user} is blocked` });
+          void link.close();
+          return;
+        }
+        if (peer?.accepted(link)) onLink(link);
+      },
+    });
+    stack.defer(() => listener.close());
+    const port = listener.addr.port;
+    let advertise: { host: string; port: number };
+    const adv = str(r, "advertise");
+    if (adv) {
+      advertise = parseHostPort(adv, "advertise");
+    } else {
+      const host = detectAdvertiseHost(listen.host);
+      if (!host) {
+        throw new UsageError(
+          "Cannot find an address others could dial: pass --advertise IP:PORT (your public or LAN address).",
+        );
+      }
+      advertise = { host, port };
+    }
+    events({
+      event: "listening",
+      address: listen.host,
+      port,
+      advertise: formatAddress(advertise.host, advertise.port),
+    });
+
+    const sender: Sender = openSender(mail.smtp, { caCerts: mail.caCerts });
+    stack.use(sender);
+    const inbox: Mailbox = await openMailbox(mail.inbox, {
+      address: mail.address,
+      caCerts: mail.caCerts,
+      pollIntervalMs: mail.pollMs,
+      log: (line) => events({ event: "info", message: line }),
+    });
+    stack.use(inbox);
+
+    peer = new Peer(
+      {
+        address: mail.address,
+        user,
+        vias,
+        marker: str(r, "marker")!,
+        advertise,
+        friends: new Set(list(r, "friend")),
+        blocked,
+        dialTimeoutMs: num(r, "dial-timeout"),
+        maxLinks: num(r, "max-links"),
+      },
+      { key, sender, linker, events, onLink: () => {} },
+    );
+    const thePeer = peer;
+    // Links we dial reach the app here; accepted ones above (after the peer adopts them).
+    thePeer.deps.onLink = (link) => {
+      if ((link as NetPeerLink).direction === "out") onLink(link as NetPeerLink);
+    };
+    stack.defer(() => thePeer.close());
+
+    let table: PeerTable | undefined;
+    stack.defer(() => table?.close());
+    const auto = new AutoNode({
+      peer: thePeer,
+      events,
+      promote: flag(r, "no-host") ? undefined : () => {
+        table = openTable(r, mail.address);
+        return new Host(
+          {
+            address: mail.address,
+            marker: str(r, "marker")!,
+            maxAgeMs: num(r, "max-age"),
+            skewMs: DEFAULT_SKEW_MS,
+          },
+          { key, table, sender, events },
+        );
+      },
+    });
+    const reader = new InboxReader(inbox, {
+      marker: str(r, "marker")!,
+      key,
+      onError: (id, err) => events({ event: "error", message: `mail ${id}: ${(err as Error).message}` }),
+    });
+    // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
+    await reader.pass(auto.handle);
+    await thePeer.announce();
+    const inboxLoop = reader.run(signal, auto.handle);
+    inboxLoop.catch(() => {});
+    stack.defer(() => inboxLoop.catch(() => {}));
+    return {
+      peer: thePeer,
+      user,
+      inboxLoop,
+      [Symbol.asyncDispose]: () => stack.disposeAsync(),
+    };
+  } catch (err) {
+    await stack.disposeAsync();
+    throw err;
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * Every option, in one table: its type, help, default, and whether it is a secret. Settings are
+ * resolved in one place, in one order (flag > MAILMEET_* environment > --config file > default).
+ */
+import { parseArgs } from "node:util";
+import { parseDuration } from "./duration.ts";
+import { UsageError } from "./errors.ts";
+
+export type OptionKind = "string" | "boolean" | "list" | "int" | "duration";
+
+export interface OptionSpec {
+  name: string;
+  kind: OptionKind;
+  help: string;
+  default?: string | number | boolean | string[];
+  /** Masked by `config show`, never logged. */
+  secret?: boolean;
+  /** Only on the command line (not env or file). */
+  flagOnly?: boolean;
+  arg?: string;
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { name: "config", kind: "string", arg: "FILE", help: "read settings from this JSON file", flagOnly: true },
+  { name: "address", kind: "string", arg: "ADDR", help: "your own e-mail address" },
+  {
+    name: "smtp",
+    kind: "string",
+    arg: "URL",
+    help: "how to send: smtp://, smtps:// or maildir:///spool",
+    secret: true,
+  },
+  {
+    name: "inbox",
+    kind: "string",
+    arg: "URL",
+    help: "how to read your mail: imap://, imaps://, pop3://, pop3s:// or maildir:///spool",
+    secret: true,
+  },
+  { name: "via", kind: "list", arg: "ADDR", help: "host mailbox to ask (repeatable)" },
+  {
+    name: "key",
+    kind: "string",
+    arg: "KEY",
+    help: "network key from `mailmeet keygen`, or a passphrase",
+    secret: true,
+  },
+  { name: "key-file", kind: "string", arg: "FILE", help: "read the network key from this file" },
+  {
+    name: "user",
+    kind: "string",
+    arg: "ID",
+    help: "your user id as others see it (default: your address's local part)",
+  },
+  { name: "listen", kind: "string", arg: "IP:PORT", help: "where to accept links", default: "0.0.0.0:0" },
+  {
+    name: "advertise",
+    kind: "string",
+    arg: "IP:PORT",
+    help: "address others should dial (default: detected)",
+  },
+  {
+    name: "timeout",
+    kind: "duration",
+    arg: "SECONDS",
+    help: "how long to wait for a first link",
+    default: "120",
+  },
+  {
+    name: "dial-timeout",
+    kind: "duration",
+    arg: "SECONDS",
+    help: "how long one dial may take",
+    default: "5",
+  },
+  { name: "json", kind: "boolean", help: "one JSON object per line on stdout", default: false },
+  { name: "friend", kind: "list", arg: "ID", help: "dial this user first (repeatable)" },
+  { name: "block", kind: "list", arg: "ID", help: "never dial this user (repeatable)" },
+  {
+    name: "marker",
+    kind: "string",
+    arg: "TEXT",
+    help: "subject marker of mailmeet mail",
+    default: "mailmeet rendezvous",
+  },
+  { name: "db", kind: "string", arg: "FILE", help: "host: the peer table file" },
+  { name: "capacity", kind: "int", arg: "N", help: "host: rows kept in the table", default: 1000 },
+  { name: "reply-limit", kind: "int", arg: "N", help: "host: peers in one reply at most", default: 16 },
+  {
+    name: "ttl",
+    kind: "duration",
+    arg: "DURATION",
+    help: "host: forget peers after this long",
+    default: "12h",
+  },
+  {
+    name: "max-age",
+    kind: "duration",
+    arg: "DURATION",
+    help: "host: drop requests older than this",
+    default: "12h",
+  },
+  {
+    name: "once",
+    kind: "boolean",
+    help: "host: answer what is in the mailbox now, then exit",
+    default: false,
+  },
+  {
+    name: "host",
+    kind: "boolean",
+    help: "run as a dedicated host (same as `mailmeet host`)",
+    default: false,
+  },
+  { name: "no-host", kind: "boolean", help: "never answer requests that reach your inbox", default: false },
+  { name: "max-links", kind: "int", arg: "N", help: "links to open by dialing at most", default: 8 },
+  {
+    name: "poll",
+    kind: "duration",
+    arg: "SECONDS",
+    help: "polling interval where the server has no push",
+    default: "2",
+  },
+  { name: "tls-ca", kind: "string", arg: "FILE", help: "trust this CA certificate (PEM) for mail servers" },
+  { name: "debug", kind: "boolean", help: "show stack traces", default: false },
+  { name: "quiet", kind: "boolean", help: "only errors", default: false },
+  { name: "verbose", kind: "boolean", help: "more detail", default: false },
+  { name: "help", kind: "boolean", help: "show help", flagOnly: true, default: false },
+  { name: "version", kind: "boolean", help: "show the version", flagOnly: true, default: false },
+];
+
+export type Source = "flag" | "env" | "file" | "default";
+export type Value = string | number | boolean | string[] | undefined;
+
+export interface Resolved {
+  command: string;
+  /** False when the command was implied (bare `mailmeet`, or `--host`). */
+  explicitCommand: boolean;
+  positionals: string[];
+  values: Record<string, Value>;
+  sources: Record<string, Source>;
+  /** Options not in OPTIONS that a command declared (e.g. send's --to). */
+  extra: Record<string, string | boolean | string[] | undefined>;
+}
+
+export interface ExtraOption {
+  name: string;
+  kind: "string" | "boolean" | "list";
+  short?: string;
+}
+
+export function envName(option: string): string {
+  return `MAILMEET_${option.toUpperCase().replaceAll("-", "_")}`;
+}
+
+function convert(spec: OptionSpec, raw: unknown, where: string): Value {
+  if (raw === undefined) return undefined;
+  switch (spec.kind) {
+    case "boolean":
+      if (typeof raw === "boolean") return raw;
+      if (/^(1|true|yes|on)$/i.test(String(raw))) return true;
+      if (/^(0|false|no|off|)$/i.test(String(raw))) return false;
+      throw new UsageError(`${where} must be true or false, not "${raw}".`);
+    case "list":
+      if (Array.isArray(raw)) return raw.map(String);
+      return String(raw).split(",").map((s) => s.trim()).filter(Boolean);
+    case "int": {
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < 1) {
+        throw new UsageError(`${where} must be a whole number of at least 1, not "${raw}".`);
+      }
+      return n;
+    }
+    case "duration":
+      return parseDuration(String(raw), spec.name);
+    default:
+      return String(raw);
+  }
+}
+
+export async function resolveOptions(
+  args: string[],
+  env: Record<string, string | undefined>,
+  extras: readonly ExtraOption[] = [],
+): Promise<Resolved> {
+  const parseConfig: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
+  for (const o of OPTIONS) {
+    parseConfig[o.name] = { type: o.kind === "boolean" ? "boolean" : "string", multiple: o.kind === "list" };
+  }
+  for (const o of extras) {
+    parseConfig[o.name] = {
+      type: o.kind === "boolean" ? "boolean" : "string",
+      multiple: o.kind === "list",
+      short: o.short,
+    };
+  }
+  parseConfig.help.short = "h";
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: parseConfig, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(
+      `${(err as Error).message.replace(/\.$/, "")}. Run \`mailmeet --help\` for the options.`,
+    );
+  }
+  const flags = parsed.values as Record<string, unknown>;
+  const positionals = [...parsed.positionals];
+  const explicitCommand = positionals.length > 0;
+  let command = positionals.shift() ?? "join";
+  if (flags.host === true && command === "join") command = "host";
+
+  let file: Record<string, unknown> = {};
+  const configPath = flags.config as string | undefined ?? env.MAILMEET_CONFIG;
+  if (configPath) file = await readConfigFile(configPath);
+
+  const values: Record<string, Value> = {};
+  const sources: Record<string, Source> = {};
+  for (const spec of OPTIONS) {
+    let raw: unknown;
+    let source: Source = "default";
+    if (flags[spec.name] !== undefined) {
+      raw = flags[spec.name];
+      source = "flag";
+    } else if (!spec.flagOnly && env[envName(spec.name)] !== undefined) {
+      raw = env[envName(spec.name)];
+      source = "env";
+    } else if (!spec.flagOnly && file[spec.name] !== undefined) {
+      raw = file[spec.name];
+      source = "file";
+    } else {
+      raw = spec.default;
+    }
+    const where = source === "flag"
+      ? `--${spec.name}`
+      : source === "env"
+      ? envName(spec.name)
+      : source === "file"
+      ? `"${spec.name}" in ${configPath}`
+      : `--${spec.name}`;
+    values[spec.name] = convert(spec, raw, where);
+    sources[spec.name] = source;
+  }
+  values.config = configPath;
+  const extra: Resolved["extra"] = {};
+  for (const o of extras) extra[o.name] = flags[o.name] as string | boolean | string[] | undefined;
+  return { command, explicitCommand, positionals, values, sources, extra };
+}
+
+async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new UsageError(`Cannot read the config file ${path}: ${(err as Error).message}.`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`The config file ${path} is not valid JSON: ${(err as Error).message}.`);
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new UsageError(`The config file ${path} must hold one JSON object of option names and values.`);
+  }
+  const known = new Set(OPTIONS.filter((o) => !o.flagOnly).map((o) => o.name));
+  for (const k of Object.keys(data)) {
+    if (!known.has(k)) throw new UsageError(`The config file ${path} has an unknown setting "${k}".`);
+  }
+  return data as Record<string, unknown>;
+}

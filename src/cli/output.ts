@@ -1,0 +1,86 @@
+/**
+ * What the user sees: readable lines on stderr-free stdout, or with --json one object per line
+ * (each with an `event` field). Colour only on a terminal and never with NO_COLOR.
+ */
+import type { EventSink, NodeEvent } from "../roles/events.ts";
+
+export interface OutputOptions {
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+  /** Prefix for human lines (the demo runs several nodes in one terminal). */
+  name?: string;
+  write?: (line: string) => void;
+  now?: () => Date;
+}
+
+const useColor = () => Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+
+const QUIET_OK = new Set(["error", "connected"]);
+const VERBOSE_ONLY = new Set(["listening", "info", "reply_ignored", "host_dropped"]);
+
+export function describe(e: NodeEvent): string {
+  switch (e.event) {
+    case "listening":
+      return `listening on ${e.address}:${e.port}, advertising ${e.advertise}`;
+    case "request_sent":
+      return `asked ${e.via.join(", ")} who else is online`;
+    case "reply":
+      return e.peers === 0
+        ? `${e.from} answered: nobody else yet`
+        : `${e.from} answered with ${e.peers} peer(s)`;
+    case "reply_ignored":
+      return `ignored a reply: ${e.reason}`;
+    case "waiting":
+      return e.reason;
+    case "dial":
+      return `dialing ${e.peer} at ${e.address}`;
+    case "dial_failed":
+      return `could not reach ${e.peer} at ${e.address}: ${e.reason}`;
+    case "failure_sent":
+      return `told ${e.via} that ${e.peer} did not answer`;
+    case "connected":
+      return `connected to ${e.peer} (${e.address}, ${e.direction === "out" ? "we dialed" : "they dialed"})`;
+    case "disconnected":
+      return `${e.peer} left${e.reason ? `: ${e.reason}` : ""}`;
+    case "link_refused":
+      return `refused a connection from ${e.address}: ${e.reason}`;
+    case "host_request":
+      return e.outcome === "older"
+        ? `request from ${e.peer} is older than the one we hold; answered, not stored`
+        : `${e.outcome === "retry" ? "again: " : ""}request from ${e.peer} at ${e.address}`;
+    case "host_reply":
+      return `answered ${e.peer} with ${e.peers} peer(s)`;
+    case "host_failure":
+      return e.flagged
+        ? `${e.reporter} could not reach ${e.peer}: flagged`
+        : `${e.reporter} could not reach ${e.peer}, who is not in the table`;
+    case "host_dropped":
+      return `dropped a message (${e.detail}): ${e.reason}`;
+    case "promoted":
+      return `now also hosting: ${e.reason}`;
+    case "error":
+      return `error: ${e.message}`;
+    case "info":
+      return e.message;
+  }
+}
+
+export function eventSink(opts: OutputOptions): EventSink {
+  const write = opts.write ?? ((line: string) => console.log(line));
+  const now = opts.now ?? (() => new Date());
+  const color = !opts.write && useColor();
+  return (e) => {
+    if (opts.json) {
+      write(JSON.stringify({ time: now().toISOString(), ...e }));
+      return;
+    }
+    if (opts.quiet && !QUIET_OK.has(e.event)) return;
+    if (!opts.verbose && VERBOSE_ONLY.has(e.event)) return;
+    const t = now().toTimeString().slice(0, 8);
+    let text = describe(e);
+    if (color && e.event === "connected") text = `\x1b[32m${text}\x1b[0m`;
+    if (color && (e.event === "error" || e.event === "dial_failed")) text = `\x1b[31m${text}\x1b[0m`;
+    write(`${t} ${opts.name ? `${opts.name}: ` : ""}${text}`);
+  };
+}

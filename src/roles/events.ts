@@ -1,0 +1,37 @@
+/**
+ * What the roles report. The CLI turns these into readable lines or, with --json, one object per
+ * line. Field names are part of the CLI contract: extend, never rename. No event carries a key or
+ * a password; only host-side events may carry an e-mail address, and only `table` prints them.
+ */
+
+export type NodeEvent =
+  // peer
+  | { event: "listening"; address: string; port: number; advertise: string }
+  | { event: "request_sent"; via: string[]; session: string }
+  | { event: "reply"; from: string; peers: number; session: string }
+  | { event: "reply_ignored"; reason: string }
+  | { event: "waiting"; reason: string }
+  | { event: "dial"; peer: string; address: string }
+  | { event: "dial_failed"; peer: string; address: string; reason: string }
+  | { event: "failure_sent"; peer: string; via: string }
+  | { event: "connected"; peer: string; address: string; direction: "out" | "in" }
+  | { event: "disconnected"; peer: string; address: string; reason?: string }
+  | { event: "link_refused"; address: string; reason: string }
+  // host
+  | { event: "host_request"; peer: string; address: string; outcome: "stored" | "older" | "retry" }
+  | { event: "host_reply"; peer: string; peers: number }
+  | { event: "host_failure"; reporter: string; peer: string; flagged: boolean }
+  | { event: "host_dropped"; reason: string; detail: string }
+  | { event: "promoted"; reason: string }
+  // both
+  | { event: "error"; message: string; code?: string }
+  | { event: "info"; message: string };
+
+export type EventSink = (e: NodeEvent) => void;
+
+export const silent: EventSink = () => {};
+
+/** Hex for ids that appear in events (session ids are random, not secret). */
+export function shortHex(bytes: Uint8Array, n = 8): string {
+  return [...bytes.subarray(0, n)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
