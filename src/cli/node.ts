@@ -44,7 +44,8 @@ export async function startNode(
   const linker = new NetLinker(key.secret, user);
   const stack = new AsyncDisposableStack();
   try {
-    let peer: Peer | undefined;
+    // The listener is up before the peer exists (the peer advertises its port).
+    const ref: { peer?: Peer } = {};
     const listener = linker.listen({
       hostname: listen.host,
       port: listen.port,
@@ -56,7 +57,8 @@ export async function startNode(
           void link.close();
           return;
         }
-        if (peer?.accepted(link)) onLink(link);
+        if (!ref.peer) void link.close();
+        else ref.peer.accepted(link);
       },
     });
     stack.defer(() => listener.close());
@@ -91,7 +93,7 @@ export async function startNode(
     });
     stack.use(inbox);
 
-    peer = new Peer(
+    const peer = new Peer(
       {
         address: mail.address,
         user,
@@ -103,19 +105,16 @@ export async function startNode(
         dialTimeoutMs: num(r, "dial-timeout"),
         maxLinks: num(r, "max-links"),
       },
-      { key, sender, linker, events, onLink: () => {} },
+      // Every link the peer adopts, dialed or accepted, goes to the app.
+      { key, sender, linker, events, onLink: (link) => onLink(link as NetPeerLink) },
     );
-    const thePeer = peer;
-    // Links we dial reach the app here; accepted ones above (after the peer adopts them).
-    thePeer.deps.onLink = (link) => {
-      if ((link as NetPeerLink).direction === "out") onLink(link as NetPeerLink);
-    };
-    stack.defer(() => thePeer.close());
+    ref.peer = peer;
+    stack.defer(() => peer.close());
 
     let table: PeerTable | undefined;
     stack.defer(() => table?.close());
     const auto = new AutoNode({
-      peer: thePeer,
+      peer,
       events,
       promote: flag(r, "no-host") ? undefined : () => {
         table = openTable(r, mail.address);
@@ -137,12 +136,12 @@ export async function startNode(
     });
     // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
     await reader.pass(auto.handle);
-    await thePeer.announce();
+    await peer.announce();
     const inboxLoop = reader.run(signal, auto.handle);
     inboxLoop.catch(() => {});
     stack.defer(() => inboxLoop.catch(() => {}));
     return {
-      peer: thePeer,
+      peer,
       user,
       inboxLoop,
       [Symbol.asyncDispose]: () => stack.disposeAsync(),
