@@ -14,8 +14,10 @@ export interface OutgoingMail {
   to: readonly string[];
   subject: string;
   text: string;
-  /** Extra headers (e.g. X-Mailmeet-Kind); never put secrets or addresses here. */
+  /** Extra headers; never put secrets or addresses here. */
   headers?: Record<string, string>;
+  /** The Date header; now when omitted (tests set old dates to prove --max-age). */
+  date?: Date;
 }
 
 export interface SentInfo {
@@ -62,6 +64,7 @@ export async function composeMail(mail: OutgoingMail): Promise<{ raw: Uint8Array
     subject: mail.subject,
     text: mail.text,
     headers: mail.headers,
+    date: mail.date,
   });
   return { raw: new Uint8Array(info.message as unknown as Uint8Array), messageId: info.messageId };
 }
@@ -127,6 +130,7 @@ class SmtpSender implements Sender {
           subject: mail.subject,
           text: mail.text,
           headers: mail.headers,
+          date: mail.date,
         });
         return { messageId: info.messageId, response: info.response };
       } catch (err) {
