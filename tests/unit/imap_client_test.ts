@@ -799,3 +799,17 @@ Deno.test("close sends LOGOUT, ends a running watch, and later calls fail with '
   await assert.rejects(() => mb.list("[mm]"), isCode("closed"));
   await mb.close(); // twice is fine
 });
+
+Deno.test("watch ends with MailError 'connect' once reconnecting gives up, instead of retrying for ever", async () => {
+  await using server = new FakeImap();
+  await using mb = await open(server, { tuning: { reconnectAttempts: 3 } });
+  const ctl = new AbortController();
+  const it = mb.watch(ctl.signal)[Symbol.asyncIterator]();
+  assert.equal(await nextWithin(it, 1000), "yield");
+  const idling = server.nextIdle();
+  const next = it.next();
+  await idling;
+  server.stopListening();
+  for (const s of server.sessions) s.close();
+  await assert.rejects(() => next, isCode("connect"));
+});

@@ -326,7 +326,7 @@ export class ImapMailbox implements Mailbox {
   }
 
   /** The current connection, or a new one after a drop (bounded attempts, backoff with jitter). */
-  async #ready(): Promise<ImapClient> {
+  async #ready(signal?: AbortSignal): Promise<ImapClient> {
     if (this.#closed) throw this.#closedError();
     if (this.#client?.usable) return this.#client;
     const old = this.#client;
@@ -335,8 +335,15 @@ export class ImapMailbox implements Mailbox {
     const attempts = Math.max(1, this.#tuning.reconnectAttempts);
     let last: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      if (attempt > 1) await sleep(backoffDelay(attempt - 1, this.#tuning), this.#closeCtl.signal);
+      if (attempt > 1) {
+        const signals = signal ? [this.#closeCtl.signal, signal] : [this.#closeCtl.signal];
+        await sleep(backoffDelay(attempt - 1, this.#tuning), ...signals);
+      }
       if (this.#closed) throw this.#closedError();
+      // A watch that was stopped need not wait out the reconnect; the next operation resumes it.
+      if (signal?.aborted) {
+        throw new MailError(`Stopped watching ${this.label} while reconnecting.`, "closed");
+      }
       try {
         await this.#connect();
         this.#log(`Reconnected to ${this.label} (attempt ${attempt}).`);
@@ -422,22 +429,31 @@ export class ImapMailbox implements Mailbox {
       const release = await this.#lock.acquire();
       let end: IdleEnd | "poll" = "preempted";
       try {
-        const c = await this.#ready();
+        let c: ImapClient;
+        try {
+          c = await this.#ready(signal);
+        } catch (err) {
+          // #ready already retried with backoff; what it throws ends the watch.
+          if (signal.aborted || this.#closed) return false;
+          throw err;
+        }
         if (this.#generation !== generation) return true;
-        // RFC 3501 §6.1.2: NOOP lets the server report EXISTS; without IDLE that is how mail is seen.
-        if (noop) await c.command("NOOP");
-        noop = false;
-        if (this.#arrivals !== this.#seenArrivals) return true;
-        if (this.#waitingOps > 0 || signal.aborted || this.#closed) end = "preempted";
-        else if (c.capabilities.has("IDLE") && !this.#idleRefused) end = await this.#idle(c, signal);
-        else end = "poll";
-      } catch (err) {
-        if (signal.aborted || this.#closed) return false;
-        if (!isRetriableError(err)) throw err;
-        this.#log(
-          `Lost the connection to ${this.label} while watching (${(err as Error).message}); reconnecting.`,
-        );
-        continue; // #ready reconnects, then the generation differs and we yield
+        try {
+          // RFC 3501 §6.1.2: NOOP lets the server report EXISTS; without IDLE that is how mail is seen.
+          if (noop) await c.command("NOOP");
+          noop = false;
+          if (this.#arrivals !== this.#seenArrivals) return true;
+          if (this.#waitingOps > 0 || signal.aborted || this.#closed) end = "preempted";
+          else if (c.capabilities.has("IDLE") && !this.#idleRefused) end = await this.#idle(c, signal);
+          else end = "poll";
+        } catch (err) {
+          if (signal.aborted || this.#closed) return false;
+          if (!isRetriableError(err)) throw err;
+          this.#log(
+            `Lost the connection to ${this.label} while watching (${(err as Error).message}); reconnecting.`,
+          );
+          continue; // the next round's #ready reconnects; the generation then differs and we yield
+        }
       } finally {
         release();
       }
