@@ -22,6 +22,11 @@ export const LOGOUT_TIMEOUT_MS = 5_000;
 export const RECONNECT_ATTEMPTS = 6;
 export const RECONNECT_BASE_DELAY_MS = 250;
 export const RECONNECT_MAX_DELAY_MS = 5_000;
+/**
+ * watch() also yields when this long has passed without a yield, new mail or not: a caller whose
+ * handler failed leaves the message in the box "for the next wake-up", and that must come.
+ */
+export const WATCH_RECHECK_MS = 30_000;
 
 export interface Pop3Tuning {
   connectTimeoutMs: number;
@@ -179,12 +184,14 @@ export class Pop3Mailbox implements Mailbox {
   /**
    * Yields at once; then every poll interval takes a new session (the only way POP3 shows new mail)
    * and yields when its UIDL listing holds an id the previous snapshot did not, or when the
-   * connection had been lost and was re-established. Not on every poll: each yield makes the caller
-   * list(), and the poll already has the UIDLs to compare for free.
+   * connection had been lost and was re-established, or WATCH_RECHECK_MS after the last yield. Not
+   * on every poll: each yield makes the caller list() (and its work), and the poll already has the
+   * UIDLs to compare for free.
    */
   async *watch(signal: AbortSignal): AsyncIterable<void> {
     if (signal.aborted || this.#closed) return;
     yield;
+    let lastYield = Date.now();
     while (!signal.aborted && !this.#closed) {
       // Taken after the caller's turn: anything it could not have seen counts as new.
       const baseline = this.#lastIds;
@@ -199,7 +206,11 @@ export class Pop3Mailbox implements Mailbox {
       polled.catch(() => {}); // if the caller aborts first, the poll finishes (bounded by timeouts) unobserved
       const ids = await untilAborted(polled, signal);
       if (ids === undefined || this.#closed) return;
-      if (this.#losses !== losses || [...ids].some((id) => !baseline.has(id))) yield;
+      const news = [...ids].some((id) => !baseline.has(id));
+      if (news || this.#losses !== losses || Date.now() - lastYield >= WATCH_RECHECK_MS) {
+        yield;
+        lastYield = Date.now();
+      }
     }
   }
 
