@@ -1,0 +1,457 @@
+/**
+ * The direct link between two peers: TCP, the Noise IKpsk2 handshake (src/protocol/noise.ts), then
+ * the sealed frames of SecureChannel.
+ *
+ * The dialer knows the listener's link key from the host's reply; the listener learns the dialer's
+ * key and user id inside the handshake. Who proves what, and when:
+ *  - message 1 (dialer → listener) is encrypted to the published key: only its holder reads it, so
+ *    a machine that inherited the listener's IP address cannot answer it;
+ *  - message 2 (listener → dialer) mixes in the psk from the network key: the dialer learns that
+ *    the listener holds both the published key and the network key;
+ *  - the dialer's first transport frame (a fixed key-confirmation) tells the listener the dialer
+ *    holds the network key too. Only then does the listener hand the link to the application.
+ * A stranger who connects gets at most message 2, which it cannot decrypt, and is dropped when it
+ * fails or after HANDSHAKE_TIMEOUT_MS.
+ */
+import { equalBytes, fromUtf8, utf8 } from "../protocol/bytes.ts";
+import {
+  deriveLinkPsk,
+  HandshakeState,
+  type KeyPair,
+  LINK_PROLOGUE,
+  LinkError,
+  MAX_MESSAGE_LEN,
+} from "../protocol/noise.ts";
+import {
+  type ByteStream,
+  encodeFrame,
+  FrameReader,
+  type ReceiveOptions,
+  SecureChannel,
+  withTimeout,
+  writeAll,
+} from "./secure_channel.ts";
+
+/** The whole handshake (and, for the dialer, the TCP connect) must finish within this. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** The JSON each side sends inside the handshake ({user, v, …}) is small; this bounds it. */
+export const MAX_HANDSHAKE_PAYLOAD = 4096;
+/** Connections still in their handshake; more are dropped at once, so strangers cannot pile up. */
+export const MAX_PENDING_HANDSHAKES = 32;
+/** The dialer's first transport frame; its successful decryption proves the dialer holds the psk. */
+const KEY_CONFIRMATION = utf8("mailmeet link ready v1");
+
+/** What each side tells the other inside the handshake, e.g. `{ user: "alice", v: 1 }`. */
+export type LinkInfo = Record<string, unknown>;
+
+export interface LinkKeys {
+  /** Our link key pair for this run. */
+  staticKey: KeyPair;
+  /** The group's 32-byte network key (NetworkKey.secret). */
+  networkKey: Uint8Array;
+  /** Sent to the other side inside the encrypted handshake. */
+  localInfo?: LinkInfo;
+}
+
+export interface InitiateOptions extends LinkKeys {
+  /** The listener's link public key, as the host published it. */
+  remoteStatic: Uint8Array;
+  /** For messages: who we dialled, e.g. "203.0.113.5:7400". */
+  peer?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface DialOptions extends Omit<InitiateOptions, "peer"> {
+  hostname: string;
+  port: number;
+}
+
+export interface AcceptOptions extends LinkKeys {
+  /** For messages: where the connection came from, e.g. "127.0.0.1:53412". */
+  peer?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ListenOptions extends LinkKeys {
+  hostname?: string;
+  port: number;
+  /** Receives each authenticated link; the application owns it from then on. */
+  onLink: (link: Link) => void | Promise<void>;
+  /** Hears about every dropped connection (one sentence each, for the log). */
+  onError?: (err: LinkError) => void;
+  /** Closes the listener when aborted. */
+  signal?: AbortSignal;
+  handshakeTimeoutMs?: number;
+}
+
+export type LinkRole = "dialer" | "listener";
+
+/** An authenticated, encrypted link to one peer. */
+export class Link {
+  readonly #channel: SecureChannel;
+
+  constructor(
+    channel: SecureChannel,
+    /** The other side's link public key: the published one (dialer) or the one it proved (listener). */
+    readonly remoteStatic: Uint8Array,
+    /** What the other side sent inside the handshake. */
+    readonly remotePayload: LinkInfo,
+    /** The Noise handshake hash, equal on both sides: usable for channel binding. */
+    readonly handshakeHash: Uint8Array,
+    readonly role: LinkRole,
+  ) {
+    this.#channel = channel;
+  }
+
+  /** Who is on the other side, as "address:port". */
+  get remoteAddr(): string {
+    return this.#channel.peer;
+  }
+
+  get closed(): boolean {
+    return this.#channel.closed;
+  }
+
+  /** Resolves when the socket took every byte; data over 1 MiB goes as several frames. */
+  send(data: Uint8Array): Promise<void> {
+    return this.#channel.send(data);
+  }
+
+  /** The next chunk, or null after the other side's authenticated close. */
+  receive(opts?: ReceiveOptions): Promise<Uint8Array | null> {
+    return this.#channel.receive(opts);
+  }
+
+  close(): Promise<void> {
+    return this.#channel.close();
+  }
+
+  /** Cuts the connection without a close frame. */
+  abort(): void {
+    this.#channel.abort();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+// ─── Handshake payloads ──────────────────────────────────────────────────────────────────────
+
+function encodeInfo(info: LinkInfo | undefined): Uint8Array {
+  const bytes = utf8(JSON.stringify(info ?? {}));
+  if (bytes.length > MAX_HANDSHAKE_PAYLOAD) {
+    throw new RangeError(
+      `The link info is ${bytes.length} bytes; at most ${MAX_HANDSHAKE_PAYLOAD} fit the handshake.`,
+    );
+  }
+  return bytes;
+}
+
+function decodeInfo(bytes: Uint8Array): LinkInfo | undefined {
+  if (bytes.length > MAX_HANDSHAKE_PAYLOAD) return undefined;
+  try {
+    const value: unknown = JSON.parse(fromUtf8(bytes));
+    return typeof value === "object" && value !== null && !Array.isArray(value)
+      ? value as LinkInfo
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** "host:port", with brackets for IPv6. */
+export function formatAddr(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return addr.transport;
+  return addr.hostname.includes(":") ? `[${addr.hostname}]:${addr.port}` : `${addr.hostname}:${addr.port}`;
+}
+
+/**
+ * Runs `handshake` under the deadline and signal; on any failure closes `conn`, so a stalled read
+ * ends, and throws a LinkError.
+ */
+async function guarded(
+  conn: ByteStream,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  onTimeout: () => LinkError,
+  handshake: () => Promise<Link>,
+): Promise<Link> {
+  const running = handshake();
+  try {
+    return await withTimeout(running, timeoutMs, onTimeout, signal);
+  } catch (err) {
+    running.then((link) => link.abort(), () => {});
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+    if (err instanceof LinkError) throw err;
+    throw new LinkError(`The handshake was abandoned: ${describe(err)}`, "closed", { cause: err });
+  }
+}
+
+// ─── Dialer ──────────────────────────────────────────────────────────────────────────────────
+
+/** Runs the dialer's side of the handshake on an open connection. Closes `conn` on failure. */
+export function initiateLink(conn: ByteStream, opts: InitiateOptions): Promise<Link> {
+  const peer = opts.peer ?? "the peer";
+  const timeoutMs = opts.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  return guarded(
+    conn,
+    timeoutMs,
+    opts.signal,
+    () => new LinkError(`${peer} did not finish the link handshake within ${timeoutMs / 1000} s.`, "timeout"),
+    async () => {
+      const hs = HandshakeState.initiator({
+        s: opts.staticKey,
+        rs: opts.remoteStatic,
+        psk: deriveLinkPsk(opts.networkKey),
+        prologue: LINK_PROLOGUE,
+      });
+      const reader = new FrameReader(conn);
+      await writeAll(conn, encodeFrame(hs.writeMessage(encodeInfo(opts.localInfo))));
+
+      let reply: Uint8Array | null;
+      try {
+        reply = await reader.readFrame(MAX_MESSAGE_LEN);
+      } catch (err) {
+        if (err instanceof LinkError && err.code === "too_large") {
+          throw new LinkError(`${peer} does not speak the mailmeet link protocol.`, "handshake", {
+            cause: err,
+          });
+        }
+        reply = null; // reset or cut: same meaning as a plain close below
+      }
+      if (reply === null) {
+        // The holder of the published key would have read message 1 and answered; anyone else
+        // cannot decrypt it and hangs up.
+        throw new LinkError(
+          `${peer} is not the peer we looked for: its key does not match the one the host published.`,
+          "wrong_peer",
+        );
+      }
+      let payload: Uint8Array;
+      try {
+        payload = hs.readMessage(reply);
+      } catch (err) {
+        throw new LinkError(
+          `${peer} does not hold the network key (or is not the peer the host published): its handshake reply did not authenticate.`,
+          "network_key",
+          { cause: err },
+        );
+      }
+      const info = decodeInfo(payload);
+      if (info === undefined) {
+        throw new LinkError(`${peer} sent a handshake payload that is not a JSON object.`, "handshake");
+      }
+      const { send, receive, handshakeHash } = hs.split();
+      const channel = new SecureChannel(conn, { send, receive, reader, peer });
+      await channel.send(KEY_CONFIRMATION);
+      return new Link(channel, new Uint8Array(opts.remoteStatic), info, handshakeHash, "dialer");
+    },
+  );
+}
+
+/** Connects over TCP and runs the handshake; the whole thing within `timeoutMs`. */
+export async function dialLink(opts: DialOptions): Promise<Link> {
+  const where = opts.hostname.includes(":")
+    ? `[${opts.hostname}]:${opts.port}`
+    : `${opts.hostname}:${opts.port}`;
+  const timeoutMs = opts.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  const started = Date.now();
+  const abort = new AbortController();
+  const onAbort = () => abort.abort(opts.signal?.reason);
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  let conn: Deno.TcpConn;
+  try {
+    conn = await withTimeout(
+      Deno.connect({ hostname: opts.hostname, port: opts.port, transport: "tcp", signal: abort.signal }),
+      timeoutMs,
+      () => new LinkError(`Cannot connect to ${where}: no answer within ${timeoutMs / 1000} s.`, "timeout"),
+    );
+  } catch (err) {
+    abort.abort();
+    if (err instanceof LinkError) throw err;
+    if (err instanceof Deno.errors.ConnectionRefused) {
+      throw new LinkError(`Cannot connect to ${where}: the connection was refused.`, "connect", {
+        cause: err,
+      });
+    }
+    throw new LinkError(`Cannot connect to ${where}: ${describe(err)}.`, "connect", { cause: err });
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+  }
+  conn.setNoDelay(true);
+  return await initiateLink(conn, {
+    ...opts,
+    peer: where,
+    timeoutMs: Math.max(1, timeoutMs - (Date.now() - started)),
+  });
+}
+
+// ─── Listener ────────────────────────────────────────────────────────────────────────────────
+
+/** Runs the listener's side of the handshake on an accepted connection. Closes `conn` on failure. */
+export function acceptLink(conn: ByteStream, opts: AcceptOptions): Promise<Link> {
+  const from = opts.peer ?? "a peer";
+  const timeoutMs = opts.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  const dropped = (why: string, code: LinkError["code"], cause?: unknown) =>
+    new LinkError(`Dropped a connection from ${from}: ${why}.`, code, { cause });
+  return guarded(
+    conn,
+    timeoutMs,
+    opts.signal,
+    () => dropped(`it did not finish the handshake within ${timeoutMs / 1000} s`, "timeout"),
+    async () => {
+      const hs = HandshakeState.responder({
+        s: opts.staticKey,
+        psk: deriveLinkPsk(opts.networkKey),
+        prologue: LINK_PROLOGUE,
+      });
+      const reader = new FrameReader(conn);
+      let hello: Uint8Array | null;
+      try {
+        hello = await reader.readFrame(MAX_MESSAGE_LEN);
+      } catch (err) {
+        throw dropped("it does not speak the mailmeet link protocol", "handshake", err);
+      }
+      if (hello === null) throw dropped("it hung up before the handshake", "handshake");
+      let payload: Uint8Array;
+      try {
+        payload = hs.readMessage(hello);
+      } catch (err) {
+        throw dropped(
+          "its handshake is not addressed to our link key (a stranger, or a peer holding an old key of ours)",
+          "handshake",
+          err,
+        );
+      }
+      const info = decodeInfo(payload);
+      if (info === undefined) throw dropped("its handshake payload is not a JSON object", "handshake");
+      await writeAll(conn, encodeFrame(hs.writeMessage(encodeInfo(opts.localInfo))));
+
+      const remoteStatic = hs.remoteStatic!;
+      const { send, receive, handshakeHash } = hs.split();
+      const channel = new SecureChannel(conn, { send, receive, reader, peer: from });
+      let confirmation: Uint8Array | null;
+      try {
+        confirmation = await channel.receive();
+      } catch (err) {
+        if (err instanceof LinkError && (err.code === "truncated" || err.code === "tampered")) {
+          throw dropped("it does not hold the network key", "network_key", err);
+        }
+        throw err;
+      }
+      if (confirmation === null || !equalBytes(confirmation, KEY_CONFIRMATION)) {
+        channel.abort();
+        throw dropped("it did not confirm the handshake", "protocol");
+      }
+      return new Link(channel, remoteStatic, info, handshakeHash, "listener");
+    },
+  );
+}
+
+export interface LinkListener {
+  /** Where we listen (port 0 in the options picks a free one). */
+  readonly addr: Deno.NetAddr;
+  /** Stops accepting, drops connections still in their handshake; established links stay open. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Accepts TCP connections and hands each authenticated link to `onLink`. */
+export function listenLinks(opts: ListenOptions): LinkListener {
+  const listener = Deno.listen({ hostname: opts.hostname ?? "0.0.0.0", port: opts.port, transport: "tcp" });
+  const stop = new AbortController();
+  const handshakes = new Set<Promise<void>>();
+  const report = (err: LinkError) => {
+    try {
+      opts.onError?.(err);
+    } catch {
+      // a logger's failure must not stop the listener
+    }
+  };
+
+  const accepting = (async () => {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // closed
+      }
+      const from = formatAddr(conn.remoteAddr);
+      if (handshakes.size >= MAX_PENDING_HANDSHAKES) {
+        conn.close();
+        report(
+          new LinkError(`Dropped a connection from ${from}: too many handshakes in progress.`, "handshake"),
+        );
+        continue;
+      }
+      conn.setNoDelay(true);
+      const task = acceptLink(conn, {
+        ...opts,
+        peer: from,
+        timeoutMs: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+        signal: stop.signal,
+      }).then(
+        (link) => {
+          if (stop.signal.aborted) {
+            link.abort();
+            return;
+          }
+          Promise.resolve()
+            .then(() => opts.onLink(link))
+            .catch((err) => {
+              link.abort();
+              report(
+                new LinkError(`The handler for the link from ${from} failed: ${describe(err)}`, "closed", {
+                  cause: err,
+                }),
+              );
+            });
+        },
+        (err) => {
+          if (!stop.signal.aborted) {
+            report(err instanceof LinkError ? err : new LinkError(describe(err), "handshake"));
+          }
+        },
+      );
+      handshakes.add(task);
+      task.finally(() => handshakes.delete(task));
+    }
+  })();
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      stop.abort(new LinkError("The listener was closed.", "closed"));
+      try {
+        listener.close();
+      } catch {
+        // already closed
+      }
+      await accepting;
+      await Promise.allSettled([...handshakes]);
+      opts.signal?.removeEventListener("abort", onAbort);
+    })();
+    return closing;
+  };
+  const onAbort = () => void close();
+  if (opts.signal?.aborted) void close();
+  else opts.signal?.addEventListener("abort", onAbort, { once: true });
+
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
