@@ -174,7 +174,7 @@ export function formatAddr(addr: Deno.Addr): string {
 
 /**
  * Runs `handshake` under the deadline and signal; on any failure closes `conn`, so a stalled read
- * ends, and throws a LinkError.
+ * ends, and rethrows (a LinkError, the signal's reason, or a programming error as it was).
  */
 async function guarded(
   conn: ByteStream,
@@ -193,8 +193,7 @@ async function guarded(
     } catch {
       // already closed
     }
-    if (err instanceof LinkError) throw err;
-    throw new LinkError(`The handshake was abandoned: ${describe(err)}`, "closed", { cause: err });
+    throw err;
   }
 }
 
@@ -271,14 +270,21 @@ export async function dialLink(opts: DialOptions): Promise<Link> {
   const onAbort = () => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   let conn: Deno.TcpConn;
+  const connecting = Deno.connect({
+    hostname: opts.hostname,
+    port: opts.port,
+    transport: "tcp",
+    signal: abort.signal,
+  });
   try {
     conn = await withTimeout(
-      Deno.connect({ hostname: opts.hostname, port: opts.port, transport: "tcp", signal: abort.signal }),
+      connecting,
       timeoutMs,
       () => new LinkError(`Cannot connect to ${where}: no answer within ${timeoutMs / 1000} s.`, "timeout"),
     );
   } catch (err) {
     abort.abort();
+    connecting.then((late) => late.close(), () => {}); // a connection that won the race too late
     if (err instanceof LinkError) throw err;
     if (err instanceof Deno.errors.ConnectionRefused) {
       throw new LinkError(`Cannot connect to ${where}: the connection was refused.`, "connect", {
@@ -290,11 +296,25 @@ export async function dialLink(opts: DialOptions): Promise<Link> {
     opts.signal?.removeEventListener("abort", onAbort);
   }
   conn.setNoDelay(true);
-  return await initiateLink(conn, {
-    ...opts,
-    peer: where,
-    timeoutMs: Math.max(1, timeoutMs - (Date.now() - started)),
-  });
+  try {
+    return await initiateLink(conn, {
+      ...opts,
+      peer: where,
+      timeoutMs: Math.max(1, timeoutMs - (Date.now() - started)),
+    });
+  } catch (err) {
+    if (err instanceof LinkError && err.code === "timeout") {
+      // Name the budget the caller set, not what was left of it after connecting.
+      throw new LinkError(
+        `${where} did not finish the link handshake within ${timeoutMs / 1000} s.`,
+        "timeout",
+        {
+          cause: err,
+        },
+      );
+    }
+    throw err;
+  }
 }
 
 // ─── Listener ────────────────────────────────────────────────────────────────────────────────
@@ -345,9 +365,9 @@ export function acceptLink(conn: ByteStream, opts: AcceptOptions): Promise<Link>
       try {
         confirmation = await channel.receive();
       } catch (err) {
-        if (err instanceof LinkError && (err.code === "truncated" || err.code === "tampered")) {
-          throw dropped("it does not hold the network key", "network_key", err);
-        }
+        // Hung up after our reply (a dialer whose network key failed to open it), or sent a
+        // frame that does not open under the psk: either way it lacks the network key.
+        if (err instanceof LinkError) throw dropped("it does not hold the network key", "network_key", err);
         throw err;
       }
       if (confirmation === null || !equalBytes(confirmation, KEY_CONFIRMATION)) {

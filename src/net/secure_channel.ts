@@ -41,6 +41,8 @@ const FRAME_DATA = 0;
 const FRAME_CLOSE = 1;
 const HEADER_LEN = 4;
 const READ_BUFFER = 64 * 1024;
+/** Frames at least this large go out as two writes (header, ciphertext) instead of being copied into one. */
+const SEPARATE_HEADER_FROM = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 
 // ─── Framing ─────────────────────────────────────────────────────────────────────────────────
@@ -185,6 +187,8 @@ export class SecureChannel {
   readonly #rx: CipherState;
   #writeChain: Promise<void> = Promise.resolve();
   #incoming: Promise<Incoming> | null = null;
+  /** The next frame's ciphertext, read while the current one is being decrypted. */
+  #prefetch: Promise<Uint8Array | null> | null = null;
   #receiving = false;
   /** Set once; every later receive() rethrows it. */
   #failure: LinkError | null = null;
@@ -225,10 +229,10 @@ export class SecureChannel {
     }
     return this.#locked(async () => {
       let off = 0;
-      let next: Promise<Uint8Array> | null = this.#seal(FRAME_DATA, data.subarray(0, MAX_FRAME_PLAINTEXT));
+      let next: Promise<Uint8Array[]> | null = this.#seal(FRAME_DATA, data.subarray(0, MAX_FRAME_PLAINTEXT));
       try {
         while (next !== null) {
-          const frame: Uint8Array = await next;
+          const frame: Uint8Array[] = await next;
           off += MAX_FRAME_PLAINTEXT;
           next = off < data.length
             ? this.#seal(FRAME_DATA, data.subarray(off, off + MAX_FRAME_PLAINTEXT))
@@ -313,16 +317,22 @@ export class SecureChannel {
     return run;
   }
 
-  #seal(type: number, body: Uint8Array): Promise<Uint8Array> {
+  /** The frame's bytes as pieces to write: header and ciphertext apart when copying them costs more than a second write. */
+  #seal(type: number, body: Uint8Array): Promise<Uint8Array[]> {
     const plaintext = new Uint8Array(1 + body.length);
     plaintext[0] = type;
     plaintext.set(body, 1);
-    return this.#tx.encryptWithAdAsync(EMPTY, plaintext).then(encodeFrame);
+    return this.#tx.encryptWithAdAsync(EMPTY, plaintext).then((ct) => {
+      if (ct.length < SEPARATE_HEADER_FROM) return [encodeFrame(ct)];
+      const header = new Uint8Array(HEADER_LEN);
+      new DataView(header.buffer).setUint32(0, ct.length);
+      return [header, ct];
+    });
   }
 
-  async #write(frame: Uint8Array): Promise<void> {
+  async #write(frame: Uint8Array[]): Promise<void> {
     try {
-      await writeAll(this.#conn, frame);
+      for (const piece of frame) await writeAll(this.#conn, piece);
     } catch (err) {
       const cause = err instanceof Error ? err.message : String(err);
       const e = this.#socketClosed
@@ -369,7 +379,9 @@ export class SecureChannel {
     try {
       let frame: Uint8Array | null;
       try {
-        frame = await this.#reader.readFrame(MAX_FRAME_LEN);
+        const reading = this.#prefetch ?? this.#reader.readFrame(MAX_FRAME_LEN);
+        this.#prefetch = null;
+        frame = await reading;
       } catch (err) {
         if (err instanceof LinkError) throw err;
         if (this.#socketClosed) {
@@ -385,6 +397,9 @@ export class SecureChannel {
           "truncated",
         );
       }
+      // Read ahead while WebCrypto decrypts on another thread; at most one frame is held.
+      this.#prefetch = this.#reader.readFrame(MAX_FRAME_LEN);
+      this.#prefetch.catch(noop);
       let plaintext: Uint8Array;
       try {
         plaintext = await this.#rx.decryptWithAdAsync(EMPTY, frame);

@@ -402,6 +402,7 @@ export class HandshakeState {
   #psk: Uint8Array;
   #index = 0;
   #failed = false;
+  #split = false;
 
   private constructor(
     initiator: boolean,
@@ -521,6 +522,8 @@ export class HandshakeState {
   /** §5.2 Split, oriented for our role; only once the handshake is complete. */
   split(): SplitResult {
     if (!this.isComplete || this.#failed) throw new Error("The handshake is not complete.");
+    if (this.#split) throw new Error("split() may be called once: the chaining key is gone.");
+    this.#split = true;
     const [c1, c2] = this.#ss.split();
     const handshakeHash = this.#ss.h;
     // Forward secrecy: drop the ephemeral key and chaining key now that the session keys exist.

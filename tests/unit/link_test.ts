@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { generateKeyPair, type KeyPair, LinkError } from "../../src/protocol/noise.ts";
+import {
+  deriveLinkPsk,
+  generateKeyPair,
+  HandshakeState,
+  type KeyPair,
+  LINK_PROLOGUE,
+  LinkError,
+} from "../../src/protocol/noise.ts";
+import { encodeFrame, FrameReader, writeAll } from "../../src/net/secure_channel.ts";
 import {
   acceptLink,
   dialLink,
@@ -311,6 +319,32 @@ Deno.test("a stranger that sends garbage is dropped at once and learns nothing",
   }
 });
 
+Deno.test("a stranger who knows the listener's key but not the network key gets no link, even by bluffing past message 2", async () => {
+  const bob = generateKeyPair();
+  const h = listen({ staticKey: bob });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port });
+    const hs = HandshakeState.initiator({
+      s: generateKeyPair(),
+      rs: bob.publicKey,
+      psk: deriveLinkPsk(OTHER_NETWORK_KEY),
+      prologue: LINK_PROLOGUE,
+    });
+    const reader = new FrameReader(conn);
+    await writeAll(conn, encodeFrame(hs.writeMessage(new TextEncoder().encode('{"user":"mallory"}'))));
+    const reply = await reader.readFrame(65535);
+    assert.ok(reply !== null);
+    assert.throws(() => hs.readMessage(reply), isLinkError("handshake")); // cannot read bob's reply
+    await writeAll(conn, encodeFrame(random(64))); // a made-up "confirmation"
+    const err = await h.errors;
+    assert.ok(isLinkError("network_key", /it does not hold the network key\.$/)(err), err.message);
+    assert.equal(h.accepted.length, 0);
+    conn.close();
+  } finally {
+    await h.listener.close();
+  }
+});
+
 Deno.test("a clean close is seen as null by the other side", async () => {
   const bob = generateKeyPair();
   const h = listen({ staticKey: bob });
@@ -443,6 +477,25 @@ Deno.test("dialling a port where nobody listens fails with a connect error", asy
     }),
     isLinkError("connect", /^Cannot connect to 127\.0\.0\.1:\d+: the connection was refused\.$/),
   );
+});
+
+Deno.test("a dialer gives up on an address that accepts TCP but never answers the handshake", async () => {
+  using silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = silent.accept();
+  const t0 = performance.now();
+  await assert.rejects(
+    dialLink({
+      hostname: "127.0.0.1",
+      port: silent.addr.port,
+      staticKey: generateKeyPair(),
+      remoteStatic: generateKeyPair().publicKey,
+      networkKey: NETWORK_KEY,
+      timeoutMs: 200,
+    }),
+    isLinkError("timeout", /^127\.0\.0\.1:\d+ did not finish the link handshake within 0\.2 s\.$/),
+  );
+  assert.ok(performance.now() - t0 < 2_000);
+  (await accepting).close();
 });
 
 Deno.test("closing the listener drops connections still in their handshake and stops accepting", async () => {

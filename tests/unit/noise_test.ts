@@ -298,6 +298,14 @@ Deno.test("a failed handshake state refuses further use", () => {
   assert.throws(() => init.split());
 });
 
+Deno.test("split() hands out the session keys once, then refuses", () => {
+  const { init, resp } = pair();
+  resp.readMessage(init.writeMessage());
+  init.readMessage(resp.writeMessage());
+  init.split();
+  assert.throws(() => init.split(), /once/);
+});
+
 Deno.test("transport decryption of a tampered message throws LinkError tampered and keeps the nonce", () => {
   const { init, resp } = pair();
   resp.readMessage(init.writeMessage());
