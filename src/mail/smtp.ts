@@ -5,6 +5,7 @@
  */
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
+import { isIP } from "node:net";
 import { type Account, parseAccount, redact, where } from "./account.ts";
 import { MailError } from "./errors.ts";
 import { deliverToMaildir } from "./maildir.ts";
@@ -110,7 +111,12 @@ class SmtpSender implements Sender {
       requireTLS: account.tls === "starttls",
       ignoreTLS: account.tls === "none",
       auth: account.user ? { user: account.user, pass: account.password } : undefined,
-      tls: { ca: opts.caCerts, servername: account.host, minVersion: "TLSv1.2" },
+      // SNI takes names only; with an IP address the certificate is still checked against it.
+      tls: {
+        ca: opts.caCerts,
+        servername: isIP(account.host) ? undefined : account.host,
+        minVersion: "TLSv1.2",
+      },
       pool: true,
       maxConnections: 2,
       connectionTimeout: CONNECTION_TIMEOUT_MS,
