@@ -45,6 +45,9 @@ export class LineReader {
       const nl = this.#buf.subarray(this.#start + scanned, this.#end).indexOf(0x0a);
       if (nl >= 0) {
         const lf = this.#start + scanned + nl;
+        if (lf - this.#start > this.maxLine) {
+          throw new MailError(`The server sent a line longer than ${this.maxLine} bytes.`, "protocol");
+        }
         let stop = lf;
         if (stop > this.#start && this.#buf[stop - 1] === 0x0d) stop--;
         const line = this.#buf.slice(this.#start, stop);

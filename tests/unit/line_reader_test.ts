@@ -28,6 +28,11 @@ Deno.test("line reader refuses a line over the cap", async () => {
   await assert.rejects(() => r.readLine(), (e: unknown) => e instanceof MailError && e.code === "protocol");
 });
 
+Deno.test("line reader refuses an over-long line that arrives in one chunk", async () => {
+  const r = reader(["x".repeat(200) + "\r\nshort\r\n"], 64);
+  await assert.rejects(() => r.readLine(), (e: unknown) => e instanceof MailError && e.code === "protocol");
+});
+
 Deno.test("line reader reports a connection closed mid-line or mid-count", async () => {
   await assert.rejects(
     () => reader(["half a line"]).readLine(),
