@@ -19,7 +19,7 @@ export type NodeEvent =
   | { event: "link_refused"; address: string; reason: string }
   // host
   | { event: "host_request"; peer: string; address: string; outcome: "stored" | "older" | "retry" }
-  | { event: "host_reply"; peer: string; peers: number }
+  | { event: "host_reply"; peer: string; peers: number; /** wake-up to reply accepted by SMTP */ ms: number }
   | { event: "host_failure"; reporter: string; peer: string; flagged: boolean }
   | { event: "host_dropped"; reason: string; detail: string }
   | { event: "promoted"; reason: string }

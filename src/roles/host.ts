@@ -74,10 +74,12 @@ export class Host {
       now - this.settings.maxAgeMs - this.settings.skewMs,
     );
     if (verdict === "replay") return this.#drop(m, "its nonce was already used: a replayed request");
-    return msg.kind === "request" ? await this.#request(msg, verdict === "retry", now) : this.#failure(msg);
+    return msg.kind === "request"
+      ? await this.#request(msg, verdict === "retry", now, m.wokeAt)
+      : this.#failure(msg);
   }
 
-  async #request(req: Request, retry: boolean, now: number): Promise<Disposition> {
+  async #request(req: Request, retry: boolean, now: number, wokeAt: number): Promise<Disposition> {
     const stored = this.deps.table.register({
       user: req.user,
       host: req.host,
@@ -109,7 +111,12 @@ export class Host {
       subject: this.settings.marker,
       text: sealToText(this.deps.key, reply, this.#random),
     });
-    this.deps.events({ event: "host_reply", peer: req.user, peers: peers.length });
+    this.deps.events({
+      event: "host_reply",
+      peer: req.user,
+      peers: peers.length,
+      ms: Math.round(performance.now() - wokeAt),
+    });
     return "delete";
   }
 

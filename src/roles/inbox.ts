@@ -17,6 +17,8 @@ export interface InboundMail {
   mail: ParsedMail;
   /** The opened message, or why it could not be opened. */
   message: Message | ProtocolError;
+  /** performance.now() when the pass that found it began (the wake-up): for timing the host. */
+  wokeAt: number;
 }
 
 /** "delete": its work is durable, remove it. "keep": not ours or not yet; leave it and don't look again. */
@@ -42,6 +44,7 @@ export class InboxReader {
 
   /** One pass over what is in the box now. Returns how many messages were handled. */
   async pass(handler: InboxHandler): Promise<number> {
+    const wokeAt = performance.now();
     const list = await this.mailbox.list(this.opts.marker);
     let handled = 0;
     let deleted = false;
@@ -75,7 +78,7 @@ export class InboxReader {
       }
       let disposition: Disposition;
       try {
-        disposition = await handler({ id: info.id, mail, message });
+        disposition = await handler({ id: info.id, mail, message, wokeAt });
       } catch (err) {
         if (err instanceof MailError && !isRetriableError(err) && this.opts.onError === undefined) throw err;
         this.opts.onError?.(info.id, err);

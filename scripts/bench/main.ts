@@ -1,0 +1,25 @@
+/** `deno task bench [mail|rendezvous|link|all] [--runs N]`: each figure printed beside its reference. */
+import { parseArgs } from "node:util";
+import { benchMail } from "./mail.ts";
+import { benchRendezvous } from "./rendezvous.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: { runs: { type: "string", default: "30" }, poll: { type: "string", default: "500" } },
+});
+const runs = Number(values.runs);
+const which = positionals[0] ?? "all";
+const benches: Record<string, () => Promise<void>> = {
+  mail: () => benchMail({ runs, pollMs: Number(values.poll) }),
+  rendezvous: () => benchRendezvous({ runs }),
+};
+if (which !== "all" && !benches[which]) {
+  console.error(`Unknown benchmark "${which}"; choose ${Object.keys(benches).join(", ")} or all.`);
+  Deno.exit(1);
+}
+for (const [name, run] of Object.entries(benches)) {
+  if (which !== "all" && which !== name) continue;
+  console.log(`\n== ${name}`);
+  await run();
+}
