@@ -285,10 +285,16 @@ Deno.test("pop3 wrong password is an auth error that names server and user and n
   }
 });
 
-Deno.test("pop3 login refused with [IN-USE] is temporary, not a wrong password", async () => {
+Deno.test("pop3 login refused with [IN-USE] is retried as temporary, not reported as a wrong password", async () => {
   await using server = disposable(new FakePop3());
   server.hook = (c) => c.startsWith("PASS") ? "-ERR [IN-USE] Mailbox is locked\r\n" : "default";
-  await assert.rejects(() => open(server), isMailError("temporary"));
+  await assert.rejects(() => open(server), (e: unknown) => {
+    assert.ok(e instanceof MailError && e.code === "connect", String(e));
+    assert.match(e.message, /mailbox is in use \("Mailbox is locked"\)\. Try again later/);
+    assert.ok(e.cause instanceof MailError && e.cause.code === "temporary");
+    return true;
+  });
+  assert.equal(server.sent("PASS").length, FAST.reconnectAttempts);
 });
 
 Deno.test("pop3 list reads only headers with TOP n 0, decodes subjects, and never TOPs a UIDL twice", async () => {
@@ -394,7 +400,11 @@ Deno.test("pop3 a server that goes silent times out instead of hanging", async (
   server.maildrop = [message("u1", MARKER)];
   server.greet = false;
   let t0 = Date.now();
-  await assert.rejects(() => open(server), isMailError("timeout"));
+  await assert.rejects(() => open(server, {}, { ...FAST, reconnectAttempts: 2 }), (e: unknown) => {
+    assert.ok(e instanceof MailError && e.code === "connect", String(e));
+    assert.match(e.message, /after 2 attempts.*did not answer/);
+    return true;
+  });
   assert.ok(Date.now() - t0 < 3_000);
   server.greet = true;
   await using mb = await open(server, {}, { ...FAST, reconnectAttempts: 2 });

@@ -94,7 +94,10 @@ export class Pop3Mailbox implements Mailbox {
     this.pollIntervalMs = durationParam(account, "poll", opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS);
   }
 
-  /** Opens the first session at once (one attempt, so a wrong URL or password is reported without delay). */
+  /**
+   * Opens the first session. A wrong password or certificate fails at once; a server that is
+   * restarting or resets the connection gets the same bounded backoff as a reconnect.
+   */
   static async open(
     account: Account,
     opts: MailboxOptions = {},
@@ -107,7 +110,7 @@ export class Pop3Mailbox implements Mailbox {
       );
     }
     const mailbox = new Pop3Mailbox(account, opts, { ...DEFAULT_TUNING, ...tuning });
-    mailbox.#adopt(await Pop3Session.open(account, mailbox.#sessionOptions()));
+    mailbox.#adopt(await mailbox.#connect());
     return mailbox;
   }
 
@@ -273,6 +276,10 @@ export class Pop3Mailbox implements Mailbox {
         } catch (err) {
           if (s.usable || !isRetriableError(err) || attempt > 1) throw err;
           this.#log(`connection lost (${(err as Error).message}); reconnecting`);
+          if (this.#session === s) {
+            this.#session = undefined;
+            this.#losses++;
+          }
         }
       }
     });
@@ -285,6 +292,7 @@ export class Pop3Mailbox implements Mailbox {
       current.close();
       this.#session = undefined;
       this.#losses++;
+      this.#log("the connection was lost; opening a new session");
     }
     const s = await this.#connect();
     try {
@@ -343,13 +351,17 @@ export class Pop3Mailbox implements Mailbox {
     if (!s.usable) {
       s.close();
       this.#losses++;
+      this.#log("the connection was lost; the next session starts afresh");
       return;
     }
     try {
       if (s.deleted.size > 0 && (await s.rset(this.#tuning.logoutTimeoutMs)).kind !== "+OK") return;
       await s.quit(this.#tuning.logoutTimeoutMs);
     } catch (err) {
-      if (isRetriableError(err)) this.#losses++;
+      if (isRetriableError(err)) {
+        this.#losses++;
+        this.#log(`the connection was lost (${(err as Error).message}); the next session starts afresh`);
+      }
     } finally {
       s.close();
     }
