@@ -35,6 +35,8 @@ export async function measureHops(
   try {
     for (let i = 0; i < runs; i++) {
       const subject = `${MARKER} ${i}`;
+      // Send at a random phase of the polling cycle, as real mail would arrive (not right after a poll).
+      if (kind === "pop3") await new Promise((r) => setTimeout(r, Math.random() * pollMs));
       const t0 = performance.now();
       await sender.send({ from, to: [to], subject, text: `hop ${i}` });
       const t250 = performance.now();

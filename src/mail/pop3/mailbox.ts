@@ -193,14 +193,18 @@ export class Pop3Mailbox implements Mailbox {
    */
   async *watch(signal: AbortSignal): AsyncIterable<void> {
     if (signal.aborted || this.#closed) return;
+    let lastPoll = Date.now();
     yield;
     let lastYield = Date.now();
     while (!signal.aborted && !this.#closed) {
       // Taken after the caller's turn: anything it could not have seen counts as new.
       const baseline = this.#lastIds;
       const losses = this.#losses;
-      await sleep(this.pollIntervalMs, signal, this.#closing.signal);
+      // A fixed rate, not a pause after each turn: the caller's own time counts toward the interval,
+      // so mail waits half an interval on average, not a whole one.
+      await sleep(Math.max(0, this.pollIntervalMs - (Date.now() - lastPoll)), signal, this.#closing.signal);
       if (signal.aborted || this.#closed) return;
+      lastPoll = Date.now();
       const polled = this.#exclusive(async () => {
         this.#checkOpen();
         await this.#retire();
