@@ -27,8 +27,33 @@ export function maildirFor(spool: string, address: string): string {
   return join(spool, a);
 }
 
-async function ensureMaildir(dir: string): Promise<void> {
+/**
+ * The spool's owner: when a mail server (Dovecot as its mail user) serves the same folders and we
+ * run as root, what we create must belong to that user or the server cannot deliver or move it.
+ */
+async function spoolOwner(spool: string): Promise<{ uid: number; gid: number } | undefined> {
+  if (Deno.build.os === "windows" || Deno.uid() !== 0) return undefined;
+  try {
+    const st = await Deno.stat(spool);
+    return st.uid !== null && st.gid !== null && st.uid !== 0 ? { uid: st.uid, gid: st.gid } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function ensureMaildir(dir: string, owner?: { uid: number; gid: number }): Promise<void> {
+  let existed = true;
+  try {
+    await Deno.stat(join(dir, "new"));
+  } catch {
+    existed = false;
+  }
   for (const sub of ["tmp", "new", "cur"]) await Deno.mkdir(join(dir, sub), { recursive: true });
+  if (owner && !existed) {
+    for (const p of [dir, join(dir, "tmp"), join(dir, "new"), join(dir, "cur")]) {
+      await Deno.chown(p, owner.uid, owner.gid);
+    }
+  }
 }
 
 /** A unique file name per Maildir convention: time.unique.host. */
@@ -46,13 +71,15 @@ export async function deliverToMaildir(
   recipients: readonly string[],
   raw: Uint8Array,
 ): Promise<void> {
+  const owner = await spoolOwner(spool);
   for (const rcpt of recipients) {
     const dir = maildirFor(spool, rcpt);
-    await ensureMaildir(dir);
+    await ensureMaildir(dir, owner);
     const name = `${uniqueName()},S=${raw.length}`;
     const tmp = join(dir, "tmp", name);
     try {
-      await Deno.writeFile(tmp, raw);
+      await Deno.writeFile(tmp, raw, { mode: 0o600 });
+      if (owner) await Deno.chown(tmp, owner.uid, owner.gid);
       // Durability before the message is visible: the host deletes requests only after the reply is "sent".
       using f = await Deno.open(tmp, { read: true });
       await f.sync();
@@ -98,7 +125,7 @@ export class MaildirMailbox implements Mailbox {
 
   async open(): Promise<this> {
     try {
-      await ensureMaildir(this.#dir);
+      await ensureMaildir(this.#dir, await spoolOwner(this.spool));
     } catch (err) {
       throw new MailError(`Cannot open the maildir ${this.#dir}: ${(err as Error).message}.`, "config", {
         cause: err,

@@ -156,7 +156,13 @@ export class ImapMailbox implements Mailbox {
   async list(marker: string): Promise<MessageInfo[]> {
     return await this.#op("list", async (c) => {
       this.#seenArrivals = this.#arrivals;
-      const uids = await searchSubject(c, marker);
+      let uids = await searchSubject(c, marker);
+      // A server may announce mail that arrived during the SEARCH only after its results
+      // (Dovecot syncs the view at the end of a command): search once more so none is missed.
+      if (this.#arrivals !== this.#seenArrivals) {
+        this.#seenArrivals = this.#arrivals;
+        uids = await searchSubject(c, marker);
+      }
       if (uids.length === 0) return [];
       const validity = this.#uidValidity!;
       const out: MessageInfo[] = [];
