@@ -66,7 +66,7 @@ Deno.test("a closed port is a connect error", async () => {
 });
 
 /** A minimal SMTP server that says 451 to the first `failures` DATA commands, then 250. */
-async function flakySmtp(failures: number) {
+function flakySmtp(failures: number) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let accepted = 0;
   let refused = 0;
@@ -136,7 +136,7 @@ async function flakySmtp(failures: number) {
 }
 
 Deno.test("a 4xx answer is retried with backoff until the server accepts", async () => {
-  const server = await flakySmtp(1);
+  const server = flakySmtp(1);
   try {
     const logs: string[] = [];
     const sender = openSender(`smtp://127.0.0.1:${server.port}?tls=none`, { log: (l) => logs.push(l) });
