@@ -10,7 +10,7 @@ import { generateKeyText } from "../src/protocol/keys.ts";
 import { type CliEvent, type CliProcess, MAIN, runCli, spawnCli, useEntry } from "./lib/cli_process.ts";
 
 const { values } = parseArgs({
-  args: Deno.args,
+  args: Deno.args.filter((a) => a !== "--"),
   options: { mailstack: { type: "boolean", default: false } },
 });
 useEntry(MAIN);

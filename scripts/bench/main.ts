@@ -4,7 +4,7 @@ import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
 
 const { values, positionals } = parseArgs({
-  args: Deno.args,
+  args: Deno.args.filter((a) => a !== "--"),
   allowPositionals: true,
   options: { runs: { type: "string", default: "30" }, poll: { type: "string", default: "500" } },
 });
