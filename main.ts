@@ -1,6 +1,6 @@
 // mailmeet CLI entry: parse, load config, dispatch. Everything else lives in src/.
 import { resolveOptions } from "./src/cli/options.ts";
-import { exitCodeFor, sentenceFor } from "./src/cli/errors.ts";
+import { exitCodeFor, sentenceFor, UsageError } from "./src/cli/errors.ts";
 import { COMMANDS, findCommand, mainHelp } from "./src/cli/commands.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -14,10 +14,9 @@ async function main(args: string[]): Promise<number> {
     }
     const cmd = findCommand(r.command);
     if (!cmd) {
-      console.error(
-        `mailmeet: unknown command "${r.command}". Commands: ${COMMANDS.map((c) => c.name).join(", ")}.`,
+      throw new UsageError(
+        `Unknown command "${r.command}"; the commands are ${COMMANDS.map((c) => c.name).join(", ")}.`,
       );
-      return 1;
     }
     if (r.values.help) {
       console.log(r.explicitCommand ? cmd.help : mainHelp());

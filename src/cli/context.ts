@@ -67,7 +67,7 @@ export async function mailSettings(r: Resolved): Promise<MailSettings> {
     try {
       parseAccount(url);
     } catch (err) {
-      if (err instanceof MailError) throw new UsageError(`--${name}: ${err.message}`);
+      if (err instanceof MailError) throw new UsageError(`Check --${name}: ${err.message}`);
       throw err;
     }
   }

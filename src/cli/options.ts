@@ -199,9 +199,10 @@ export async function resolveOptions(
   try {
     parsed = parseArgs({ args, options: parseConfig, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(
-      `${(err as Error).message.replace(/\.$/, "")}. Run \`mailmeet --help\` for the options.`,
-    );
+    const text = (err as Error).message;
+    const unknown = /Unknown option '([^']+)'/.exec(text);
+    const said = unknown ? `Unknown option ${unknown[1]}` : text.replace(/\.$/, "");
+    throw new UsageError(`${said}. Run \`mailmeet --help\` for the options.`);
   }
   const flags = parsed.values as Record<string, unknown>;
   const positionals = [...parsed.positionals];
