@@ -119,6 +119,11 @@ export class Link {
     return this.#channel.send(data);
   }
 
+  /** Sends the concatenation of `parts` (≤ MAX_FRAME_PLAINTEXT bytes) as one sealed frame, without joining them first. */
+  sendv(parts: readonly Uint8Array[]): Promise<void> {
+    return this.#channel.sendv(parts);
+  }
+
   /** The next chunk, or null after the other side's authenticated close. */
   receive(opts?: ReceiveOptions): Promise<Uint8Array | null> {
     return this.#channel.receive(opts);

@@ -17,7 +17,8 @@
  * their final buffer) avoids a fresh chunk allocation and a copy per read, and `write` resolves
  * when the kernel took the bytes, which is the back-pressure `send` promises.
  */
-import { type CipherState, LinkError, TAGLEN } from "../protocol/noise.ts";
+import { type CipherState, LinkError, MAX_NONCE, TAGLEN } from "../protocol/noise.ts";
+import { NativeGcm } from "./aead.ts";
 
 /** The part of `Deno.Conn` the channel needs; tests pass in-memory pipes. */
 export interface ByteStream {
@@ -44,6 +45,26 @@ const READ_BUFFER = 64 * 1024;
 /** Frames at least this large go out as two writes (header, ciphertext) instead of being copied into one. */
 const SEPARATE_HEADER_FROM = 64 * 1024;
 const EMPTY = new Uint8Array(0);
+const TYPE_BYTE = [Uint8Array.of(FRAME_DATA), Uint8Array.of(FRAME_CLOSE)];
+
+/** One direction sealed or opened by libcrypto (src/net/aead.ts), with its own nonce counter. */
+interface NativeDirection {
+  gcm: NativeGcm;
+  n: number;
+}
+
+function nativeDirection(cs: CipherState): NativeDirection | null {
+  const { key, nonce } = cs.exportKey();
+  const gcm = NativeGcm.create(key);
+  return gcm ? { gcm, n: nonce } : null;
+}
+
+function takeNonce(d: NativeDirection): number {
+  if (d.n >= MAX_NONCE) {
+    throw new LinkError("This link has used up its nonces; open a new link.", "exhausted");
+  }
+  return d.n++;
+}
 
 // ─── Framing ─────────────────────────────────────────────────────────────────────────────────
 
@@ -185,6 +206,9 @@ export class SecureChannel {
   readonly #reader: FrameReader;
   readonly #tx: CipherState;
   readonly #rx: CipherState;
+  /** libcrypto in place of #tx / #rx when it loads (both or neither). */
+  readonly #ntx: NativeDirection | null = null;
+  readonly #nrx: NativeDirection | null = null;
   #writeChain: Promise<void> = Promise.resolve();
   #incoming: Promise<Incoming> | null = null;
   /** The next frame's ciphertext, read while the current one is being decrypted. */
@@ -202,6 +226,12 @@ export class SecureChannel {
     this.#conn = conn;
     this.#tx = opts.send;
     this.#rx = opts.receive;
+    const ntx = nativeDirection(opts.send);
+    const nrx = ntx ? nativeDirection(opts.receive) : null;
+    if (ntx && nrx) {
+      this.#ntx = ntx;
+      this.#nrx = nrx;
+    }
     this.#reader = opts.reader ?? new FrameReader(conn);
     this.peer = opts.peer ?? "the other side";
   }
@@ -229,13 +259,15 @@ export class SecureChannel {
     }
     return this.#locked(async () => {
       let off = 0;
-      let next: Promise<Uint8Array[]> | null = this.#seal(FRAME_DATA, data.subarray(0, MAX_FRAME_PLAINTEXT));
+      let next: Promise<Uint8Array[]> | null = this.#seal(FRAME_DATA, [
+        data.subarray(0, MAX_FRAME_PLAINTEXT),
+      ]);
       try {
         while (next !== null) {
           const frame: Uint8Array[] = await next;
           off += MAX_FRAME_PLAINTEXT;
           next = off < data.length
-            ? this.#seal(FRAME_DATA, data.subarray(off, off + MAX_FRAME_PLAINTEXT))
+            ? this.#seal(FRAME_DATA, [data.subarray(off, off + MAX_FRAME_PLAINTEXT)])
             : null;
           await this.#write(frame);
         }
@@ -244,6 +276,23 @@ export class SecureChannel {
         throw err;
       }
     });
+  }
+
+  /**
+   * Seals the concatenation of `parts` (at most MAX_FRAME_PLAINTEXT bytes in all) as one frame,
+   * the other side receives it as one chunk. With libcrypto the parts are encrypted straight into
+   * the frame buffer, never joined first: a multiplexer batches its messages this way.
+   */
+  sendv(parts: readonly Uint8Array[]): Promise<void> {
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (total > MAX_FRAME_PLAINTEXT) {
+      return Promise.reject(
+        new RangeError(`sendv() takes at most ${MAX_FRAME_PLAINTEXT} bytes per frame, not ${total}.`),
+      );
+    }
+    if (this.#sendClosed || this.#socketClosed) return this.send(EMPTY); // the same refusal
+    return this.#locked(async () => await this.#write(await this.#seal(FRAME_DATA, parts)));
   }
 
   /**
@@ -318,10 +367,27 @@ export class SecureChannel {
   }
 
   /** The frame's bytes as pieces to write: header and ciphertext apart when copying them costs more than a second write. */
-  #seal(type: number, body: Uint8Array): Promise<Uint8Array[]> {
-    const plaintext = new Uint8Array(1 + body.length);
+  #seal(type: number, parts: readonly Uint8Array[]): Promise<Uint8Array[]> {
+    let len = 0;
+    for (const p of parts) len += p.length;
+    if (this.#ntx) {
+      try {
+        // header, then type byte and body sealed in place after it: one buffer, one write
+        const out = new Uint8Array(HEADER_LEN + 1 + len + TAGLEN);
+        new DataView(out.buffer).setUint32(0, 1 + len + TAGLEN);
+        this.#ntx.gcm.seal(takeNonce(this.#ntx), [TYPE_BYTE[type], ...parts], out.subarray(HEADER_LEN));
+        return Promise.resolve([out]);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    const plaintext = new Uint8Array(1 + len);
     plaintext[0] = type;
-    plaintext.set(body, 1);
+    let at = 1;
+    for (const p of parts) {
+      plaintext.set(p, at);
+      at += p.length;
+    }
     return this.#tx.encryptWithAdAsync(EMPTY, plaintext).then((ct) => {
       if (ct.length < SEPARATE_HEADER_FROM) return [encodeFrame(ct)];
       const header = new Uint8Array(HEADER_LEN);
@@ -350,7 +416,7 @@ export class SecureChannel {
     this.#sendClosed = true;
     this.#replied ??= this.#locked(async () => {
       if (this.#socketClosed) return;
-      await this.#write(await this.#seal(FRAME_CLOSE, EMPTY));
+      await this.#write(await this.#seal(FRAME_CLOSE, []));
       await this.#conn.closeWrite?.().catch(noop);
     });
     return this.#replied;
@@ -402,7 +468,14 @@ export class SecureChannel {
       this.#prefetch.catch(noop);
       let plaintext: Uint8Array;
       try {
-        plaintext = await this.#rx.decryptWithAdAsync(EMPTY, frame);
+        if (this.#nrx) {
+          const opened = this.#nrx.gcm.openInPlace(this.#nrx.n, frame);
+          if (opened === null) throw new LinkError("A message failed authentication.", "tampered");
+          takeNonce(this.#nrx); // §5.1: the nonce advances only after a successful decryption
+          plaintext = opened;
+        } else {
+          plaintext = await this.#rx.decryptWithAdAsync(EMPTY, frame);
+        }
       } catch (err) {
         if (err instanceof LinkError && err.code === "exhausted") throw err;
         throw new LinkError(

@@ -268,6 +268,15 @@ export class CipherState {
     return out;
   }
 
+  /**
+   * The key and the next nonce, to hand this direction to another AES-256-GCM implementation of
+   * the same §12.3 nonce scheme (src/net/aead.ts seals link frames with libcrypto); this state must
+   * not be used for that direction afterwards.
+   */
+  exportKey(): { key: Uint8Array; nonce: number } {
+    return { key: this.#key(), nonce: this.#n };
+  }
+
   #web(): Promise<CryptoKey> {
     this.#webKey ??= crypto.subtle.importKey(
       "raw",
