@@ -1,0 +1,313 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  DATAGRAM_QUEUE_BYTES,
+  Mux,
+  MuxError,
+  type MuxOptions,
+  type MuxStream,
+  type MuxTransport,
+} from "../../src/net/mux.ts";
+
+// ─── Two in-memory ends of a link: frames as sent (sendv), a bounded queue, clean close or cut ───
+
+class Pipe {
+  frames: Uint8Array[] = [];
+  ended = false;
+  broken = false;
+  #wake: (() => void)[] = [];
+  constructor(readonly capacity: number) {}
+  notify(): void {
+    const w = this.#wake;
+    this.#wake = [];
+    for (const f of w) f();
+  }
+  wait(): Promise<void> {
+    return new Promise((r) => this.#wake.push(r));
+  }
+}
+
+class MemEnd implements MuxTransport {
+  sent = 0;
+  /** While set, sendv waits (a socket that takes nothing). */
+  stalled: Promise<void> | null = null;
+  constructor(readonly role: "dialer" | "listener", readonly incoming: Pipe, readonly outgoing: Pipe) {}
+  async sendv(parts: readonly Uint8Array[]): Promise<void> {
+    await this.stalled;
+    const out = this.outgoing;
+    for (;;) {
+      if (out.ended || out.broken) throw new Error("the link is closed");
+      if (out.frames.length < out.capacity) break;
+      await out.wait();
+    }
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const frame = new Uint8Array(n);
+    let at = 0;
+    for (const p of parts) {
+      frame.set(p, at);
+      at += p.length;
+    }
+    this.sent++;
+    out.frames.push(frame);
+    out.notify();
+  }
+  async receive(): Promise<Uint8Array | null> {
+    const inc = this.incoming;
+    for (;;) {
+      if (inc.frames.length > 0) {
+        const f = inc.frames.shift()!;
+        inc.notify();
+        return f;
+      }
+      if (inc.broken) throw new Error("The link was cut.");
+      if (inc.ended) return null;
+      await inc.wait();
+    }
+  }
+  close(): Promise<void> {
+    this.outgoing.ended = true;
+    this.incoming.ended = true;
+    this.outgoing.notify();
+    this.incoming.notify();
+    return Promise.resolve();
+  }
+  abort(): void {
+    this.outgoing.broken = true;
+    this.incoming.broken = true;
+    this.outgoing.notify();
+    this.incoming.notify();
+  }
+}
+
+function ends(capacity = 4): [MemEnd, MemEnd] {
+  const ab = new Pipe(capacity);
+  const ba = new Pipe(capacity);
+  return [new MemEnd("dialer", ba, ab), new MemEnd("listener", ab, ba)];
+}
+
+function pair(a: MuxOptions = {}, b: MuxOptions = {}, capacity?: number) {
+  const [x, y] = ends(capacity);
+  return { a: new Mux(x, { peer: "b", ...a }), b: new Mux(y, { peer: "a", ...b }), x, y };
+}
+
+async function readAll(s: MuxStream): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for (let c = await s.read(); c !== null; c = await s.read()) {
+    parts.push(c.slice());
+    n += c.length;
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function bytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed | 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** Lets queued microtasks and timers run (in-memory pipes settle within a few turns). */
+const settle = () => new Promise((r) => setTimeout(r, 0));
+
+async function shut(...muxes: Mux[]): Promise<void> {
+  await Promise.all(muxes.map((m) => m.close()));
+}
+
+// ─── Tests ──────────────────────────────────────────────────────────────────────────────────────
+
+Deno.test("a stream carries protocol and metadata, data both ways, and half-closes cleanly each way", async () => {
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b } = pair({}, { onStream: (s) => accepted.resolve(s) });
+  const s = a.open("echo", { port: 7 });
+  await s.write(new TextEncoder().encode("ping"));
+  s.closeWrite();
+  const t = await accepted.promise;
+  assert.equal(t.protocol, "echo");
+  assert.deepEqual(t.meta, { port: 7 });
+  assert.equal(new TextDecoder().decode(await readAll(t)), "ping"); // null after the FIN
+  // Half-closed one way, the other way still works.
+  await t.write(new TextEncoder().encode("pong"));
+  t.closeWrite();
+  assert.equal(new TextDecoder().decode(await readAll(s)), "pong");
+  await Promise.all([s.done, t.done]);
+  assert.equal(a.streamCount, 0);
+  assert.equal(b.streamCount, 0);
+  await shut(a, b);
+});
+
+Deno.test("many streams at once, written in random pieces, each arrives whole and in order", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.array(fc.integer({ min: 0, max: 40_000 }), { minLength: 1, maxLength: 6 }), {
+        minLength: 1,
+        maxLength: 8,
+      }),
+      fc.integer({ min: 1, max: 6 }),
+      async (plans, capacity) => {
+        const got = new Map<string, Promise<Uint8Array>>();
+        const { a, b } = pair({ window: 64 * 1024 }, {
+          window: 64 * 1024,
+          onStream: (s) => got.set(s.meta as string, readAll(s)),
+        }, capacity);
+        const sent = plans.map((sizes, i) => {
+          const data = bytes(sizes.reduce((x, y) => x + y, 0), i + 1);
+          return { name: `s${i}`, data, sizes };
+        });
+        await Promise.all(sent.map(async ({ name, data, sizes }) => {
+          const s = a.open("bulk", name);
+          let at = 0;
+          for (const n of sizes) {
+            await s.write(data.subarray(at, at + n));
+            at += n;
+          }
+          s.closeWrite();
+        }));
+        await settle();
+        for (const { name, data } of sent) assert.deepEqual(await got.get(name), data, name);
+        await shut(a, b);
+      },
+    ),
+    { numRuns: 40 },
+  );
+});
+
+Deno.test("a reader that stops stalls only its own stream: the writer waits at the window, others flow", async () => {
+  const streams: MuxStream[] = [];
+  const { a, b } = pair({ window: 32 * 1024 }, { window: 32 * 1024, onStream: (s) => streams.push(s) });
+  const slow = a.open("slow");
+  let slowWritten = 0;
+  const writing = (async () => {
+    for (let i = 0; i < 16; i++) {
+      await slow.write(new Uint8Array(8 * 1024));
+      slowWritten += 8 * 1024;
+    }
+  })();
+  // Another stream moves a megabyte while nobody reads the slow one.
+  const fast = a.open("fast");
+  const big = bytes(1024 * 1024, 9);
+  const sending = fast.write(big).then(() => fast.closeWrite());
+  await settle();
+  assert.deepEqual(await readAll(streams[1]), big);
+  await sending;
+  assert.equal(slowWritten, 32 * 1024, "the slow stream's writer stopped at its window");
+  // Reading the slow stream releases its writer.
+  let read = 0;
+  while (read < 128 * 1024) read += (await streams[0].read())!.length;
+  await writing;
+  assert.equal(slowWritten, 128 * 1024);
+  await shut(a, b);
+});
+
+Deno.test("a sender that overruns the window it was given loses the link", async () => {
+  const [x, y] = ends();
+  const b = new Mux(y, { window: 1024, onStream: () => {} });
+  // A hand-made peer: OPEN stream 1, then 2000 bytes of DATA with only 1024 of credit.
+  const open = new TextEncoder().encode(JSON.stringify({ p: "x" }));
+  const msg = (type: number, id: number, body: Uint8Array) => {
+    const h = new Uint8Array(9);
+    const v = new DataView(h.buffer);
+    v.setUint8(0, type);
+    v.setUint32(1, id);
+    v.setUint32(5, body.length);
+    return [h, body];
+  };
+  await x.sendv([...msg(1, 1, open), ...msg(2, 1, new Uint8Array(2000))]);
+  const reason = await b.closed;
+  assert.match(reason ?? "", /more than its window/);
+});
+
+Deno.test("reset: the other side's reads and writes fail with the reason; a stream nobody takes is refused", async () => {
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b } = pair({}, {
+    onStream: (s) =>
+      s.protocol === "nobody" ? s.reset(`nothing here takes "nobody" streams`) : accepted.resolve(s),
+  });
+  const s = a.open("chat");
+  await s.write(new Uint8Array(10));
+  const t = await accepted.promise;
+  t.reset("disk full");
+  await assert.rejects(s.read(), (e: unknown) => e instanceof MuxError && /disk full/.test(e.message));
+  await assert.rejects(s.write(new Uint8Array(1)), /disk full/);
+  await assert.rejects(s.done, /disk full/);
+  const r = a.open("nobody");
+  await assert.rejects(r.read(), /nothing here takes "nobody" streams/);
+
+  const { a: c, b: d } = pair(); // no onStream at all
+  await assert.rejects(c.open("file").read(), /nothing here takes "file" streams/);
+  await shut(a, b, c, d);
+});
+
+Deno.test("small messages written in one turn share one frame", async () => {
+  const { a, b, x } = pair({}, { onStream: () => {} });
+  const before = x.sent;
+  for (let i = 0; i < 50; i++) void a.open("chat").write(new TextEncoder().encode(`line ${i}`));
+  await settle();
+  assert.equal(x.sent - before, 1);
+  await shut(a, b);
+});
+
+Deno.test("datagrams carry their channel, and are dropped (not queued) when the link is busy", async () => {
+  const got: [number, string][] = [];
+  const { a, b, x } = pair({}, { onDatagram: (ch, d) => got.push([ch, new TextDecoder().decode(d)]) });
+  assert.ok(a.sendDatagram(7, new TextEncoder().encode("hello")));
+  assert.ok(a.sendDatagram(4_000_000_000, new TextEncoder().encode("world")));
+  assert.ok(!a.sendDatagram(1, new Uint8Array(70_000)), "too large for one datagram");
+  await settle();
+  assert.deepEqual(got, [[7, "hello"], [4_000_000_000, "world"]]);
+
+  const unstall = Promise.withResolvers<void>();
+  x.stalled = unstall.promise;
+  assert.ok(a.sendDatagram(1, new Uint8Array(100))); // this one starts a send that stalls
+  await settle();
+  let accepted = 0;
+  while (a.sendDatagram(2, new Uint8Array(1000))) accepted++;
+  assert.equal(accepted, Math.floor(DATAGRAM_QUEUE_BYTES / 1000));
+  assert.equal(a.droppedDatagrams, 1);
+  x.stalled = null;
+  unstall.resolve();
+  await a.close();
+  await b.close();
+  assert.equal(got.length, 3 + accepted);
+});
+
+Deno.test("when the link is cut, every open stream fails with the reason and the mux reports it", async () => {
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b, y } = pair({}, { onStream: (s) => accepted.resolve(s) });
+  const s = a.open("file");
+  await s.write(new Uint8Array(100));
+  const t = await accepted.promise;
+  y.abort();
+  assert.match((await a.closed) ?? "", /cut/);
+  await assert.rejects(s.read(), (e: unknown) => e instanceof MuxError && e.code === "closed");
+  await assert.rejects(s.write(new Uint8Array(1)), /cut/);
+  assert.ok(b.isClosed || (await b.closed) !== undefined);
+  await assert.rejects(t.done);
+  assert.throws(() => a.open("again"), MuxError);
+});
+
+Deno.test("a clean close ends streams still open with 'closed' and resolves closed with no reason", async () => {
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b } = pair({}, { onStream: (s) => accepted.resolve(s) });
+  const s = a.open("chat");
+  await s.write(new TextEncoder().encode("bye"));
+  const t = await accepted.promise;
+  await a.close();
+  assert.equal(await a.closed, undefined);
+  assert.equal(await b.closed, undefined);
+  await assert.rejects(s.read(), /closed/);
+  // What arrived before the close is still readable? No: the stream failed; the link is gone.
+  await assert.rejects(t.done, /closed/);
+});
