@@ -1,17 +1,52 @@
 // mailmeet CLI entry: parse, load config, dispatch. Everything else lives in src/.
 import { resolveOptions } from "./src/cli/options.ts";
-import { exitCodeFor, sentenceFor, UsageError } from "./src/cli/errors.ts";
+import { errorEvent, exitCodeFor, sentenceFor, UsageError } from "./src/cli/errors.ts";
 import { COMMANDS, findCommand, mainHelp } from "./src/cli/commands.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
+const TRUE = /^(1|true|yes|on)$/i;
+
+function envFlag(name: string): boolean {
+  try {
+    return TRUE.test(Deno.env.get(name) ?? "");
+  } catch {
+    return false; // no --allow-env
+  }
+}
+
+/** Before options are resolved (they may be what failed), --debug and --json are read from args and env. */
+const debug = Deno.args.includes("--debug") || envFlag("MAILMEET_DEBUG");
+const json = Deno.args.includes("--json") || envFlag("MAILMEET_JSON");
+
+/** The one place a failure reaches the user: one sentence on stderr (and an event with --json). */
+function fail(err: unknown): number {
+  const code = exitCodeFor(err);
+  console.error(`mailmeet: ${sentenceFor(err)}`);
+  if (json) console.log(JSON.stringify(errorEvent(err, code)));
+  if (debug) console.error(err);
+  return code;
+}
+
+// A failure that escapes a command (a callback, a stream) still ends as one sentence, not a trace.
+globalThis.addEventListener("unhandledrejection", (e) => {
+  e.preventDefault();
+  Deno.exit(fail(e.reason));
+});
+globalThis.addEventListener("error", (e) => {
+  e.preventDefault();
+  Deno.exit(fail(e.error));
+});
+
 async function main(args: string[]): Promise<number> {
-  const debug = args.includes("--debug");
+  if (args.includes("--version")) {
+    // Before the config is read: --version works even when the config file is broken.
+    console.log(
+      json ? JSON.stringify({ event: "version", version: denoJson.version }) : `mailmeet ${denoJson.version}`,
+    );
+    return 0;
+  }
   try {
     const r = await resolveOptions(args, Deno.env.toObject(), COMMANDS.flatMap((c) => c.extras ?? []));
-    if (r.values.version) {
-      console.log(`mailmeet ${denoJson.version}`);
-      return 0;
-    }
     const cmd = findCommand(r.command);
     if (!cmd) {
       throw new UsageError(
@@ -24,9 +59,7 @@ async function main(args: string[]): Promise<number> {
     }
     return await cmd.run(r);
   } catch (err) {
-    console.error(`mailmeet: ${sentenceFor(err)}`);
-    if (debug) console.error(err);
-    return exitCodeFor(err);
+    return fail(err);
   }
 }
 

@@ -5,6 +5,10 @@ import { HOST_HELP, hostCommand } from "./commands/host.ts";
 import { JOIN_HELP, joinCommand } from "./commands/join.ts";
 import { KEYGEN_HELP, keygenCommand } from "./commands/keygen.ts";
 import { TABLE_HELP, tableCommand } from "./commands/table.ts";
+import { INIT_HELP, initCommand } from "./commands/init.ts";
+import { DOCTOR_HELP, doctorCommand } from "./commands/doctor.ts";
+import { CONFIG_HELP, configCommand } from "./commands/config.ts";
+import { STATUS_HELP, statusCommand } from "./commands/status.ts";
 
 export interface Command {
   name: string;
@@ -29,6 +33,31 @@ export const COMMANDS: readonly Command[] = [
   },
   { name: "table", summary: "print the host's peer table", help: TABLE_HELP, run: tableCommand },
   { name: "keygen", summary: "print a fresh network key", help: KEYGEN_HELP, run: keygenCommand },
+  {
+    name: "init",
+    summary: "write your settings and network key once (asks, or takes flags)",
+    help: INIT_HELP,
+    extras: [{ name: "force", kind: "boolean" }, { name: "password-stdin", kind: "boolean" }],
+    run: (r) => initCommand(r),
+  },
+  {
+    name: "doctor",
+    summary: "check each step of your setup, with the fix",
+    help: DOCTOR_HELP,
+    run: doctorCommand,
+  },
+  {
+    name: "config",
+    summary: "config show: the settings in effect, secrets masked",
+    help: CONFIG_HELP,
+    run: configCommand,
+  },
+  {
+    name: "status",
+    summary: "what the nodes running on this machine are doing",
+    help: STATUS_HELP,
+    run: statusCommand,
+  },
 ];
 
 export function findCommand(name: string): Command | undefined {

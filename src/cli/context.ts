@@ -9,6 +9,7 @@ import type { EventSink } from "../roles/events.ts";
 import { UsageError } from "./errors.ts";
 import type { Resolved } from "./options.ts";
 import { eventSink } from "./output.ts";
+import { dataDirFor } from "./paths.ts";
 
 export function str(r: Resolved, name: string): string | undefined {
   const v = r.values[name];
@@ -25,10 +26,9 @@ export function flag(r: Resolved, name: string): boolean {
   return r.values[name] === true;
 }
 
+/** Spool, host tables and status files: $XDG_DATA_HOME/mailmeet or the platform's usual place. */
 export function dataDir(): string {
-  const xdg = Deno.env.get("XDG_DATA_HOME");
-  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE") ?? ".";
-  return xdg ? join(xdg, "mailmeet") : join(home, ".local", "share", "mailmeet");
+  return dataDirFor(Deno.env.toObject());
 }
 
 /** The embedded default: one spool on this machine, no mail server. */

@@ -38,10 +38,29 @@ export function sentenceFor(err: unknown): string {
     err instanceof UsageError || err instanceof NoPeerError || err instanceof MailError ||
     err instanceof ProtocolError || err instanceof TableStoreError
   ) return err.message;
-  if (err instanceof Deno.errors.PermissionDenied) return `Permission denied: ${err.message}.`;
+  if (err instanceof Deno.errors.PermissionDenied) {
+    // Deno's own text names the permission ("Requires net access to …, run again with --allow-net").
+    const text = err.message.replace(/\.$/, "");
+    return /--allow-/.test(text)
+      ? `Deno did not grant mailmeet a permission it needs: ${text}.`
+      : `Permission denied: ${text}. Check the owner and mode of the file or folder.`;
+  }
   if (err instanceof Deno.errors.AddrInUse) {
     return `The listen address is in use (${err.message}); pick another --listen port.`;
   }
   const text = err instanceof Error ? err.message : String(err);
   return `Unexpected error: ${text} (run with --debug for details).`;
+}
+
+/** The --json form of a failure: what main prints on stdout beside the sentence on stderr. */
+export function errorEvent(
+  err: unknown,
+  exit: number,
+): { event: "error"; message: string; code?: string; exit: number } {
+  return {
+    event: "error",
+    message: sentenceFor(err),
+    ...(err instanceof MailError ? { code: err.code } : {}),
+    exit,
+  };
 }

@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import { parseDuration } from "./duration.ts";
 import { UsageError } from "./errors.ts";
+import { defaultConfigPath, type Os } from "./paths.ts";
 
 export type OptionKind = "string" | "boolean" | "list" | "int" | "duration";
 
@@ -141,6 +142,17 @@ export interface Resolved {
   sources: Record<string, Source>;
   /** Options not in OPTIONS that a command declared (e.g. send's --to). */
   extra: Record<string, string | boolean | string[] | undefined>;
+  /**
+   * The config file in use: named by --config or MAILMEET_CONFIG, or the default one of the platform
+   * when it exists. `exists` is false only for `init`, which may name a file it is about to create.
+   */
+  configFile?: ConfigFileInfo;
+}
+
+export interface ConfigFileInfo {
+  path: string;
+  origin: "flag" | "env" | "default";
+  exists: boolean;
 }
 
 export interface ExtraOption {
@@ -182,6 +194,7 @@ export async function resolveOptions(
   args: string[],
   env: Record<string, string | undefined>,
   extras: readonly ExtraOption[] = [],
+  os: Os = Deno.build.os,
 ): Promise<Resolved> {
   const parseConfig: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
   for (const o of OPTIONS) {
@@ -191,7 +204,8 @@ export async function resolveOptions(
     parseConfig[o.name] = {
       type: o.kind === "boolean" ? "boolean" : "string",
       multiple: o.kind === "list",
-      short: o.short,
+      // node's parseArgs rejects `short: undefined`: only name it when there is one.
+      ...(o.short ? { short: o.short } : {}),
     };
   }
   parseConfig.help.short = "h";
@@ -211,8 +225,14 @@ export async function resolveOptions(
   if (flags.host === true && command === "join") command = "host";
 
   let file: Record<string, unknown> = {};
-  const configPath = flags.config as string | undefined ?? env.MAILMEET_CONFIG;
-  if (configPath) file = await readConfigFile(configPath);
+  const configFile = await findConfigFile(flags.config as string | undefined, env, os);
+  const configPath = configFile?.path;
+  if (configFile) {
+    // `init` may name a file it is about to write; every other command needs it to be there.
+    const loaded = await readConfigFile(configFile.path, command === "init");
+    if (loaded) file = loaded;
+    else configFile.exists = false;
+  }
 
   const values: Record<string, Value> = {};
   const sources: Record<string, Source> = {};
@@ -242,16 +262,51 @@ export async function resolveOptions(
     sources[spec.name] = source;
   }
   values.config = configPath;
+  if (configFile) sources.config = configFile.origin === "default" ? "default" : configFile.origin;
   const extra: Resolved["extra"] = {};
   for (const o of extras) extra[o.name] = flags[o.name] as string | boolean | string[] | undefined;
-  return { command, explicitCommand, positionals, values, sources, extra };
+  return { command, explicitCommand, positionals, values, sources, extra, configFile };
 }
 
-async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+/** --config, else MAILMEET_CONFIG, else the platform's default file when it exists. */
+async function findConfigFile(
+  flag: string | undefined,
+  env: Record<string, string | undefined>,
+  os: Os,
+): Promise<ConfigFileInfo | undefined> {
+  if (flag) return { path: flag, origin: "flag", exists: true };
+  if (env.MAILMEET_CONFIG) return { path: env.MAILMEET_CONFIG, origin: "env", exists: true };
+  const path = defaultConfigPath(env, os);
+  if (!path) return undefined;
+  try {
+    await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.PermissionDenied) return undefined;
+    throw new UsageError(`Cannot look for the config file ${path}: ${(err as Error).message}.`);
+  }
+  return { path, origin: "default", exists: true };
+}
+
+/** The file's settings; undefined when it does not exist and `missingOk`. */
+export async function readConfigFile(
+  path: string,
+  missingOk = false,
+): Promise<Record<string, unknown> | undefined> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      if (missingOk) return undefined;
+      throw new UsageError(
+        `Cannot read the config file ${path}: it does not exist. Create it with \`mailmeet init --config ${path}\`, or name another one.`,
+      );
+    }
+    if (err instanceof Deno.errors.PermissionDenied) {
+      throw new UsageError(
+        `Cannot read the config file ${path}: permission denied. Check its owner, or run Deno with --allow-read.`,
+      );
+    }
     throw new UsageError(`Cannot read the config file ${path}: ${(err as Error).message}.`);
   }
   let data: unknown;

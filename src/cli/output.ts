@@ -14,7 +14,22 @@ export interface OutputOptions {
   now?: () => Date;
 }
 
-const useColor = () => Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+/** Colour only on a terminal, and never when NO_COLOR is set to anything (https://no-color.org). */
+export function useColor(stream: { isTerminal(): boolean } = Deno.stdout): boolean {
+  let noColor: string | undefined;
+  try {
+    noColor = Deno.env.get("NO_COLOR");
+  } catch {
+    // no --allow-env: stay plain
+    return false;
+  }
+  return stream.isTerminal() && !noColor;
+}
+
+/** `text` in an ANSI colour ("32" green, "31" red, "33" yellow, "2" dim) when colour is on. */
+export function paint(code: string, text: string, on: boolean = useColor()): string {
+  return on ? `\x1b[${code}m${text}\x1b[0m` : text;
+}
 
 const QUIET_OK = new Set(["error", "connected"]);
 const VERBOSE_ONLY = new Set(["listening", "info", "reply_ignored", "host_dropped"]);

@@ -1,0 +1,87 @@
+/**
+ * `mailmeet status`: what the nodes running on this machine are doing, read from the status files
+ * they keep in the data folder: roles, peers linked, the last request and reply, the host's table.
+ */
+import { flag, str } from "../context.ts";
+import { UsageError } from "../errors.ts";
+import type { Resolved } from "../options.ts";
+import { paint } from "../output.ts";
+import { statusDirFor } from "../paths.ts";
+import { readStatuses, type StatusSnapshot } from "../status.ts";
+
+export const STATUS_HELP = `mailmeet status — what the mailmeet nodes on this machine are doing
+
+Every running join, host (and chat, send, receive, tunnel) keeps a small status file in the data
+folder (~/.local/share/mailmeet/run on Linux); status reads them: the roles (peer, host), the peers
+linked now, when the last request went out and the last reply came in, and the host's table size.
+With --address, only that node. Exits 1 when no node is running.
+
+Examples:
+  mailmeet status
+  mailmeet status --json`;
+
+function ago(iso: string | undefined, now: number): string {
+  if (!iso) return "never";
+  const t = Date.parse(iso);
+  const s = Math.max(0, Math.round((now - t) / 1000));
+  const span = s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : `${Math.floor(s / 3600)} h`;
+  return `${new Date(t).toTimeString().slice(0, 8)} (${span} ago)`;
+}
+
+export function describeStatus(s: StatusSnapshot, now: number): string[] {
+  const lines: string[] = [];
+  const who = s.user ? `${s.user} <${s.address}>` : s.address;
+  lines.push(
+    `${paint("1", who)} — ${s.roles.join(" + ")} (mailmeet ${s.command}, pid ${s.pid}), up since ${
+      ago(s.started, now)
+    }`,
+  );
+  if (s.listening) {
+    lines.push(
+      `  listening on ${s.listening.address}:${s.listening.port}, advertising ${s.listening.advertise}`,
+    );
+  }
+  if (s.roles.includes("peer")) {
+    lines.push(`  peers linked: ${s.peers.length}`);
+    for (const p of s.peers) {
+      lines.push(
+        `    ${p.peer} at ${p.address} (${p.direction === "out" ? "we dialed" : "they dialed"}, since ${
+          ago(p.since, now)
+        })`,
+      );
+    }
+    lines.push(`  last request sent: ${ago(s.last_request, now)}; last reply: ${ago(s.last_reply, now)}`);
+  }
+  if (s.host) {
+    const size = s.host.table_size === undefined ? "" : `table holds ${s.host.table_size} peer(s); `;
+    lines.push(
+      `  host: ${size}${s.host.requests} request(s) answered ${s.host.replies} time(s); last request ${
+        ago(s.host.last_request, now)
+      }`,
+    );
+  }
+  if (s.last_error) lines.push(`  last error: ${s.last_error}`);
+  return lines;
+}
+
+export async function statusCommand(r: Resolved): Promise<number> {
+  const dir = statusDirFor(Deno.env.toObject());
+  const now = Date.now();
+  const only = r.sources.address === "flag" ? str(r, "address")?.toLowerCase() : undefined;
+  const found = (await readStatuses(dir, now)).filter((f) =>
+    f.alive && (!only || f.snapshot.address.toLowerCase() === only)
+  );
+  if (found.length === 0) {
+    throw new UsageError(
+      `No mailmeet node${
+        only ? ` for ${only}` : ""
+      } is running on this machine (no live status file in ${dir}); start one with \`mailmeet join\` or \`mailmeet --host\`.`,
+    );
+  }
+  if (flag(r, "json")) {
+    for (const f of found) console.log(JSON.stringify({ event: "status", ...f.snapshot }));
+    return 0;
+  }
+  console.log(found.flatMap((f) => describeStatus(f.snapshot, now)).join("\n"));
+  return 0;
+}

@@ -1,0 +1,245 @@
+/**
+ * What a running node tells `mailmeet status`: a small JSON file per process in the data folder
+ * (run/<pid>.json, owner-only), rewritten when something changes and on a heartbeat, removed on
+ * exit. The node's own events feed it, so the roles need no hook of their own. A file whose
+ * heartbeat stopped belongs to a node that died without cleaning up; `status` skips it.
+ */
+import { join } from "node:path";
+import type { EventSink, NodeEvent } from "../roles/events.ts";
+import { SECRET_DIR_MODE, SECRET_FILE_MODE } from "./config_file.ts";
+import { statusDirFor } from "./paths.ts";
+
+export const STATUS_VERSION = 1;
+/** How often a quiet node still rewrites its file, so readers can tell it is alive. */
+export const HEARTBEAT_MS = 5_000;
+/** A file not rewritten for this long belongs to a node that is gone. */
+export const STALE_MS = 3 * HEARTBEAT_MS;
+/** Writes are coalesced: a burst of events costs one write. */
+export const FLUSH_DELAY_MS = 200;
+
+export interface LinkStatus {
+  peer: string;
+  address: string;
+  direction: "out" | "in";
+  since: string;
+}
+
+export interface StatusSnapshot {
+  version: number;
+  pid: number;
+  command: string;
+  address: string;
+  user?: string;
+  roles: string[];
+  started: string;
+  updated: string;
+  listening?: { address: string; port: number; advertise: string };
+  peers: LinkStatus[];
+  /** When this node last mailed a request to its host(s), and when a reply came back. */
+  last_request?: string;
+  last_reply?: string;
+  host?: {
+    table?: string;
+    table_size?: number;
+    requests: number;
+    replies: number;
+    last_request?: string;
+    last_reply?: string;
+  };
+  last_error?: string;
+}
+
+export interface StatusOptions {
+  dir: string;
+  command: string;
+  address: string;
+  user?: string;
+  roles: string[];
+  pid?: number;
+  clock?: () => number;
+}
+
+export class NodeStatus implements Disposable {
+  readonly path: string;
+  /** Rows in the host's table, read when the file is written (set by whoever opened the table). */
+  tableSize?: () => number;
+  #snap: StatusSnapshot;
+  #clock: () => number;
+  #flushTimer?: ReturnType<typeof setTimeout>;
+  #beat?: ReturnType<typeof setInterval>;
+  #closed = false;
+  #broken = false;
+
+  constructor(readonly opts: StatusOptions) {
+    this.#clock = opts.clock ?? Date.now;
+    const pid = opts.pid ?? Deno.pid;
+    this.path = join(opts.dir, `${pid}.json`);
+    const now = new Date(this.#clock()).toISOString();
+    this.#snap = {
+      version: STATUS_VERSION,
+      pid,
+      command: opts.command,
+      address: opts.address,
+      user: opts.user,
+      roles: [...opts.roles],
+      started: now,
+      updated: now,
+      peers: [],
+    };
+    if (opts.roles.includes("host")) this.#snap.host = { requests: 0, replies: 0 };
+  }
+
+  /** Starts writing: once now, then on changes and on the heartbeat. */
+  start(): this {
+    this.write();
+    const beat = setInterval(() => this.write(), HEARTBEAT_MS);
+    // A status file must never keep a node alive that has nothing else to do.
+    Deno.unrefTimer(beat);
+    this.#beat = beat;
+    return this;
+  }
+
+  get snapshot(): StatusSnapshot {
+    return structuredClone(this.#snap);
+  }
+
+  /** Passes every event on unchanged, noting what `status` shows. */
+  track(next: EventSink): EventSink {
+    return (e) => {
+      this.note(e);
+      next(e);
+    };
+  }
+
+  note(e: NodeEvent): void {
+    const s = this.#snap;
+    const now = new Date(this.#clock()).toISOString();
+    switch (e.event) {
+      case "listening":
+        s.listening = { address: e.address, port: e.port, advertise: e.advertise };
+        break;
+      case "request_sent":
+        s.last_request = now;
+        break;
+      case "reply":
+        s.last_reply = now;
+        break;
+      case "connected":
+        s.peers = s.peers.filter((p) => p.peer !== e.peer);
+        s.peers.push({ peer: e.peer, address: e.address, direction: e.direction, since: now });
+        break;
+      case "disconnected":
+        s.peers = s.peers.filter((p) => !(p.peer === e.peer && p.address === e.address));
+        break;
+      case "promoted":
+        if (!s.roles.includes("host")) s.roles.push("host");
+        s.host ??= { requests: 0, replies: 0 };
+        break;
+      case "host_request":
+        s.host ??= { requests: 0, replies: 0 };
+        s.host.requests++;
+        s.host.last_request = now;
+        break;
+      case "host_reply":
+        s.host ??= { requests: 0, replies: 0 };
+        s.host.replies++;
+        s.host.last_reply = now;
+        break;
+      case "error":
+        s.last_error = e.message;
+        break;
+      default:
+        return;
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#closed || this.#flushTimer !== undefined) return;
+    const timer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.write();
+    }, FLUSH_DELAY_MS);
+    Deno.unrefTimer(timer);
+    this.#flushTimer = timer;
+  }
+
+  /** Rewrites the file now (atomically: a reader never sees half of it). Never throws. */
+  write(): void {
+    if (this.#closed || this.#broken) return;
+    const s = this.#snap;
+    s.updated = new Date(this.#clock()).toISOString();
+    if (this.tableSize && s.host) {
+      try {
+        s.host.table_size = this.tableSize();
+      } catch {
+        // the table is closing; keep the last size
+      }
+    }
+    const tmp = `${this.path}.tmp`;
+    try {
+      Deno.mkdirSync(this.opts.dir, { recursive: true, mode: SECRET_DIR_MODE });
+      Deno.writeTextFileSync(tmp, JSON.stringify(s) + "\n", { mode: SECRET_FILE_MODE });
+      Deno.renameSync(tmp, this.path);
+    } catch {
+      // Status is a convenience: a read-only or missing data folder must not stop the node.
+      this.#broken = true;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#flushTimer);
+    clearInterval(this.#beat);
+    for (const p of [this.path, `${this.path}.tmp`]) {
+      try {
+        Deno.removeSync(p);
+      } catch {
+        // never written, or already gone
+      }
+    }
+  }
+}
+
+export interface FoundStatus {
+  snapshot: StatusSnapshot;
+  path: string;
+  /** False when the heartbeat stopped: the node died without removing its file. */
+  alive: boolean;
+}
+
+/** Every status file in `dir`, newest first. Unreadable or foreign files are skipped. */
+export async function readStatuses(dir: string, now = Date.now()): Promise<FoundStatus[]> {
+  const out: FoundStatus[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  for (const e of entries) {
+    if (!e.isFile || !/^\d+\.json$/.test(e.name)) continue;
+    const path = join(dir, e.name);
+    let snapshot: StatusSnapshot;
+    try {
+      snapshot = JSON.parse(await Deno.readTextFile(path));
+    } catch {
+      continue; // removed while we listed, or not ours
+    }
+    if (snapshot?.version !== STATUS_VERSION || typeof snapshot.updated !== "string") continue;
+    const age = now - Date.parse(snapshot.updated);
+    out.push({ snapshot, path, alive: age <= STALE_MS });
+  }
+  return out.sort((a, b) => b.snapshot.started.localeCompare(a.snapshot.started));
+}
+
+/** The status of this process's node, written under the data folder until disposed. */
+export function openNodeStatus(
+  command: string,
+  info: { address: string; user?: string; roles: string[] },
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): NodeStatus {
+  return new NodeStatus({ dir: statusDirFor(env), command, ...info }).start();
+}
