@@ -1,0 +1,73 @@
+/**
+ * What every app does with a link the node adopted: put a multiplexer on it and tell the node when
+ * it ends. Plus the small pieces the apps share: piping a TCP connection to a stream, and the
+ * events they report.
+ */
+import { Mux, type MuxOptions, type MuxStream } from "../net/mux.ts";
+import type { NetPeerLink } from "../net/peer_link.ts";
+
+/** What an app reports; the CLI prints it (or, with --json, one object per line). */
+export interface AppEvent {
+  event: string;
+  [field: string]: unknown;
+}
+
+export type AppSink = (e: AppEvent) => void;
+
+/** The multiplexer of an adopted link; the node hears when the link ends. */
+export function attachMux(link: NetPeerLink, opts: MuxOptions = {}): Mux {
+  const mux = new Mux(link.link, { peer: link.user, ...opts });
+  void mux.closed.then((reason) => link.ended(reason));
+  return mux;
+}
+
+/** TCP reads go into a buffer this large; the rest of it takes the next read, so few are allocated. */
+const READ_BUFFER = 256 * 1024;
+const MIN_READ = 32 * 1024;
+
+/**
+ * Copies `conn` to `stream` (then FIN) and `stream` to `conn` (then half-close), until both
+ * directions end. A reset or a broken socket ends both; the promise resolves either way, with
+ * the reason when it was not clean. Back-pressure both ways: a full stream window stops reading
+ * the socket, a slow socket stops reading the stream (and so its credit).
+ */
+export async function pipeConn(conn: Deno.TcpConn, stream: MuxStream): Promise<string | undefined> {
+  let failed: string | undefined;
+  const fail = (err: unknown) => {
+    failed ??= err instanceof Error ? err.message : String(err);
+    stream.reset(failed);
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  };
+  const up = (async () => {
+    let buf = new Uint8Array(READ_BUFFER);
+    for (;;) {
+      if (buf.length < MIN_READ) buf = new Uint8Array(READ_BUFFER);
+      const n = await conn.read(buf);
+      if (n === null) break;
+      // The stream keeps a view until sealed, so the next read goes into the rest of the buffer.
+      await stream.write(buf.subarray(0, n));
+      buf = buf.subarray(n);
+    }
+    stream.closeWrite();
+  })().catch(fail);
+  const down = (async () => {
+    for (let chunk = await stream.read(); chunk !== null; chunk = await stream.read()) {
+      let off = 0;
+      while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+    }
+    await conn.closeWrite();
+  })().catch(fail);
+  await Promise.all([up, down]);
+  if (failed === undefined) {
+    try {
+      conn.close();
+    } catch {
+      // closed by a failure path
+    }
+  }
+  return failed;
+}

@@ -1,0 +1,311 @@
+/**
+ * Port tunnels over the link (`mailmeet tunnel`): `--expose PORT` on the machine that runs a game
+ * or service, `--local PORT` on the other.
+ *
+ * TCP: every connection to the local port becomes one mux stream ("tunnel"); the exposing side
+ * connects it to 127.0.0.1:PORT. Many at once, each with its own flow control.
+ *
+ * UDP (`--udp`): each source address that sends to the local port is a session; its datagrams
+ * ride the mux's datagram channel tagged with a session number, and the exposing side gives each
+ * session its own socket connected to 127.0.0.1:PORT, so the service's replies find their way
+ * back. Sessions quiet for the idle timeout are dropped on both sides.
+ *
+ * Only the exposed port is reachable: the exposing side never reads an address or port from the
+ * other side, whatever a stream's metadata says.
+ *
+ * UDP sockets come from node:dgram, not Deno.listenDatagram: Deno's own UDP API still needs the
+ * --unstable-net flag, and the bundled CLI (`deno run -A dist/mailmeet.js`) and `deno compile`
+ * must work without unstable flags; node:dgram is stable in Deno and does what a tunnel needs.
+ */
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import type { Buffer } from "node:buffer";
+import type { Mux, MuxStream } from "../net/mux.ts";
+import type { NetPeerLink } from "../net/peer_link.ts";
+import { type AppSink, attachMux, pipeConn } from "./links.ts";
+
+export const TUNNEL_PROTOCOL = "tunnel";
+/** A UDP session nobody used for this long is forgotten. */
+export const UDP_IDLE_MS = 60_000;
+/** UDP sessions held at once per side; the oldest idle ones go first when full. */
+export const MAX_UDP_SESSIONS = 1024;
+
+export interface TunnelOptions {
+  port: number;
+  udp: boolean;
+  emit: AppSink;
+  /** Overrides UDP_IDLE_MS (tests). */
+  udpIdleMs?: number;
+}
+
+interface UdpSession {
+  socket?: Socket;
+  /** The local side: where replies go. */
+  to?: RemoteInfo;
+  last: number;
+}
+
+/** The side that runs the service: takes streams and datagrams, reaches only 127.0.0.1:port. */
+export class TunnelExpose {
+  readonly #muxes = new Set<Mux>();
+  readonly #udp = new Map<Mux, Map<number, UdpSession>>();
+  readonly #conns = new Set<Promise<unknown>>();
+  #sweeper?: ReturnType<typeof setInterval>;
+  #connections = 0;
+
+  constructor(readonly opts: TunnelOptions) {
+    if (opts.udp) {
+      const idle = opts.udpIdleMs ?? UDP_IDLE_MS;
+      this.#sweeper = setInterval(() => this.#sweep(idle), Math.max(50, Math.min(idle / 2, 5000)));
+    }
+  }
+
+  get connections(): number {
+    return this.#connections;
+  }
+
+  add(link: NetPeerLink): Mux {
+    const mux = attachMux(link, {
+      onStream: (s) => this.#stream(link.user, s),
+      onDatagram: this.opts.udp ? (ch, data) => this.#datagram(mux, ch, data) : undefined,
+    });
+    this.#muxes.add(mux);
+    this.#udp.set(mux, new Map());
+    void mux.closed.then(() => {
+      this.#muxes.delete(mux);
+      for (const s of this.#udp.get(mux)?.values() ?? []) s.socket?.close();
+      this.#udp.delete(mux);
+    });
+    return mux;
+  }
+
+  #stream(user: string, stream: MuxStream): void {
+    if (stream.protocol !== TUNNEL_PROTOCOL || this.opts.udp) {
+      stream.reset(
+        `this peer exposes ${this.opts.udp ? "UDP" : "TCP"} port ${this.opts.port}, not "${stream.protocol}"`,
+      );
+      return;
+    }
+    const task = (async () => {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await Deno.connect({ hostname: "127.0.0.1", port: this.opts.port });
+      } catch (err) {
+        const why = `nothing answers on port ${this.opts.port} (${(err as Error).message})`;
+        this.opts.emit({ event: "tunnel_refused", peer: user, reason: why });
+        stream.reset(why);
+        return;
+      }
+      conn.setNoDelay(true);
+      this.#connections++;
+      this.opts.emit({ event: "tunnel_open", peer: user, port: this.opts.port, open: this.#connections });
+      const reason = await pipeConn(conn, stream);
+      this.#connections--;
+      this.opts.emit({ event: "tunnel_closed", peer: user, open: this.#connections, reason });
+    })();
+    this.#conns.add(task);
+    void task.finally(() => this.#conns.delete(task));
+  }
+
+  #datagram(mux: Mux, channel: number, data: Uint8Array): void {
+    const sessions = this.#udp.get(mux);
+    if (!sessions) return;
+    let s = sessions.get(channel);
+    if (!s) {
+      if (sessions.size >= MAX_UDP_SESSIONS) evictOldest(sessions);
+      const socket = createSocket("udp4");
+      const session: UdpSession = { socket, last: Date.now() };
+      s = session;
+      sessions.set(channel, session);
+      socket.on("message", (msg: Buffer) => {
+        session.last = Date.now();
+        mux.sendDatagram(channel, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
+      });
+      socket.on("error", () => {}); // ICMP port unreachable and the like: UDP has no errors to report back
+      socket.connect(this.opts.port, "127.0.0.1");
+      this.opts.emit({ event: "udp_session", peer: mux.peer, session: channel, open: sessions.size });
+    }
+    s.last = Date.now();
+    const socket = s.socket!;
+    const send = () => socket.send(data.slice());
+    // Datagrams sent before connect() finished would throw ERR_SOCKET_DGRAM_NOT_CONNECTED.
+    if (socket.remoteAddress === undefined) socket.once("connect", send);
+    else send();
+  }
+
+  #sweep(idleMs: number): void {
+    const now = Date.now();
+    for (const sessions of this.#udp.values()) {
+      for (const [ch, s] of sessions) {
+        if (now - s.last > idleMs) {
+          s.socket?.close();
+          sessions.delete(ch);
+        }
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    await Promise.allSettled([...this.#muxes].map((m) => m.close()));
+    await Promise.allSettled([...this.#conns]);
+  }
+}
+
+/** The side users connect to: a local TCP listener or UDP socket, carried to one peer. */
+export class TunnelLocal {
+  readonly #muxes: { user: string; mux: Mux }[] = [];
+  readonly #conns = new Set<Promise<unknown>>();
+  #listener?: Deno.TcpListener;
+  #udpSocket?: Socket;
+  /** source "ip:port" → session number, and back. */
+  readonly #bySource = new Map<string, number>();
+  readonly #sessions = new Map<number, UdpSession>();
+  #nextSession = 1;
+  #sweeper?: ReturnType<typeof setInterval>;
+  #accepting?: Promise<void>;
+  #connections = 0;
+
+  constructor(readonly opts: TunnelOptions & { bind?: string; to?: string }) {}
+
+  /** Where the local side listens (port 0 in the options picks one). */
+  get port(): number {
+    if (this.#listener) return this.#listener.addr.port;
+    const a = this.#udpSocket?.address();
+    return a ? a.port : this.opts.port;
+  }
+
+  async start(): Promise<void> {
+    const hostname = this.opts.bind ?? "127.0.0.1";
+    if (!this.opts.udp) {
+      this.#listener = Deno.listen({ hostname, port: this.opts.port });
+      this.#accepting = this.#accept(this.#listener);
+      return;
+    }
+    const socket = createSocket("udp4");
+    this.#udpSocket = socket;
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind(this.opts.port, hostname, () => {
+        socket.off("error", reject);
+        resolve();
+      });
+    });
+    socket.on("error", () => {});
+    socket.on("message", (msg: Buffer, from: RemoteInfo) => this.#fromLocal(msg, from));
+    const idle = this.opts.udpIdleMs ?? UDP_IDLE_MS;
+    this.#sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const [ch, s] of this.#sessions) {
+        if (now - s.last > idle) {
+          this.#sessions.delete(ch);
+          this.#bySource.delete(`${s.to!.address}:${s.to!.port}`);
+        }
+      }
+    }, Math.max(50, Math.min(idle / 2, 5000)));
+  }
+
+  add(link: NetPeerLink): Mux {
+    const mux = attachMux(link, {
+      onStream: (s) => s.reset("the --local side of a tunnel takes no streams"),
+      onDatagram: (ch, data) => this.#fromPeer(ch, data),
+    });
+    const entry = { user: link.user, mux };
+    this.#muxes.push(entry);
+    void mux.closed.then(() => {
+      const i = this.#muxes.indexOf(entry);
+      if (i >= 0) this.#muxes.splice(i, 1);
+    });
+    return mux;
+  }
+
+  /** The peer that carries the tunnel: --to, else the first one linked. */
+  #target(): Mux | undefined {
+    const to = this.opts.to;
+    return this.#muxes.find((m) => (to === undefined || m.user === to) && !m.mux.isClosed)?.mux;
+  }
+
+  async #accept(listener: Deno.TcpListener): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // closed
+      }
+      conn.setNoDelay(true);
+      const mux = this.#target();
+      if (!mux) {
+        this.opts.emit({
+          event: "tunnel_refused",
+          reason: this.opts.to ? `not linked to ${this.opts.to}` : "no peer linked yet",
+        });
+        conn.close();
+        continue;
+      }
+      const task = (async () => {
+        const stream = mux.open(TUNNEL_PROTOCOL, {});
+        this.#connections++;
+        this.opts.emit({ event: "tunnel_open", peer: mux.peer, port: this.port, open: this.#connections });
+        const reason = await pipeConn(conn, stream);
+        this.#connections--;
+        this.opts.emit({ event: "tunnel_closed", peer: mux.peer, open: this.#connections, reason });
+      })();
+      this.#conns.add(task);
+      void task.finally(() => this.#conns.delete(task));
+    }
+  }
+
+  #fromLocal(msg: Buffer, from: RemoteInfo): void {
+    const mux = this.#target();
+    if (!mux) return;
+    const key = `${from.address}:${from.port}`;
+    let ch = this.#bySource.get(key);
+    if (ch === undefined) {
+      if (this.#sessions.size >= MAX_UDP_SESSIONS) {
+        const oldest = evictOldest(this.#sessions);
+        if (oldest) this.#bySource.delete(`${oldest.to!.address}:${oldest.to!.port}`);
+      }
+      ch = this.#nextSession++;
+      this.#bySource.set(key, ch);
+      this.#sessions.set(ch, { to: from, last: Date.now() });
+      this.opts.emit({
+        event: "udp_session",
+        peer: mux.peer,
+        session: ch,
+        source: key,
+        open: this.#sessions.size,
+      });
+    }
+    this.#sessions.get(ch)!.last = Date.now();
+    mux.sendDatagram(ch, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
+  }
+
+  #fromPeer(channel: number, data: Uint8Array): void {
+    const s = this.#sessions.get(channel);
+    if (!s || !this.#udpSocket) return;
+    s.last = Date.now();
+    this.#udpSocket.send(data.slice(), s.to!.port, s.to!.address);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    try {
+      this.#listener?.close();
+    } catch {
+      // already closed
+    }
+    await this.#accepting;
+    if (this.#udpSocket) await new Promise<void>((r) => this.#udpSocket!.close(() => r()));
+    await Promise.allSettled(this.#muxes.map((m) => m.mux.close()));
+    await Promise.allSettled([...this.#conns]);
+  }
+}
+
+function evictOldest(sessions: Map<number, UdpSession>): UdpSession | undefined {
+  let oldest: [number, UdpSession] | undefined;
+  for (const e of sessions) if (!oldest || e[1].last < oldest[1].last) oldest = e;
+  if (!oldest) return undefined;
+  oldest[1].socket?.close();
+  sessions.delete(oldest[0]);
+  return oldest[1];
+}

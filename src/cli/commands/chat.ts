@@ -1,0 +1,65 @@
+import { ChatRoom } from "../../apps/chat.ts";
+import type { AppEvent } from "../../apps/links.ts";
+import type { Resolved } from "../options.ts";
+import { aborted, appOutput, runApp } from "./app_common.ts";
+
+export const CHAT_HELP = `mailmeet chat — one chat room with everyone you are linked to
+
+Meets your group like \`mailmeet join\` (same options), then every line you type goes to every
+linked peer, and their lines appear as "HH:MM:SS <user> text", with "* user joined/left" notices.
+Works piped too: lines on stdin are said, the room's lines come out on stdout (the meeting's own
+messages go to stderr); lines said before anyone is linked go to the first peer who comes. End of
+input (Ctrl-D) leaves the room. With --json every line is an event: chat, joined, left.
+Exits 3 if nobody connected within --timeout.
+
+Example:
+  mailmeet chat --address bob@isp-b.test --via lan-host@game.test --key-file group.key`;
+
+const hhmmss = (iso: unknown) => new Date(String(iso)).toTimeString().slice(0, 8);
+
+function describe(e: AppEvent, color: boolean): string | undefined {
+  const name = (p: unknown) => (color ? `\x1b[1m${p}\x1b[0m` : String(p));
+  switch (e.event) {
+    case "chat":
+      return `${hhmmss(e.sent)} <${name(e.peer)}> ${e.text}`;
+    case "joined":
+      return `${hhmmss(new Date().toISOString())} * ${e.peer} joined`;
+    case "left":
+      return `${hhmmss(new Date().toISOString())} * ${e.peer} left${e.reason ? ` (${e.reason})` : ""}`;
+    default:
+      return undefined;
+  }
+}
+
+/** Calls `onLine` for each line of stdin; resolves at end of input. */
+async function readStdinLines(onLine: (line: string) => void): Promise<void> {
+  let rest = "";
+  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+    rest += chunk;
+    let nl: number;
+    while ((nl = rest.indexOf("\n")) >= 0) {
+      onLine(rest.slice(0, nl).replace(/\r$/, ""));
+      rest = rest.slice(nl + 1);
+    }
+  }
+  if (rest) onLine(rest);
+}
+
+export async function chatCommand(r: Resolved): Promise<number> {
+  const out = appOutput(r, "stderr");
+  const color = !out.json && Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+  const room = new ChatRoom({ emit: (e) => out.app(e, describe(e, color)) });
+  return await runApp(r, out.node, (link) => room.add(link), async (run) => {
+    try {
+      const input = readStdinLines((line) => {
+        if (line.trim() !== "") room.say(line);
+      });
+      input.catch(() => {});
+      if (!(await run.firstLink())) return 0;
+      await Promise.race([input.catch(() => {}), aborted(run.signal)]);
+      return 0;
+    } finally {
+      await room.close();
+    }
+  });
+}
