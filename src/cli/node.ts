@@ -17,6 +17,7 @@ import type { PeerTable } from "../table/table.ts";
 import { UsageError } from "./errors.ts";
 import { flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
 import type { Resolved } from "./options.ts";
+import { openNodeStatus } from "./status.ts";
 import { openTable } from "./commands/host.ts";
 
 export interface RunningNode extends AsyncDisposable {
@@ -43,6 +44,9 @@ export async function startNode(
   const blocked = new Set(list(r, "block"));
   const linker = new NetLinker(key.secret, user);
   const stack = new AsyncDisposableStack();
+  // What `mailmeet status` shows comes from this node's own events (src/cli/status.ts).
+  const status = stack.use(openNodeStatus(r.command, { address: mail.address, user, roles: ["peer"] }));
+  events = status.track(events);
   try {
     // The listener is up before the peer exists (the peer advertises its port).
     const ref: { peer?: Peer } = {};
@@ -118,6 +122,7 @@ export async function startNode(
       events,
       promote: flag(r, "no-host") ? undefined : () => {
         table = openTable(r, mail.address);
+        status.tableSize = () => table?.entries(Date.now()).length ?? 0;
         return new Host(
           {
             address: mail.address,

@@ -7,6 +7,7 @@ import { PeerTable } from "../../table/table.ts";
 import { dataDir, flag, loadKey, mailSettings, num, sinkFor, str } from "../context.ts";
 import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
+import { openNodeStatus } from "../status.ts";
 import { DEFAULT_SKEW_MS } from "../../roles/host.ts";
 
 export const HOST_HELP = `mailmeet host (or mailmeet --host) — answer rendezvous requests from a mailbox
@@ -36,8 +37,11 @@ export function openTable(r: Resolved, address: string): PeerTable {
 export async function hostCommand(r: Resolved): Promise<number> {
   const mail = await mailSettings(r);
   const key = await loadKey(r);
-  const events = sinkFor(r);
+  // What `mailmeet status` shows comes from the host's own events (src/cli/status.ts).
+  using status = openNodeStatus("host", { address: mail.address, roles: ["host"] });
+  const events = status.track(sinkFor(r));
   using table = openTable(r, mail.address);
+  status.tableSize = () => table.entries(Date.now()).length;
   await using sender = openSender(mail.smtp, { caCerts: mail.caCerts });
   await using inbox = await openMailbox(mail.inbox, {
     address: mail.address,
