@@ -19,6 +19,16 @@ export function list(r: Resolved, name: string): string[] {
   const v = r.values[name];
   return Array.isArray(v) ? v : [];
 }
+/** A repeatable option of e-mail addresses (--via, --forward-to), checked and lower-cased. */
+export function addresses(r: Resolved, name: string): string[] {
+  return list(r, name).map((a) => {
+    if (!/^[^\s@<>",;]+@[^\s@<>",;]+$/.test(a)) {
+      throw new UsageError(`--${name} ${a} is not an e-mail address.`);
+    }
+    return a.toLowerCase();
+  });
+}
+
 export function num(r: Resolved, name: string): number {
   return r.values[name] as number;
 }

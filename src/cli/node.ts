@@ -15,7 +15,7 @@ import { InboxReader } from "../roles/inbox.ts";
 import { formatAddress, Peer } from "../roles/peer.ts";
 import type { PeerTable } from "../table/table.ts";
 import { UsageError } from "./errors.ts";
-import { flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
+import { addresses, flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
 import type { Resolved } from "./options.ts";
 import { openNodeStatus } from "./status.ts";
 import { openTable } from "./commands/host.ts";
@@ -36,10 +36,8 @@ export async function startNode(
   const mail = await mailSettings(r);
   const key = await loadKey(r);
   const user = userId(r, mail.address);
-  const vias = list(r, "via").map((v) => v.toLowerCase());
-  if (vias.length === 0) {
-    throw new UsageError("Say which host mailbox to ask with --via host@example.org (repeatable).");
-  }
+  // No --via: the first node of a group; it waits to be asked (and hosts) or dialed.
+  const vias = addresses(r, "via");
   const listen = parseHostPort(str(r, "listen")!, "listen");
   const blocked = new Set(list(r, "block"));
   const linker = new NetLinker(key.secret, user);
@@ -110,7 +108,14 @@ export async function startNode(
         maxLinks: num(r, "max-links"),
       },
       // Every link the peer adopts, dialed or accepted, goes to the app.
-      { key, sender, linker, events, onLink: (link) => onLink(link as NetPeerLink) },
+      {
+        key,
+        sender,
+        linker,
+        events,
+        onLink: (link) => onLink(link as NetPeerLink),
+        onPeers: (peers, via) => auto.heard(peers, via),
+      },
     );
     ref.peer = peer;
     stack.defer(() => peer.close());
@@ -123,15 +128,35 @@ export async function startNode(
       promote: flag(r, "no-host") ? undefined : () => {
         table = openTable(r, mail.address);
         status.tableSize = () => table?.entries(Date.now()).length ?? 0;
-        return new Host(
+        const host = new Host(
           {
             address: mail.address,
             marker: str(r, "marker")!,
             maxAgeMs: num(r, "max-age"),
             skewMs: DEFAULT_SKEW_MS,
+            upstream: vias,
+            syncIntervalMs: num(r, "sync-interval"),
           },
-          { key, table, sender, events },
+          {
+            key,
+            table,
+            sender,
+            events,
+            // A promoted node is a peer too: it offers itself first (it is online right now).
+            self: () => ({
+              user,
+              host: advertise.host,
+              port: advertise.port,
+              linkKey: linker.publicKey,
+              seen: Date.now(),
+              flagged: false,
+            }),
+          },
         );
+        host.runSync(signal).catch((err) =>
+          events({ event: "error", message: `sync stopped: ${err.message}` })
+        );
+        return host;
       },
     });
     const reader = new InboxReader(inbox, {
@@ -141,7 +166,8 @@ export async function startNode(
     });
     // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
     await reader.pass(auto.handle);
-    await peer.announce();
+    if (vias.length > 0) await peer.announce();
+    else events({ event: "waiting", reason: "no --via given: waiting to be asked or dialed" });
     const inboxLoop = reader.run(signal, auto.handle);
     inboxLoop.catch(() => {});
     stack.defer(() => inboxLoop.catch(() => {}));

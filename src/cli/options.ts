@@ -102,6 +102,25 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "12h",
   },
   {
+    name: "sync-interval",
+    kind: "duration",
+    arg: "DURATION",
+    help: "host: how often to send other hosts our entries (0 = never)",
+    default: "10m",
+  },
+  {
+    name: "bootstrap",
+    kind: "string",
+    arg: "ADDR",
+    help: "host: fill the table from this host before answering",
+  },
+  {
+    name: "forward-to",
+    kind: "list",
+    arg: "ADDR",
+    help: "host: only pass requests on to these worker hosts, in turn (repeatable)",
+  },
+  {
     name: "once",
     kind: "boolean",
     help: "host: answer what is in the mailbox now, then exit",

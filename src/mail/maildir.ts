@@ -281,6 +281,8 @@ export class MaildirMailbox implements Mailbox {
         found.push({ info, path });
       }
     }
+    // Maildir names start with the delivery time: name order is arrival order (the roles rely on it).
+    found.sort((a, b) => a.info.id < b.info.id ? -1 : a.info.id > b.info.id ? 1 : 0);
     for (const id of [...this.#paths.keys()]) {
       if (!seen.has(id)) {
         this.#paths.delete(id);

@@ -11,7 +11,8 @@ export const KIND = {
   request: 1,
   reply: 2,
   failure: 3,
-  // 4–15 reserved for host-to-host kinds (sync, bootstrap, forward).
+  sync: 4,
+  // 5–15 reserved for more host-to-host kinds.
 } as const;
 export type KindName = keyof typeof KIND;
 
@@ -19,6 +20,10 @@ export const SESSION_BYTES = 16;
 export const NONCE_BYTES = 16;
 export const LINK_KEY_BYTES = 32;
 export const MAX_PEERS_IN_REPLY = 64;
+/** Entries one sync message carries at most (the most recent). */
+export const MAX_SYNC_ENTRIES = 256;
+/** Host-to-host hops a sync may travel; with the visited list it bounds the mail a chain can cause. */
+export const MAX_HOPS = 4;
 const MAX_USER_CHARS = 64;
 const MAX_MAIL_CHARS = 254;
 
@@ -68,7 +73,24 @@ export interface Failure {
   nonce: Uint8Array;
 }
 
-export type Message = Request | Reply | Failure;
+/**
+ * Host → host (patent 【0059】【0060】【0065】): recent table entries, never an e-mail address of a
+ * peer. Sent to hosts learned from a request's recipient list, to upstream hosts (chaining), and
+ * as a bootstrap answer. `want` asks the receiver to answer with its own entries.
+ */
+export interface Sync {
+  kind: "sync";
+  /** The sending host's mailbox: where to answer. */
+  host: string;
+  entries: PeerEntry[];
+  want: boolean;
+  /** Hosts this knowledge has passed through, the sender included; never sent back to them. */
+  visited: string[];
+  time: number;
+  nonce: Uint8Array;
+}
+
+export type Message = Request | Reply | Failure | Sync;
 
 export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array } {
   let wire: Record<string, unknown>;
@@ -102,6 +124,16 @@ export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array }
     case "failure":
       wire = { u: msg.user, x: msg.target, t: msg.time, n: b64u(msg.nonce) };
       break;
+    case "sync":
+      wire = {
+        o: msg.host,
+        peers: msg.entries.map(entryWire),
+        w: msg.want,
+        v: msg.visited,
+        t: msg.time,
+        n: b64u(msg.nonce),
+      };
+      break;
   }
   return { kind: KIND[msg.kind], bytes: utf8(JSON.stringify(wire)) };
 }
@@ -129,30 +161,13 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
         nonce: bytesField(w.n, "nonce", NONCE_BYTES),
         replyTo: mailAddress(w.r),
       };
-    case KIND.reply: {
-      if (!Array.isArray(w.peers) || w.peers.length > MAX_PEERS_IN_REPLY) {
-        throw new ProtocolError(`A reply must list at most ${MAX_PEERS_IN_REPLY} peers.`, "invalid");
-      }
+    case KIND.reply:
       return {
         kind: "reply",
         session: bytesField(w.s, "session", SESSION_BYTES),
         time: timeField(w.t),
-        peers: w.peers.map((raw): PeerEntry => {
-          if (typeof raw !== "object" || raw === null) {
-            throw new ProtocolError("A peer entry is not an object.", "invalid");
-          }
-          const e = raw as Record<string, unknown>;
-          if (typeof e.f !== "boolean") throw new ProtocolError("A peer entry lacks its flag.", "invalid");
-          return {
-            user: userId(e.u, "peer user"),
-            ...endpoint(e.h, e.p),
-            linkKey: bytesField(e.k, "peer link key", LINK_KEY_BYTES),
-            seen: timeField(e.t),
-            flagged: e.f,
-          };
-        }),
+        peers: entryList(w.peers, MAX_PEERS_IN_REPLY),
       };
-    }
     case KIND.failure:
       return {
         kind: "failure",
@@ -161,12 +176,51 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
         time: timeField(w.t),
         nonce: bytesField(w.n, "nonce", NONCE_BYTES),
       };
+    case KIND.sync: {
+      if (typeof w.w !== "boolean") throw new ProtocolError("A sync lacks its want flag.", "invalid");
+      if (!Array.isArray(w.v) || w.v.length > MAX_HOPS + 1) {
+        throw new ProtocolError(`A sync must name at most ${MAX_HOPS + 1} visited hosts.`, "invalid");
+      }
+      return {
+        kind: "sync",
+        host: mailAddress(w.o),
+        entries: entryList(w.peers, MAX_SYNC_ENTRIES),
+        want: w.w,
+        visited: w.v.map(mailAddress),
+        time: timeField(w.t),
+        nonce: bytesField(w.n, "nonce", NONCE_BYTES),
+      };
+    }
     default:
       throw new ProtocolError(
         `Message kind ${kind} is not one this mailmeet knows; update mailmeet.`,
         "unsupported",
       );
   }
+}
+
+function entryWire(e: PeerEntry): Record<string, unknown> {
+  return { u: e.user, h: e.host, p: e.port, k: b64u(e.linkKey), t: e.seen, f: e.flagged };
+}
+
+function entryList(v: unknown, max: number): PeerEntry[] {
+  if (!Array.isArray(v) || v.length > max) {
+    throw new ProtocolError(`A message must list at most ${max} peers.`, "invalid");
+  }
+  return v.map((raw): PeerEntry => {
+    if (typeof raw !== "object" || raw === null) {
+      throw new ProtocolError("A peer entry is not an object.", "invalid");
+    }
+    const e = raw as Record<string, unknown>;
+    if (typeof e.f !== "boolean") throw new ProtocolError("A peer entry lacks its flag.", "invalid");
+    return {
+      user: userId(e.u, "peer user"),
+      ...endpoint(e.h, e.p),
+      linkKey: bytesField(e.k, "peer link key", LINK_KEY_BYTES),
+      seen: timeField(e.t),
+      flagged: e.f,
+    };
+  });
 }
 
 /** User ids: 1–64 printable characters, no spaces at the ends, no control characters. */

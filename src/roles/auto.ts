@@ -5,6 +5,7 @@
  */
 import { ProtocolError } from "../protocol/errors.ts";
 import type { EventSink } from "./events.ts";
+import type { PeerEntry } from "../protocol/messages.ts";
 import type { Host } from "./host.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
 import type { Peer } from "./peer.ts";
@@ -18,8 +19,21 @@ export interface AutoNodeOptions {
 
 export class AutoNode {
   #host?: Host;
+  /** What our own hosts told us, by host: a promoted node offers it too (【0065】 chaining). */
+  #upstream = new Map<string, readonly PeerEntry[]>();
 
   constructor(readonly opts: AutoNodeOptions) {}
+
+  /** Called with the peers of each reply our peer role receives. */
+  heard = (peers: readonly PeerEntry[], via: string): void => {
+    this.#upstream.set(via, peers);
+    this.#host?.learnFrom(via, peers);
+  };
+
+  /** The host role, once promoted. */
+  get host(): Host | undefined {
+    return this.#host;
+  }
 
   get hosting(): boolean {
     return this.#host !== undefined;
@@ -35,6 +49,7 @@ export class AutoNode {
     if (!this.opts.promote) return "keep";
     if (!this.#host) {
       this.#host = this.opts.promote();
+      for (const [via, peers] of this.#upstream) this.#host.learnFrom(via, peers);
       this.opts.events({ event: "promoted", reason: "a request reached our inbox" });
     }
     return await this.#host.handle(m);

@@ -1,18 +1,31 @@
 /**
  * The host (patent Fig. 3, 【0039】–【0047】): reads requests from its mailbox, keeps the peer table,
  * answers each requester with the most recent others, and flags peers reported unreachable.
+ * With other hosts (【0058】–【0061】, 【0065】) it also exchanges entries by sealed sync mail: with
+ * hosts named beside it in a request's recipients, with its upstream hosts (chaining), and with a
+ * host it bootstraps from. E-mail addresses of peers never leave it.
  * Roles-level code: it knows messages and the table, not which mail transport is underneath.
  */
 import type { Sender } from "../mail/smtp.ts";
 import { sealToText } from "../protocol/envelope.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
-import type { Failure, Reply, Request } from "../protocol/messages.ts";
-import { b64u, type Random, systemRandom } from "../protocol/bytes.ts";
-import { freshness } from "../table/policy.ts";
+import {
+  type Failure,
+  MAX_HOPS,
+  MAX_SYNC_ENTRIES,
+  NONCE_BYTES,
+  type PeerEntry,
+  type Reply,
+  type Request,
+  type Sync,
+} from "../protocol/messages.ts";
+import { type Random, systemRandom } from "../protocol/bytes.ts";
+import type { TableEntry } from "../table/policy.ts";
 import type { PeerTable } from "../table/table.ts";
 import type { EventSink } from "./events.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
+import { screen } from "./screen.ts";
 
 export interface HostSettings {
   /** This host's own mailbox address: the From of its replies. */
@@ -22,16 +35,23 @@ export interface HostSettings {
   maxAgeMs: number;
   /** How far ahead of our clock a request's time may be. */
   skewMs: number;
+  /** Hosts this one passes what it learns to, and whose entries it carries (chaining, 【0065】). */
+  upstream?: readonly string[];
+  /** How often to send known hosts our recent entries (0: never). */
+  syncIntervalMs?: number;
 }
 
 export const DEFAULT_MAX_AGE_MS = 12 * 3600_000;
 export const DEFAULT_SKEW_MS = 10 * 60_000;
+export const DEFAULT_SYNC_INTERVAL_MS = 10 * 60_000;
 
 export interface HostDeps {
   key: NetworkKey;
   table: PeerTable;
   sender: Sender;
   events: EventSink;
+  /** This node's own entry when it is a peer too (auto-promotion): offered first, always fresh. */
+  self?: () => PeerEntry;
   clock?: () => number;
   random?: Random;
 }
@@ -39,48 +59,40 @@ export interface HostDeps {
 export class Host {
   #clock: () => number;
   #random: Random;
+  #bootstrapped = Promise.withResolvers<void>();
+  #bootstrapFrom?: string;
 
   constructor(readonly settings: HostSettings, readonly deps: HostDeps) {
     this.#clock = deps.clock ?? Date.now;
     this.#random = deps.random ?? systemRandom;
   }
 
-  /** Whether this host handles a message of this kind (the rest is left for a peer role sharing the inbox). */
+  get address(): string {
+    return this.settings.address;
+  }
+
+  /** Whether this host handles a message (the rest is left for a peer role sharing the inbox). */
   wants(m: InboundMail): boolean {
-    return m.message instanceof ProtocolError || m.message.kind === "request" || m.message.kind === "failure";
+    return m.message instanceof ProtocolError || m.message.kind !== "reply";
   }
 
   /** Handles one mail from the inbox; "delete" only once its effect is durable and its reply accepted. */
   async handle(m: InboundMail): Promise<Disposition> {
     const now = this.#clock();
-    if (m.message instanceof ProtocolError) return this.#drop(m, m.message.message);
-    // 【0041】: the mail's own Date says how long it has been on the way.
-    if (m.mail.date && m.mail.date.getTime() < now - this.settings.maxAgeMs) {
-      return this.#drop(m, `its Date (${m.mail.date.toISOString()}) is older than --max-age`);
+    const s = screen(m, this.deps.table, this.settings, now);
+    if (!s.ok) return this.#drop(m, s.reason);
+    switch (s.message.kind) {
+      case "request":
+        return await this.#request(s.message, m, s.retry, now);
+      case "failure":
+        return this.#failure(s.message);
+      case "sync":
+        return await this.#sync(s.message, now);
     }
-    const msg = m.message;
-    if (msg.kind === "reply") return this.#drop(m, "it is a reply, and this host asked nothing");
-    const fresh = freshness(msg.time, now, this.settings.maxAgeMs, this.settings.skewMs);
-    if (fresh !== "ok") {
-      return this.#drop(
-        m,
-        fresh === "old" ? "it was sealed longer ago than --max-age" : "it is dated in the future",
-      );
-    }
-    const verdict = this.deps.table.checkNonce(
-      b64u(msg.nonce),
-      m.id,
-      msg.time,
-      now - this.settings.maxAgeMs - this.settings.skewMs,
-    );
-    if (verdict === "replay") return this.#drop(m, "its nonce was already used: a replayed request");
-    return msg.kind === "request"
-      ? await this.#request(msg, verdict === "retry", now, m.wokeAt)
-      : this.#failure(msg);
   }
 
-  async #request(req: Request, retry: boolean, now: number, wokeAt: number): Promise<Disposition> {
-    const stored = this.deps.table.register({
+  async #request(req: Request, m: InboundMail, retry: boolean, now: number): Promise<Disposition> {
+    const entry: TableEntry = {
       user: req.user,
       host: req.host,
       port: req.port,
@@ -88,35 +100,40 @@ export class Host {
       linkKey: req.linkKey,
       flagged: false,
       stored: req.time,
-    }, now);
+      origin: "",
+    };
+    const stored = this.deps.table.register(entry, now);
     this.deps.events({
       event: "host_request",
       peer: req.user,
       address: `${req.host}:${req.port}`,
       outcome: retry ? "retry" : stored ? "stored" : "older",
     });
-    // 【0043】【0045】: the most recent others, never the requester, never an e-mail address.
-    const peers = this.deps.table.replyFor(req.user, now).map((e) => ({
-      user: e.user,
-      host: e.host,
-      port: e.port,
-      linkKey: e.linkKey,
-      seen: e.stored,
-      flagged: e.flagged,
-    }));
+    const peers = this.#offer(req.user, now);
     const reply: Reply = { kind: "reply", session: req.session, time: now, peers };
-    await this.deps.sender.send({
-      from: this.settings.address,
-      to: [req.replyTo],
-      subject: this.settings.marker,
-      text: sealToText(this.deps.key, reply, this.#random),
-    });
+    await this.#mail([req.replyTo], reply);
     this.deps.events({
       event: "host_reply",
       peer: req.user,
       peers: peers.length,
-      ms: Math.round(performance.now() - wokeAt),
+      ms: Math.round(performance.now() - m.wokeAt),
     });
+    // 【0059】: the other hosts a peer mailed at once are hosts of the same group: exchange tables.
+    const me = this.settings.address;
+    for (const other of m.mail.recipients) {
+      if (other === me || this.settings.upstream?.includes(other)) continue;
+      if (this.deps.table.store.addHost(other, now)) {
+        this.deps.events({ event: "info", message: `learned of host ${other} from ${req.user}'s request` });
+        await this.#sendSync(other, this.#recent(now), false, [me]);
+      }
+    }
+    // 【0065】: pass the newcomer upward, unless it asked that host itself.
+    if (stored && !retry) {
+      const up = (this.settings.upstream ?? []).filter((h) =>
+        !m.mail.recipients.includes(h) && h !== req.replyTo
+      );
+      for (const h of up) await this.#sendSync(h, [toPeerEntry(entry)], false, [me]);
+    }
     return "delete";
   }
 
@@ -127,8 +144,167 @@ export class Host {
     return "delete";
   }
 
+  async #sync(msg: Sync, now: number): Promise<Disposition> {
+    const me = this.settings.address;
+    if (msg.host === me) return "delete";
+    const selfUser = this.deps.self?.().user;
+    const learned: PeerEntry[] = [];
+    for (const e of msg.entries) {
+      if (e.user === selfUser) continue; // we know where we are better than anyone
+      if (this.deps.table.learn(fromPeerEntry(e, msg.host), now)) learned.push(e);
+    }
+    const isNewHost = this.deps.table.store.addHost(msg.host, now);
+    this.deps.table.store.markSynced(msg.host, now);
+    this.deps.events({
+      event: "info",
+      message: `sync from ${msg.host}: ${learned.length} of ${msg.entries.length} entries new${
+        isNewHost ? " (a new host)" : ""
+      }`,
+    });
+    if (msg.host === this.#bootstrapFrom) this.#bootstrapped.resolve();
+    if (msg.want) await this.#sendSync(msg.host, this.#recent(now), false, [me]);
+    // Chaining: what we learned goes on upward, never back where it has been, never too far.
+    const visited = [...msg.visited, me];
+    if (learned.length > 0 && visited.length <= MAX_HOPS) {
+      for (const h of this.settings.upstream ?? []) {
+        if (!visited.includes(h) && h !== msg.host) await this.#sendSync(h, learned, false, visited);
+      }
+    }
+    return "delete";
+  }
+
+  /**
+   * Asks `address` for its table (【0060】: a new host fills its table from an existing one).
+   * Resolves when the answer has been stored, or rejects after `timeoutMs`.
+   */
+  async bootstrap(address: string, timeoutMs: number): Promise<void> {
+    this.#bootstrapFrom = address.toLowerCase();
+    this.deps.table.store.addHost(this.#bootstrapFrom, this.#clock());
+    await this.#sendSync(this.#bootstrapFrom, this.#recent(this.#clock()), true, [this.settings.address]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        this.#bootstrapped.promise,
+        new Promise<never>((_, reject) =>
+          timer = setTimeout(
+            () =>
+              reject(
+                new Error(`${address} did not answer the bootstrap within ${Math.round(timeoutMs / 1000)} s`),
+              ),
+            timeoutMs,
+          )
+        ),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends every known host and upstream host our recent entries (periodic convergence, 【0061】). */
+  async syncAll(): Promise<void> {
+    const now = this.#clock();
+    const entries = this.#recent(now);
+    const targets = new Set([
+      ...this.deps.table.store.hosts().map((h) => h.address),
+      ...(this.settings.upstream ?? []),
+    ]);
+    for (const h of targets) {
+      if (h === this.settings.address) continue;
+      try {
+        await this.#sendSync(h, entries, false, [this.settings.address]);
+      } catch (err) {
+        this.deps.events({ event: "error", message: `Could not sync with ${h}: ${(err as Error).message}` });
+      }
+    }
+  }
+
+  /** Runs syncAll every syncIntervalMs until `signal` aborts. */
+  async runSync(signal: AbortSignal): Promise<void> {
+    const every = this.settings.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
+    if (every <= 0) return;
+    while (!signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, every);
+        signal.addEventListener("abort", () => {
+          clearTimeout(t);
+          resolve();
+        }, { once: true });
+      });
+      if (!signal.aborted) await this.syncAll();
+    }
+  }
+
+  /** Entries learned elsewhere (the node's own rendezvous reply from its upstream). */
+  learnFrom(origin: string, entries: readonly PeerEntry[]): number {
+    const now = this.#clock();
+    const selfUser = this.deps.self?.().user;
+    let n = 0;
+    for (const e of entries) {
+      if (e.user !== selfUser && this.deps.table.learn(fromPeerEntry(e, origin), now)) n++;
+    }
+    return n;
+  }
+
+  /** 【0043】【0045】: the most recent others, never the requester, never an e-mail address. */
+  #offer(requester: string, now: number): PeerEntry[] {
+    const self = this.deps.self?.();
+    const rows = this.deps.table.replyFor(requester, now).filter((e) => e.user !== self?.user);
+    const peers = rows.map(toPeerEntry);
+    if (self && self.user !== requester) {
+      peers.unshift(self);
+      if (peers.length > this.deps.table.policy.replyLimit) peers.pop();
+    }
+    return peers;
+  }
+
+  #recent(now: number): PeerEntry[] {
+    const self = this.deps.self?.();
+    const rows = this.deps.table.entries(now).slice(0, MAX_SYNC_ENTRIES).map(toPeerEntry);
+    return self ? [self, ...rows.filter((e) => e.user !== self.user)].slice(0, MAX_SYNC_ENTRIES) : rows;
+  }
+
+  async #sendSync(to: string, entries: PeerEntry[], want: boolean, visited: string[]): Promise<void> {
+    const msg: Sync = {
+      kind: "sync",
+      host: this.settings.address,
+      entries,
+      want,
+      visited,
+      time: this.#clock(),
+      nonce: this.#random(NONCE_BYTES),
+    };
+    await this.#mail([to], msg);
+    this.deps.table.store.markSynced(to, this.#clock());
+  }
+
+  async #mail(to: string[], msg: Reply | Sync): Promise<void> {
+    await this.deps.sender.send({
+      from: this.settings.address,
+      to,
+      subject: this.settings.marker,
+      text: sealToText(this.deps.key, msg, this.#random),
+    });
+  }
+
   #drop(m: InboundMail, reason: string): Disposition {
     this.deps.events({ event: "host_dropped", reason, detail: `mail ${m.id}` });
     return "delete";
   }
+}
+
+export function toPeerEntry(e: TableEntry): PeerEntry {
+  return { user: e.user, host: e.host, port: e.port, linkKey: e.linkKey, seen: e.stored, flagged: e.flagged };
+}
+
+function fromPeerEntry(e: PeerEntry, origin: string): TableEntry {
+  return {
+    user: e.user,
+    host: e.host,
+    port: e.port,
+    email: "",
+    linkKey: e.linkKey,
+    flagged: e.flagged,
+    stored: e.seen,
+    origin,
+  };
 }

@@ -21,8 +21,11 @@ export interface InboundMail {
   wokeAt: number;
 }
 
-/** "delete": its work is durable, remove it. "keep": not ours or not yet; leave it and don't look again. */
-export type Disposition = "delete" | "keep";
+/**
+ * "delete": its work is durable, remove it. "keep": not ours; leave it and don't look again this run.
+ * "later": not now (a host still bootstrapping); leave it and look again on the next pass.
+ */
+export type Disposition = "delete" | "keep" | "later";
 
 export type InboxHandler = (m: InboundMail) => Promise<Disposition>;
 
@@ -50,7 +53,8 @@ export class InboxReader {
     let deleted = false;
     const present = new Set(list.map((m) => m.id));
     for (const id of this.#settled) if (!present.has(id)) this.#settled.delete(id);
-    // Oldest first: requests are answered in the order they were sent.
+    // Oldest first: requests are answered in the order they were sent (Date has whole seconds;
+    // the sort is stable, so within a second the mailbox's own arrival order stands).
     const fresh = list.filter((m) => !this.#settled.has(m.id)).sort((a, b) =>
       (a.date?.getTime() ?? 0) - (b.date?.getTime() ?? 0)
     );
@@ -85,6 +89,7 @@ export class InboxReader {
         continue;
       }
       handled++;
+      if (disposition === "later") continue;
       this.#settled.add(info.id);
       if (disposition === "delete") {
         await this.mailbox.delete([info.id]);

@@ -62,6 +62,8 @@ export interface PeerDeps {
   events: EventSink;
   /** Each link this peer opens or accepts. */
   onLink: (link: PeerLink) => void;
+  /** The peers a host's reply listed, and which host said so (an auto-promoted host learns from it). */
+  onPeers?: (peers: readonly PeerEntry[], via: string) => void;
   clock?: () => number;
   random?: Random;
 }
@@ -155,6 +157,7 @@ export class Peer {
     });
     // Never dial ourselves, even if a host lists us (an old row after a user-id reuse).
     const others = reply.peers.filter((p) => p.user !== this.settings.user);
+    this.deps.onPeers?.(others, via);
     this.#dialing = this.#dialAll(others, via);
     return "delete";
   }

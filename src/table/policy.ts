@@ -12,8 +12,10 @@ export interface TableEntry {
   linkKey: Uint8Array;
   /** Someone reported this peer unreachable (【0047】). */
   flagged: boolean;
-  /** The request's own time (ms): the "date" column of Fig. 7. */
+  /** The request's own time (ms): the "date" column of Fig. 7. Kept as is when entries travel between hosts. */
   stored: number;
+  /** "" when the peer registered here itself; else the host it was learned from (email is then ""). */
+  origin: string;
 }
 
 export interface TablePolicy {
@@ -43,7 +45,12 @@ export interface Admission {
   evict: string[];
 }
 
-/** What storing `incoming` does to a table holding `rows`: one row per user id, capacity kept. */
+/**
+ * What storing `incoming` does to a table holding `rows`: one row per user id, capacity kept.
+ * A peer's own request wins over anything older; an entry learned from another host must be
+ * strictly newer (or bring a flag the row lacks), so entries never look fresher than they are and
+ * two hosts syncing each other settle instead of echoing.
+ */
 export function admit(
   rows: readonly TableEntry[],
   incoming: TableEntry,
@@ -52,6 +59,12 @@ export function admit(
 ): Admission {
   const same = rows.find((r) => r.user === incoming.user);
   if (same && same.stored > incoming.stored) return { accept: false, evict: [] };
+  if (incoming.origin !== "") {
+    if (isExpired(incoming, now, policy.ttlMs)) return { accept: false, evict: [] };
+    if (same && same.stored === incoming.stored && (same.flagged || !incoming.flagged)) {
+      return { accept: false, evict: [] };
+    }
+  }
   const evict = rows.filter((r) => r.user !== incoming.user && isExpired(r, now, policy.ttlMs)).map((r) =>
     r.user
   );

@@ -6,7 +6,8 @@
 import { DatabaseSync } from "node:sqlite";
 import type { TableEntry } from "./policy.ts";
 
-const SCHEMA_VERSION = 1;
+/** 1: peers + nonces. 2: peers.origin, hosts. */
+const SCHEMA_VERSION = 2;
 
 export class TableStoreError extends Error {
   constructor(message: string, options: { cause?: unknown } = {}) {
@@ -30,12 +31,19 @@ export class TableStore implements Disposable {
         CREATE INDEX IF NOT EXISTS peers_stored ON peers(stored);
         CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, message TEXT NOT NULL, seen INTEGER NOT NULL);
         CREATE INDEX IF NOT EXISTS nonces_seen ON nonces(seen);
+        CREATE TABLE IF NOT EXISTS hosts (address TEXT PRIMARY KEY, learned INTEGER NOT NULL, synced INTEGER NOT NULL DEFAULT 0);
       `);
+      const cols = this.#db.prepare("PRAGMA table_info(peers)").all().map((c) => String(c.name));
+      if (!cols.includes("origin")) {
+        this.#db.exec("ALTER TABLE peers ADD COLUMN origin TEXT NOT NULL DEFAULT ''");
+      }
       const row = this.#db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as
         | { value: string }
         | undefined;
-      if (!row) {
-        this.#db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
+      if (!row || Number(row.value) < SCHEMA_VERSION) {
+        this.#db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)").run(
+          String(SCHEMA_VERSION),
+        );
       } else if (Number(row.value) > SCHEMA_VERSION) {
         throw new TableStoreError(
           `The table ${path} was written by a newer mailmeet (schema ${row.value}); update mailmeet or use another --db.`,
@@ -63,7 +71,9 @@ export class TableStore implements Disposable {
   }
 
   rows(): TableEntry[] {
-    const rows = this.#db.prepare("SELECT user, host, port, email, link_key, flagged, stored FROM peers")
+    const rows = this.#db.prepare(
+      "SELECT user, host, port, email, link_key, flagged, stored, origin FROM peers",
+    )
       .all();
     return rows.map((r) => ({
       user: String(r.user),
@@ -73,16 +83,17 @@ export class TableStore implements Disposable {
       linkKey: new Uint8Array(r.link_key as Uint8Array),
       flagged: Number(r.flagged) === 1,
       stored: Number(r.stored),
+      origin: String(r.origin),
     }));
   }
 
   /** Writes a row, replacing the user's old one; a re-registered peer starts unflagged. */
   put(e: TableEntry): void {
     this.#db.prepare(
-      `INSERT INTO peers (user, host, port, email, link_key, flagged, stored) VALUES (?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO peers (user, host, port, email, link_key, flagged, stored, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(user) DO UPDATE SET host = excluded.host, port = excluded.port, email = excluded.email,
-         link_key = excluded.link_key, flagged = excluded.flagged, stored = excluded.stored`,
-    ).run(e.user, e.host, e.port, e.email, e.linkKey, e.flagged ? 1 : 0, e.stored);
+         link_key = excluded.link_key, flagged = excluded.flagged, stored = excluded.stored, origin = excluded.origin`,
+    ).run(e.user, e.host, e.port, e.email, e.linkKey, e.flagged ? 1 : 0, e.stored, e.origin);
   }
 
   remove(users: readonly string[]): void {
@@ -114,6 +125,25 @@ export class TableStore implements Disposable {
   /** Nonces older than the freshness window can go: such requests are refused as old anyway. */
   forgetNonces(before: number): void {
     this.#db.prepare("DELETE FROM nonces WHERE seen < ?").run(before);
+  }
+
+  /** Other hosts this one exchanges entries with; true when the address is new. */
+  addHost(address: string, now: number): boolean {
+    return Number(
+      this.#db.prepare("INSERT OR IGNORE INTO hosts (address, learned) VALUES (?, ?)").run(address, now)
+        .changes,
+    ) > 0;
+  }
+
+  hosts(): { address: string; synced: number }[] {
+    return this.#db.prepare("SELECT address, synced FROM hosts ORDER BY address").all().map((r) => ({
+      address: String(r.address),
+      synced: Number(r.synced),
+    }));
+  }
+
+  markSynced(address: string, now: number): void {
+    this.#db.prepare("UPDATE hosts SET synced = ? WHERE address = ?").run(now, address);
   }
 
   close(): void {

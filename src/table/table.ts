@@ -28,6 +28,23 @@ export class PeerTable implements Disposable {
     });
   }
 
+  /**
+   * Stores an entry learned from another host (sync, chaining): kept only when newer than what we
+   * hold, or when it brings a flag. A flag alone never replaces a row we registered ourselves.
+   */
+  learn(entry: TableEntry, now: number): boolean {
+    return this.store.transaction(() => {
+      const rows = this.store.rows();
+      const verdict = admit(rows, entry, this.policy, now);
+      if (!verdict.accept) return false;
+      const same = rows.find((r) => r.user === entry.user);
+      if (same && same.stored === entry.stored) return this.store.flag(entry.user);
+      this.store.remove(verdict.evict);
+      this.store.put(entry);
+      return true;
+    });
+  }
+
   replyFor(requester: string, now: number): TableEntry[] {
     return pickForReply(this.store.rows(), requester, this.policy, now);
   }

@@ -18,7 +18,7 @@ Deno.test("bad usage exits 1 with one sentence that says what to do", async () =
     const args of [
       ["join", "--key", KEY, "--via", "h@x.test"], // no --address
       ["join", "--address", "a@x.test", "--via", "h@x.test"], // no key
-      ["join", "--address", "a@x.test", "--key", KEY], // no --via
+      ["join", "--address", "a@x.test", "--key", KEY, "--via", "not-an-address"],
       ["join", "--address", "a@x.test", "--key", "short", "--via", "h@x.test"],
       ["join", "--address", "a@x.test", "--key", KEY, "--via", "h@x.test", "--inbox", "ftp://x"],
       ["--frobnicate"],

@@ -146,6 +146,15 @@ const arbUser = fc.string({ minLength: 1, maxLength: 20, unit: "grapheme" }).fil
 const arbHost = fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain());
 const arbTime = fc.integer({ min: 1_600_000_000_000, max: 4_000_000_000_000 });
 const rec = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }) => fc.record(model, { noNullPrototype: true });
+const arbEntry = rec({
+  user: arbUser,
+  host: arbHost,
+  port: fc.integer({ min: 1, max: 65535 }),
+  linkKey: arbBytes(32),
+  seen: arbTime,
+  flagged: fc.boolean(),
+});
+const arbMail = fc.emailAddress().map((s) => s.toLowerCase());
 const arbMessage: fc.Arbitrary<Message> = fc.oneof(
   rec({
     kind: fc.constant("request" as const),
@@ -156,28 +165,27 @@ const arbMessage: fc.Arbitrary<Message> = fc.oneof(
     linkKey: arbBytes(32),
     time: arbTime,
     nonce: arbBytes(16),
-    replyTo: fc.emailAddress().map((s) => s.toLowerCase()),
+    replyTo: arbMail,
   }),
   rec({
     kind: fc.constant("reply" as const),
     session: arbBytes(16),
     time: arbTime,
-    peers: fc.array(
-      rec({
-        user: arbUser,
-        host: arbHost,
-        port: fc.integer({ min: 1, max: 65535 }),
-        linkKey: arbBytes(32),
-        seen: arbTime,
-        flagged: fc.boolean(),
-      }),
-      { maxLength: 8 },
-    ),
+    peers: fc.array(arbEntry, { maxLength: 8 }),
   }),
   rec({
     kind: fc.constant("failure" as const),
     user: arbUser,
     target: arbUser,
+    time: arbTime,
+    nonce: arbBytes(16),
+  }),
+  rec({
+    kind: fc.constant("sync" as const),
+    host: arbMail,
+    entries: fc.array(arbEntry, { maxLength: 8 }),
+    want: fc.boolean(),
+    visited: fc.array(arbMail, { maxLength: 5 }),
     time: arbTime,
     nonce: arbBytes(16),
   }),

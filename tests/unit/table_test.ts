@@ -23,6 +23,7 @@ function entry(user: string, stored: number, extra: Partial<TableEntry> = {}): T
     linkKey: new Uint8Array(32),
     flagged: false,
     stored,
+    origin: "",
     ...extra,
   };
 }
@@ -77,6 +78,45 @@ Deno.test("property: the table never exceeds capacity and keeps the newest rows"
       },
     ),
   );
+});
+
+Deno.test("an entry from another host must be newer, or bring a flag, and must not be expired", () => {
+  const rows = [entry("a", T0 - 10)];
+  const p = policy();
+  assert.equal(
+    admit(rows, entry("a", T0 - 10, { origin: "h2@x" }), p, T0).accept,
+    false,
+    "same time, no news",
+  );
+  assert.equal(
+    admit(rows, entry("a", T0 - 10, { origin: "h2@x", flagged: true }), p, T0).accept,
+    true,
+    "a flag",
+  );
+  assert.equal(admit(rows, entry("a", T0 - 5, { origin: "h2@x" }), p, T0).accept, true, "newer");
+  assert.equal(admit(rows, entry("a", T0 - 20, { origin: "h2@x" }), p, T0).accept, false, "older");
+  assert.equal(admit([], entry("b", T0 - 13 * H, { origin: "h2@x" }), p, T0).accept, false, "expired");
+  // a peer's own request at the same time is a retry and is accepted
+  assert.equal(admit(rows, entry("a", T0 - 10), p, T0).accept, true);
+});
+
+Deno.test("learning a flag keeps the row's e-mail address and origin", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    using t = new PeerTable(`${dir}/t.db`, policy());
+    t.register(entry("a", T0 - 10), T0);
+    assert.equal(t.learn(entry("a", T0 - 10, { origin: "h2@x", email: "", flagged: true }), T0), true);
+    const [row] = t.entries(T0);
+    assert.deepEqual([row.email, row.origin, row.flagged], ["a@isp-a.test", "", true]);
+    assert.equal(t.learn(entry("a", T0 - 10, { origin: "h2@x", email: "" }), T0), false);
+    assert.equal(t.learn(entry("b", T0 - 5, { origin: "h2@x", email: "" }), T0), true);
+    assert.equal(t.entries(T0).find((r) => r.user === "b")?.origin, "h2@x");
+    assert.equal(t.store.addHost("h2@x", T0), true);
+    assert.equal(t.store.addHost("h2@x", T0), false);
+    assert.deepEqual(t.store.hosts().map((h) => h.address), ["h2@x"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("candidates: blocked never, friends first, flagged last, recent first", () => {

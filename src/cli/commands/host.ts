@@ -4,7 +4,10 @@ import { openSender } from "../../mail/smtp.ts";
 import { Host } from "../../roles/host.ts";
 import { InboxReader } from "../../roles/inbox.ts";
 import { PeerTable } from "../../table/table.ts";
-import { dataDir, flag, loadKey, mailSettings, num, sinkFor, str } from "../context.ts";
+import { addresses, dataDir, flag, loadKey, mailSettings, num, sinkFor, str } from "../context.ts";
+import { Forwarder } from "../../roles/forwarder.ts";
+import { ProtocolError } from "../../protocol/errors.ts";
+import { UsageError } from "../errors.ts";
 import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { openNodeStatus } from "../status.ts";
@@ -49,17 +52,9 @@ export async function hostCommand(r: Resolved): Promise<number> {
     pollIntervalMs: mail.pollMs,
     log: (line) => events({ event: "info", message: line }),
   });
-  const host = new Host(
-    {
-      address: mail.address,
-      marker: str(r, "marker")!,
-      maxAgeMs: num(r, "max-age"),
-      skewMs: DEFAULT_SKEW_MS,
-    },
-    { key, table, sender, events },
-  );
+  const marker = str(r, "marker")!;
   const reader = new InboxReader(inbox, {
-    marker: str(r, "marker")!,
+    marker,
     key,
     onSkip: (id, reason) => events({ event: "host_dropped", reason, detail: `mail ${id}` }),
     onError: (id, err) =>
@@ -68,12 +63,66 @@ export async function hostCommand(r: Resolved): Promise<number> {
         message: `mail ${id} stays in the box for a retry: ${(err as Error).message}`,
       }),
   });
+  using stop = interruptSignal();
+
+  const workers = addresses(r, "forward-to");
+  if (workers.length > 0) {
+    // 【0062】 A representative: it only passes requests on.
+    const forwarder = new Forwarder(
+      { address: mail.address, marker, workers, maxAgeMs: num(r, "max-age"), skewMs: DEFAULT_SKEW_MS },
+      { sender, table, events },
+    );
+    if (flag(r, "once")) await reader.pass((m) => forwarder.handle(m));
+    else {
+      events({ event: "info", message: `representing ${workers.join(", ")} at ${mail.address}` });
+      await reader.run(stop.signal, (m) => forwarder.handle(m));
+    }
+    return 0;
+  }
+
+  const host = new Host(
+    {
+      address: mail.address,
+      marker,
+      maxAgeMs: num(r, "max-age"),
+      skewMs: DEFAULT_SKEW_MS,
+      upstream: addresses(r, "via"),
+      syncIntervalMs: num(r, "sync-interval"),
+    },
+    { key, table, sender, events },
+  );
+  const bootstrap = str(r, "bootstrap");
+  if (bootstrap) {
+    // 【0060】 Fill the table from an existing host before answering anyone.
+    const booting = new AbortController();
+    stop.signal.addEventListener("abort", () => booting.abort(), { once: true });
+    const loop = reader.run(
+      booting.signal,
+      (m) =>
+        !(m.message instanceof ProtocolError) && m.message.kind === "sync"
+          ? host.handle(m)
+          : Promise.resolve("later"),
+    );
+    try {
+      await host.bootstrap(bootstrap, num(r, "timeout"));
+      events({
+        event: "info",
+        message: `table filled from ${bootstrap}: ${table.entries(Date.now()).length} entries`,
+      });
+    } catch (err) {
+      throw new UsageError(`Could not bootstrap from ${bootstrap}: ${(err as Error).message}.`);
+    } finally {
+      booting.abort();
+      await loop;
+    }
+  }
   if (flag(r, "once")) {
     await reader.pass((m) => host.handle(m));
     return 0;
   }
-  using stop = interruptSignal();
   events({ event: "info", message: `hosting for ${mail.address}; table ${tablePath(r, mail.address)}` });
+  const syncing = host.runSync(stop.signal);
   await reader.run(stop.signal, (m) => host.handle(m));
+  await syncing;
   return 0;
 }
