@@ -5,6 +5,10 @@ import { HOST_HELP, hostCommand } from "./commands/host.ts";
 import { JOIN_HELP, joinCommand } from "./commands/join.ts";
 import { KEYGEN_HELP, keygenCommand } from "./commands/keygen.ts";
 import { TABLE_HELP, tableCommand } from "./commands/table.ts";
+import { CHAT_HELP, chatCommand } from "./commands/chat.ts";
+import { TUNNEL_EXTRAS, TUNNEL_HELP, tunnelCommand } from "./commands/tunnel.ts";
+import { SEND_EXTRAS, SEND_HELP, sendCommand } from "./commands/send.ts";
+import { RECEIVE_EXTRAS, RECEIVE_HELP, receiveCommand } from "./commands/receive.ts";
 import { INIT_HELP, initCommand } from "./commands/init.ts";
 import { DOCTOR_HELP, doctorCommand } from "./commands/doctor.ts";
 import { CONFIG_HELP, configCommand } from "./commands/config.ts";
@@ -33,6 +37,28 @@ export const COMMANDS: readonly Command[] = [
   },
   { name: "table", summary: "print the host's peer table", help: TABLE_HELP, run: tableCommand },
   { name: "keygen", summary: "print a fresh network key", help: KEYGEN_HELP, run: keygenCommand },
+  { name: "chat", summary: "one chat room with everyone linked", help: CHAT_HELP, run: chatCommand },
+  {
+    name: "send",
+    summary: "send files and folders to a peer (PATH… --to ID)",
+    help: SEND_HELP,
+    extras: SEND_EXTRAS,
+    run: sendCommand,
+  },
+  {
+    name: "receive",
+    summary: "take files a peer sends ([--out DIR] [--yes] [--force])",
+    help: RECEIVE_HELP,
+    extras: RECEIVE_EXTRAS,
+    run: receiveCommand,
+  },
+  {
+    name: "tunnel",
+    summary: "carry a TCP/UDP port to a peer (--expose PORT | --local PORT)",
+    help: TUNNEL_HELP,
+    extras: TUNNEL_EXTRAS,
+    run: tunnelCommand,
+  },
   {
     name: "init",
     summary: "write your settings and network key once (asks, or takes flags)",

@@ -3,6 +3,7 @@
  * for a first link within --timeout, stop on Ctrl-C, and print app events beside the node's.
  */
 import type { AppEvent } from "../../apps/links.ts";
+import { formatBytes, Progress } from "../../apps/file_proto.ts";
 import type { NetPeerLink } from "../../net/peer_link.ts";
 import type { EventSink } from "../../roles/events.ts";
 import { flag, num } from "../context.ts";
@@ -117,4 +118,51 @@ export function portOption(value: unknown, name: string): number | undefined {
     throw new UsageError(`--${name} ${String(value)} is not a port number (1–65535).`);
   }
   return n;
+}
+
+/**
+ * Progress of a transfer: a bar redrawn in place on a terminal, a plain line every second
+ * otherwise, and with --json a "progress" event twice a second.
+ */
+export function progressReporter(out: AppOutput, verb: "sent" | "received", peer: string) {
+  const tty = !out.json && Deno.stdout.isTerminal();
+  let progress: Progress | null = null;
+  let drawn = false;
+  const show = (final: boolean) => {
+    const p = progress!;
+    if (out.json) {
+      out.app({
+        event: "progress",
+        peer,
+        direction: verb,
+        bytes: p.done,
+        total: p.total,
+        rate: Math.round(p.rate),
+      });
+    } else if (tty) {
+      Deno.stdout.writeSync(new TextEncoder().encode(`\r${p.bar()}\x1b[K${final ? "\n" : ""}`));
+      drawn = !final;
+    } else {
+      const pct = p.total > 0 ? Math.floor((p.done / p.total) * 100) : 100;
+      out.app(
+        { event: "progress" },
+        `${verb} ${formatBytes(p.done)} of ${formatBytes(p.total)} (${pct}%), ${formatBytes(p.rate)}/s`,
+      );
+    }
+  };
+  return {
+    update(done: number, total: number) {
+      progress ??= new Progress(total, undefined, done);
+      progress.done = done;
+      if (progress.due(out.json ? 500 : tty ? 100 : 1000)) show(false);
+    },
+    finish() {
+      if (progress) show(true);
+    },
+    /** Ends the bar's line before other output. */
+    breakLine() {
+      if (drawn) Deno.stdout.writeSync(new TextEncoder().encode("\n"));
+      drawn = false;
+    },
+  };
 }

@@ -1,0 +1,238 @@
+/**
+ * Sending files and folders (`mailmeet send PATH… --to ID`): offer names and sizes, wait for the
+ * answer, then stream each file from where the receiver already is, with its SHA-256.
+ */
+import { createHash, type Hash } from "node:crypto";
+import { basename, join } from "node:path";
+import type { Mux } from "../net/mux.ts";
+import {
+  type Answer,
+  FILE_PROTOCOL,
+  header,
+  M_ANSWER,
+  M_DATA,
+  M_END,
+  M_FILE,
+  M_OFFER,
+  M_RESULT,
+  MessageReader,
+  type Offer,
+  type OfferEntry,
+  TransferError,
+  writeJson,
+} from "./file_proto.ts";
+import type { AppSink } from "./links.ts";
+
+/** File reads (and DATA messages) are this large: few reads, few AEAD calls per byte. */
+const READ_SIZE = 1024 * 1024;
+
+export interface LocalEntry extends OfferEntry {
+  /** Where it is on this machine (files only). */
+  source?: string;
+}
+
+/** The entries to offer for the paths given; symbolic links inside folders are skipped (reported). */
+export async function collectEntries(paths: readonly string[], emit: AppSink): Promise<LocalEntry[]> {
+  const out: LocalEntry[] = [];
+  const tops = new Set<string>();
+  const walk = async (dir: string, name: string) => {
+    out.push({ path: name, dir: true });
+    const children: Deno.DirEntry[] = [];
+    for await (const e of Deno.readDir(dir)) children.push(e);
+    children.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of children) {
+      const src = join(dir, e.name);
+      const rel = `${name}/${e.name}`;
+      if (e.isSymlink) {
+        emit({ event: "skipped", path: rel, reason: "a symbolic link" });
+      } else if (e.isDirectory) {
+        await walk(src, rel);
+      } else if (e.isFile) {
+        out.push({ path: rel, size: (await Deno.stat(src)).size, source: src });
+      } else {
+        emit({ event: "skipped", path: rel, reason: "not a regular file" });
+      }
+    }
+  };
+  for (const p of paths) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(p);
+    } catch (err) {
+      throw new TransferError(`Cannot send ${p}: ${describeFsError(err)}.`, { cause: err });
+    }
+    const name = basename(p.replace(/[/\\]+$/, "")) || "root";
+    if (tops.has(name)) {
+      throw new TransferError(`Two of the paths are both named "${name}"; send them apart.`);
+    }
+    tops.add(name);
+    if (info.isDirectory) await walk(p, name);
+    else if (info.isFile) out.push({ path: name, size: info.size, source: p });
+    else throw new TransferError(`Cannot send ${p}: it is not a file or a folder.`);
+  }
+  return out;
+}
+
+export function describeFsError(err: unknown): string {
+  if (err instanceof Deno.errors.NotFound) return "no such file or folder";
+  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
+  const code = (err as { code?: string }).code;
+  if (code === "ENOSPC" || /No space left/i.test(String((err as Error)?.message))) return "the disk is full";
+  if (code === "EDQUOT") return "the disk quota is used up";
+  return err instanceof Error ? err.message.replace(/\.$/, "") : String(err);
+}
+
+export interface SendResult {
+  files: number;
+  bytes: number;
+  /** Bytes skipped because the receiver already held them. */
+  resumed: number;
+}
+
+/**
+ * Runs one transfer on a new stream of `mux`. Emits offer/answer/progress/file_done events;
+ * throws TransferError with one sentence when declined or broken off.
+ */
+export async function sendFiles(
+  mux: Mux,
+  entries: readonly LocalEntry[],
+  emit: AppSink,
+  onProgress: (sent: number, total: number) => void,
+): Promise<SendResult> {
+  const total = entries.reduce((n, e) => n + (e.size ?? 0), 0);
+  const stream = mux.open(FILE_PROTOCOL);
+  const reader = new MessageReader(stream);
+  const peer = mux.peer;
+  try {
+    const offer: Offer = {
+      entries: entries.map(({ path, size, dir }) => (dir ? { path, dir } : { path, size })),
+      total,
+    };
+    await writeJson(stream, M_OFFER, offer);
+    emit({ event: "offered", peer, files: entries.filter((e) => !e.dir).length, bytes: total });
+    const m = await reader.next();
+    if (m === null || m.kind !== M_ANSWER) throw new TransferError(`${peer} did not answer the offer.`);
+    const answer = await reader.json<Answer>(m.len);
+    if (!answer.accept) {
+      throw new TransferError(`${peer} declined${answer.reason ? `: ${answer.reason}` : "."}`);
+    }
+    emit({ event: "accepted", peer });
+
+    // Results come back while later files are still going out.
+    const results = (async () => {
+      const failures: string[] = [];
+      let ok = 0;
+      for (;;) {
+        const r = await reader.next();
+        if (r === null) break;
+        if (r.kind !== M_RESULT) throw new TransferError(`${peer} sent an unexpected message.`);
+        const res = await reader.json<{ i: number; ok: boolean; error?: string }>(r.len);
+        if (res.ok) {
+          ok++;
+          emit({ event: "file_done", peer, path: entries[res.i]?.path });
+        } else failures.push(res.error ?? `${entries[res.i]?.path} failed`);
+      }
+      return { ok, failures };
+    })();
+    results.catch(() => {});
+
+    let sent = 0;
+    let resumed = 0;
+    let files = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      if (e.dir || e.source === undefined) continue;
+      files++;
+      const size = e.size ?? 0;
+      const have = answer.have?.[String(i)];
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(e.source, { read: true });
+      } catch (err) {
+        throw new TransferError(`Cannot read ${e.source}: ${describeFsError(err)}.`, { cause: err });
+      }
+      try {
+        let hash = createHash("sha256");
+        let offset = 0;
+        if (have && have.offset > 0 && have.offset <= size) {
+          // Resume only if our file starts with exactly the bytes the receiver holds.
+          await hashPrefix(file, hash, have.offset);
+          if (hash.copy().digest("hex") === have.sha256) {
+            offset = have.offset;
+          } else {
+            hash = createHash("sha256");
+            await file.seek(0, Deno.SeekMode.Start);
+          }
+        }
+        await writeJson(stream, M_FILE, { i, offset });
+        if (offset > 0) {
+          resumed += offset;
+          sent += offset;
+          emit({ event: "resume", peer, path: e.path, offset });
+        }
+        await sendBody(file, hash, size - offset, e.source, async (chunk) => {
+          await stream.write(header(M_DATA, chunk.length));
+          await stream.write(chunk);
+          sent += chunk.length;
+          onProgress(sent, total);
+        });
+        await writeJson(stream, M_END, { i, sha256: hash.digest("hex") });
+      } finally {
+        file.close();
+      }
+    }
+    stream.closeWrite();
+    const { ok, failures } = await results;
+    if (failures.length > 0) {
+      throw new TransferError(`${peer} could not take every file: ${failures.join("; ")}`);
+    }
+    if (ok < files) throw new TransferError(`${peer} confirmed ${ok} of ${files} files.`);
+    await stream.done.catch(() => {});
+    return { files, bytes: total, resumed };
+  } catch (err) {
+    stream.reset(err instanceof Error ? err.message : String(err));
+    throw asTransferError(err, peer);
+  }
+}
+
+async function hashPrefix(file: Deno.FsFile, hash: Hash, n: number): Promise<void> {
+  const buf = new Uint8Array(READ_SIZE);
+  let left = n;
+  while (left > 0) {
+    const got = await file.read(buf.subarray(0, Math.min(buf.length, left)));
+    if (got === null) throw new TransferError("The file got shorter while it was being sent.");
+    hash.update(buf.subarray(0, got));
+    left -= got;
+  }
+}
+
+async function sendBody(
+  file: Deno.FsFile,
+  hash: Hash,
+  length: number,
+  source: string,
+  send: (chunk: Uint8Array) => Promise<void>,
+): Promise<void> {
+  let left = length;
+  while (left > 0) {
+    // A fresh buffer per read: the stream keeps a view of it until it is sealed.
+    const buf = new Uint8Array(Math.min(READ_SIZE, left));
+    let got: number | null;
+    try {
+      got = await file.read(buf);
+    } catch (err) {
+      throw new TransferError(`Cannot read ${source}: ${describeFsError(err)}.`, { cause: err });
+    }
+    if (got === null) throw new TransferError(`${source} got shorter while it was being sent.`);
+    const chunk = buf.subarray(0, got);
+    hash.update(chunk);
+    await send(chunk);
+    left -= got;
+  }
+}
+
+function asTransferError(err: unknown, peer: string): TransferError {
+  if (err instanceof TransferError) return err;
+  const why = err instanceof Error ? err.message : String(err);
+  return new TransferError(`The transfer to ${peer} broke off: ${why}`, { cause: err });
+}

@@ -1,0 +1,107 @@
+import { collectEntries, sendFiles } from "../../apps/file_send.ts";
+import { formatBytes, TransferError } from "../../apps/file_proto.ts";
+import { type AppEvent, attachMux } from "../../apps/links.ts";
+import type { Mux } from "../../net/mux.ts";
+import { num } from "../context.ts";
+import { NoPeerError, UsageError } from "../errors.ts";
+import type { ExtraOption, Resolved } from "../options.ts";
+import { appOutput, progressReporter, runApp, writeStderr } from "./app_common.ts";
+
+export const SEND_HELP = `mailmeet send PATH… --to ID — send files and folders to one peer
+
+Meets your group like \`mailmeet join\` (same options), waits for a link to the peer with user id
+ID (within --timeout), and offers it the files: it sees names and sizes and accepts (it runs
+\`mailmeet receive\`). A progress bar shows on a terminal, plain progress lines otherwise. Each file
+is checked with SHA-256 at the other end. If a transfer breaks off, run the same command again:
+it resumes where it stopped. Symbolic links inside folders are skipped.
+Exit codes: 0 sent · 3 the peer did not connect in time · 4 declined or broken off.
+
+Example:
+  mailmeet send holiday/ notes.txt --to bob --address ann@isp-a.test --via lan-host@game.test --key-file group.key`;
+
+export const SEND_EXTRAS: ExtraOption[] = [{ name: "to", kind: "string" }];
+
+/** The transfer did not complete (declined, broken off, refused by the disk): CLI exit status. */
+export const EXIT_TRANSFER = 4;
+
+function describe(e: AppEvent): string | undefined {
+  switch (e.event) {
+    case "offered":
+      return `offered ${e.files} file(s), ${
+        formatBytes(e.bytes as number)
+      }, to ${e.peer}; waiting for an answer`;
+    case "accepted":
+      return `${e.peer} accepted`;
+    case "resume":
+      return `resuming ${e.path} at ${formatBytes(e.offset as number)}`;
+    case "skipped":
+      return `skipped ${e.path}: ${e.reason}`;
+    case "sent":
+      return `sent ${e.files} file(s), ${formatBytes(e.bytes as number)}, to ${e.peer}; checked by SHA-256`;
+    default:
+      return undefined;
+  }
+}
+
+export async function sendCommand(r: Resolved): Promise<number> {
+  const to = typeof r.extra.to === "string" ? r.extra.to : undefined;
+  if (!to) throw new UsageError("Say who gets the files with --to USER-ID.");
+  const paths = r.positionals;
+  if (paths.length === 0) {
+    throw new UsageError("Name the files or folders to send: mailmeet send PATH… --to ID.");
+  }
+  const out = appOutput(r);
+  const emit = (e: AppEvent) => out.app(e, describe(e));
+  let entries;
+  try {
+    entries = await collectEntries(paths, emit);
+  } catch (err) {
+    if (err instanceof TransferError) throw new UsageError(err.message);
+    throw err;
+  }
+  const muxes = new Map<string, Mux>();
+  const linked = Promise.withResolvers<Mux>();
+  return await runApp(r, out.node, (link) => {
+    const mux = attachMux(link, { onStream: (s) => s.reset("this peer is sending files, not receiving") });
+    muxes.set(link.user, mux);
+    if (link.user === to) linked.resolve(mux);
+  }, async (run) => {
+    try {
+      const timeoutMs = num(r, "timeout");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const mux = await Promise.race([
+        linked.promise,
+        new Promise<null>((resolve) => {
+          timer = setTimeout(() => resolve(null), timeoutMs);
+          run.signal.addEventListener("abort", () => resolve(null), { once: true });
+        }),
+      ]).finally(() => clearTimeout(timer));
+      if (mux === null) {
+        if (run.signal.aborted) return 0;
+        throw new NoPeerError(
+          `${to} did not connect within ${
+            Math.round(timeoutMs / 1000)
+          } s; is it running \`mailmeet receive\`?`,
+        );
+      }
+      const bar = progressReporter(out, "sent", to);
+      try {
+        const res = await sendFiles(mux, entries, (e) => {
+          bar.breakLine();
+          emit(e);
+        }, (done, total) => bar.update(done, total));
+        bar.finish();
+        emit({ event: "sent", peer: to, files: res.files, bytes: res.bytes, resumed: res.resumed });
+        return 0;
+      } catch (err) {
+        bar.breakLine();
+        if (!(err instanceof TransferError)) throw err;
+        out.app({ event: "error", message: err.message });
+        writeStderr(`mailmeet: ${err.message}`);
+        return EXIT_TRANSFER;
+      }
+    } finally {
+      await Promise.allSettled([...muxes.values()].map((m) => m.close()));
+    }
+  });
+}
