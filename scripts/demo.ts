@@ -8,6 +8,7 @@ import { describe } from "../src/cli/output.ts";
 import type { NodeEvent } from "../src/roles/events.ts";
 import { generateKeyText } from "../src/protocol/keys.ts";
 import { type CliEvent, type CliProcess, MAIN, runCli, spawnCli, useEntry } from "./lib/cli_process.ts";
+import { DENO_PERMISSIONS } from "../src/cli/permissions.ts";
 
 const { values } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -92,9 +93,10 @@ try {
     a: Account,
   ) => ["--address", a.address, "--smtp", a.smtp, "--inbox", a.inbox, "--key", key, "--json", ...a.extra];
   const start = (name: string, args: string[]) => {
+    // The nodes run with the permissions the README asks for, not -A.
     const p = spawnCli(name, args, {}, (e: CliEvent) => {
       if (SHOWN.has(e.event)) say(name, describe(e as unknown as NodeEvent));
-    });
+    }, { permissions: DENO_PERMISSIONS });
     procs.push(p);
     return p;
   };
@@ -150,7 +152,7 @@ try {
   await hostProc.waitFor((e) => e.event === "host_failure", 60_000, "the host flagging bob");
 
   narrate("The host's table (the only place e-mail addresses are kept):");
-  const table = await runCli(["table", "--db", `${dir}/host.db`]);
+  const table = await runCli(["table", "--db", `${dir}/host.db`], {}, { permissions: DENO_PERMISSIONS });
   console.log(table.stdout.trimEnd().split("\n").map((l) => `        ${l}`).join("\n"));
 
   narrate("Done: everyone still online is linked directly; nothing went through a server of ours.");

@@ -51,14 +51,20 @@ export async function ensureBundle(): Promise<void> {
   }
 }
 
+/** How a CLI process is run: Deno permission flags (default -A; the newcomer test and the demo pass DENO_PERMISSIONS). */
+export interface RunOptions {
+  permissions?: readonly string[];
+}
+
 export function spawnCli(
   name: string,
   args: string[],
   env: Record<string, string> = {},
   onEvent?: (e: CliEvent) => void,
+  opts: RunOptions = {},
 ): CliProcess {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", entry, ...args],
+    args: ["run", ...(opts.permissions ?? ["-A"]), entry, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -187,9 +193,10 @@ export function spawnCli(
 export async function runCli(
   args: string[],
   env: Record<string, string> = {},
+  opts: RunOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", entry, ...args],
+    args: ["run", ...(opts.permissions ?? ["-A"]), entry, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -50,8 +50,10 @@ export class Prompter {
   /** Yes or no; Enter takes `fallback`. */
   async confirm(question: string, fallback: boolean): Promise<boolean> {
     for (let i = 0; i < 5; i++) {
-      const a = (await this.ask(`${question} (${fallback ? "Y/n" : "y/N"})`, fallback ? "y" : "n"))
-        .toLowerCase();
+      this.io.write(`${question} (${fallback ? "Y/n" : "y/N"}): `);
+      const line = await this.#line(false);
+      const a = (line ?? "").trim().toLowerCase();
+      if (line === null || a === "") return fallback;
       if (a === "y" || a === "yes") return true;
       if (a === "n" || a === "no") return false;
       this.io.write("Please answer y or n.\n");

@@ -41,6 +41,15 @@ export function isRetriableError(err: unknown): boolean {
 export function connectError(where: string, err: unknown): MailError {
   if (err instanceof MailError) return err;
   const text = err instanceof Error ? err.message : String(err);
+  if (/InvalidContentType|corrupt message|wrong version number|record overflow/i.test(text)) {
+    // A TLS handshake answered by a server speaking plain text (imaps:// to the STARTTLS port).
+    return new MailError(
+      `Cannot open a secure connection to ${where}: the server does not speak TLS from the start on this port ` +
+        `(${text}). Use imap://, pop3:// or smtp:// (STARTTLS) for it, or the TLS port (993, 995, 465).`,
+      "tls",
+      { cause: err },
+    );
+  }
   if (/certificate|UnknownIssuer|tls|handshake|NotValidForName|InvalidCertificate/i.test(text)) {
     return new MailError(
       `Cannot open a secure connection to ${where}: the server's certificate is not trusted (${text}). ` +

@@ -110,7 +110,8 @@ export async function initCommand(r: Resolved, deps: InitDeps = {}): Promise<num
   }
 
   if (prompter) {
-    await askMail(prompter, settings, say);
+    // Notes go where the questions go (stderr), between them.
+    await askMail(prompter, settings, (line) => prompter.io.write(`${line}\n`));
   } else {
     completeMail(settings, password, say);
   }

@@ -45,9 +45,9 @@ export function describeStatus(s: StatusSnapshot, now: number): string[] {
     lines.push(`  peers linked: ${s.peers.length}`);
     for (const p of s.peers) {
       lines.push(
-        `    ${p.peer} at ${p.address} (${p.direction === "out" ? "we dialed" : "they dialed"}, since ${
-          ago(p.since, now)
-        })`,
+        `    ${p.peer} at ${p.address} — ${
+          p.direction === "out" ? "we dialed" : "they dialed"
+        }, linked since ${ago(p.since, now)}`,
       );
     }
     lines.push(`  last request sent: ${ago(s.last_request, now)}; last reply: ${ago(s.last_reply, now)}`);

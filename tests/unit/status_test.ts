@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { NodeStatus, readStatuses, STALE_MS } from "../../src/cli/status.ts";
+import { describeStatus } from "../../src/cli/commands/status.ts";
+
+async function withDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "mailmeet-status-" });
+  try {
+    await fn(`${dir}/run`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a node's events become its status file: roles, peers, last request and reply, table size", async () => {
+  await withDir(async (dir) => {
+    let now = Date.parse("2030-01-01T10:00:00Z");
+    const seen: string[] = [];
+    using status = new NodeStatus({
+      dir,
+      command: "join",
+      address: "bob@isp-b.test",
+      user: "bob",
+      roles: ["peer"],
+      pid: 4242,
+      clock: () => now,
+    });
+    const events = status.track((e) => seen.push(e.event));
+    events({ event: "listening", address: "0.0.0.0", port: 47000, advertise: "192.168.1.5:47000" });
+    events({ event: "request_sent", via: ["h@x.test"], session: "ab" });
+    now += 1000;
+    events({ event: "reply", from: "h@x.test", peers: 2, session: "ab" });
+    events({ event: "connected", peer: "alice", address: "10.0.0.2:4000", direction: "out" });
+    events({ event: "connected", peer: "carol", address: "10.0.0.3:4000", direction: "in" });
+    events({ event: "disconnected", peer: "carol", address: "10.0.0.3:4000" });
+    events({ event: "promoted", reason: "a request reached our inbox" });
+    status.tableSize = () => 3;
+    events({ event: "host_request", peer: "dave", address: "10.0.0.4:1", outcome: "stored" });
+    events({ event: "host_reply", peer: "dave", peers: 1, ms: 5 });
+    assert.equal(seen.length, 9, "every event is passed on");
+    status.write();
+
+    const [found] = await readStatuses(dir, now);
+    const s = found.snapshot;
+    assert.equal(found.alive, true);
+    assert.equal(s.pid, 4242);
+    assert.deepEqual(s.roles, ["peer", "host"]);
+    assert.deepEqual(s.peers.map((p) => p.peer), ["alice"]);
+    assert.equal(s.last_request, "2030-01-01T10:00:00.000Z");
+    assert.equal(s.last_reply, "2030-01-01T10:00:01.000Z");
+    assert.equal(s.host?.table_size, 3);
+    assert.equal(s.host?.requests, 1);
+    assert.equal(s.listening?.advertise, "192.168.1.5:47000");
+    const text = describeStatus(s, now).join("\n");
+    assert.match(text, /peer \+ host/);
+    assert.match(text, /peers linked: 1/);
+    assert.match(text, /alice at 10\.0\.0\.2:4000 — we dialed/);
+    assert.match(text, /table holds 3 peer/);
+
+    const mode = (await Deno.stat(found.path)).mode;
+    if (mode !== null) assert.equal(mode & 0o077, 0, "owner-only");
+    assert.equal(
+      (await readStatuses(dir, now + STALE_MS + 1))[0].alive,
+      false,
+      "a stopped heartbeat is stale",
+    );
+  });
+});
+
+Deno.test("the status file is removed when the node ends", async () => {
+  await withDir(async (dir) => {
+    const status = new NodeStatus({ dir, command: "host", address: "h@x.test", roles: ["host"] }).start();
+    assert.equal((await readStatuses(dir)).length, 1);
+    status[Symbol.dispose]();
+    assert.deepEqual(await readStatuses(dir), []);
+  });
+});
+
+Deno.test("a folder that cannot be written never stops the node", () => {
+  using status = new NodeStatus({
+    dir: "/proc/no-such/run",
+    command: "join",
+    address: "a@x.test",
+    roles: ["peer"],
+  });
+  status.write();
+  status.track(() => {})({ event: "request_sent", via: [], session: "" });
+});
