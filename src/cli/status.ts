@@ -14,7 +14,7 @@ export const STATUS_VERSION = 1;
 export const HEARTBEAT_MS = 5_000;
 /** A file not rewritten for this long belongs to a node that is gone. */
 export const STALE_MS = 3 * HEARTBEAT_MS;
-/** Writes are coalesced: a burst of events costs one write. */
+/** A host's requests are coalesced: a burst of them costs one write. */
 export const FLUSH_DELAY_MS = 200;
 
 export interface LinkStatus {
@@ -151,7 +151,10 @@ export class NodeStatus implements Disposable {
       default:
         return;
     }
-    this.#schedule();
+    // A peer's own changes are rare and are written before the event goes on, so whoever sees the
+    // event can already read it in the file; a busy host's requests are coalesced.
+    if (e.event.startsWith("host_") || e.event === "error") this.#schedule();
+    else this.write();
   }
 
   #schedule(): void {
