@@ -105,12 +105,14 @@ Usage: mailmeet [COMMAND] [OPTIONS]
 Commands:
 ${cmds}
 
-Options (each also MAILMEET_<NAME> in the environment, or a key in a --config JSON file;
-a flag beats the environment, which beats the file):
+Options (each also MAILMEET_<NAME> in the environment, or a key in the config file that
+\`mailmeet init\` writes — ~/.config/mailmeet/config.json, or --config FILE; a flag beats the
+environment, which beats the file; \`mailmeet config show\` says where each setting came from):
 ${opts}
 
 Exit codes: 0 done · 1 bad usage or configuration · 2 could not reach a mail server ·
 3 no peer connected before --timeout.
 
+New here? \`mailmeet init\`, then \`mailmeet doctor\`, then \`mailmeet join\`.
 Run \`mailmeet COMMAND --help\` for a command's help and an example.`;
 }
