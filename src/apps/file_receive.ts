@@ -24,6 +24,9 @@ import {
 import { describeFsError } from "./file_send.ts";
 import type { AppSink } from "./links.ts";
 
+/** The offer was refused (unsafe or existing names) or declined: answered cleanly, no reset. */
+class Declined extends TransferError {}
+
 export interface OfferSummary {
   peer: string;
   entries: { path: string; size?: number; dir?: boolean }[];
@@ -144,7 +147,7 @@ export async function receiveFiles(
     if (typeof planned === "string") {
       await writeJson(stream, M_ANSWER, { accept: false, reason: planned } satisfies Answer);
       stream.closeWrite();
-      throw new TransferError(`Refused the offer from ${peer}: ${planned}.`);
+      throw new Declined(`Refused the offer from ${peer}: ${planned}.`);
     }
     total = planned.reduce((n, p) => n + p.size, 0);
     const resumable = planned.reduce((n, p) => n + (p.have?.offset ?? 0), 0);
@@ -159,7 +162,7 @@ export async function receiveFiles(
     if (!(await opts.decide(summary))) {
       await writeJson(stream, M_ANSWER, { accept: false, reason: "the receiver said no" } satisfies Answer);
       stream.closeWrite();
-      throw new TransferError(`Declined the offer from ${peer}.`);
+      throw new Declined(`Declined the offer from ${peer}.`);
     }
     for (const p of planned) {
       if (p.dir) {
@@ -292,6 +295,10 @@ export async function receiveFiles(
       ? ` The ${current.got} bytes of it received so far are kept in ${current.part}; a retry resumes there.`
       : "";
     current?.file.close();
+    if (err instanceof Declined) {
+      await stream.done.catch(() => {}); // the answer reaches the sender before the stream ends
+      throw err;
+    }
     if (err instanceof TransferError) {
       stream.reset(err.message);
       if (kept && !err.message.includes(current!.part)) {

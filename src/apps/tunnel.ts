@@ -42,6 +42,9 @@ interface UdpSession {
   /** The local side: where replies go. */
   to?: RemoteInfo;
   last: number;
+  /** The exposing side: connect() finished; datagrams wait in backlog until then. */
+  connected?: boolean;
+  backlog?: Uint8Array[];
 }
 
 /** The side that runs the service: takes streams and datagrams, reaches only 127.0.0.1:port. */
@@ -113,7 +116,7 @@ export class TunnelExpose {
     if (!s) {
       if (sessions.size >= MAX_UDP_SESSIONS) evictOldest(sessions);
       const socket = createSocket("udp4");
-      const session: UdpSession = { socket, last: Date.now() };
+      const session: UdpSession = { socket, last: Date.now(), connected: false, backlog: [] };
       s = session;
       sessions.set(channel, session);
       socket.on("message", (msg: Buffer) => {
@@ -121,15 +124,17 @@ export class TunnelExpose {
         mux.sendDatagram(channel, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
       });
       socket.on("error", () => {}); // ICMP port unreachable and the like: UDP has no errors to report back
-      socket.connect(this.opts.port, "127.0.0.1");
+      socket.connect(this.opts.port, "127.0.0.1", () => {
+        session.connected = true;
+        for (const d of session.backlog!) socket.send(d);
+        session.backlog = [];
+      });
       this.opts.emit({ event: "udp_session", peer: mux.peer, session: channel, open: sessions.size });
     }
     s.last = Date.now();
-    const socket = s.socket!;
-    const send = () => socket.send(data.slice());
     // Datagrams sent before connect() finished would throw ERR_SOCKET_DGRAM_NOT_CONNECTED.
-    if (socket.remoteAddress === undefined) socket.once("connect", send);
-    else send();
+    if (s.connected) s.socket!.send(data.slice());
+    else if (s.backlog!.length < 64) s.backlog!.push(data.slice());
   }
 
   #sweep(idleMs: number): void {

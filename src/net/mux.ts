@@ -514,7 +514,11 @@ export class Mux {
 
   #handle(type: number, id: number, body: Uint8Array): void {
     if (type === T_DGRAM) {
-      this.#opts.onDatagram?.(id, body);
+      try {
+        this.#opts.onDatagram?.(id, body);
+      } catch {
+        // an application's failure with one datagram must not take the link down
+      }
       return;
     }
     const stream = this.#streams.get(id);
