@@ -5,6 +5,8 @@ import { COMMANDS, findCommand, mainHelp } from "./src/cli/commands.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 const TRUE = /^(1|true|yes|on)$/i;
+/** `deno task mailmeet -- ARGS` passes the "--" through; it is not an argument of ours. */
+const ARGS = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
 
 function envFlag(name: string): boolean {
   try {
@@ -15,8 +17,8 @@ function envFlag(name: string): boolean {
 }
 
 /** Before options are resolved (they may be what failed), --debug and --json are read from args and env. */
-const debug = Deno.args.includes("--debug") || envFlag("MAILMEET_DEBUG");
-const json = Deno.args.includes("--json") || envFlag("MAILMEET_JSON");
+const debug = ARGS.includes("--debug") || envFlag("MAILMEET_DEBUG");
+const json = ARGS.includes("--json") || envFlag("MAILMEET_JSON");
 
 /** The one place a failure reaches the user: one sentence on stderr (and an event with --json). */
 function fail(err: unknown): number {
@@ -63,4 +65,4 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-Deno.exit(await main(Deno.args));
+Deno.exit(await main(ARGS));
