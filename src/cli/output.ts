@@ -32,7 +32,7 @@ export function paint(code: string, text: string, on: boolean = useColor()): str
 }
 
 const QUIET_OK = new Set(["error", "connected"]);
-const VERBOSE_ONLY = new Set(["listening", "info", "reply_ignored", "host_dropped"]);
+const VERBOSE_ONLY = new Set(["listening", "info", "reply_ignored", "host_dropped", "mail_sent"]);
 
 export function describe(e: NodeEvent): string {
   switch (e.event) {
@@ -74,6 +74,8 @@ export function describe(e: NodeEvent): string {
       return `dropped a message (${e.detail}): ${e.reason}`;
     case "promoted":
       return `now also hosting: ${e.reason}`;
+    case "mail_sent":
+      return `sent a ${e.kind} to ${e.recipients} mailbox(es)`;
     case "error":
       return `error: ${e.message}`;
     case "info":

@@ -23,7 +23,8 @@ export type NodeEvent =
   | { event: "host_failure"; reporter: string; peer: string; flagged: boolean }
   | { event: "host_dropped"; reason: string; detail: string }
   | { event: "promoted"; reason: string }
-  // both
+  // both: each mail this node sends (counted by the benchmarks; shown with --verbose)
+  | { event: "mail_sent"; kind: "request" | "reply" | "failure" | "sync" | "forward"; recipients: number }
   | { event: "error"; message: string; code?: string }
   | { event: "info"; message: string };
 

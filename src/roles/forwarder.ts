@@ -107,6 +107,7 @@ export class Forwarder {
         text: m.mail.text,
       });
       w.forwarded++;
+      this.deps.events({ event: "mail_sent", kind: "forward", recipients: 1 });
       w.failures = 0;
       w.restUntil = 0;
     } catch (err) {

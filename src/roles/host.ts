@@ -284,6 +284,7 @@ export class Host {
       subject: this.settings.marker,
       text: sealToText(this.deps.key, msg, this.#random),
     });
+    this.deps.events({ event: "mail_sent", kind: msg.kind, recipients: to.length });
   }
 
   #drop(m: InboundMail, reason: string): Disposition {

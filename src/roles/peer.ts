@@ -119,6 +119,7 @@ export class Peer {
       subject: s.marker,
       text: sealToText(this.deps.key, req, this.#random),
     });
+    this.deps.events({ event: "mail_sent", kind: "request", recipients: s.vias.length });
     this.deps.events({ event: "request_sent", via: s.vias, session: shortHex(this.#session) });
     return req;
   }
@@ -210,6 +211,7 @@ export class Peer {
         subject: this.settings.marker,
         text: sealToText(this.deps.key, notice, this.#random),
       });
+      this.deps.events({ event: "mail_sent", kind: "failure", recipients: 1 });
       this.deps.events({ event: "failure_sent", peer: target, via });
     } catch (err) {
       this.deps.events({
