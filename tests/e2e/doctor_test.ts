@@ -167,6 +167,26 @@ Deno.test("doctor: a wrong port is refused (with the usual ports), a wrong TLS m
   expect(out.checks, "inbox_tls", "skip");
 });
 
+Deno.test("doctor: a server name is looked up first; an unknown one fails with a hint to check for typos", async () => {
+  await using stack = await mailStack();
+  const a = stack.freshAddress("doc-dns", "isp-a.test");
+  const out = await doctor([
+    "--address",
+    a,
+    "--smtp",
+    stack.url("submission", a).replace("@127.0.0.1:", "@localhost:"),
+    "--inbox",
+    stack.url("imaps", a).replace("@127.0.0.1:", "@no-such-host.invalid:"),
+    "--tls-ca",
+    stack.caFile,
+  ]);
+  assert.equal(out.code, 2);
+  expect(out.checks, "smtp_dns", "ok", /localhost is 127\.0\.0\.1/);
+  expect(out.checks, "smtp_login", "ok");
+  expect(out.checks, "inbox_dns", "fail", /cannot find the server no-such-host\.invalid/, /typo/);
+  expect(out.checks, "inbox_connect", "skip");
+});
+
 Deno.test("doctor: an untrusted certificate fails TLS and says to pass --tls-ca", async () => {
   await using stack = await mailStack();
   const a = stack.freshAddress("doc-ca", "isp-a.test");

@@ -231,7 +231,7 @@ function completeMail(settings: Settings, password: string | undefined, say: (l:
     settings[name] = withCredentials(suggested, login, password);
     say(`  --${name}: ${suggested}${s.provider ? ` (${s.provider.name})` : " (a guess from the domain)"}`);
   }
-  if (s.note) say(`  Note: ${s.note}`);
+  if (s.note) say(`  ${s.note}`);
 }
 
 function checkMail(settings: Settings): void {
@@ -310,7 +310,7 @@ async function askMail(p: Prompter, settings: Settings, say: (l: string) => void
     const s = suggestServers(address);
     if (s.provider) {
       say(`${s.provider.name}: the usual servers are filled in; press Enter to take them.`);
-      if (s.note) say(`Note: ${s.note}`);
+      if (s.note) say(s.note);
     } else {
       say(
         `Unknown provider: the servers below are guesses. Your provider's help page for "IMAP settings" has the real ones.`,
