@@ -1,0 +1,175 @@
+/** The host role with a fake outbox and a real SQLite table: replies, syncs, chaining limits. */
+import assert from "node:assert/strict";
+import type { OutgoingMail, Sender, SentInfo } from "../../src/mail/smtp.ts";
+import type { ParsedMail } from "../../src/mail/parse.ts";
+import { openText } from "../../src/protocol/envelope.ts";
+import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
+import {
+  MAX_HOPS,
+  type Message,
+  type PeerEntry,
+  type Reply,
+  type Sync,
+} from "../../src/protocol/messages.ts";
+import type { NodeEvent } from "../../src/roles/events.ts";
+import { Host } from "../../src/roles/host.ts";
+import type { InboundMail } from "../../src/roles/inbox.ts";
+import { DEFAULT_POLICY } from "../../src/table/policy.ts";
+import { PeerTable } from "../../src/table/table.ts";
+
+const key = networkKeyFromSecret(new Uint8Array(32).fill(5));
+const NOW = Date.UTC(2026, 10, 24, 12);
+let counter = 0;
+const rnd = (n: number) => {
+  const b = new Uint8Array(n);
+  b[0] = ++counter & 0xff;
+  b[1] = (counter >> 8) & 0xff;
+  return b;
+};
+
+class Outbox implements Sender {
+  readonly label = "fake";
+  sent: { to: readonly string[]; message: Message }[] = [];
+  send(mail: OutgoingMail): Promise<SentInfo> {
+    this.sent.push({ to: mail.to, message: openText(key, mail.text) });
+    return Promise.resolve({ messageId: `<${this.sent.length}@fake>`, response: "250 ok" });
+  }
+  close() {
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose]() {
+    return this.close();
+  }
+  of<K extends Message["kind"]>(kind: K) {
+    return this.sent.filter((s) => s.message.kind === kind) as {
+      to: readonly string[];
+      message: Extract<Message, { kind: K }>;
+    }[];
+  }
+}
+
+async function setup(opts: { upstream?: string[]; self?: PeerEntry } = {}) {
+  const dir = await Deno.makeTempDir();
+  const table = new PeerTable(`${dir}/t.db`, DEFAULT_POLICY);
+  const outbox = new Outbox();
+  const events: NodeEvent[] = [];
+  const host = new Host(
+    {
+      address: "me@host.test",
+      marker: "m",
+      maxAgeMs: 12 * 3600_000,
+      skewMs: 600_000,
+      upstream: opts.upstream,
+    },
+    {
+      key,
+      table,
+      sender: outbox,
+      events: (e) => events.push(e),
+      clock: () => NOW,
+      random: rnd,
+      self: opts.self && (() => opts.self!),
+    },
+  );
+  return {
+    host,
+    table,
+    outbox,
+    events,
+    async [Symbol.asyncDispose]() {
+      table.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+function mail(message: Message, recipients = ["me@host.test"]): InboundMail {
+  const m: ParsedMail = { subject: "m", date: new Date(NOW), recipients, text: "", from: "x@y.test" };
+  return { id: `id-${++counter}`, mail: m, message, wokeAt: performance.now() };
+}
+
+function entry(user: string, seen = NOW - 1000): PeerEntry {
+  return { user, host: "192.0.2.9", port: 4000, linkKey: new Uint8Array(32).fill(1), seen, flagged: false };
+}
+
+function request(user: string, time = NOW) {
+  return {
+    kind: "request" as const,
+    user,
+    host: "192.0.2.1",
+    port: 5000,
+    session: rnd(16),
+    linkKey: new Uint8Array(32).fill(2),
+    time,
+    nonce: rnd(16),
+    replyTo: `${user}@peers.test`,
+  };
+}
+
+function sync(from: string, entries: PeerEntry[], visited: string[], want = false): Sync {
+  return { kind: "sync", host: from, entries, want, visited, time: NOW, nonce: rnd(16) };
+}
+
+Deno.test("a promoted node offers itself first, and the peers its own host told it about", async () => {
+  await using t = await setup({ self: entry("node", NOW), upstream: ["up@host.test"] });
+  assert.equal(t.host.learnFrom("up@host.test", [entry("zed"), entry("node")]), 1, "never learns itself");
+  await t.host.handle(mail(request("pat")));
+  const reply = t.outbox.of("reply")[0].message as Reply;
+  assert.deepEqual(reply.peers.map((p) => p.user), ["node", "zed"]);
+});
+
+Deno.test("a newcomer is passed upward once, but not to a host it asked itself", async () => {
+  await using t = await setup({ upstream: ["up@host.test", "up2@host.test"] });
+  await t.host.handle(mail(request("pat"), ["me@host.test", "up2@host.test"]));
+  const syncs = t.outbox.of("sync");
+  assert.deepEqual(syncs.map((s) => s.to), [["up@host.test"]]);
+  assert.deepEqual(syncs[0].message.entries.map((e) => e.user), ["pat"]);
+  assert.deepEqual(syncs[0].message.visited, ["me@host.test"]);
+});
+
+Deno.test("hosts named beside us in a request become known hosts and get our table once", async () => {
+  await using t = await setup();
+  await t.host.handle(mail(request("a"), ["me@host.test", "other@host.test"]));
+  await t.host.handle(mail(request("b"), ["me@host.test", "other@host.test"]));
+  const syncs = t.outbox.of("sync");
+  assert.equal(syncs.length, 1, "one exchange per newly learned host");
+  assert.deepEqual(syncs[0].to, ["other@host.test"]);
+  assert.deepEqual(t.table.store.hosts().map((h) => h.address), ["other@host.test"]);
+});
+
+Deno.test("a sync never goes back where it has been, and stops at the hop limit", async () => {
+  await using t = await setup({ upstream: ["a@host.test", "b@host.test"] });
+  await t.host.handle(mail(sync("a@host.test", [entry("p1")], ["a@host.test"])));
+  assert.deepEqual(t.outbox.of("sync").map((s) => s.to), [["b@host.test"]], "onward to b only");
+  assert.deepEqual(t.outbox.of("sync")[0].message.visited, ["a@host.test", "me@host.test"]);
+  t.outbox.sent = [];
+  const long = Array.from({ length: MAX_HOPS }, (_, i) => `h${i}@host.test`);
+  await t.host.handle(mail(sync("h0@host.test", [entry("p2")], long)));
+  assert.equal(t.outbox.of("sync").length, 0, "past the hop limit nothing goes on");
+  t.outbox.sent = [];
+  await t.host.handle(mail(sync("c@host.test", [entry("p1")], ["c@host.test"])));
+  assert.equal(t.outbox.of("sync").length, 0, "nothing new learned: nothing passed on");
+});
+
+Deno.test("a sync that wants an answer gets our entries; entries keep their own times", async () => {
+  await using t = await setup();
+  await t.host.handle(mail(request("pat", NOW - 5000)));
+  await t.host.handle(mail(sync("new@host.test", [entry("q", NOW - 7000)], ["new@host.test"], true)));
+  const answer = t.outbox.of("sync").find((s) => s.to[0] === "new@host.test")!.message;
+  assert.equal(answer.want, false);
+  const byUser = Object.fromEntries(answer.entries.map((e) => [e.user, e.seen]));
+  assert.equal(byUser.pat, NOW - 5000);
+  assert.equal(byUser.q, NOW - 7000);
+  assert.ok(
+    t.table.entries(NOW).every((e) => e.user !== "q" || e.email === ""),
+    "no e-mail for learned peers",
+  );
+});
+
+Deno.test("a replayed sync is dropped", async () => {
+  await using t = await setup();
+  const s = sync("a@host.test", [entry("p")], ["a@host.test"]);
+  await t.host.handle(mail(s));
+  await t.host.handle(mail(s));
+  assert.ok(t.events.some((e) => e.event === "host_dropped" && /replayed/.test(e.reason)));
+});
