@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
+import { benchLink } from "./link.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -13,6 +14,7 @@ const which = positionals[0] ?? "all";
 const benches: Record<string, () => Promise<void>> = {
   mail: () => benchMail({ runs, pollMs: Number(values.poll) }),
   rendezvous: () => benchRendezvous({ runs }),
+  link: () => benchLink(),
 };
 if (which !== "all" && !benches[which]) {
   console.error(`Unknown benchmark "${which}"; choose ${Object.keys(benches).join(", ")} or all.`);
