@@ -166,8 +166,19 @@ export async function startNode(
     });
     // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
     await reader.pass(auto.handle);
-    if (vias.length > 0) await peer.announce();
-    else events({ event: "waiting", reason: "no --via given: waiting to be asked or dialed" });
+    if (vias.length > 0) {
+      await peer.announce();
+      // Long sessions: stay in the hosts' tables (--ttl) and hear of peers that came meanwhile.
+      const every = num(r, "reannounce");
+      if (every > 0) {
+        const timer = setInterval(() => {
+          peer.announce().catch((err) =>
+            events({ event: "error", message: `Could not ask the host(s) again: ${(err as Error).message}` })
+          );
+        }, every);
+        stack.defer(() => clearInterval(timer));
+      }
+    } else events({ event: "waiting", reason: "no --via given: waiting to be asked or dialed" });
     const inboxLoop = reader.run(signal, auto.handle);
     inboxLoop.catch(() => {});
     stack.defer(() => inboxLoop.catch(() => {}));

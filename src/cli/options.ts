@@ -102,6 +102,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "12h",
   },
   {
+    name: "reannounce",
+    kind: "duration",
+    arg: "DURATION",
+    help: "ask the host(s) again this often: stay in their tables, meet newcomers (0 = never)",
+    default: "30m",
+  },
+  {
     name: "sync-interval",
     kind: "duration",
     arg: "DURATION",

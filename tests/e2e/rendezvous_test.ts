@@ -118,3 +118,26 @@ Deno.test("[maildir] join exits 3 when nobody connects before --timeout", async 
   assert.match(out.stderr, /No peer connected within 1 s/);
   assert.ok(!out.stderr.includes("    at "), "no stack trace");
 });
+
+Deno.test("[maildir] a long-running peer asks again every --reannounce, staying fresh in the host's table", async () => {
+  await using w = await world("maildir");
+  const h = w.account("host", "game.test");
+  const host = w.host("host", h);
+  const bob = w.peer("bob", w.account("bob"), [h], ["--reannounce", "1s"]);
+  await bob.waitFor(is("waiting"), 20_000, "bob waiting");
+  const stored = async () => {
+    const out = await w.run(["table", "--db", `${w.dir}/host.db`, "--json"]);
+    return Date.parse(JSON.parse(out.stdout.trim().split("\n")[0]).stored);
+  };
+  const first = await stored();
+  await host.waitForCount(
+    is("host_request", { peer: "bob", outcome: "stored" }),
+    3,
+    20_000,
+    "bob asking again",
+  );
+  assert.ok(await stored() > first, "bob's row was refreshed");
+  // each new request had its own session: bob used every answer, ignoring none as a mismatch
+  await bob.waitForCount(is("reply"), 3, 10_000, "three replies");
+  assert.ok(!bob.events.some((e) => e.event === "reply_ignored"));
+});
