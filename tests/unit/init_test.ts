@@ -93,6 +93,15 @@ Deno.test("re-running init on a terminal keeps what is there when Enter is press
     await initCommand(first, { interactive: false, env, print: () => {} });
     const path = `${home}/.config/mailmeet/config.json`;
     const before = await Deno.readTextFile(path);
+    const printed: string[] = [];
+    const declined = await initCommand(await resolveOptions(["init"], env, EXTRAS), {
+      io: scriptedIo(["\n"]),
+      interactive: true,
+      env,
+      print: (l) => printed.push(l),
+    });
+    assert.equal(declined, 0);
+    assert.match(printed.join("\n"), /Left .* as it was/);
     const io = scriptedIo(["y\n", "\n", "\n", "\n", "\n", "\n"]); // change it? yes; then Enter everywhere
     const r = await resolveOptions(["init"], env, EXTRAS);
     assert.equal(await initCommand(r, { io, interactive: true, env, print: () => {} }), 0);

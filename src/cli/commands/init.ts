@@ -85,10 +85,11 @@ export async function initCommand(r: Resolved, deps: InitDeps = {}): Promise<num
   const prompter = interactive ? new Prompter(deps.io ?? terminalIo()) : undefined;
 
   if (exists && !r.extra.force) {
-    const replace = prompter
-      ? await prompter.confirm(`A config file already exists at ${target}. Change it?`, false)
-      : false;
-    if (!replace) {
+    if (prompter && !await prompter.confirm(`A config file already exists at ${target}. Change it?`, false)) {
+      say(`Left ${target} as it was.`);
+      return 0;
+    }
+    if (!prompter) {
       throw new UsageError(
         `A config file already exists at ${target}; pass --force to change it (its settings are kept unless given again), or --config FILE for another.`,
       );
