@@ -187,6 +187,25 @@ Deno.test("doctor: a server name is looked up first; an unknown one fails with a
   expect(out.checks, "inbox_connect", "skip");
 });
 
+Deno.test("doctor: a --via mailbox nobody hosts fails after --timeout, naming the key to compare", async () => {
+  await using stack = await mailStack();
+  const a = stack.freshAddress("doc-via", "isp-a.test");
+  const nobody = stack.freshAddress("no-host", "game.test");
+  const args = ["--address", a, "--smtp", stack.url("submission", a), "--inbox", stack.url("imap", a)];
+  const out = await doctor([...args, "--tls-ca", stack.caFile, "--via", nobody, "--timeout", "3"]);
+  assert.equal(out.code, 1);
+  expect(out.checks, "roundtrip", "ok");
+  expect(
+    out.checks,
+    "via",
+    "fail",
+    new RegExp(`host ${nobody} did not answer within 3 s`),
+    /fingerprint [0-9a-f]{4}-/,
+  );
+  // The request did go out: it waits in that mailbox for a host.
+  await stack.waitForMessages(nobody, 1);
+});
+
 Deno.test("doctor: an untrusted certificate fails TLS and says to pass --tls-ca", async () => {
   await using stack = await mailStack();
   const a = stack.freshAddress("doc-ca", "isp-a.test");
