@@ -4,18 +4,16 @@
  * spool and over the real Postfix + Dovecot by IMAP.
  */
 import assert from "node:assert/strict";
-import type { CliEvent } from "../../scripts/lib/cli_process.ts";
 import { parseMail } from "../../src/mail/parse.ts";
 import { openText, sealToText } from "../../src/protocol/envelope.ts";
 import { networkKeyFromSecret, parseNetworkKey } from "../../src/protocol/keys.ts";
 import type { Message, Reply, Request } from "../../src/protocol/messages.ts";
 import { dialLink } from "../../src/net/link.ts";
 import { generateKeyPair } from "../../src/protocol/noise.ts";
-import { type Account, type Transport, type World, world } from "../helpers/world.ts";
+import { type Transport, type World, world } from "../helpers/world.ts";
+import { is, request } from "../helpers/events.ts";
 
 const MARKER = "mailmeet rendezvous";
-const is = (event: string, extra: Record<string, unknown> = {}) => (e: CliEvent) =>
-  e.event === event && Object.entries(extra).every(([k, v]) => e[k] === v);
 
 async function opened(
   w: World,
@@ -26,21 +24,6 @@ async function opened(
     message: openText(await parseNetworkKey(w.key), mail.text),
     body: mail.text,
     subject: mail.subject,
-  };
-}
-
-function request(user: string, replyTo: Account, time = Date.now()): Request {
-  const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
-  return {
-    kind: "request",
-    user,
-    host: "127.0.0.1",
-    port: 40000 + Math.floor(Math.random() * 20000),
-    session: rnd(16),
-    linkKey: generateKeyPair().publicKey,
-    time,
-    nonce: rnd(16),
-    replyTo: replyTo.address,
   };
 }
 

@@ -5,18 +5,14 @@
  * matter.
  */
 import assert from "node:assert/strict";
-import type { CliEvent, CliProcess } from "../../scripts/lib/cli_process.ts";
+import type { CliProcess } from "../../scripts/lib/cli_process.ts";
 import { openText, sealToText } from "../../src/protocol/envelope.ts";
 import { parseMail } from "../../src/mail/parse.ts";
 import { parseNetworkKey } from "../../src/protocol/keys.ts";
-import type { Request } from "../../src/protocol/messages.ts";
-import { generateKeyPair } from "../../src/protocol/noise.ts";
-import { type Account, type World, world } from "../helpers/world.ts";
+import { type World, world } from "../helpers/world.ts";
+import { info, is, request } from "../helpers/events.ts";
 
 const MARKER = "mailmeet rendezvous";
-const is = (event: string, extra: Record<string, unknown> = {}) => (e: CliEvent) =>
-  e.event === event && Object.entries(extra).every(([k, v]) => e[k] === v);
-const info = (pattern: RegExp) => (e: CliEvent) => e.event === "info" && pattern.test(String(e.message));
 
 async function table(w: World, db: string): Promise<Record<string, { stored: string; flagged: boolean }>> {
   const out = await w.run(["table", "--db", `${w.dir}/${db}.db`, "--json"]);
@@ -32,21 +28,6 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
     if (Date.now() > end) throw new Error(`not within ${timeoutMs} ms: ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
-}
-
-function request(user: string, replyTo: Account): Request {
-  const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
-  return {
-    kind: "request",
-    user,
-    host: "127.0.0.1",
-    port: 40000 + Math.floor(Math.random() * 20000),
-    session: rnd(16),
-    linkKey: generateKeyPair().publicKey,
-    time: Date.now(),
-    nonce: rnd(16),
-    replyTo: replyTo.address,
-  };
 }
 
 Deno.test("[imap] a peer with two hosts sends one mail to both and connects while one is down", async () => {

@@ -3,12 +3,10 @@
  * the real Postfix + Dovecot by IMAP (IDLE) and by POP3 (polling). Patent claims 1–18 as behaviour.
  */
 import assert from "node:assert/strict";
-import type { CliEvent } from "../../scripts/lib/cli_process.ts";
 import { type Transport, world } from "../helpers/world.ts";
+import { is } from "../helpers/events.ts";
 
 const TRANSPORTS: Transport[] = ["maildir", "imap", "pop3"];
-const is = (event: string, extra: Record<string, unknown> = {}) => (e: CliEvent) =>
-  e.event === event && Object.entries(extra).every(([k, v]) => e[k] === v);
 
 for (const transport of TRANSPORTS) {
   Deno.test(`[${transport}] peers meet through the host: empty formal reply, requester excluded, recent first, friends first, blocked never`, async () => {
