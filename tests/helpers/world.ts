@@ -47,6 +47,8 @@ export async function world(transport: Transport): Promise<World> {
   const key = generateKeyText();
   const procs: CliProcess[] = [];
   const spool = `${dir}/spool`;
+  // Processes see only this world: never the developer's own config file or data folder.
+  const isolated = { XDG_CONFIG_HOME: `${dir}/config`, XDG_DATA_HOME: `${dir}/data` };
 
   const account = (name: string, domain = "isp-a.test"): Account => {
     if (!stack) {
@@ -102,7 +104,7 @@ export async function world(transport: Transport): Promise<World> {
     account,
     common,
     host: (name, a, extra = []) =>
-      track(spawnCli(name, ["host", ...common(a), "--db", `${dir}/${name}.db`, ...extra])),
+      track(spawnCli(name, ["host", ...common(a), "--db", `${dir}/${name}.db`, ...extra], isolated)),
     peer: (name, a, via, extra = []) =>
       track(
         spawnCli(name, [
@@ -116,9 +118,9 @@ export async function world(transport: Transport): Promise<World> {
           "--timeout",
           "60",
           ...extra,
-        ]),
+        ], isolated),
       ),
-    run: (args) => runCli(args),
+    run: (args) => runCli(args, isolated),
     raw,
     async deliverRaw(to, raw) {
       if (stack) await stack.deliverRaw(to.address, new TextDecoder().decode(raw));
