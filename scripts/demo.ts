@@ -88,13 +88,15 @@ async function accounts(): Promise<(name: string, domain: string) => Account> {
 
 try {
   const account = await accounts();
+  // The demo's nodes never read the user's own config file or data folder.
+  const isolated = { XDG_CONFIG_HOME: `${dir}/config`, XDG_DATA_HOME: `${dir}/data` };
   const host = account("host", "game.test");
   const common = (
     a: Account,
   ) => ["--address", a.address, "--smtp", a.smtp, "--inbox", a.inbox, "--key", key, "--json", ...a.extra];
   const start = (name: string, args: string[]) => {
     // The nodes run with the permissions the README asks for, not -A.
-    const p = spawnCli(name, args, {}, (e: CliEvent) => {
+    const p = spawnCli(name, args, isolated, (e: CliEvent) => {
       if (SHOWN.has(e.event)) say(name, describe(e as unknown as NodeEvent));
     }, { permissions: DENO_PERMISSIONS });
     procs.push(p);
@@ -152,7 +154,9 @@ try {
   await hostProc.waitFor((e) => e.event === "host_failure", 60_000, "the host flagging bob");
 
   narrate("The host's table (the only place e-mail addresses are kept):");
-  const table = await runCli(["table", "--db", `${dir}/host.db`], {}, { permissions: DENO_PERMISSIONS });
+  const table = await runCli(["table", "--db", `${dir}/host.db`], isolated, {
+    permissions: DENO_PERMISSIONS,
+  });
   console.log(table.stdout.trimEnd().split("\n").map((l) => `        ${l}`).join("\n"));
 
   narrate("Done: everyone still online is linked directly; nothing went through a server of ours.");
