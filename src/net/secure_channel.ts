@@ -44,6 +44,10 @@ const HEADER_LEN = 4;
 const READ_BUFFER = 64 * 1024;
 /** Frames at least this large go out as two writes (header, ciphertext) instead of being copied into one. */
 const SEPARATE_HEADER_FROM = 64 * 1024;
+/** Native frames at least this large are sealed into pooled buffers of POOL_BUFFER bytes. */
+const POOL_FROM = 64 * 1024;
+const POOL_BUFFER = HEADER_LEN + MAX_FRAME_LEN;
+const POOL_KEEP = 2;
 const EMPTY = new Uint8Array(0);
 const TYPE_BYTE = [Uint8Array.of(FRAME_DATA), Uint8Array.of(FRAME_CLOSE)];
 
@@ -209,6 +213,11 @@ export class SecureChannel {
   /** libcrypto in place of #tx / #rx when it loads (both or neither). */
   readonly #ntx: NativeDirection | null = null;
   readonly #nrx: NativeDirection | null = null;
+  /**
+   * Full-size frame buffers whose write completed, for the next frames: a fresh 1 MiB buffer per
+   * frame costs an mmap, page faults and zeroing, and makes the garbage that sets the peak RSS.
+   */
+  #pool: ArrayBuffer[] = [];
   #writeChain: Promise<void> = Promise.resolve();
   #incoming: Promise<Incoming> | null = null;
   /** The next frame's ciphertext, read while the current one is being decrypted. */
@@ -270,6 +279,7 @@ export class SecureChannel {
             ? this.#seal(FRAME_DATA, [data.subarray(off, off + MAX_FRAME_PLAINTEXT)])
             : null;
           await this.#write(frame);
+          this.#release(frame);
         }
       } catch (err) {
         next?.catch(noop);
@@ -292,7 +302,11 @@ export class SecureChannel {
       );
     }
     if (this.#sendClosed || this.#socketClosed) return this.send(EMPTY); // the same refusal
-    return this.#locked(async () => await this.#write(await this.#seal(FRAME_DATA, parts)));
+    return this.#locked(async () => {
+      const frame = await this.#seal(FRAME_DATA, parts);
+      await this.#write(frame);
+      this.#release(frame);
+    });
   }
 
   /**
@@ -373,7 +387,10 @@ export class SecureChannel {
     if (this.#ntx) {
       try {
         // header, then type byte and body sealed in place after it: one buffer, one write
-        const out = new Uint8Array(HEADER_LEN + 1 + len + TAGLEN);
+        const size = HEADER_LEN + 1 + len + TAGLEN;
+        const out = size >= POOL_FROM && this.#pool.length > 0
+          ? new Uint8Array(this.#pool.pop()!, 0, size)
+          : new Uint8Array(size >= POOL_FROM ? new ArrayBuffer(POOL_BUFFER) : new ArrayBuffer(size), 0, size);
         new DataView(out.buffer).setUint32(0, 1 + len + TAGLEN);
         this.#ntx.gcm.seal(takeNonce(this.#ntx), [TYPE_BYTE[type], ...parts], out.subarray(HEADER_LEN));
         return Promise.resolve([out]);
@@ -394,6 +411,14 @@ export class SecureChannel {
       new DataView(header.buffer).setUint32(0, ct.length);
       return [header, ct];
     });
+  }
+
+  /** Back to the pool once the socket took it (only the channel's own full-size buffers). */
+  #release(frame: Uint8Array[]): void {
+    const buf = frame[0].buffer as ArrayBuffer;
+    if (this.#ntx && frame.length === 1 && buf.byteLength === POOL_BUFFER && this.#pool.length < POOL_KEEP) {
+      this.#pool.push(buf);
+    }
   }
 
   async #write(frame: Uint8Array[]): Promise<void> {
