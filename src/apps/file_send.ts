@@ -4,7 +4,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { basename, join } from "node:path";
-import type { Mux } from "../net/mux.ts";
+import type { Mux, MuxStream } from "../net/mux.ts";
 import {
   type Answer,
   FILE_PROTOCOL,
@@ -170,10 +170,8 @@ export async function sendFiles(
           sent += offset;
           emit({ event: "resume", peer, path: e.path, offset });
         }
-        await sendBody(file, hash, size - offset, e.source, async (chunk) => {
-          await stream.write(header(M_DATA, chunk.length));
-          await stream.write(chunk);
-          sent += chunk.length;
+        await sendBody(file, hash, size - offset, e.source, stream, (n) => {
+          sent += n;
           onProgress(sent, total);
         });
         await writeJson(stream, M_END, { i, sha256: hash.digest("hex") });
@@ -206,28 +204,39 @@ async function hashPrefix(file: Deno.FsFile, hash: Hash, n: number): Promise<voi
   }
 }
 
+/** Read buffers in rotation: a buffer is read into again only once the link took what it held. */
+const READ_BUFFERS = 4;
+
 async function sendBody(
   file: Deno.FsFile,
   hash: Hash,
   length: number,
   source: string,
-  send: (chunk: Uint8Array) => Promise<void>,
+  stream: MuxStream,
+  onSent: (n: number) => void,
 ): Promise<void> {
+  const bufs = Array.from({ length: Math.min(READ_BUFFERS, Math.ceil(length / READ_SIZE)) }, () => ({
+    buf: new Uint8Array(READ_SIZE),
+    free: Promise.resolve(),
+  }));
   let left = length;
-  while (left > 0) {
-    // A fresh buffer per read: the stream keeps a view of it until it is sealed.
-    const buf = new Uint8Array(Math.min(READ_SIZE, left));
+  for (let k = 0; left > 0; k++) {
+    const slot = bufs[k % bufs.length];
+    await slot.free;
     let got: number | null;
     try {
-      got = await file.read(buf);
+      got = await file.read(slot.buf.subarray(0, Math.min(READ_SIZE, left)));
     } catch (err) {
       throw new TransferError(`Cannot read ${source}: ${describeFsError(err)}.`, { cause: err });
     }
     if (got === null) throw new TransferError(`${source} got shorter while it was being sent.`);
-    const chunk = buf.subarray(0, got);
+    const chunk = slot.buf.subarray(0, got);
     hash.update(chunk);
-    await send(chunk);
+    await stream.write(header(M_DATA, got));
+    await stream.write(chunk);
+    slot.free = stream.sent(stream.written);
     left -= got;
+    onSent(got);
   }
 }
 

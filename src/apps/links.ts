@@ -21,9 +21,9 @@ export function attachMux(link: NetPeerLink, opts: MuxOptions = {}): Mux {
   return mux;
 }
 
-/** TCP reads go into a buffer this large; the rest of it takes the next read, so few are allocated. */
+/** TCP reads go into these buffers in turn; one is reused only once the link took what it held. */
 const READ_BUFFER = 256 * 1024;
-const MIN_READ = 32 * 1024;
+const READ_BUFFERS = 4;
 
 /**
  * Copies `conn` to `stream` (then FIN) and `stream` to `conn` (then half-close), until both
@@ -43,14 +43,17 @@ export async function pipeConn(conn: Deno.TcpConn, stream: MuxStream): Promise<s
     }
   };
   const up = (async () => {
-    let buf = new Uint8Array(READ_BUFFER);
-    for (;;) {
-      if (buf.length < MIN_READ) buf = new Uint8Array(READ_BUFFER);
-      const n = await conn.read(buf);
+    const slots: { buf: Uint8Array; free: Promise<void> }[] = [];
+    for (let k = 0;; k++) {
+      if (slots.length < READ_BUFFERS && k === slots.length) {
+        slots.push({ buf: new Uint8Array(READ_BUFFER), free: Promise.resolve() });
+      }
+      const slot = slots[k % slots.length];
+      await slot.free; // the stream keeps a view until it is sealed
+      const n = await conn.read(slot.buf);
       if (n === null) break;
-      // The stream keeps a view until sealed, so the next read goes into the rest of the buffer.
-      await stream.write(buf.subarray(0, n));
-      buf = buf.subarray(n);
+      await stream.write(slot.buf.subarray(0, n));
+      slot.free = stream.sent(stream.written);
     }
     stream.closeWrite();
   })().catch(fail);

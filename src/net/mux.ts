@@ -108,6 +108,10 @@ export class MuxStream {
   #finSent = false;
   #failure: MuxError | null = null;
   #done = Promise.withResolvers<void>();
+  /** Bytes ever queued by write(), and how many of them the link has taken (sealed and written). */
+  #queuedTotal = 0;
+  #sentTotal = 0;
+  #sentWaiters: { at: number; resolve: () => void }[] = [];
 
   constructor(
     readonly mux: Mux,
@@ -149,10 +153,34 @@ export class MuxStream {
       this.#credit -= n;
       this.out.push(off === 0 && n === data.length ? data : data.subarray(off, off + n));
       this.outBytes += n;
+      this.#queuedTotal += n;
       off += n;
       this.mux.schedule(this);
     }
     if (this.#failure) throw this.#failure;
+  }
+
+  /** Bytes queued by write() so far: pass it to sent() to learn when the buffers written up to now are free again. */
+  get written(): number {
+    return this.#queuedTotal;
+  }
+
+  /**
+   * Resolves once the first `position` bytes written have been sealed into frames and taken by
+   * the socket (or the stream failed): from then on their buffers may be reused.
+   */
+  sent(position: number): Promise<void> {
+    if (this.#sentTotal >= position || this.#failure) return Promise.resolve();
+    return new Promise((resolve) => this.#sentWaiters.push({ at: position, resolve }));
+  }
+
+  /** Called by the Mux after a frame holding `n` bytes of this stream was written. */
+  markSent(n: number): void {
+    this.#sentTotal += n;
+    if (this.#sentWaiters.length === 0) return;
+    const ready = this.#sentWaiters.filter((w) => w.at <= this.#sentTotal);
+    this.#sentWaiters = this.#sentWaiters.filter((w) => w.at > this.#sentTotal);
+    for (const w of ready) w.resolve();
   }
 
   /** The next chunk the other side sent, or null after its FIN. Rejects once the stream was reset. */
@@ -234,6 +262,8 @@ export class MuxStream {
     this.#readWaiter = this.#creditWaiter = null;
     r?.reject(err);
     c?.reject(err);
+    for (const w of this.#sentWaiters) w.resolve(); // nothing holds the buffers any more
+    this.#sentWaiters = [];
     this.#done.reject(err);
     this.mux.forget(this);
   }
@@ -397,8 +427,10 @@ export class Mux {
   async #writeLoop(): Promise<void> {
     try {
       while (this.#hasWork() && !this.#ended) {
-        const parts = this.#batch();
+        const sent: [MuxStream, number][] = [];
+        const parts = this.#batch(sent);
         if (parts.length > 0) await this.#link.sendv(parts);
+        for (const [s, n] of sent) s.markSent(n);
       }
     } catch (err) {
       this.#end(err instanceof Error ? err.message : String(err));
@@ -411,7 +443,7 @@ export class Mux {
   }
 
   /** Control first, then datagrams, then stream data round-robin, up to one frame. */
-  #batch(): Uint8Array[] {
+  #batch(sent: [MuxStream, number][]): Uint8Array[] {
     const parts: Uint8Array[] = [];
     let size = 0;
     while (
@@ -456,6 +488,7 @@ export class Mux {
           }
         }
         s.outBytes -= len;
+        sent.push([s, len]);
         writeHeader(h, T_DATA, s.id, len);
         size += HEADER + len;
       }

@@ -228,3 +228,20 @@ Deno.test("a clean close ends streams still open with 'closed' and resolves clos
   // What arrived before the close is still readable? No: the stream failed; the link is gone.
   await assert.rejects(t.done, /closed/);
 });
+
+Deno.test("sent(position) resolves only once the link took the bytes, so their buffer may be reused", async () => {
+  const { a, b, x } = pair({}, { onStream: () => {} });
+  const s = a.open("bulk");
+  const unstall = Promise.withResolvers<void>();
+  x.stalled = unstall.promise;
+  await s.write(new Uint8Array(1000));
+  let done = false;
+  const sent = s.sent(s.written).then(() => done = true);
+  await settle();
+  assert.equal(done, false, "not while the link holds the frame back");
+  x.stalled = null;
+  unstall.resolve();
+  await sent;
+  assert.equal(s.written, 1000);
+  await shut(a, b);
+});
