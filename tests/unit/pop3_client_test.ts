@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { parseAccount } from "../../src/mail/account.ts";
 import { MailError } from "../../src/mail/errors.ts";
 import { LineReader } from "../../src/mail/line_reader.ts";
-import { backoffDelay, Pop3Mailbox, type Pop3Tuning } from "../../src/mail/pop3/mailbox.ts";
+import { Pop3Mailbox, type Pop3Tuning } from "../../src/mail/pop3/mailbox.ts";
+import { backoffDelay } from "../../src/mail/backoff.ts";
 
 const USER = "bob@isp-b.test";
 const PASSWORD = "S3cret-Pw-never-shown";

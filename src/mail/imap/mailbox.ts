@@ -25,6 +25,7 @@ import {
   storeDeleted,
 } from "./commands.ts";
 import type { ImapResponse } from "./parser.ts";
+import { backoffDelay, sleep } from "../backoff.ts";
 
 export const DEFAULT_POLL_INTERVAL_MS = 2_000;
 export const GREETING_TIMEOUT_MS = 15_000;
@@ -70,15 +71,6 @@ export const DEFAULT_TUNING: ImapTuning = {
 export interface ImapMailboxOptions extends MailboxOptions {
   /** Timeouts and backoff; tests shorten them. */
   tuning?: Partial<ImapTuning>;
-}
-
-/** Delay before connection attempt `attempt + 1`: exponential, capped, half of it random ("equal jitter"). */
-export function backoffDelay(
-  attempt: number,
-  tuning: Pick<ImapTuning, "reconnectBaseDelayMs" | "reconnectMaxDelayMs" | "random">,
-): number {
-  const ceiling = Math.min(tuning.reconnectMaxDelayMs, tuning.reconnectBaseDelayMs * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + tuning.random() * ceiling / 2);
 }
 
 /** A FIFO lock: whoever asked first gets the connection first. */
@@ -518,15 +510,3 @@ export class ImapMailbox implements Mailbox {
 }
 
 /** Resolves after `ms`, or at once when any signal aborts. */
-function sleep(ms: number, ...signals: AbortSignal[]): Promise<void> {
-  return new Promise((resolve) => {
-    if (signals.some((s) => s.aborted)) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      for (const s of signals) s.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    for (const s of signals) s.addEventListener("abort", done);
-  });
-}

@@ -13,6 +13,7 @@ import { isRetriableError, MailError } from "../errors.ts";
 import { type Mailbox, type MailboxOptions, type MessageInfo, subjectHasMarker } from "../mailbox.ts";
 import { parseMail } from "../parse.ts";
 import { Pop3Session, type SessionOptions } from "./session.ts";
+import { backoffDelay, sleep } from "../backoff.ts";
 
 export const DEFAULT_POLL_INTERVAL_MS = 2_000;
 export const GREETING_TIMEOUT_MS = 15_000;
@@ -51,15 +52,6 @@ export const DEFAULT_TUNING: Pop3Tuning = {
   reconnectMaxDelayMs: RECONNECT_MAX_DELAY_MS,
   random: Math.random,
 };
-
-/** Delay before connection attempt `attempt + 1`: exponential, capped, half of it random ("equal jitter"). */
-export function backoffDelay(
-  attempt: number,
-  tuning: Pick<Pop3Tuning, "reconnectBaseDelayMs" | "reconnectMaxDelayMs" | "random">,
-): number {
-  const ceiling = Math.min(tuning.reconnectMaxDelayMs, tuning.reconnectBaseDelayMs * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + tuning.random() * ceiling / 2);
-}
 
 interface Header {
   subject: string;
@@ -386,19 +378,6 @@ async function readHeader(head: Uint8Array): Promise<Header> {
 }
 
 /** Waits ms, or less if any signal aborts. */
-function sleep(ms: number, ...signals: AbortSignal[]): Promise<void> {
-  return new Promise((resolve) => {
-    if (signals.some((s) => s.aborted)) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      for (const s of signals) s.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    for (const s of signals) s.addEventListener("abort", done, { once: true });
-  });
-}
-
 /** p's value, or undefined as soon as signal aborts. */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
   if (signal.aborted) return Promise.resolve(undefined);
