@@ -44,6 +44,12 @@ export interface Mailbox extends AsyncDisposable {
   commit(): Promise<void>;
 
   /**
+   * Moves messages out of the way into another folder instead of deleting them (where the
+   * transport has folders: IMAP). They leave this mailbox at once or at commit().
+   */
+  quarantine?(ids: readonly string[], folder: string): Promise<void>;
+
+  /**
    * Yields once at once, then each time new mail may have arrived (IMAP IDLE push, else polling),
    * and after every reconnect. The caller does its list/fetch/delete between yields; the
    * iterator ends when `signal` aborts.

@@ -5,6 +5,7 @@
  * skipped for a while (doubling, up to an hour) and the request goes to the next one.
  */
 import type { Sender } from "../mail/smtp.ts";
+import { ProtocolError } from "../protocol/errors.ts";
 import type { PeerTable } from "../table/table.ts";
 import type { EventSink } from "./events.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
@@ -51,7 +52,7 @@ export class Forwarder {
     const s = screen(m, this.deps.table, this.settings, now);
     if (!s.ok) {
       this.deps.events({ event: "host_dropped", reason: s.reason, detail: `mail ${m.id}` });
-      return "delete";
+      return m.message instanceof ProtocolError ? "quarantine" : "delete";
     }
     if (s.message.kind === "request") {
       await this.#toOne(m, s.message.user, now);

@@ -80,7 +80,10 @@ export class Host {
   async handle(m: InboundMail): Promise<Disposition> {
     const now = this.#clock();
     const s = screen(m, this.deps.table, this.settings, now);
-    if (!s.ok) return this.#drop(m, s.reason);
+    if (!s.ok) {
+      this.#drop(m, s.reason);
+      return m.message instanceof ProtocolError ? "quarantine" : "delete";
+    }
     switch (s.message.kind) {
       case "request":
         return await this.#request(s.message, m, s.retry, now);

@@ -25,7 +25,14 @@ export interface InboundMail {
  * "delete": its work is durable, remove it. "keep": not ours; leave it and don't look again this run.
  * "later": not now (a host still bootstrapping); leave it and look again on the next pass.
  */
-export type Disposition = "delete" | "keep" | "later";
+export type Disposition = "delete" | "keep" | "later" | "quarantine";
+
+/**
+ * Where marker mail that does not open goes, on mailboxes with folders (IMAP): kept for a human to
+ * look at (a group member with an old key, an attack), out of the way of the inbox. Elsewhere it is
+ * deleted.
+ */
+export const QUARANTINE_FOLDER = "mailmeet-quarantine";
 
 export type InboxHandler = (m: InboundMail) => Promise<Disposition>;
 
@@ -91,7 +98,10 @@ export class InboxReader {
       handled++;
       if (disposition === "later") continue;
       this.#settled.add(info.id);
-      if (disposition === "delete") {
+      if (disposition === "quarantine" && this.mailbox.quarantine) {
+        await this.mailbox.quarantine([info.id], QUARANTINE_FOLDER);
+        deleted = true;
+      } else if (disposition === "delete" || disposition === "quarantine") {
         await this.mailbox.delete([info.id]);
         deleted = true;
       }

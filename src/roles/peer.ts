@@ -132,7 +132,7 @@ export class Peer {
   handle(m: InboundMail): Disposition {
     if (m.message instanceof ProtocolError) {
       this.deps.events({ event: "reply_ignored", reason: m.message.message });
-      return "delete";
+      return "quarantine";
     }
     const reply = m.message;
     if (reply.kind !== "reply") return "keep";

@@ -9,6 +9,8 @@ import { openText, sealToText } from "../../src/protocol/envelope.ts";
 import { networkKeyFromSecret, parseNetworkKey } from "../../src/protocol/keys.ts";
 import type { Message, Reply, Request } from "../../src/protocol/messages.ts";
 import { dialLink } from "../../src/net/link.ts";
+import { openMailbox } from "../../src/mail/open.ts";
+import { QUARANTINE_FOLDER } from "../../src/roles/inbox.ts";
 import { generateKeyPair } from "../../src/protocol/noise.ts";
 import { type Transport, type World, world } from "../helpers/world.ts";
 import { is, request } from "../helpers/events.ts";
@@ -138,6 +140,12 @@ for (const transport of ["maildir", "imap"] as Transport[]) {
     assert.match(dropped, /Date .* is older than --max-age/);
     assert.match(dropped, /does not open with our network key/);
     assert.equal((await w.raw(hostAcct)).length, 0, "every marker mail was dealt with and removed");
+    if (w.stack) {
+      // over IMAP the one that does not open is kept aside, in a quarantine folder, for a human
+      const url = w.stack.url("imap", hostAcct.address).replace(/\/INBOX$/, `/${QUARANTINE_FOLDER}`);
+      await using q = await openMailbox(url, { caCerts: [w.stack.caPem] });
+      assert.equal((await q.list(MARKER)).length, 1);
+    }
 
     // The same request mailed again is a replay: dropped, not answered.
     let freshRaw: Uint8Array | undefined;

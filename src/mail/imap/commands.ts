@@ -156,6 +156,26 @@ export async function expunge(client: ImapClient, uids: readonly number[]): Prom
   }
 }
 
+/**
+ * Moves messages to another mailbox, creating it when missing: UID MOVE (RFC 6851) where offered,
+ * else UID COPY then \Deleted (the caller's commit() expunges them here).
+ */
+export async function moveTo(
+  client: ImapClient,
+  uids: readonly number[],
+  mailbox: string,
+): Promise<"moved" | "copied"> {
+  const name = stringArg(encodeMailboxName(mailbox));
+  // NO [ALREADYEXISTS] is the usual answer after the first time (RFC 5530).
+  await client.command(["CREATE ", name], { acceptNo: true });
+  const move = client.capabilities.has("MOVE");
+  for (const part of chunks(uids, UIDS_PER_COMMAND)) {
+    await client.command([`UID ${move ? "MOVE" : "COPY"} ${uidSet(part)} `, name]);
+  }
+  if (!move) await storeDeleted(client, uids);
+  return move ? "moved" : "copied";
+}
+
 function fetches(untagged: readonly ImapResponse[]): Map<string, ImapValue>[] {
   return untagged
     .filter((u): u is DataResponse => u.kind === "data" && u.name === "FETCH")

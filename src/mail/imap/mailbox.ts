@@ -20,6 +20,7 @@ import {
   fetchBody,
   fetchHeaders,
   fetchSize,
+  moveTo,
   searchSubject,
   select,
   storeDeleted,
@@ -222,6 +223,17 @@ export class ImapMailbox implements Mailbox {
       if (uids.length === 0) return;
       await storeDeleted(c, uids);
       for (const u of uids) this.#pendingDeletes.set(u, this.#generation);
+    });
+  }
+
+  async quarantine(ids: readonly string[], folder: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#op("quarantine", async (c) => {
+      const uids = ids.map((id) => this.#uidOf(id)).filter((u): u is number => u !== undefined);
+      if (uids.length === 0) return;
+      if ((await moveTo(c, uids, folder)) === "copied") {
+        for (const u of uids) this.#pendingDeletes.set(u, this.#generation);
+      }
     });
   }
 
