@@ -89,10 +89,17 @@ export class MessageReader {
 
   /** Exactly n bytes: a view when one chunk holds them, else only those n bytes are copied. */
   async #exact(n: number): Promise<Uint8Array | null> {
-    while (this.#buffered < n) {
-      if (!(await this.#more())) {
-        if (this.#buffered === 0) return null;
-        throw new TransferError("The other side stopped in the middle of a message.");
+    if (this.#buffered < n) {
+      // A stream's chunk is valid only until its next read(): what is kept across reads is copied.
+      this.#chunks = this.#chunks.map((c) => c.slice());
+      while (this.#buffered < n) {
+        if (!(await this.#more())) {
+          if (this.#buffered === 0) return null;
+          throw new TransferError("The other side stopped in the middle of a message.");
+        }
+        if (this.#buffered < n && this.#chunks.length > 0) {
+          this.#chunks[this.#chunks.length - 1] = this.#chunks.at(-1)!.slice();
+        }
       }
     }
     this.#buffered -= n;

@@ -129,6 +129,11 @@ export class Link {
     return this.#channel.receive(opts);
   }
 
+  /** See SecureChannel.recycle: the buffer under a received chunk that nothing refers to any more. */
+  recycle(buffer: ArrayBuffer): void {
+    this.#channel.recycle(buffer);
+  }
+
   close(): Promise<void> {
     return this.#channel.close();
   }

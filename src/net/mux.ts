@@ -63,6 +63,14 @@ export interface MuxTransport {
   receive(): Promise<Uint8Array | null>;
   close(): Promise<void>;
   abort(): void;
+  /** Takes back the buffer of a received frame once no view of it is in use (optional). */
+  recycle?(buffer: ArrayBuffer): void;
+}
+
+/** A received frame's buffer and how many holders (queued or last-read chunks) still refer to it. */
+interface FrameRef {
+  buffer: ArrayBuffer;
+  holders: number;
 }
 
 export type MuxErrorCode = "reset" | "closed" | "protocol";
@@ -97,6 +105,9 @@ export class MuxStream {
   /** Credit goes back in steps of this much, not per read: a ping-pong then costs one frame each way. */
   readonly #threshold: number;
   #in: Uint8Array[] = [];
+  /** The frame under each chunk of #in, and under the chunk read() returned last. */
+  #inFrames: (FrameRef | null)[] = [];
+  #lastRead: FrameRef | null = null;
   #inFin = false;
   #readWaiter: Waiter | null = null;
   #creditWaiter: Waiter | null = null;
@@ -183,11 +194,17 @@ export class MuxStream {
     for (const w of ready) w.resolve();
   }
 
-  /** The next chunk the other side sent, or null after its FIN. Rejects once the stream was reset. */
+  /**
+   * The next chunk the other side sent, or null after its FIN. Rejects once the stream was reset.
+   * The chunk is a view of the received frame and stays valid only until the next read() on this
+   * stream (its buffer then goes back to the link for a later frame): copy what must live longer.
+   */
   async read(): Promise<Uint8Array | null> {
+    this.#releaseLast();
     for (;;) {
       if (this.#in.length > 0) {
         const chunk = this.#in.shift()!;
+        this.#lastRead = this.#inFrames.shift() ?? null;
         this.#consumed += chunk.length;
         if (this.#consumed >= this.#threshold) this.#grant();
         return chunk;
@@ -223,12 +240,14 @@ export class MuxStream {
     this.mux.sendCredit(this, n);
   }
 
-  deliver(data: Uint8Array): boolean {
+  deliver(data: Uint8Array, frame: FrameRef | null): boolean {
     if (this.#inFin || this.#failure) return true; // late data after our reset: dropped
     this.#window -= data.length;
     if (this.#window < 0) return false;
     if (data.length === 0) return true;
     this.#in.push(data);
+    if (frame) frame.holders++;
+    this.#inFrames.push(frame);
     this.#wakeReader();
     return true;
   }
@@ -257,6 +276,9 @@ export class MuxStream {
     this.out = [];
     this.outBytes = 0;
     this.#in = [];
+    for (const f of this.#inFrames) this.mux.release(f);
+    this.#inFrames = [];
+    this.#releaseLast();
     const r = this.#readWaiter;
     const c = this.#creditWaiter;
     this.#readWaiter = this.#creditWaiter = null;
@@ -266,6 +288,12 @@ export class MuxStream {
     this.#sentWaiters = [];
     this.#done.reject(err);
     this.mux.forget(this);
+  }
+
+  #releaseLast(): void {
+    const f = this.#lastRead;
+    this.#lastRead = null;
+    this.mux.release(f);
   }
 
   #wakeReader(): void {
@@ -393,6 +421,11 @@ export class Mux {
   sendReset(stream: MuxStream, reason: string): void {
     if (this.#ended) return;
     this.#queueControl(T_RESET, stream.id, utf8(reason.slice(0, 1000)));
+  }
+
+  /** One holder of a received frame is done with it; the last one hands the buffer back to the link. */
+  release(frame: FrameRef | null): void {
+    if (frame && --frame.holders === 0) this.#link.recycle?.(frame.buffer);
   }
 
   forget(stream: MuxStream): void {
@@ -531,6 +564,18 @@ export class Mux {
 
   #dispatch(frame: Uint8Array): void {
     const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    // Dispatch itself holds the frame until every message in it was handed on.
+    const ref: FrameRef | null = this.#link.recycle
+      ? { buffer: frame.buffer as ArrayBuffer, holders: 1 }
+      : null;
+    try {
+      this.#dispatchIn(frame, view, ref);
+    } finally {
+      this.release(ref);
+    }
+  }
+
+  #dispatchIn(frame: Uint8Array, view: DataView, ref: FrameRef | null): void {
     let off = 0;
     while (off < frame.length) {
       if (frame.length - off < HEADER) throw this.#violation("a message header was cut short");
@@ -541,11 +586,11 @@ export class Mux {
       if (len > frame.length - off) throw this.#violation("a message ran past its frame");
       const body = frame.subarray(off, off + len);
       off += len;
-      this.#handle(type, id, body);
+      this.#handle(type, id, body, ref);
     }
   }
 
-  #handle(type: number, id: number, body: Uint8Array): void {
+  #handle(type: number, id: number, body: Uint8Array, ref: FrameRef | null): void {
     if (type === T_DGRAM) {
       try {
         this.#opts.onDatagram?.(id, body);
@@ -561,7 +606,7 @@ export class Mux {
         return;
       case T_DATA:
         // Data for a stream we already reset or forgot is a race, not an attack: drop it.
-        if (stream && !stream.deliver(body)) {
+        if (stream && !stream.deliver(body, ref)) {
           throw this.#violation(`stream ${id} sent more than its window`);
         }
         return;

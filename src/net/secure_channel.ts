@@ -48,6 +48,9 @@ const SEPARATE_HEADER_FROM = 64 * 1024;
 const POOL_FROM = 64 * 1024;
 const POOL_BUFFER = HEADER_LEN + MAX_FRAME_LEN;
 const POOL_KEEP = 2;
+/** Received frames at least this large are read into MAX_FRAME_LEN buffers that recycle() can return. */
+const RECYCLE_FROM = 64 * 1024;
+const RECYCLE_KEEP = 4;
 const EMPTY = new Uint8Array(0);
 const TYPE_BYTE = [Uint8Array.of(FRAME_DATA), Uint8Array.of(FRAME_CLOSE)];
 
@@ -92,6 +95,8 @@ export class FrameReader {
   #buf = new Uint8Array(READ_BUFFER);
   #start = 0;
   #end = 0;
+  /** Frame buffers handed back by recycle(): large frames are read into these, not fresh ones. */
+  #pool: ArrayBuffer[] = [];
 
   constructor(conn: Pick<ByteStream, "read">) {
     this.#conn = conn;
@@ -114,7 +119,9 @@ export class FrameReader {
       throw new LinkError(`A frame announced ${len} bytes; the limit is ${maxLen}.`, "too_large");
     }
     this.#start += HEADER_LEN;
-    const out = new Uint8Array(len);
+    const out = len < RECYCLE_FROM
+      ? new Uint8Array(len)
+      : new Uint8Array(this.#pool.pop() ?? new ArrayBuffer(MAX_FRAME_LEN), 0, len);
     let filled = Math.min(len, this.#end - this.#start);
     out.set(this.#buf.subarray(this.#start, this.#start + filled));
     this.#start += filled;
@@ -134,6 +141,11 @@ export class FrameReader {
       }
     }
     return out;
+  }
+
+  /** Takes back the buffer of a frame nobody reads any more (see SecureChannel.recycle). */
+  recycle(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === MAX_FRAME_LEN && this.#pool.length < RECYCLE_KEEP) this.#pool.push(buffer);
   }
 
   async #fill(): Promise<boolean> {
@@ -370,6 +382,15 @@ export class SecureChannel {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * Hands back the buffer under a chunk receive() returned, once nothing refers to any byte of
+   * it: the next large frame is read into it instead of a fresh one. Only for callers that know;
+   * a buffer recycled while still in use would be overwritten.
+   */
+  recycle(buffer: ArrayBuffer): void {
+    this.#reader.recycle(buffer);
   }
 
   // ── internals ──

@@ -21,7 +21,12 @@ export class MemEnd implements MuxTransport {
   sent = 0;
   /** While set, sendv waits (a socket that takes nothing). */
   stalled: Promise<void> | null = null;
+  /** Frame buffers the mux handed back (see MuxTransport.recycle). */
+  recycled: ArrayBuffer[] = [];
   constructor(readonly role: "dialer" | "listener", readonly incoming: Pipe, readonly outgoing: Pipe) {}
+  recycle(buffer: ArrayBuffer): void {
+    this.recycled.push(buffer);
+  }
   async sendv(parts: readonly Uint8Array[]): Promise<void> {
     await this.stalled;
     const out = this.outgoing;

@@ -245,3 +245,28 @@ Deno.test("sent(position) resolves only once the link took the bytes, so their b
   assert.equal(s.written, 1000);
   await shut(a, b);
 });
+
+Deno.test("a received frame goes back to the link only when every chunk of it was read past", async () => {
+  const streams: MuxStream[] = [];
+  const { a, b, y } = pair({}, { onStream: (s) => streams.push(s) });
+  const s1 = a.open("one");
+  const s2 = a.open("two");
+  // One frame carries data of both streams.
+  void s1.write(new Uint8Array(10).fill(1));
+  void s2.write(new Uint8Array(10).fill(2));
+  await settle();
+  const [t1, t2] = streams;
+  const c1 = await t1.read();
+  assert.deepEqual(c1, new Uint8Array(10).fill(1));
+  assert.equal(y.recycled.length, 0, "stream two still holds the frame");
+  await t2.read();
+  assert.equal(y.recycled.length, 0, "the chunks just read are still in use");
+  await s1.write(new Uint8Array(5));
+  await s2.write(new Uint8Array(5));
+  await t1.read(); // moving on releases the first chunk of stream one
+  assert.equal(y.recycled.length, 0);
+  await t2.read(); // … and of stream two: the first frame is free
+  assert.ok(y.recycled.length >= 1);
+  assert.equal(y.recycled[0], c1!.buffer);
+  await shut(a, b);
+});
