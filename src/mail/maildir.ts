@@ -60,9 +60,10 @@ async function ensureMaildir(dir: string, owner?: { uid: number; gid: number }):
 function uniqueName(): string {
   const now = Date.now();
   const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
-  return `${Math.floor(now / 1000)}.M${(now % 1000) * 1000}P${Deno.pid}Q${++counter}R${rand}.${
-    Deno.hostname().replace(/[/:]/g, "_")
-  }`;
+  // The counter fills the microseconds, so one process's deliveries within a millisecond keep their order.
+  return `${Math.floor(now / 1000)}.M${
+    (now % 1000) * 1000 + (++counter % 1000)
+  }P${Deno.pid}Q${counter}R${rand}.${Deno.hostname().replace(/[/:]/g, "_")}`;
 }
 
 /** Delivers one raw message into each recipient's new/ folder. */
@@ -106,6 +107,17 @@ function baseId(name: string): string {
 function sizeFromName(name: string): number | undefined {
   const m = /,S=(\d+)/.exec(name);
   return m ? Number(m[1]) : undefined;
+}
+
+/** Delivery order of two Maildir names "secs.M<usecs>…" (numbers compared as numbers), else by text. */
+export function compareNames(a: string, b: string): number {
+  const ma = /^(\d+)\.M(\d+)/.exec(a);
+  const mb = /^(\d+)\.M(\d+)/.exec(b);
+  if (ma && mb) {
+    const d = Number(ma[1]) - Number(mb[1]) || Number(ma[2]) - Number(mb[2]);
+    if (d !== 0) return d;
+  }
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 export class MaildirMailbox implements Mailbox {
@@ -282,7 +294,7 @@ export class MaildirMailbox implements Mailbox {
       }
     }
     // Maildir names start with the delivery time: name order is arrival order (the roles rely on it).
-    found.sort((a, b) => a.info.id < b.info.id ? -1 : a.info.id > b.info.id ? 1 : 0);
+    found.sort((a, b) => compareNames(a.info.id, b.info.id));
     for (const id of [...this.#paths.keys()]) {
       if (!seen.has(id)) {
         this.#paths.delete(id);

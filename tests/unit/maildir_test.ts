@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { deliverToMaildir, maildirFor } from "../../src/mail/maildir.ts";
+import { compareNames, deliverToMaildir, maildirFor } from "../../src/mail/maildir.ts";
 import { openMaildirMailbox } from "../../src/mail/maildir.ts";
 import { parseAccount } from "../../src/mail/account.ts";
 
@@ -163,6 +163,22 @@ Deno.test("two processes delivering while a third reads lose and duplicate nothi
     assert.deepEqual(got, want);
     await using box = await openMailbox(`maildir://${spool}`, { address: "host@h.test" });
     assert.equal((await box.list(MARKER)).length, 0, "everything read was deleted");
+  } finally {
+    await Deno.remove(spool, { recursive: true });
+  }
+});
+
+Deno.test("maildir lists in delivery order, comparing the time parts of names as numbers", async () => {
+  assert.ok(compareNames("1700000000.M5000P1.h", "1700000000.M40000P1.h") < 0);
+  assert.ok(compareNames("1700000001.M1P1.h", "1700000000.M999999P1.h") > 0);
+  const spool = await Deno.makeTempDir();
+  try {
+    for (let i = 0; i < 20; i++) await deliverToMaildir(spool, ["bob@b.test"], await raw(`${MARKER} ${i}`));
+    await using box = await openMailbox(`maildir://${spool}`, { address: "bob@b.test" });
+    assert.deepEqual(
+      (await box.list(MARKER)).map((m) => m.subject),
+      [...Array(20).keys()].map((i) => `${MARKER} ${i}`),
+    );
   } finally {
     await Deno.remove(spool, { recursive: true });
   }
