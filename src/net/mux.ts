@@ -11,6 +11,7 @@
  * | FIN    | stream  | empty: the sender will send no more (half-close) |
  * | RESET  | stream  | reason (UTF-8): the stream is dead both ways   |
  * | DGRAM  | channel | one datagram (best effort, never flow-controlled) |
+ * | PING   | 0       | empty: "still here", sent when we have been quiet for KEEPALIVE_MS |
  *
  * Flow control is per stream and by credit (as in HTTP/2 and yamux): each side may have at most
  * STREAM_WINDOW bytes of a stream unread at the other side, and the reader grants more as its
@@ -25,6 +26,9 @@
  *
  * Datagrams (the UDP tunnel) ride the same ordered link, but are dropped rather than queued once
  * DATAGRAM_QUEUE_BYTES wait to be sent: a game wants the next packet, not a late one.
+ *
+ * A peer that vanishes without closing (power cut, Wi-Fi gone) would otherwise go unnoticed until
+ * TCP gives up, which takes many minutes: a link that has heard nothing for DEAD_AFTER_MS is cut.
  *
  * Stream ids: the dialer of the link opens odd ids, the listener even ones, so both may open at
  * once without a collision. Ids are never reused on one link.
@@ -45,6 +49,10 @@ export const DATAGRAM_QUEUE_BYTES = 512 * 1024;
 export const MAX_DATAGRAM = 65535;
 /** Streams the other side may have open towards us at once. */
 export const MAX_INCOMING_STREAMS = 1024;
+/** Send a PING after this long without sending anything. */
+export const KEEPALIVE_MS = 10_000;
+/** Cut a link that has not been heard from for this long (a few missed keepalives). */
+export const DEAD_AFTER_MS = 35_000;
 /** Reasons and OPEN metadata are small. */
 const MAX_CONTROL_PAYLOAD = 16 * 1024;
 
@@ -55,6 +63,7 @@ const T_CREDIT = 3;
 const T_FIN = 4;
 const T_RESET = 5;
 const T_DGRAM = 6;
+const T_PING = 7;
 
 /** What the mux needs of a link; tests pass an in-memory pair. */
 export interface MuxTransport {
@@ -91,6 +100,9 @@ export interface MuxOptions {
   peer?: string;
   /** Tests shrink the window to exercise flow control. */
   window?: number;
+  /** Tests shorten the keepalive (0 turns it off). */
+  keepaliveMs?: number;
+  deadAfterMs?: number;
 }
 
 type Waiter = { resolve: () => void; reject: (err: Error) => void };
@@ -331,6 +343,9 @@ export class Mux {
   #closed = Promise.withResolvers<string | undefined>();
   /** Datagrams dropped because the link was busy (reported by the UDP tunnel). */
   droppedDatagrams = 0;
+  #lastSent = Date.now();
+  #lastHeard = Date.now();
+  #keepalive?: ReturnType<typeof setInterval>;
 
   constructor(link: MuxTransport, opts: MuxOptions = {}) {
     this.#link = link;
@@ -339,6 +354,27 @@ export class Mux {
     this.#window = opts.window ?? STREAM_WINDOW;
     this.#nextId = link.role === "dialer" ? 1 : 2;
     void this.#readLoop();
+    const every = opts.keepaliveMs ?? KEEPALIVE_MS;
+    if (every > 0) {
+      const deadAfter = opts.deadAfterMs ?? DEAD_AFTER_MS;
+      this.#keepalive = setInterval(
+        () => this.#checkAlive(every, deadAfter),
+        Math.max(1, Math.floor(every / 2)),
+      );
+      // The keepalive alone must not keep a process running.
+      Deno.unrefTimer(this.#keepalive as unknown as number);
+    }
+  }
+
+  #checkAlive(every: number, deadAfter: number): void {
+    const now = Date.now();
+    if (now - this.#lastHeard > deadAfter) {
+      this.abort(
+        `${this.peer} has not been heard from for ${Math.round(deadAfter / 1000)} s; the link is gone.`,
+      );
+      return;
+    }
+    if (now - this.#lastSent >= every && !this.#hasWork()) this.#queueControl(T_PING, 0, new Uint8Array(0));
   }
 
   /** Resolves when the link is over: undefined after a clean close, else the reason. */
@@ -462,7 +498,10 @@ export class Mux {
       while (this.#hasWork() && !this.#ended) {
         const sent: [MuxStream, number][] = [];
         const parts = this.#batch(sent);
-        if (parts.length > 0) await this.#link.sendv(parts);
+        if (parts.length > 0) {
+          await this.#link.sendv(parts);
+          this.#lastSent = Date.now();
+        }
         for (const [s, n] of sent) s.markSent(n);
       }
     } catch (err) {
@@ -552,6 +591,7 @@ export class Mux {
       for (;;) {
         const frame = await this.#link.receive();
         if (frame === null) break;
+        this.#lastHeard = Date.now();
         this.#dispatch(frame);
         if (this.#ended) return;
       }
@@ -591,6 +631,7 @@ export class Mux {
   }
 
   #handle(type: number, id: number, body: Uint8Array, ref: FrameRef | null): void {
+    if (type === T_PING) return;
     if (type === T_DGRAM) {
       try {
         this.#opts.onDatagram?.(id, body);
@@ -660,6 +701,7 @@ export class Mux {
 
   #end(reason: string | undefined): void {
     if (this.#ended) return;
+    clearInterval(this.#keepalive);
     this.#ended = new MuxError(
       reason === undefined ? `The link to ${this.peer} closed.` : reason,
       "closed",

@@ -30,16 +30,6 @@ export class NetPeerLink implements PeerLink {
     this.#done.resolve(reason);
   }
 
-  /** Reads and discards until the other side leaves: for a node that only holds its links (join). */
-  async hold(): Promise<void> {
-    try {
-      while ((await this.link.receive()) !== null) { /* nothing to do with data here */ }
-      this.ended();
-    } catch (err) {
-      this.ended(err instanceof Error ? err.message : String(err));
-    }
-  }
-
   async close(): Promise<void> {
     try {
       await this.link.close();

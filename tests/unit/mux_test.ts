@@ -270,3 +270,21 @@ Deno.test("a received frame goes back to the link only when every chunk of it wa
   assert.equal(y.recycled[0], c1!.buffer);
   await shut(a, b);
 });
+
+Deno.test("an idle link carries keepalive pings, and a peer silent past the limit is cut", async () => {
+  const { a, b, x, y } = pair({ keepaliveMs: 20, deadAfterMs: 200 }, { keepaliveMs: 20, deadAfterMs: 200 });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(x.sent >= 3 && y.sent >= 3, `pings sent: ${x.sent}, ${y.sent}`);
+  assert.equal(a.isClosed || b.isClosed, false, "both alive while pinging");
+  // b goes silent: its socket takes nothing any more (a machine that lost power)
+  y.stalled = new Promise(() => {});
+  // (a plain timer keeps the test's event loop alive: the keepalive's own timer is unref'd)
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const reason = await Promise.race([
+    a.closed,
+    new Promise((r) => timer = setTimeout(() => r("still open"), 3000)),
+  ]);
+  clearTimeout(timer);
+  assert.match(String(reason), /has not been heard from/);
+  b.abort();
+});

@@ -3,6 +3,7 @@ import { num, sinkFor } from "../context.ts";
 import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { startNode } from "../node.ts";
+import { attachMux } from "../../apps/links.ts";
 
 export const JOIN_HELP = `mailmeet join — meet your group through e-mail and hold direct links to them
 
@@ -19,7 +20,9 @@ export async function joinCommand(r: Resolved): Promise<number> {
   using stop = interruptSignal();
   const ctl = new AbortController();
   stop.signal.addEventListener("abort", () => ctl.abort());
-  await using node = await startNode(r, events, (link) => void link.hold(), ctl.signal);
+  // A plain join runs no app, but still speaks the mux: streams others open are refused cleanly,
+  // and keepalives notice a peer that vanished without a word.
+  await using node = await startNode(r, events, (link) => void attachMux(link), ctl.signal);
   const timeoutMs = num(r, "timeout");
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) =>
