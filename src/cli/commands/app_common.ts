@@ -3,7 +3,7 @@
  * for a first link within --timeout, stop on Ctrl-C, and print app events beside the node's.
  */
 import type { AppEvent } from "../../apps/links.ts";
-import { formatBytes, Progress } from "../../apps/file_proto.ts";
+import { formatBytes, Progress, TransferError } from "../../apps/file_proto.ts";
 import type { NetPeerLink } from "../../net/peer_link.ts";
 import type { EventSink } from "../../roles/events.ts";
 import { flag, num } from "../context.ts";
@@ -165,4 +165,19 @@ export function progressReporter(out: AppOutput, verb: "sent" | "received", peer
       drawn = false;
     },
   };
+}
+
+/** `send` and `receive` exit with this when the transfer was declined or broken off. */
+export const EXIT_TRANSFER = 4;
+
+/**
+ * How send and receive end on a failure: a transfer error becomes one sentence (and an event) and
+ * EXIT_TRANSFER; anything else is not ours to explain here and goes on up.
+ */
+export function transferFailed(out: AppOutput, bar: { breakLine(): void }, err: unknown): number {
+  bar.breakLine();
+  if (!(err instanceof TransferError)) throw err;
+  out.app({ event: "error", message: err.message });
+  writeStderr(`mailmeet: ${err.message}`);
+  return EXIT_TRANSFER;
 }

@@ -1,12 +1,11 @@
 import { resolve } from "node:path";
 import { type OfferSummary, receiveFiles } from "../../apps/file_receive.ts";
-import { FILE_PROTOCOL, formatBytes, TransferError } from "../../apps/file_proto.ts";
+import { FILE_PROTOCOL, formatBytes } from "../../apps/file_proto.ts";
 import { type AppEvent, attachMux } from "../../apps/links.ts";
 import type { Mux, MuxStream } from "../../net/mux.ts";
 import { UsageError } from "../errors.ts";
 import type { ExtraOption, Resolved } from "../options.ts";
-import { aborted, appOutput, progressReporter, runApp, writeStderr } from "./app_common.ts";
-import { EXIT_TRANSFER } from "./send.ts";
+import { aborted, appOutput, progressReporter, runApp, transferFailed } from "./app_common.ts";
 
 export const RECEIVE_HELP = `mailmeet receive [--out DIR] [--yes] [--force] — take files a peer sends
 
@@ -133,11 +132,7 @@ export async function receiveCommand(r: Resolved): Promise<number> {
         });
         return 0;
       } catch (err) {
-        bar.breakLine();
-        if (!(err instanceof TransferError)) throw err;
-        out.app({ event: "error", message: err.message });
-        writeStderr(`mailmeet: ${err.message}`);
-        return EXIT_TRANSFER;
+        return transferFailed(out, bar, err);
       }
     } finally {
       await Promise.allSettled(muxes.map((m) => m.close()));

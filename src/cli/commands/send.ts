@@ -5,7 +5,7 @@ import type { Mux } from "../../net/mux.ts";
 import { num } from "../context.ts";
 import { NoPeerError, UsageError } from "../errors.ts";
 import type { ExtraOption, Resolved } from "../options.ts";
-import { appOutput, progressReporter, runApp, writeStderr } from "./app_common.ts";
+import { appOutput, progressReporter, runApp, transferFailed } from "./app_common.ts";
 
 export const SEND_HELP = `mailmeet send PATH… --to ID — send files and folders to one peer
 
@@ -20,9 +20,6 @@ Example:
   mailmeet send holiday/ notes.txt --to bob --address ann@isp-a.test --via lan-host@game.test --key-file group.key`;
 
 export const SEND_EXTRAS: ExtraOption[] = [{ name: "to", kind: "string" }];
-
-/** The transfer did not complete (declined, broken off, refused by the disk): CLI exit status. */
-export const EXIT_TRANSFER = 4;
 
 function describe(e: AppEvent): string | undefined {
   switch (e.event) {
@@ -94,11 +91,7 @@ export async function sendCommand(r: Resolved): Promise<number> {
         emit({ event: "sent", peer: to, files: res.files, bytes: res.bytes, resumed: res.resumed });
         return 0;
       } catch (err) {
-        bar.breakLine();
-        if (!(err instanceof TransferError)) throw err;
-        out.app({ event: "error", message: err.message });
-        writeStderr(`mailmeet: ${err.message}`);
-        return EXIT_TRANSFER;
+        return transferFailed(out, bar, err);
       }
     } finally {
       await Promise.allSettled([...muxes.values()].map((m) => m.close()));
