@@ -13,6 +13,16 @@ export function useEntry(path: string): void {
   entry = path;
 }
 
+/**
+ * Processes started here never ask public STUN servers or the machine's real router: tests, the
+ * demo and the benchmarks run on one machine (or in the NAT lab, whose tests set their own STUN
+ * servers and turn port mapping back on).
+ */
+export const OFFLINE_ENV: Readonly<Record<string, string>> = {
+  MAILMEET_STUN: "none",
+  MAILMEET_NO_PORT_MAPPING: "true",
+};
+
 export interface CliEvent {
   event: string;
   [k: string]: unknown;
@@ -64,11 +74,11 @@ export function spawnCli(
   opts: RunOptions = {},
 ): CliProcess {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(opts.permissions ?? ["-A"]), entry, ...args],
+    args: ["run", ...(opts.permissions ?? ["-A", "--unstable-net"]), entry, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
+    env: { NO_COLOR: "1", ...OFFLINE_ENV, ...env },
   }).spawn();
   const events: CliEvent[] = [];
   const text: string[] = [];
@@ -196,11 +206,11 @@ export async function runCli(
   opts: RunOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(opts.permissions ?? ["-A"]), entry, ...args],
+    args: ["run", ...(opts.permissions ?? ["-A", "--unstable-net"]), entry, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
+    env: { NO_COLOR: "1", ...OFFLINE_ENV, ...env },
   }).output();
   return {
     code: out.code,

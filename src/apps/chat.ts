@@ -7,9 +7,8 @@
  * (`{"t": text, "at": epoch ms}`); it reads the other side's lines from the stream the other side
  * opened. There is no relaying: a peer hears exactly those it holds a link to.
  */
-import type { Mux, MuxStream } from "../net/mux.ts";
-import type { NetPeerLink } from "../net/peer_link.ts";
-import { type AppSink, attachMux } from "./links.ts";
+import type { MuxStream } from "../net/mux.ts";
+import type { AppSink, LinkApp, Member as LinkedMember } from "./links.ts";
 
 export const CHAT_PROTOCOL = "chat";
 /** A longer line is cut (a chat line, not a file transfer). */
@@ -17,11 +16,12 @@ export const MAX_LINE_BYTES = 16 * 1024;
 
 interface Member {
   user: string;
-  mux: Mux;
+  link: LinkedMember;
   out: MuxStream;
 }
 
-export class ChatRoom {
+export class ChatRoom implements LinkApp {
+  readonly protocols = [CHAT_PROTOCOL];
   readonly #members = new Set<Member>();
   readonly #reading = new Set<Promise<void>>();
   /** Lines said before anyone was linked: delivered to the first who comes. */
@@ -35,17 +35,22 @@ export class ChatRoom {
     return [...new Set([...this.#members].map((m) => m.user))].sort();
   }
 
-  add(link: NetPeerLink): void {
-    const mux = attachMux(link, { onStream: (s) => this.#incoming(link.user, s) });
+  added(link: LinkedMember): void {
     const joined = !this.users.includes(link.user);
-    const member: Member = { user: link.user, mux, out: mux.open(CHAT_PROTOCOL) };
+    let out: MuxStream;
+    try {
+      out = link.mux.open(CHAT_PROTOCOL);
+    } catch {
+      return; // the link ended already
+    }
+    const member: Member = { user: link.user, link, out };
     this.#members.add(member);
     // Two links to one user can overlap for a moment (both dialed at once): one notice per person.
     if (joined) this.opts.emit({ event: "joined", peer: link.user, address: link.address });
     const pending = this.#pending;
     this.#pending = [];
     for (const text of pending) this.#write(member, text, this.#now());
-    void mux.closed.then((reason) => {
+    void link.closed.then((reason) => {
       this.#members.delete(member);
       if (!this.users.includes(link.user)) this.opts.emit({ event: "left", peer: link.user, reason });
     });
@@ -63,10 +68,11 @@ export class ChatRoom {
     return this.#members.size;
   }
 
-  /** Delivers what was said, then leaves: the others see us leave. */
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.#members].map((m) => m.mux.close()));
-    await Promise.allSettled([...this.#reading]);
+  /** Stops saying anything; the node's links (closed when the node stops) tell the others we left. */
+  close(): Promise<void> {
+    for (const m of this.#members) m.out.closeWrite();
+    this.#members.clear();
+    return Promise.resolve();
   }
 
   #now(): number {
@@ -78,12 +84,8 @@ export class ChatRoom {
     m.out.write(bytes).catch(() => {}); // a member that left mid-line just misses it
   }
 
-  #incoming(user: string, stream: MuxStream): void {
-    if (stream.protocol !== CHAT_PROTOCOL) {
-      stream.reset(`this peer is chatting; it takes no "${stream.protocol}" streams`);
-      return;
-    }
-    const task = this.#readLines(user, stream).catch(() => {});
+  stream(stream: MuxStream, m: LinkedMember): void {
+    const task = this.#readLines(m.user, stream).catch(() => {});
     this.#reading.add(task);
     void task.finally(() => this.#reading.delete(task));
   }

@@ -1,10 +1,9 @@
 /**
- * What every app does with a link the node adopted: put a multiplexer on it and tell the node when
- * it ends. Plus the small pieces the apps share: piping a TCP connection to a stream, and the
- * events they report.
+ * What apps see of the node's links: members, each with one multiplexer the node put on its link,
+ * and the LinkApp shape an app takes to receive its protocol's streams and hear who comes and goes.
+ * Plus the small pieces the apps share: piping a TCP connection to a stream, and their events.
  */
-import { Mux, type MuxOptions, type MuxStream } from "../net/mux.ts";
-import type { NetPeerLink } from "../net/peer_link.ts";
+import type { Mux, MuxStream } from "../net/mux.ts";
 
 /** What an app reports; the CLI prints it (or, with --json, one object per line). */
 export interface AppEvent {
@@ -14,13 +13,33 @@ export interface AppEvent {
 
 export type AppSink = (e: AppEvent) => void;
 
-/** The multiplexer of an adopted link; the node hears when the link ends. */
-export function attachMux(link: NetPeerLink, opts: MuxOptions = {}): Mux {
-  const mux = new Mux(link.link, { peer: link.user, ...opts });
-  void mux.closed.then((reason) => link.ended(reason));
-  return mux;
+/** A linked member as apps see it. */
+export interface Member {
+  readonly user: string;
+  readonly address: string;
+  readonly route: { path: "direct" | "relay"; transport: "tcp" | "quic"; kind: string; rttMs: number };
+  /** The link's multiplexer, shared by every app: open streams on it, never close it. */
+  readonly mux: Mux;
+  /** Resolves when the link is gone (undefined after a clean close, else the reason). */
+  readonly closed: Promise<string | undefined>;
 }
 
+/** An app running on the node's links. */
+export interface LinkApp {
+  /** Stream protocols this app takes (one app per protocol). */
+  readonly protocols?: readonly string[];
+  /** A member linked (called for those linked already when the app attaches, too). */
+  added?(m: Member): void;
+  stream?(stream: MuxStream, m: Member): void;
+  /** Datagrams of the link (the UDP tunnel; one app takes them). */
+  datagram?(channel: number, data: Uint8Array, m: Member): void;
+}
+
+/** Where apps attach: the node's links. */
+export interface AppHost {
+  attach(app: LinkApp): () => void;
+  members(): Member[];
+}
 /** TCP reads go into these buffers in turn; one is reused only once the link took what it held. */
 const READ_BUFFER = 256 * 1024;
 const READ_BUFFERS = 4;

@@ -20,8 +20,7 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import type { Buffer } from "node:buffer";
 import type { Mux, MuxStream } from "../net/mux.ts";
-import type { NetPeerLink } from "../net/peer_link.ts";
-import { type AppSink, attachMux, pipeConn } from "./links.ts";
+import { type AppSink, type LinkApp, type Member, pipeConn } from "./links.ts";
 
 export const TUNNEL_PROTOCOL = "tunnel";
 /** A UDP session nobody used for this long is forgotten. */
@@ -48,7 +47,8 @@ interface UdpSession {
 }
 
 /** The side that runs the service: takes streams and datagrams, reaches only 127.0.0.1:port. */
-export class TunnelExpose {
+export class TunnelExpose implements LinkApp {
+  readonly protocols = [TUNNEL_PROTOCOL];
   readonly #muxes = new Set<Mux>();
   readonly #udp = new Map<Mux, Map<number, UdpSession>>();
   readonly #conns = new Set<Promise<unknown>>();
@@ -66,22 +66,23 @@ export class TunnelExpose {
     return this.#connections;
   }
 
-  add(link: NetPeerLink): Mux {
-    const mux = attachMux(link, {
-      onStream: (s) => this.#stream(link.user, s),
-      onDatagram: this.opts.udp ? (ch, data) => this.#datagram(mux, ch, data) : undefined,
-    });
+  added(m: Member): void {
+    const mux = m.mux;
     this.#muxes.add(mux);
     this.#udp.set(mux, new Map());
-    void mux.closed.then(() => {
+    void m.closed.then(() => {
       this.#muxes.delete(mux);
       for (const s of this.#udp.get(mux)?.values() ?? []) s.socket?.close();
       this.#udp.delete(mux);
     });
-    return mux;
   }
 
-  #stream(user: string, stream: MuxStream): void {
+  datagram(channel: number, data: Uint8Array, m: Member): void {
+    if (this.opts.udp) this.#datagram(m.mux, channel, data);
+  }
+
+  stream(stream: MuxStream, m: Member): void {
+    const user = m.user;
     if (stream.protocol !== TUNNEL_PROTOCOL || this.opts.udp) {
       stream.reset(
         `this peer exposes ${this.opts.udp ? "UDP" : "TCP"} port ${this.opts.port}, not "${stream.protocol}"`,
@@ -149,15 +150,16 @@ export class TunnelExpose {
     }
   }
 
+  /** Call after the node stopped (its links closing ends every connection). */
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
-    await Promise.allSettled([...this.#muxes].map((m) => m.close()));
+    for (const sessions of this.#udp.values()) for (const s of sessions.values()) s.socket?.close();
     await Promise.allSettled([...this.#conns]);
   }
 }
 
 /** The side users connect to: a local TCP listener or UDP socket, carried to one peer. */
-export class TunnelLocal {
+export class TunnelLocal implements LinkApp {
   readonly #muxes: { user: string; mux: Mux }[] = [];
   readonly #conns = new Set<Promise<unknown>>();
   #listener?: Deno.TcpListener;
@@ -209,18 +211,17 @@ export class TunnelLocal {
     }, Math.max(50, Math.min(idle / 2, 5000)));
   }
 
-  add(link: NetPeerLink): Mux {
-    const mux = attachMux(link, {
-      onStream: (s) => s.reset("the --local side of a tunnel takes no streams"),
-      onDatagram: (ch, data) => this.#fromPeer(ch, data),
-    });
-    const entry = { user: link.user, mux };
+  added(m: Member): void {
+    const entry = { user: m.user, mux: m.mux };
     this.#muxes.push(entry);
-    void mux.closed.then(() => {
+    void m.closed.then(() => {
       const i = this.#muxes.indexOf(entry);
       if (i >= 0) this.#muxes.splice(i, 1);
     });
-    return mux;
+  }
+
+  datagram(channel: number, data: Uint8Array): void {
+    this.#fromPeer(channel, data);
   }
 
   /** The peer that carries the tunnel: --to, else the first one linked. */
@@ -301,7 +302,6 @@ export class TunnelLocal {
     }
     await this.#accepting;
     if (this.#udpSocket) await new Promise<void>((r) => this.#udpSocket!.close(() => r()));
-    await Promise.allSettled(this.#muxes.map((m) => m.mux.close()));
     await Promise.allSettled([...this.#conns]);
   }
 }

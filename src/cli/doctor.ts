@@ -16,12 +16,13 @@ import { openMailbox } from "../mail/open.ts";
 import { Pop3Session } from "../mail/pop3/session.ts";
 import { openSender, type Sender } from "../mail/smtp.ts";
 import { detectAdvertiseHost } from "../net/address.ts";
-import { NetLinker } from "../net/peer_link.ts";
+import { listenLinks } from "../net/link.ts";
+import { generateKeyPair } from "../protocol/noise.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
 import { equalBytes } from "../protocol/bytes.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import { type Disposition, type InboundMail, InboxReader } from "../roles/inbox.ts";
-import { formatAddress, Peer } from "../roles/peer.ts";
+import { formatAddress, type Linker, Peer } from "../roles/peer.ts";
 import type { NodeEvent } from "../roles/events.ts";
 import { fileMode } from "./config_file.ts";
 import {
@@ -551,7 +552,7 @@ async function waitForSubject(
 /* ---------- the listen port and the address ---------- */
 
 interface Listening {
-  linker: NetLinker;
+  linker: Linker;
   port: number;
   advertise: { host: string; port: number };
   close(): Promise<void>;
@@ -575,14 +576,17 @@ async function checkListen(
     });
     return undefined;
   }
-  // Without the group key a linker still listens (it just cannot complete a handshake).
-  const linker = new NetLinker(key?.secret ?? new Uint8Array(32), user);
+  // Without the group key the listener still listens (it just cannot complete a handshake).
+  const staticKey = generateKeyPair();
   const stop = new AbortController();
   let listener;
   try {
-    listener = linker.listen({
+    listener = listenLinks({
       hostname: listen.host,
       port: listen.port,
+      staticKey,
+      networkKey: key?.secret ?? new Uint8Array(32),
+      localInfo: { user, v: 1 },
       signal: stop.signal,
       onError: () => {},
       onLink: (link) => void link.close(),
@@ -684,6 +688,19 @@ async function checkListen(
         : "Fine for a LAN party; across the internet, forward a fixed --listen port on your router and pass --advertise PUBLIC-IP:PORT.",
     });
   }
+  // Doctor's probes never dial: they only want to know that a host answers.
+  const linker: Linker = {
+    publicKey: staticKey.publicKey,
+    reach: () => ({
+      host: advertise.host,
+      port: advertise.port,
+      candidates: [{ kind: "advertised", transport: "tcp", host: advertise.host, port: advertise.port }],
+      mapping: "unknown",
+      relay: false,
+      role: "peer",
+    }),
+    dial: () => Promise.reject(new Error("doctor does not dial")),
+  };
   return { linker, port, advertise, close };
 }
 
@@ -732,20 +749,19 @@ async function checkHosts(
         user,
         vias: [via],
         marker: str(r, "marker")!,
-        advertise: listening.advertise,
         friends: new Set(),
         blocked: new Set(),
-        dialTimeoutMs: 1,
+        dialWindowMs: 1,
         maxLinks: 0,
       },
       {
         key,
         sender,
         linker: listening.linker,
+        links: { adopt: () => false, has: () => false, size: 0 },
         events: (e: NodeEvent) => {
           if (e.event === "reply") replies.set(via, { from: e.from, peers: e.peers, ms: ms(t0) });
         },
-        onLink: (link) => void link.close(),
       },
     );
     return { via, peer, session: undefined as Uint8Array | undefined };

@@ -1,19 +1,23 @@
 /**
- * Starting a node from the options: listener, inbox loop (peer + auto-promoted host), the request.
- * `join`, `chat`, `send`, `receive` and `tunnel` all rendezvous through this, then run their app.
+ * Starting a node from the options: the network side (listener, UDP hub, candidates, links,
+ * relaying: src/node/network.ts), the inbox loop (peer + auto-promoted host), the request.
+ * `join`, `chat`, `send`, `receive` and `tunnel` all rendezvous through this, then run their app
+ * on the node's links.
  */
 import { openMailbox } from "../mail/open.ts";
 import { openSender } from "../mail/smtp.ts";
 import type { Mailbox } from "../mail/mailbox.ts";
 import type { Sender } from "../mail/smtp.ts";
-import { detectAdvertiseHost } from "../net/address.ts";
-import { NetLinker, type NetPeerLink } from "../net/peer_link.ts";
+import { LinkError } from "../protocol/noise.ts";
+import { formatHostPort } from "../protocol/candidate.ts";
+import { NodeNetwork } from "../node/network.ts";
 import { AutoNode } from "../roles/auto.ts";
 import type { EventSink } from "../roles/events.ts";
 import { DEFAULT_SKEW_MS, Host } from "../roles/host.ts";
 import { InboxReader } from "../roles/inbox.ts";
-import { formatAddress, Peer } from "../roles/peer.ts";
+import { Peer } from "../roles/peer.ts";
 import type { PeerTable } from "../table/table.ts";
+import type { LinkApp } from "../apps/links.ts";
 import { UsageError } from "./errors.ts";
 import { addresses, flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
 import type { Resolved } from "./options.ts";
@@ -23,66 +27,89 @@ import { openTable } from "./commands/host.ts";
 export interface RunningNode extends AsyncDisposable {
   peer: Peer;
   user: string;
+  network: NodeNetwork;
+  /** Resolves when the first link is up. */
+  firstLink: Promise<void>;
   /** Settles (rejects) if the inbox loop fails for good. */
   inboxLoop: Promise<void>;
 }
 
+/** The network options every command shares (join, apps, host, doctor). */
+export function networkOptions(r: Resolved, user: string, events: EventSink, role: "peer" | "relay") {
+  const listen = parseHostPort(str(r, "listen")!, "listen");
+  const adv = str(r, "advertise");
+  return {
+    user,
+    listen: { ...listen, wildcard: listen.host === "0.0.0.0" && r.sources.listen === "default" },
+    advertise: adv ? parseHostPort(adv, "advertise") : undefined,
+    stun: list(r, "stun").length > 0 ? list(r, "stun") : undefined,
+    portMapping: !flag(r, "no-port-mapping"),
+    relay: flag(r, "no-relay") ? "off" as const : flag(r, "relay") ? "on" as const : "auto" as const,
+    role,
+    dialTimeoutMs: num(r, "dial-timeout"),
+    blocked: new Set(list(r, "block")),
+    events,
+  };
+}
+
+/** Starts the network side, turning its one-sentence failures into usage errors. */
+export async function startNetwork(
+  r: Resolved,
+  key: Awaited<ReturnType<typeof loadKey>>,
+  user: string,
+  events: EventSink,
+  role: "peer" | "relay",
+  onReachChange?: () => void,
+): Promise<NodeNetwork> {
+  const opts = networkOptions(r, user, events, role);
+  try {
+    return await NodeNetwork.start({ ...opts, key, onReachChange });
+  } catch (err) {
+    if (err instanceof LinkError) throw new UsageError(err.message);
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new UsageError(
+        `Cannot listen on ${str(r, "listen")}: the port is in use; pick another with --listen.`,
+      );
+    }
+    if (err instanceof Deno.errors.AddrNotAvailable) {
+      throw new UsageError(
+        `Cannot listen on ${str(r, "listen")}: that address is not one of this machine's; use 0.0.0.0:PORT.`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** `app` runs on the node's links from the first one on (attached before anyone can link). */
 export async function startNode(
   r: Resolved,
   events: EventSink,
-  onLink: (link: NetPeerLink) => void,
   signal: AbortSignal,
+  app?: LinkApp,
 ): Promise<RunningNode> {
   const mail = await mailSettings(r);
   const key = await loadKey(r);
   const user = userId(r, mail.address);
   // No --via: the first node of a group; it waits to be asked (and hosts) or dialed.
   const vias = addresses(r, "via");
-  const listen = parseHostPort(str(r, "listen")!, "listen");
-  const blocked = new Set(list(r, "block"));
-  const linker = new NetLinker(key.secret, user);
   const stack = new AsyncDisposableStack();
   // What `mailmeet status` shows comes from this node's own events (src/cli/status.ts).
   const status = stack.use(openNodeStatus(r.command, { address: mail.address, user, roles: ["peer"] }));
   events = status.track(events);
+  const ref: { peer?: Peer } = {};
   try {
-    // The listener is up before the peer exists (the peer advertises its port).
-    const ref: { peer?: Peer } = {};
-    const listener = linker.listen({
-      hostname: listen.host,
-      port: listen.port,
-      signal,
-      onError: (err) => events({ event: "link_refused", address: "", reason: err.message }),
-      onLink: (link) => {
-        if (blocked.has(link.user)) {
-          events({ event: "link_refused", address: link.address, reason: `${link.user} is blocked` });
-          void link.close();
-          return;
-        }
-        if (!ref.peer) void link.close();
-        else ref.peer.accepted(link);
-      },
+    const network = await startNetwork(r, key, user, events, "peer", () => {
+      // A new public address (the router restarted): tell the hosts, so newcomers find us.
+      if (vias.length > 0) ref.peer?.announce().catch(() => {});
     });
-    stack.defer(() => listener.close());
-    const port = listener.addr.port;
-    let advertise: { host: string; port: number };
-    const adv = str(r, "advertise");
-    if (adv) {
-      advertise = parseHostPort(adv, "advertise");
-    } else {
-      const host = detectAdvertiseHost(listen.host);
-      if (!host) {
-        throw new UsageError(
-          "Cannot find an address others could dial: pass --advertise IP:PORT (your public or LAN address).",
-        );
-      }
-      advertise = { host, port };
-    }
+    stack.defer(() => network.close());
+    if (app) network.links.attach(app);
+    const reach = network.reach();
     events({
       event: "listening",
-      address: listen.host,
-      port,
-      advertise: formatAddress(advertise.host, advertise.port),
+      address: network.listenHost,
+      port: network.tcpPort,
+      advertise: formatHostPort(reach.host, reach.port),
     });
 
     const sender: Sender = openSender(mail.smtp, { caCerts: mail.caCerts });
@@ -101,20 +128,22 @@ export async function startNode(
         user,
         vias,
         marker: str(r, "marker")!,
-        advertise,
         friends: new Set(list(r, "friend")),
-        blocked,
-        dialTimeoutMs: num(r, "dial-timeout"),
+        blocked: new Set(list(r, "block")),
+        dialWindowMs: num(r, "dial-window"),
         maxLinks: num(r, "max-links"),
       },
-      // Every link the peer adopts, dialed or accepted, goes to the app.
       {
         key,
         sender,
-        linker,
+        linker: network.linker,
+        links: network.links,
         events,
-        onLink: (link) => onLink(link as NetPeerLink),
-        onPeers: (peers, via) => auto.heard(peers, via),
+        onPeers: (peers, via) => {
+          network.learn(peers);
+          auto.heard(peers, via);
+        },
+        onIntro: (p) => network.learn([p]),
       },
     );
     ref.peer = peer;
@@ -145,12 +174,13 @@ export async function startNode(
             // A promoted node is a peer too: it offers itself first (it is online right now).
             self: () => ({
               user,
-              host: advertise.host,
-              port: advertise.port,
-              linkKey: linker.publicKey,
+              ...network.reach(),
+              linkKey: network.linker.publicKey,
               seen: Date.now(),
               flagged: false,
             }),
+            // The newcomer is ours to reach too: no mail to ourselves.
+            introduceSelf: (intro) => void peer.introduce(intro, mail.address),
           },
         );
         host.runSync(signal).catch((err) =>
@@ -185,6 +215,8 @@ export async function startNode(
     return {
       peer,
       user,
+      network,
+      firstLink: network.links.firstLink,
       inboxLoop,
       [Symbol.asyncDispose]: () => stack.disposeAsync(),
     };

@@ -32,7 +32,16 @@ export function paint(code: string, text: string, on: boolean = useColor()): str
 }
 
 const QUIET_OK = new Set(["error", "connected"]);
-const VERBOSE_ONLY = new Set(["listening", "info", "reply_ignored", "host_dropped", "mail_sent"]);
+const VERBOSE_ONLY = new Set([
+  "listening",
+  "info",
+  "reply_ignored",
+  "host_dropped",
+  "mail_sent",
+  "punch",
+  "candidates",
+  "host_intro",
+]);
 
 export function describe(e: NodeEvent): string {
   switch (e.event) {
@@ -55,7 +64,27 @@ export function describe(e: NodeEvent): string {
     case "failure_sent":
       return `told ${e.via} that ${e.peer} did not answer`;
     case "connected":
-      return `connected to ${e.peer} (${e.address}, ${e.direction === "out" ? "we dialed" : "they dialed"})`;
+      return `connected to ${e.peer} (${
+        e.path === "relay" ? `relayed ${e.address}` : `${e.kind} ${e.address}`
+      }, ${e.transport}, ${e.direction === "out" ? "we dialed" : "they dialed"}, ${e.rtt_ms} ms)`;
+    case "link_replaced":
+      return `now linked to ${e.peer} over a better path (${
+        e.path === "relay" ? "relayed" : e.kind
+      }, ${e.transport})`;
+    case "introduced":
+      return `${e.via} says ${e.peer} is joining: reaching out`;
+    case "candidates":
+      return `reachable at ${e.candidates.join(", ")}${
+        e.public ? `; public address ${e.public}` : ""
+      }; NAT mapping ${e.mapping}${e.port_mapping ? `; router mapping via ${e.port_mapping}` : ""}`;
+    case "punch":
+      return `punch ${e.peer}: ${e.stage}${e.detail ? ` ${e.detail}` : ""}`;
+    case "relayed":
+      return e.outcome === "spliced"
+        ? `relaying ${e.from} → ${e.to}`
+        : `refused to relay ${e.from} → ${e.to}: ${e.reason}`;
+    case "host_intro":
+      return `introduced ${e.newcomer} to ${e.peer}`;
     case "disconnected":
       return `${e.peer} left${e.reason ? `: ${e.reason}` : ""}`;
     case "link_refused":

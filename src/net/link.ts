@@ -101,6 +101,8 @@ export class Link {
     /** The Noise handshake hash, equal on both sides: usable for channel binding. */
     readonly handshakeHash: Uint8Array,
     readonly role: LinkRole,
+    /** One round trip as the handshake saw it (ms): message 1 → 2 for the dialer, 2 → confirmation for the listener. */
+    readonly rttMs: number = 0,
   ) {
     this.#channel = channel;
   }
@@ -179,7 +181,9 @@ function describe(err: unknown): string {
 /** "host:port", with brackets for IPv6. */
 export function formatAddr(addr: Deno.Addr): string {
   if (addr.transport !== "tcp" && addr.transport !== "udp") return addr.transport;
-  return addr.hostname.includes(":") ? `[${addr.hostname}]:${addr.port}` : `${addr.hostname}:${addr.port}`;
+  // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+  const host = addr.hostname.startsWith("::ffff:") ? addr.hostname.slice(7) : addr.hostname;
+  return host.includes(":") ? `[${host}]:${addr.port}` : `${host}:${addr.port}`;
 }
 
 /**
@@ -227,6 +231,7 @@ export function initiateLink(conn: ByteStream, opts: InitiateOptions): Promise<L
       });
       const reader = new FrameReader(conn);
       await writeAll(conn, encodeFrame(hs.writeMessage(encodeInfo(opts.localInfo))));
+      const sentAt = performance.now();
 
       let reply: Uint8Array | null;
       try {
@@ -261,10 +266,11 @@ export function initiateLink(conn: ByteStream, opts: InitiateOptions): Promise<L
       if (info === undefined) {
         throw new LinkError(`${peer} sent a handshake payload that is not a JSON object.`, "handshake");
       }
+      const rttMs = performance.now() - sentAt;
       const { send, receive, handshakeHash } = hs.split();
       const channel = new SecureChannel(conn, { send, receive, reader, peer });
       await channel.send(KEY_CONFIRMATION);
-      return new Link(channel, new Uint8Array(opts.remoteStatic), info, handshakeHash, "dialer");
+      return new Link(channel, new Uint8Array(opts.remoteStatic), info, handshakeHash, "dialer", rttMs);
     },
   );
 }
@@ -367,6 +373,7 @@ export function acceptLink(conn: ByteStream, opts: AcceptOptions): Promise<Link>
       const info = decodeInfo(payload);
       if (info === undefined) throw dropped("its handshake payload is not a JSON object", "handshake");
       await writeAll(conn, encodeFrame(hs.writeMessage(encodeInfo(opts.localInfo))));
+      const sentAt = performance.now();
 
       const remoteStatic = hs.remoteStatic!;
       const { send, receive, handshakeHash } = hs.split();
@@ -384,7 +391,7 @@ export function acceptLink(conn: ByteStream, opts: AcceptOptions): Promise<Link>
         channel.abort();
         throw dropped("it did not confirm the handshake", "protocol");
       }
-      return new Link(channel, remoteStatic, info, handshakeHash, "listener");
+      return new Link(channel, remoteStatic, info, handshakeHash, "listener", performance.now() - sentAt);
     },
   );
 }

@@ -23,6 +23,8 @@ export interface NetworkKey {
   readonly secret: Uint8Array;
   /** Sealing key for everything sent by mail. */
   readonly mailKey: Uint8Array;
+  /** Sealing key for the UDP packets that punch through NATs (src/protocol/punch.ts). */
+  readonly punchKey: Uint8Array;
   /** Non-secret fingerprint for telling keys apart in `doctor`/`config show`. */
   readonly fingerprint: string;
   /** Where it came from, for messages: "key" or "passphrase". */
@@ -49,6 +51,7 @@ export function networkKeyFromSecret(secret: Uint8Array, source: "key" | "passph
   return {
     secret,
     mailKey: hkdf(secret, "mailmeet mail v1"),
+    punchKey: hkdf(secret, "mailmeet punch v1"),
     fingerprint: [...fp].map((b) => b.toString(16).padStart(2, "0")).join("").replace(/(.{4})(?!$)/g, "$1-"),
     source,
   };

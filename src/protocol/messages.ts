@@ -4,7 +4,17 @@
  * is malformed is a ProtocolError ("invalid"), never a crash further up.
  */
 import { b64u, fromB64u, fromUtf8, utf8 } from "./bytes.ts";
+import {
+  type Candidate,
+  decodeCandidates,
+  decodeMapping,
+  encodeCandidates,
+  isValidHost,
+  type MappingBehaviour,
+} from "./candidate.ts";
 import { ProtocolError } from "./errors.ts";
+
+export { isValidHost };
 
 /** Kind numbers are bound into the seal's associated data; never reuse one. */
 export const KIND = {
@@ -13,6 +23,7 @@ export const KIND = {
   failure: 3,
   sync: 4,
   // 5–15 reserved for more host-to-host kinds.
+  intro: 16,
 } as const;
 export type KindName = keyof typeof KIND;
 
@@ -32,8 +43,32 @@ export interface Endpoint {
   port: number;
 }
 
+/**
+ * How to reach a node beyond the patent's one address (【0024】 assumes a forwarded port): every
+ * candidate address, how its NAT maps UDP, and whether it relays for the group. `host`/`port`
+ * stay beside it as the primary TCP address, so an older mailmeet can still dial.
+ */
+export interface Reachability {
+  candidates: Candidate[];
+  mapping: MappingBehaviour;
+  /** It forwards links between members who cannot reach each other directly. */
+  relay: boolean;
+  /** "relay": a dedicated host that only relays — not a person to chat with or dial first. */
+  role: "peer" | "relay";
+}
+
+/** The reachability of a node known by one TCP address only (what an older mailmeet sends). */
+export function reachAt(host: string, port: number): Reachability {
+  return {
+    candidates: [{ kind: "advertised", transport: "tcp", host, port }],
+    mapping: "unknown",
+    relay: false,
+    role: "peer",
+  };
+}
+
 /** Peer → host: "here I am" (patent 【0025】), plus what makes it unspoofable. */
-export interface Request extends Endpoint {
+export interface Request extends Endpoint, Reachability {
   kind: "request";
   user: string;
   /** Random per request; the reply must echo it (【0066】). */
@@ -45,9 +80,14 @@ export interface Request extends Endpoint {
   nonce: Uint8Array;
   /** Where the reply goes. Sealed, so the address never shows in a body in clear. */
   replyTo: string;
+  /**
+   * The peer is already linked to the group and asks only to stay in the table: the host sends
+   * no introductions for it (they cost mail, and links already carry the news).
+   */
+  quiet: boolean;
 }
 
-export interface PeerEntry extends Endpoint {
+export interface PeerEntry extends Endpoint, Reachability {
   user: string;
   linkKey: Uint8Array;
   /** When the host stored this peer (its request time), ms since the epoch. */
@@ -90,7 +130,25 @@ export interface Sync {
   nonce: Uint8Array;
 }
 
-export type Message = Request | Reply | Failure | Sync;
+/**
+ * Host → an earlier peer it just listed to a newcomer: "this one is coming, dial it too". Mail is
+ * the only channel before a link exists, so both sides learn of each other at about the same time
+ * and can punch through their NATs at once (design: "Introductions").
+ */
+export interface Intro {
+  kind: "intro";
+  /** The newcomer, as the host stored it. */
+  peer: PeerEntry;
+  time: number;
+  nonce: Uint8Array;
+  /** How long (ms from `time`) the newcomer keeps trying; after that, a dial is pointless. */
+  window: number;
+}
+
+export type Message = Request | Reply | Failure | Sync | Intro;
+
+/** The longest punch window an introduction may ask for. */
+export const MAX_INTRO_WINDOW_MS = 10 * 60_000;
 
 export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array } {
   let wire: Record<string, unknown>;
@@ -105,21 +163,12 @@ export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array }
         t: msg.time,
         n: b64u(msg.nonce),
         r: msg.replyTo,
+        ...reachabilityWire(msg),
+        ...(msg.quiet ? { x: 1 } : {}),
       };
       break;
     case "reply":
-      wire = {
-        s: b64u(msg.session),
-        t: msg.time,
-        peers: msg.peers.map((e) => ({
-          u: e.user,
-          h: e.host,
-          p: e.port,
-          k: b64u(e.linkKey),
-          t: e.seen,
-          f: e.flagged,
-        })),
-      };
+      wire = { s: b64u(msg.session), t: msg.time, peers: msg.peers.map(entryWire) };
       break;
     case "failure":
       wire = { u: msg.user, x: msg.target, t: msg.time, n: b64u(msg.nonce) };
@@ -133,6 +182,9 @@ export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array }
         t: msg.time,
         n: b64u(msg.nonce),
       };
+      break;
+    case "intro":
+      wire = { e: entryWire(msg.peer), t: msg.time, n: b64u(msg.nonce), w: msg.window };
       break;
   }
   return { kind: KIND[msg.kind], bytes: utf8(JSON.stringify(wire)) };
@@ -160,6 +212,8 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
         time: timeField(w.t),
         nonce: bytesField(w.n, "nonce", NONCE_BYTES),
         replyTo: mailAddress(w.r),
+        ...reachability(w),
+        quiet: w.x === 1,
       };
     case KIND.reply:
       return {
@@ -191,6 +245,18 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
         nonce: bytesField(w.n, "nonce", NONCE_BYTES),
       };
     }
+    case KIND.intro: {
+      if (!Number.isInteger(w.w) || (w.w as number) < 0 || (w.w as number) > MAX_INTRO_WINDOW_MS) {
+        throw new ProtocolError("An introduction's punch window is missing or out of range.", "invalid");
+      }
+      return {
+        kind: "intro",
+        peer: entry(w.e),
+        time: timeField(w.t),
+        nonce: bytesField(w.n, "nonce", NONCE_BYTES),
+        window: w.w as number,
+      };
+    }
     default:
       throw new ProtocolError(
         `Message kind ${kind} is not one this mailmeet knows; update mailmeet.`,
@@ -200,27 +266,67 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
 }
 
 function entryWire(e: PeerEntry): Record<string, unknown> {
-  return { u: e.user, h: e.host, p: e.port, k: b64u(e.linkKey), t: e.seen, f: e.flagged };
+  return {
+    u: e.user,
+    h: e.host,
+    p: e.port,
+    k: b64u(e.linkKey),
+    t: e.seen,
+    f: e.flagged,
+    ...reachabilityWire(e),
+  };
+}
+
+/** Only what differs from what an older mailmeet assumed (one TCP address, no relay) goes on the wire. */
+function reachabilityWire(r: Reachability & Endpoint): Record<string, unknown> {
+  const legacy = r.candidates.length === 1 && r.candidates[0].kind === "advertised" &&
+    r.candidates[0].transport === "tcp" && r.candidates[0].host === r.host && r.candidates[0].port === r.port;
+  return {
+    ...(legacy ? {} : { c: encodeCandidates(r.candidates) }),
+    ...(r.mapping === "unknown" ? {} : { m: r.mapping }),
+    ...(r.relay ? { y: 1 } : {}),
+    ...(r.role === "relay" ? { z: "relay" } : {}),
+  };
+}
+
+/** Messages of the previous version carry no candidates: their one address is the TCP candidate. */
+function reachability(w: Record<string, unknown>): Reachability {
+  const { host, port } = endpoint(w.h, w.p);
+  if (w.y !== undefined && w.y !== 1) throw new ProtocolError("A relay flag must be 1.", "invalid");
+  if (w.z !== undefined && w.z !== "relay") {
+    throw new ProtocolError("A member's role is not one this mailmeet knows.", "invalid");
+  }
+  return {
+    candidates: w.c === undefined
+      ? [{ kind: "advertised", transport: "tcp", host, port }]
+      : decodeCandidates(w.c),
+    mapping: decodeMapping(w.m),
+    relay: w.y === 1,
+    role: w.z === "relay" ? "relay" : "peer",
+  };
+}
+
+function entry(raw: unknown): PeerEntry {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ProtocolError("A peer entry is not an object.", "invalid");
+  }
+  const e = raw as Record<string, unknown>;
+  if (typeof e.f !== "boolean") throw new ProtocolError("A peer entry lacks its flag.", "invalid");
+  return {
+    user: userId(e.u, "peer user"),
+    ...endpoint(e.h, e.p),
+    linkKey: bytesField(e.k, "peer link key", LINK_KEY_BYTES),
+    seen: timeField(e.t),
+    flagged: e.f,
+    ...reachability(e),
+  };
 }
 
 function entryList(v: unknown, max: number): PeerEntry[] {
   if (!Array.isArray(v) || v.length > max) {
     throw new ProtocolError(`A message must list at most ${max} peers.`, "invalid");
   }
-  return v.map((raw): PeerEntry => {
-    if (typeof raw !== "object" || raw === null) {
-      throw new ProtocolError("A peer entry is not an object.", "invalid");
-    }
-    const e = raw as Record<string, unknown>;
-    if (typeof e.f !== "boolean") throw new ProtocolError("A peer entry lacks its flag.", "invalid");
-    return {
-      user: userId(e.u, "peer user"),
-      ...endpoint(e.h, e.p),
-      linkKey: bytesField(e.k, "peer link key", LINK_KEY_BYTES),
-      seen: timeField(e.t),
-      flagged: e.f,
-    };
-  });
+  return v.map(entry);
 }
 
 /** User ids: 1–64 printable characters, no spaces at the ends, no control characters. */
@@ -234,24 +340,6 @@ function userId(v: unknown, what: string): string {
     throw new ProtocolError(`The ${what} id is missing or not a valid user id.`, "invalid");
   }
   return v;
-}
-
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
-const HOSTNAME =
-  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-
-/** An IPv4 or IPv6 literal, or a DNS name (for --advertise with a dynamic-DNS name). */
-export function isValidHost(h: unknown): h is string {
-  if (typeof h !== "string") return false;
-  if (IPV4.test(h) || HOSTNAME.test(h)) return true;
-  if (h.includes(":") && h.length <= 45 && /^[0-9A-Fa-f:.]+$/.test(h)) {
-    try {
-      return new URL(`http://[${h}]/`).hostname.length > 2;
-    } catch {
-      return false;
-    }
-  }
-  return false;
 }
 
 function endpoint(h: unknown, p: unknown): Endpoint {

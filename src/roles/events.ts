@@ -11,20 +11,46 @@ export type NodeEvent =
   | { event: "reply"; from: string; peers: number; session: string }
   | { event: "reply_ignored"; reason: string }
   | { event: "waiting"; reason: string }
-  | { event: "dial"; peer: string; address: string }
+  | { event: "dial"; peer: string; address: string; candidates?: number }
   | { event: "dial_failed"; peer: string; address: string; reason: string }
   | { event: "failure_sent"; peer: string; via: string }
-  | { event: "connected"; peer: string; address: string; direction: "out" | "in" }
+  | {
+    event: "connected";
+    peer: string;
+    address: string;
+    direction: "out" | "in";
+    /** `direct` or `relay`, the transport and the kind of address that worked (CLI contract). */
+    path: "direct" | "relay";
+    transport: "tcp" | "quic";
+    kind: string;
+    rtt_ms: number;
+  }
+  | { event: "introduced"; peer: string; via: string }
+  | {
+    event: "link_replaced";
+    peer: string;
+    path: "direct" | "relay";
+    transport: "tcp" | "quic";
+    kind: string;
+  }
+  | { event: "candidates"; candidates: string[]; mapping: string; public?: string; port_mapping?: string }
+  | { event: "punch"; peer: string; stage: string; detail?: string }
+  | { event: "relayed"; from: string; to: string; outcome: string; reason?: string }
   | { event: "disconnected"; peer: string; address: string; reason?: string }
   | { event: "link_refused"; address: string; reason: string }
   // host
   | { event: "host_request"; peer: string; address: string; outcome: "stored" | "older" | "retry" }
   | { event: "host_reply"; peer: string; peers: number; /** wake-up to reply accepted by SMTP */ ms: number }
   | { event: "host_failure"; reporter: string; peer: string; flagged: boolean }
+  | { event: "host_intro"; peer: string; newcomer: string }
   | { event: "host_dropped"; reason: string; detail: string }
   | { event: "promoted"; reason: string }
   // both: each mail this node sends (counted by the benchmarks; shown with --verbose)
-  | { event: "mail_sent"; kind: "request" | "reply" | "failure" | "sync" | "forward"; recipients: number }
+  | {
+    event: "mail_sent";
+    kind: "request" | "reply" | "failure" | "sync" | "forward" | "intro";
+    recipients: number;
+  }
   | { event: "error"; message: string; code?: string }
   | { event: "info"; message: string };
 

@@ -12,6 +12,7 @@ import { ProtocolError } from "../protocol/errors.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
 import {
   type Failure,
+  type Intro,
   MAX_HOPS,
   MAX_SYNC_ENTRIES,
   NONCE_BYTES,
@@ -39,11 +40,22 @@ export interface HostSettings {
   upstream?: readonly string[];
   /** How often to send known hosts our recent entries (0: never). */
   syncIntervalMs?: number;
+  /** Peers of a reply that are also told of the newcomer by mail, most recent first (0: none). */
+  introLimit?: number;
+  /** How long an introduction asks the earlier peer to keep trying. */
+  introWindowMs?: number;
 }
 
 export const DEFAULT_MAX_AGE_MS = 12 * 3600_000;
 export const DEFAULT_SKEW_MS = 10 * 60_000;
 export const DEFAULT_SYNC_INTERVAL_MS = 10 * 60_000;
+/**
+ * Introductions per join: enough that a newcomer meets the most recent members at once through
+ * their NATs; the rest of the group it meets through those links. Each one is a mail from the
+ * host's account (free accounts allow a few hundred a day).
+ */
+export const DEFAULT_INTRO_LIMIT = 8;
+export const DEFAULT_INTRO_WINDOW_MS = 45_000;
 
 export interface HostDeps {
   key: NetworkKey;
@@ -52,6 +64,8 @@ export interface HostDeps {
   events: EventSink;
   /** This node's own entry when it is a peer too (auto-promotion): offered first, always fresh. */
   self?: () => PeerEntry;
+  /** A newcomer our own peer role should reach (auto-promotion: no mail to ourselves). */
+  introduceSelf?: (intro: Intro) => void;
   clock?: () => number;
   random?: Random;
 }
@@ -104,6 +118,10 @@ export class Host {
       flagged: false,
       stored: req.time,
       origin: "",
+      candidates: req.candidates,
+      mapping: req.mapping,
+      relay: req.relay,
+      role: req.role,
     };
     const stored = this.deps.table.register(entry, now);
     this.deps.events({
@@ -112,7 +130,7 @@ export class Host {
       address: `${req.host}:${req.port}`,
       outcome: retry ? "retry" : stored ? "stored" : "older",
     });
-    const peers = this.#offer(req.user, now);
+    const { peers, rows } = this.#offer(req.user, now);
     const reply: Reply = { kind: "reply", session: req.session, time: now, peers };
     await this.#mail([req.replyTo], reply);
     this.deps.events({
@@ -121,6 +139,8 @@ export class Host {
       peers: peers.length,
       ms: Math.round(performance.now() - m.wokeAt),
     });
+    // Best effort, once: a retry after a crash re-sends the reply but not the introductions.
+    if (!req.quiet && !retry) await this.#introduce(toPeerEntry(entry), peers, rows, now);
     // 【0059】: the other hosts a peer mailed at once are hosts of the same group: exchange tables.
     const me = this.settings.address;
     for (const other of m.mail.recipients) {
@@ -249,7 +269,7 @@ export class Host {
   }
 
   /** 【0043】【0045】: the most recent others, never the requester, never an e-mail address. */
-  #offer(requester: string, now: number): PeerEntry[] {
+  #offer(requester: string, now: number): { peers: PeerEntry[]; rows: TableEntry[] } {
     const self = this.deps.self?.();
     const rows = this.deps.table.replyFor(requester, now).filter((e) => e.user !== self?.user);
     const peers = rows.map(toPeerEntry);
@@ -257,7 +277,47 @@ export class Host {
       peers.unshift(self);
       if (peers.length > this.deps.table.policy.replyLimit) peers.pop();
     }
-    return peers;
+    return { peers, rows };
+  }
+
+  /**
+   * Mails each of the most recent listed peers that registered here (we hold its address) an
+   * introduction to the newcomer, so both reach out at once (design: "Introductions"). Flagged
+   * and relay-only peers are skipped; our own peer role hears it without mail.
+   */
+  async #introduce(newcomer: PeerEntry, listed: PeerEntry[], rows: TableEntry[], now: number): Promise<void> {
+    const limit = this.settings.introLimit ?? DEFAULT_INTRO_LIMIT;
+    if (limit <= 0 || newcomer.role === "relay") return;
+    const intro: Intro = {
+      kind: "intro",
+      peer: newcomer,
+      time: now,
+      nonce: this.#random(NONCE_BYTES),
+      window: this.settings.introWindowMs ?? DEFAULT_INTRO_WINDOW_MS,
+    };
+    const selfUser = this.deps.self?.().user;
+    let sent = 0;
+    for (const p of listed) {
+      if (sent >= limit) break;
+      if (p.flagged || p.role === "relay") continue;
+      if (p.user === selfUser) {
+        this.deps.introduceSelf?.(intro);
+        sent++;
+        continue;
+      }
+      const row = rows.find((r) => r.user === p.user);
+      if (!row || row.email === "" || row.origin !== "") continue;
+      try {
+        await this.#mail([row.email], { ...intro, nonce: this.#random(NONCE_BYTES) });
+        this.deps.events({ event: "host_intro", peer: p.user, newcomer: newcomer.user });
+        sent++;
+      } catch (err) {
+        this.deps.events({
+          event: "error",
+          message: `Could not introduce ${newcomer.user} to ${p.user}: ${(err as Error).message}`,
+        });
+      }
+    }
   }
 
   #recent(now: number): PeerEntry[] {
@@ -280,7 +340,7 @@ export class Host {
     this.deps.table.store.markSynced(to, this.#clock());
   }
 
-  async #mail(to: string[], msg: Reply | Sync): Promise<void> {
+  async #mail(to: string[], msg: Reply | Sync | Intro): Promise<void> {
     await this.deps.sender.send({
       from: this.settings.address,
       to,
@@ -297,7 +357,19 @@ export class Host {
 }
 
 export function toPeerEntry(e: TableEntry): PeerEntry {
-  return { user: e.user, host: e.host, port: e.port, linkKey: e.linkKey, seen: e.stored, flagged: e.flagged };
+  return {
+    user: e.user,
+    host: e.host,
+    port: e.port,
+    linkKey: e.linkKey,
+    seen: e.stored,
+    flagged: e.flagged,
+    // A row from an older mailmeet knows one TCP address.
+    candidates: e.candidates ?? [{ kind: "advertised", transport: "tcp", host: e.host, port: e.port }],
+    mapping: e.mapping ?? "unknown",
+    relay: e.relay ?? false,
+    role: e.role ?? "peer",
+  };
 }
 
 function fromPeerEntry(e: PeerEntry, origin: string): TableEntry {
@@ -310,5 +382,9 @@ function fromPeerEntry(e: PeerEntry, origin: string): TableEntry {
     flagged: e.flagged,
     stored: e.seen,
     origin,
+    candidates: e.candidates,
+    mapping: e.mapping,
+    relay: e.relay,
+    role: e.role,
   };
 }

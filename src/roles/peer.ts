@@ -1,16 +1,21 @@
 /**
  * The peer (patent Fig. 2, 【0023】–【0038】): announce itself to its host(s) with a sealed request,
- * take the reply whose session id matches, dial the peers it lists in rank order, report the ones
- * that do not answer, and keep accepting dials from peers that come later.
+ * take the reply whose session id matches, reach the peers it lists (all at once, every path each),
+ * report the ones that cannot be reached, and keep accepting peers that come later. Beyond the
+ * patent: a host's introduction ("this newcomer is on its way") makes an earlier peer reach out
+ * too, which is what gets two peers behind home routers through to each other.
  */
 import type { Sender } from "../mail/smtp.ts";
 import { sealToText } from "../protocol/envelope.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
+import type { PathKind } from "../protocol/candidate.ts";
 import {
   type Failure,
+  type Intro,
   NONCE_BYTES,
   type PeerEntry,
+  type Reachability,
   type Request,
   SESSION_BYTES,
 } from "../protocol/messages.ts";
@@ -19,24 +24,47 @@ import { rankCandidates } from "../table/policy.ts";
 import { type EventSink, shortHex } from "./events.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
 
-/** A direct link to another peer, as the roles see it (src/net provides the real one). */
+/** How a link reaches its member. */
+export interface LinkRoute {
+  path: "direct" | "relay";
+  transport: "tcp" | "quic";
+  kind: PathKind;
+  /** One round trip, ms (measured by the handshake). */
+  rttMs: number;
+}
+
+/** A direct (or relayed) link to another peer, as the roles see it (src/net provides the real one). */
 export interface PeerLink {
   /** The other side's user id, learned inside the authenticated handshake. */
   readonly user: string;
-  /** "ip:port" of the other side. */
+  /** "ip:port" of the other side ("via NAME" through a relay). */
   readonly address: string;
   readonly direction: "out" | "in";
+  readonly route: LinkRoute;
   /** Resolves when the link has ended, with the reason if it failed. */
   readonly closed: Promise<string | undefined>;
   close(): Promise<void>;
 }
 
+/** What this node publishes about how to reach it (for requests and the host's own entry). */
+export type Reach = Reachability & { host: string; port: number };
+
 /** How the peer reaches the network; tests pass a fake, the CLI passes src/net/. */
 export interface Linker {
   /** Our link public key for this run, published through the host. */
   readonly publicKey: Uint8Array;
-  /** Dials and authenticates; rejects with a one-sentence reason. */
-  dial(entry: PeerEntry, timeoutMs: number): Promise<PeerLink>;
+  /** Our addresses as they are now. */
+  reach(): Reach;
+  /** Reaches `entry` over the best path before `deadline` (ms since the epoch); rejects with one sentence. */
+  dial(entry: PeerEntry, deadline: number): Promise<PeerLink>;
+}
+
+/** The node's links, one per member (src/node keeps them; roles only hand links over). */
+export interface LinkSet {
+  /** Takes a new link; false when a better one to the same member is kept instead. */
+  adopt(link: PeerLink): boolean;
+  has(user: string): boolean;
+  readonly size: number;
 }
 
 export interface PeerSettings {
@@ -46,55 +74,62 @@ export interface PeerSettings {
   /** Host mailbox address(es) to ask: one message goes to all of them. */
   vias: string[];
   marker: string;
-  /** Host:port peers should dial to reach us. */
-  advertise: { host: string; port: number };
   friends: ReadonlySet<string>;
   blocked: ReadonlySet<string>;
-  dialTimeoutMs: number;
-  /** At most this many links are opened by dialing (the rest of the room comes to us). */
+  /** How long we keep trying to reach a peer a reply listed (covers mail arriving late on its side). */
+  dialWindowMs: number;
+  /** At most this many peers of one reply are reached by dialing (the rest of the room comes to us). */
   maxLinks: number;
+  /** Overrides INTRO_DIAL_DELAY_MS (tests). */
+  introDelayMs?: number;
 }
 
 export interface PeerDeps {
   key: NetworkKey;
   sender: Sender;
   linker: Linker;
+  links: LinkSet;
   events: EventSink;
-  /** Each link this peer opens or accepts. */
-  onLink: (link: PeerLink) => void;
   /** The peers a host's reply listed, and which host said so (an auto-promoted host learns from it). */
   onPeers?: (peers: readonly PeerEntry[], via: string) => void;
+  /** A newcomer a host introduced. */
+  onIntro?: (peer: PeerEntry, via: string) => void;
   clock?: () => number;
   random?: Random;
 }
+
+/** Dials running at once (each tries all of a peer's paths in parallel itself). */
+const PARALLEL_DIALS = 8;
+/** After this long without a link, say we are waiting (the dials go on in the background). */
+const FIRST_CHANCE_MS = 5_000;
+/** An introduction that came too late makes us ask the hosts again, but not more often than this. */
+const REASK_AFTER_LATE_INTRO_MS = 60_000;
+/**
+ * The introduced side waits this long before it dials: the newcomer got its reply at the same
+ * moment and dials too, and where the newcomer can reach us its dial has won by then — one link,
+ * no second one to close. Punching still overlaps: the newcomer keeps at it for its whole window.
+ */
+export const INTRO_DIAL_DELAY_MS = 1_000;
 
 export class Peer {
   #clock: () => number;
   #random: Random;
   #session?: Uint8Array;
   #answered = false;
-  /** Users we hold a link to (one link per peer). */
-  #links = new Map<string, PeerLink>();
-  #firstLink = Promise.withResolvers<void>();
-  #dialing?: Promise<void>;
+  #dialing = new Set<Promise<void>>();
+  /** Users being dialled right now: a second reason to dial them joins the first. */
+  #inFlight = new Map<string, Promise<void>>();
+  #lastReask = 0;
+  #closed = false;
 
   constructor(readonly settings: PeerSettings, readonly deps: PeerDeps) {
     this.#clock = deps.clock ?? Date.now;
     this.#random = deps.random ?? systemRandom;
   }
 
-  /** Resolves when the first link (dialed or accepted) is up. */
-  get firstLink(): Promise<void> {
-    return this.#firstLink.promise;
-  }
-
-  get linkCount(): number {
-    return this.#links.size;
-  }
-
-  /** Settles when the dials started by a reply have all been tried. */
+  /** Settles when the dials started so far have all been tried. */
   get dialing(): Promise<void> {
-    return this.#dialing ?? Promise.resolve();
+    return Promise.allSettled([...this.#dialing]).then(() => {});
   }
 
   /** Sends one request to every --via host (one mail, several recipients: 【0058】). */
@@ -102,16 +137,18 @@ export class Peer {
     const s = this.settings;
     this.#session = this.#random(SESSION_BYTES);
     this.#answered = false;
+    const reach = this.deps.linker.reach();
     const req: Request = {
       kind: "request",
       user: s.user,
-      host: s.advertise.host,
-      port: s.advertise.port,
+      ...reach,
       session: this.#session,
       linkKey: this.deps.linker.publicKey,
       time: this.#clock(),
       nonce: this.#random(NONCE_BYTES),
       replyTo: s.address,
+      // Linked already: only stay in the tables; the links carry the rest.
+      quiet: this.deps.links.size > 0,
     };
     await this.deps.sender.send({
       from: s.address,
@@ -125,15 +162,17 @@ export class Peer {
   }
 
   wants(m: InboundMail): boolean {
-    return !(m.message instanceof ProtocolError) && m.message.kind === "reply";
+    return !(m.message instanceof ProtocolError) &&
+      (m.message.kind === "reply" || m.message.kind === "intro");
   }
 
-  /** Takes a reply from the inbox. Replies are ours to delete once read, whatever they hold. */
+  /** Takes a reply or an introduction from the inbox. */
   handle(m: InboundMail): Disposition {
     if (m.message instanceof ProtocolError) {
       this.deps.events({ event: "reply_ignored", reason: m.message.message });
       return "quarantine";
     }
+    if (m.message.kind === "intro") return this.introduce(m.message, m.mail.from ?? "a host");
     const reply = m.message;
     if (reply.kind !== "reply") return "keep";
     // 【0066】: a reply that does not echo our session id is not an answer to us.
@@ -159,40 +198,105 @@ export class Peer {
     // Never dial ourselves, even if a host lists us (an old row after a user-id reuse).
     const others = reply.peers.filter((p) => p.user !== this.settings.user);
     this.deps.onPeers?.(others, via);
-    this.#dialing = this.#dialAll(others, via);
+    this.#track(this.#dialAll(others, via));
     return "delete";
   }
 
-  /** Registers a link accepted by our listener (【0029】【0036】: later peers dial us). */
-  accepted(link: PeerLink): boolean {
-    return this.#adopt(link);
+  /** An earlier peer hears of a newcomer: reach out too, so both NATs open towards each other. */
+  introduce(intro: Intro, via: string): Disposition {
+    const p = intro.peer;
+    if (p.user === this.settings.user || this.settings.blocked.has(p.user)) return "delete";
+    this.deps.events({ event: "introduced", peer: p.user, via });
+    this.deps.onIntro?.(p, via);
+    if (this.deps.links.has(p.user)) return "delete"; // already linked: nothing to do
+    const deadline = intro.time + intro.window;
+    if (deadline <= this.#clock()) {
+      // The newcomer stopped trying before we heard of it: ask again, so the host introduces us.
+      if (this.#clock() - this.#lastReask > REASK_AFTER_LATE_INTRO_MS && this.settings.vias.length > 0) {
+        this.#lastReask = this.#clock();
+        this.deps.events({
+          event: "info",
+          message: `the introduction to ${p.user} came too late; asking again`,
+        });
+        this.announce().catch((err) =>
+          this.deps.events({
+            event: "error",
+            message: `Could not ask the host(s) again: ${(err as Error).message}`,
+          })
+        );
+      }
+      return "delete";
+    }
+    this.#track((async () => {
+      await new Promise((r) => setTimeout(r, this.settings.introDelayMs ?? INTRO_DIAL_DELAY_MS));
+      if (!this.#closed) await this.#dial(p, via, deadline, false);
+    })());
+    return "delete";
+  }
+
+  #track(p: Promise<void>): void {
+    this.#dialing.add(p);
+    void p.finally(() => this.#dialing.delete(p));
   }
 
   async #dialAll(peers: PeerEntry[], via: string): Promise<void> {
-    const ranked = rankCandidates(peers, { friends: this.settings.friends, blocked: this.settings.blocked });
-    let opened = 0;
-    for (const entry of ranked) {
-      if (opened >= this.settings.maxLinks) break;
-      if (this.#links.has(entry.user)) continue;
-      const address = formatAddress(entry.host, entry.port);
-      this.deps.events({ event: "dial", peer: entry.user, address });
-      try {
-        const link = await this.deps.linker.dial(entry, this.settings.dialTimeoutMs);
-        if (this.#adopt(link)) opened++;
-      } catch (err) {
-        const reason = err instanceof Error ? err.message : String(err);
-        this.deps.events({ event: "dial_failed", peer: entry.user, address, reason });
-        await this.#reportFailure(entry.user, via);
+    // Relay-only members are reached when needed, not dialled up front.
+    const ranked = rankCandidates(peers.filter((p) => p.role !== "relay"), {
+      friends: this.settings.friends,
+      blocked: this.settings.blocked,
+    }).slice(0, this.settings.maxLinks);
+    const deadline = this.#clock() + this.settings.dialWindowMs;
+    const queue = [...ranked];
+    const worker = async () => {
+      for (let e = queue.shift(); e && !this.#closed; e = queue.shift()) {
+        await this.#dial(e, via, deadline, true);
       }
-    }
-    if (this.#links.size === 0) {
+    };
+    const all = Promise.all(Array.from({ length: Math.min(PARALLEL_DIALS, queue.length) }, worker));
+    // Peers behind NATs may answer only later (their introduction is still in the mail), and a
+    // peer that left answers never: say we are waiting once the quick paths had their chance.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const firstChance = new Promise<"later">((r) => timer = setTimeout(() => r("later"), FIRST_CHANCE_MS));
+    const outcome = await Promise.race([all.then(() => "done" as const), firstChance]);
+    clearTimeout(timer);
+    if (this.deps.links.size === 0 && !this.#closed) {
       this.deps.events({
         event: "waiting",
         reason: ranked.length === 0
           ? "the host knows no other peer yet; waiting for one to dial us"
+          : outcome === "later"
+          ? `no peer answered yet; still trying for up to ${
+            Math.round(this.settings.dialWindowMs / 1000)
+          } s, and waiting for peers to dial us`
           : "no peer answered; waiting for one to dial us",
       });
     }
+    await all;
+  }
+
+  /** Reaches one peer (joining a dial already under way); reports it to `via` if every path failed. */
+  #dial(entry: PeerEntry, via: string, deadline: number, report: boolean): Promise<void> {
+    const running = this.#inFlight.get(entry.user);
+    if (running) return running;
+    const task = (async () => {
+      if (this.deps.links.has(entry.user)) return;
+      const address = formatAddress(entry.host, entry.port);
+      this.deps.events({ event: "dial", peer: entry.user, address, candidates: entry.candidates.length });
+      try {
+        const link = await this.deps.linker.dial(entry, deadline);
+        this.deps.links.adopt(link);
+      } catch (err) {
+        if (this.#closed) return;
+        // It may have reached us meanwhile (it dialled too): then nothing failed.
+        if (this.deps.links.has(entry.user)) return;
+        const reason = err instanceof Error ? err.message : String(err);
+        this.deps.events({ event: "dial_failed", peer: entry.user, address, reason });
+        if (report) await this.#reportFailure(entry.user, via);
+      }
+    })();
+    this.#inFlight.set(entry.user, task);
+    void task.finally(() => this.#inFlight.delete(entry.user));
+    return task;
   }
 
   /** 【0034】【0035】: tell the host, naming the peer by user id, so it is flagged for others. */
@@ -221,47 +325,11 @@ export class Peer {
     }
   }
 
-  /**
-   * One link per peer. When two peers dial each other at once, both keep the link dialed by the
-   * smaller user id, so they agree on which one survives.
-   */
-  #adopt(link: PeerLink): boolean {
-    const existing = this.#links.get(link.user);
-    if (existing) {
-      const keepNew = dialerOf(link, this.settings.user) < dialerOf(existing, this.settings.user);
-      const loser = keepNew ? existing : link;
-      if (!keepNew) {
-        void loser.close();
-        return false;
-      }
-      this.#links.delete(existing.user);
-      void loser.close();
-    }
-    this.#links.set(link.user, link);
-    this.deps.events({
-      event: "connected",
-      peer: link.user,
-      address: link.address,
-      direction: link.direction,
-    });
-    this.#firstLink.resolve();
-    this.deps.onLink(link);
-    void link.closed.then((reason) => {
-      if (this.#links.get(link.user) !== link) return;
-      this.#links.delete(link.user);
-      this.deps.events({ event: "disconnected", peer: link.user, address: link.address, reason });
-    });
-    return true;
+  /** Stops dialing (links belong to the node and are closed there). */
+  close(): Promise<void> {
+    this.#closed = true;
+    return this.dialing;
   }
-
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.#links.values()].map((l) => l.close()));
-    this.#links.clear();
-  }
-}
-
-function dialerOf(link: PeerLink, me: string): string {
-  return link.direction === "out" ? me : link.user;
 }
 
 export function formatAddress(host: string, port: number): string {

@@ -26,6 +26,7 @@ export function screen(m: InboundMail, table: PeerTable, s: ScreenSettings, now:
   }
   const msg = m.message;
   if (msg.kind === "reply") return { ok: false, reason: "it is a reply, and this host asked nothing" };
+  if (msg.kind === "intro") return { ok: false, reason: "it is an introduction, which only peers take" };
   const fresh = freshness(msg.time, now, s.maxAgeMs, s.skewMs);
   if (fresh !== "ok") {
     return {

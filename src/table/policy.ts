@@ -1,3 +1,5 @@
+import type { Candidate, MappingBehaviour } from "../protocol/candidate.ts";
+
 /**
  * The rules of the host's peer table and of the peer's choice of whom to dial. Pure: every
  * function takes `now`, so tests need no clock and no timers.
@@ -16,6 +18,11 @@ export interface TableEntry {
   stored: number;
   /** "" when the peer registered here itself; else the host it was learned from (email is then ""). */
   origin: string;
+  /** How to reach it beyond host/port (absent in rows written by an older mailmeet). */
+  candidates?: Candidate[];
+  mapping?: MappingBehaviour;
+  relay?: boolean;
+  role?: "peer" | "relay";
 }
 
 export interface TablePolicy {

@@ -4,10 +4,39 @@
  * survive a crash (the request mail is deleted only after this commit).
  */
 import { DatabaseSync } from "node:sqlite";
+import { decodeCandidates, decodeMapping, encodeCandidates } from "../protocol/candidate.ts";
 import type { TableEntry } from "./policy.ts";
 
-/** 1: peers + nonces. 2: peers.origin, hosts. */
-const SCHEMA_VERSION = 2;
+type Reach = Pick<TableEntry, "candidates" | "mapping" | "relay" | "role">;
+
+/** A row's reachability as one JSON column: {c, m, y, z} like the wire format, or [] for none. */
+function writeReach(e: TableEntry): string {
+  if (!e.candidates) return "[]";
+  return JSON.stringify({
+    c: encodeCandidates(e.candidates),
+    m: e.mapping ?? "unknown",
+    y: e.relay ? 1 : 0,
+    z: e.role ?? "peer",
+  });
+}
+
+function readReach(text: string): Reach {
+  try {
+    const v = JSON.parse(text);
+    if (Array.isArray(v) || typeof v !== "object" || v === null) return {};
+    return {
+      candidates: decodeCandidates(v.c),
+      mapping: decodeMapping(v.m),
+      relay: v.y === 1,
+      role: v.z === "relay" ? "relay" : "peer",
+    };
+  } catch {
+    return {}; // a damaged column costs the candidates, never the row
+  }
+}
+
+/** 1: peers + nonces. 2: peers.origin, hosts. 3: peers.candidates (reachability as JSON). */
+const SCHEMA_VERSION = 3;
 
 export class TableStoreError extends Error {
   constructor(message: string, options: { cause?: unknown } = {}) {
@@ -36,6 +65,9 @@ export class TableStore implements Disposable {
       const cols = this.#db.prepare("PRAGMA table_info(peers)").all().map((c) => String(c.name));
       if (!cols.includes("origin")) {
         this.#db.exec("ALTER TABLE peers ADD COLUMN origin TEXT NOT NULL DEFAULT ''");
+      }
+      if (!cols.includes("candidates")) {
+        this.#db.exec("ALTER TABLE peers ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'");
       }
       const row = this.#db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as
         | { value: string }
@@ -72,7 +104,7 @@ export class TableStore implements Disposable {
 
   rows(): TableEntry[] {
     const rows = this.#db.prepare(
-      "SELECT user, host, port, email, link_key, flagged, stored, origin FROM peers",
+      "SELECT user, host, port, email, link_key, flagged, stored, origin, candidates FROM peers",
     )
       .all();
     return rows.map((r) => ({
@@ -84,16 +116,18 @@ export class TableStore implements Disposable {
       flagged: Number(r.flagged) === 1,
       stored: Number(r.stored),
       origin: String(r.origin),
+      ...readReach(String(r.candidates)),
     }));
   }
 
   /** Writes a row, replacing the user's old one; a re-registered peer starts unflagged. */
   put(e: TableEntry): void {
     this.#db.prepare(
-      `INSERT INTO peers (user, host, port, email, link_key, flagged, stored, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO peers (user, host, port, email, link_key, flagged, stored, origin, candidates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(user) DO UPDATE SET host = excluded.host, port = excluded.port, email = excluded.email,
-         link_key = excluded.link_key, flagged = excluded.flagged, stored = excluded.stored, origin = excluded.origin`,
-    ).run(e.user, e.host, e.port, e.email, e.linkKey, e.flagged ? 1 : 0, e.stored, e.origin);
+         link_key = excluded.link_key, flagged = excluded.flagged, stored = excluded.stored, origin = excluded.origin,
+         candidates = excluded.candidates`,
+    ).run(e.user, e.host, e.port, e.email, e.linkKey, e.flagged ? 1 : 0, e.stored, e.origin, writeReach(e));
   }
 
   remove(users: readonly string[]): void {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { parseMail } from "../../src/mail/parse.ts";
 import { openText, sealToText } from "../../src/protocol/envelope.ts";
 import { networkKeyFromSecret, parseNetworkKey } from "../../src/protocol/keys.ts";
-import type { Message, Reply, Request } from "../../src/protocol/messages.ts";
+import { type Message, reachAt, type Reply, type Request } from "../../src/protocol/messages.ts";
 import { dialLink } from "../../src/net/link.ts";
 import { openMailbox } from "../../src/mail/open.ts";
 import { QUARANTINE_FOLDER } from "../../src/roles/inbox.ts";
@@ -79,6 +79,7 @@ for (const transport of ["maildir", "imap"] as Transport[]) {
         linkKey: new Uint8Array(32),
         seen: Date.now(),
         flagged: false,
+        ...reachAt("127.0.0.9", 9),
       }],
     };
     const evil = w.account("mallory", "game.test");

@@ -58,7 +58,8 @@ for (const transport of TRANSPORTS) {
     await bob.status;
 
     // 【0034】【0035】【0047】: the dial fails, the host hears it by user id and flags bob.
-    const erin = w.peer("erin", w.account("erin"), [hostAcct], ["--dial-timeout", "2"]);
+    // --dial-window: how long to keep trying a peer behind a NAT that may still be on its way.
+    const erin = w.peer("erin", w.account("erin"), [hostAcct], ["--dial-timeout", "2", "--dial-window", "3"]);
     await erin.waitFor(is("dial_failed", { peer: "bob" }), 30_000, "erin failing to reach bob");
     await erin.waitFor(is("failure_sent", { peer: "bob" }), 10_000, "erin reporting bob");
     await host.waitFor(is("host_failure", { peer: "bob", flagged: true }), 30_000, "host flagging bob");
@@ -71,7 +72,12 @@ for (const transport of TRANSPORTS) {
     assert.equal(rows.find((r) => r.user === "alice")?.flagged, false);
 
     // The flag travels in later replies: frank tries bob last although bob is not the oldest.
-    const frank = w.peer("frank", w.account("frank"), [hostAcct], ["--dial-timeout", "2"]);
+    const frank = w.peer("frank", w.account("frank"), [hostAcct], [
+      "--dial-timeout",
+      "2",
+      "--dial-window",
+      "3",
+    ]);
     await frank.waitFor(is("dial_failed", { peer: "bob" }), 30_000, "frank trying bob");
     const dials = frank.events.filter(is("dial")).map((e) => e.peer);
     assert.equal(dials.at(-1), "bob");

@@ -1,6 +1,6 @@
 /** Matching CLI events and making sealed requests, shared by the end-to-end tests. */
 import type { CliEvent } from "../../scripts/lib/cli_process.ts";
-import type { Request } from "../../src/protocol/messages.ts";
+import { reachAt, type Request } from "../../src/protocol/messages.ts";
 import { generateKeyPair } from "../../src/protocol/noise.ts";
 
 /** An event of this kind whose fields include `extra`. */
@@ -14,11 +14,14 @@ export const info = (pattern: RegExp) => (e: CliEvent) =>
 /** A well-formed request as a peer would seal it, for tests that mail hosts directly. */
 export function request(user: string, replyTo: { address: string }, time = Date.now()): Request {
   const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+  const port = 40000 + Math.floor(Math.random() * 20000);
   return {
     kind: "request",
     user,
     host: "127.0.0.1",
-    port: 40000 + Math.floor(Math.random() * 20000),
+    port,
+    ...reachAt("127.0.0.1", port),
+    quiet: false,
     session: rnd(16),
     linkKey: generateKeyPair().publicKey,
     time,

@@ -8,6 +8,7 @@ import {
   MAX_HOPS,
   type Message,
   type PeerEntry,
+  reachAt,
   type Reply,
   type Sync,
 } from "../../src/protocol/messages.ts";
@@ -89,7 +90,15 @@ function mail(message: Message, recipients = ["me@host.test"]): InboundMail {
 }
 
 function entry(user: string, seen = NOW - 1000): PeerEntry {
-  return { user, host: "192.0.2.9", port: 4000, linkKey: new Uint8Array(32).fill(1), seen, flagged: false };
+  return {
+    user,
+    host: "192.0.2.9",
+    port: 4000,
+    linkKey: new Uint8Array(32).fill(1),
+    seen,
+    flagged: false,
+    ...reachAt("192.0.2.9", 4000),
+  };
 }
 
 function request(user: string, time = NOW) {
@@ -98,6 +107,8 @@ function request(user: string, time = NOW) {
     user,
     host: "192.0.2.1",
     port: 5000,
+    ...reachAt("192.0.2.1", 5000),
+    quiet: false,
     session: rnd(16),
     linkKey: new Uint8Array(32).fill(2),
     time,

@@ -12,9 +12,13 @@ import {
   decodeMessage,
   encodeMessage,
   KIND,
+  MAX_INTRO_WINDOW_MS,
   type Message,
+  type PeerEntry,
+  reachAt,
   type Request,
 } from "../../src/protocol/messages.ts";
+import { type Candidate, type MappingBehaviour, MAX_CANDIDATES } from "../../src/protocol/candidate.ts";
 import { ProtocolError } from "../../src/protocol/errors.ts";
 import { b64u, utf8 } from "../../src/protocol/bytes.ts";
 
@@ -27,6 +31,8 @@ const request: Request = {
   user: "alice",
   host: "203.0.113.7",
   port: 47001,
+  ...reachAt("203.0.113.7", 47001),
+  quiet: false,
   session: bytes(16, 2),
   linkKey: bytes(32, 3),
   time: Date.UTC(2026, 10, 24),
@@ -146,13 +152,35 @@ const arbUser = fc.string({ minLength: 1, maxLength: 20, unit: "grapheme" }).fil
 const arbHost = fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain());
 const arbTime = fc.integer({ min: 1_600_000_000_000, max: 4_000_000_000_000 });
 const rec = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }) => fc.record(model, { noNullPrototype: true });
-const arbEntry = rec({
+const arbPort = fc.integer({ min: 1, max: 65535 });
+const arbCandidate = fc.oneof(
+  rec<Candidate>({
+    kind: fc.constantFrom("lan", "ipv6", "mapped", "public", "advertised"),
+    transport: fc.constantFrom("tcp", "udp"),
+    host: fc.oneof(fc.ipV4(), fc.ipV6()),
+    port: arbPort,
+  }),
+  rec<Candidate>({
+    kind: fc.constant("advertised"),
+    transport: fc.constant("tcp"),
+    host: fc.domain(),
+    port: arbPort,
+  }),
+);
+const arbReach = {
+  candidates: fc.array(arbCandidate, { maxLength: MAX_CANDIDATES }),
+  mapping: fc.constantFrom("eim", "symmetric", "unknown") as fc.Arbitrary<MappingBehaviour>,
+  relay: fc.boolean(),
+  role: fc.constantFrom("peer", "relay") as fc.Arbitrary<"peer" | "relay">,
+};
+const arbEntry = rec<PeerEntry>({
   user: arbUser,
   host: arbHost,
-  port: fc.integer({ min: 1, max: 65535 }),
+  port: arbPort,
   linkKey: arbBytes(32),
   seen: arbTime,
   flagged: fc.boolean(),
+  ...arbReach,
 });
 const arbMail = fc.emailAddress().map((s) => s.toLowerCase());
 const arbMessage: fc.Arbitrary<Message> = fc.oneof(
@@ -166,6 +194,15 @@ const arbMessage: fc.Arbitrary<Message> = fc.oneof(
     time: arbTime,
     nonce: arbBytes(16),
     replyTo: arbMail,
+    quiet: fc.boolean(),
+    ...arbReach,
+  }),
+  rec({
+    kind: fc.constant("intro" as const),
+    peer: arbEntry,
+    time: arbTime,
+    nonce: arbBytes(16),
+    window: fc.integer({ min: 0, max: MAX_INTRO_WINDOW_MS }),
   }),
   rec({
     kind: fc.constant("reply" as const),

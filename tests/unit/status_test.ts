@@ -29,8 +29,26 @@ Deno.test("a node's events become its status file: roles, peers, last request an
     events({ event: "request_sent", via: ["h@x.test"], session: "ab" });
     now += 1000;
     events({ event: "reply", from: "h@x.test", peers: 2, session: "ab" });
-    events({ event: "connected", peer: "alice", address: "10.0.0.2:4000", direction: "out" });
-    events({ event: "connected", peer: "carol", address: "10.0.0.3:4000", direction: "in" });
+    events({
+      event: "connected",
+      peer: "alice",
+      address: "10.0.0.2:4000",
+      direction: "out",
+      path: "direct",
+      transport: "tcp",
+      kind: "lan",
+      rtt_ms: 1,
+    });
+    events({
+      event: "connected",
+      peer: "carol",
+      address: "10.0.0.3:4000",
+      direction: "in",
+      path: "direct",
+      transport: "quic",
+      kind: "punched",
+      rtt_ms: 2,
+    });
     events({ event: "disconnected", peer: "carol", address: "10.0.0.3:4000" });
     events({ event: "promoted", reason: "a request reached our inbox" });
     status.tableSize = () => 3;

@@ -4,7 +4,7 @@
  */
 import type { AppEvent } from "../../apps/links.ts";
 import { formatBytes, Progress, TransferError } from "../../apps/file_proto.ts";
-import type { NetPeerLink } from "../../net/peer_link.ts";
+import type { LinkApp } from "../../apps/links.ts";
 import type { EventSink } from "../../roles/events.ts";
 import { flag, num } from "../context.ts";
 import { NoPeerError, UsageError } from "../errors.ts";
@@ -62,20 +62,20 @@ export interface AppRun {
 export async function runApp(
   r: Resolved,
   events: EventSink,
-  onLink: (link: NetPeerLink) => void,
+  app: LinkApp,
   body: (run: AppRun) => Promise<number>,
 ): Promise<number> {
   using stop = interruptSignal();
   const ctl = new AbortController();
   stop.signal.addEventListener("abort", () => ctl.abort(), { once: true });
-  await using node = await startNode(r, events, onLink, ctl.signal);
+  await using node = await startNode(r, events, ctl.signal, app);
   const firstLink = async () => {
     const timeoutMs = num(r, "timeout");
     let timer: ReturnType<typeof setTimeout> | undefined;
     let onAbort: (() => void) | undefined;
     try {
       const first = await Promise.race([
-        node.peer.firstLink.then(() => "link" as const),
+        node.firstLink.then(() => "link" as const),
         new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), timeoutMs)),
         new Promise<"stop">((resolve) => {
           onAbort = () => resolve("stop");

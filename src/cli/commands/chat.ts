@@ -49,7 +49,7 @@ export async function chatCommand(r: Resolved): Promise<number> {
   const out = appOutput(r, "stderr");
   const color = !out.json && Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
   const room = new ChatRoom({ emit: (e) => out.app(e, describe(e, color)) });
-  return await runApp(r, out.node, (link) => room.add(link), async (run) => {
+  return await runApp(r, out.node, room, async (run) => {
     try {
       const input = readStdinLines((line) => {
         if (line.trim() !== "") room.say(line);

@@ -3,7 +3,6 @@ import { num, sinkFor } from "../context.ts";
 import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { startNode } from "../node.ts";
-import { attachMux } from "../../apps/links.ts";
 
 export const JOIN_HELP = `mailmeet join — meet your group through e-mail and hold direct links to them
 
@@ -20,9 +19,9 @@ export async function joinCommand(r: Resolved): Promise<number> {
   using stop = interruptSignal();
   const ctl = new AbortController();
   stop.signal.addEventListener("abort", () => ctl.abort());
-  // A plain join runs no app, but still speaks the mux: streams others open are refused cleanly,
-  // and keepalives notice a peer that vanished without a word.
-  await using node = await startNode(r, events, (link) => void attachMux(link), ctl.signal);
+  // A plain join runs no app; the node's links still speak the mux (streams no one takes are
+  // refused cleanly, keepalives notice a peer that vanished, relaying works).
+  await using node = await startNode(r, events, ctl.signal);
   const timeoutMs = num(r, "timeout");
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) =>
@@ -33,7 +32,7 @@ export async function joinCommand(r: Resolved): Promise<number> {
   );
   try {
     const first = await Promise.race([
-      node.peer.firstLink.then(() => "link" as const),
+      node.firstLink.then(() => "link" as const),
       timedOut,
       aborted,
       node.inboxLoop.then(() => "stop" as const),

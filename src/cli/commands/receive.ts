@@ -1,8 +1,8 @@
 import { resolve } from "node:path";
 import { type OfferSummary, receiveFiles } from "../../apps/file_receive.ts";
 import { FILE_PROTOCOL, formatBytes } from "../../apps/file_proto.ts";
-import { type AppEvent, attachMux } from "../../apps/links.ts";
-import type { Mux, MuxStream } from "../../net/mux.ts";
+import type { AppEvent } from "../../apps/links.ts";
+import type { MuxStream } from "../../net/mux.ts";
 import { UsageError } from "../errors.ts";
 import type { ExtraOption, Resolved } from "../options.ts";
 import { aborted, appOutput, progressReporter, runApp, transferFailed } from "./app_common.ts";
@@ -75,19 +75,15 @@ export async function receiveCommand(r: Resolved): Promise<number> {
   }
   const yes = r.extra.yes === true;
   const force = r.extra.force === true;
-  const muxes: Mux[] = [];
   const offered = Promise.withResolvers<{ stream: MuxStream; peer: string }>();
   let busy = false;
-  return await runApp(r, out.node, (link) => {
-    const mux = attachMux(link, {
-      onStream: (s) => {
-        if (s.protocol !== FILE_PROTOCOL) return s.reset(`this peer receives files, not "${s.protocol}"`);
-        if (busy) return s.reset("this peer is busy with another transfer; try again when it is done");
-        busy = true;
-        offered.resolve({ stream: s, peer: link.user });
-      },
-    });
-    muxes.push(mux);
+  return await runApp(r, out.node, {
+    protocols: [FILE_PROTOCOL],
+    stream: (s, m) => {
+      if (busy) return s.reset("this peer is busy with another transfer; try again when it is done");
+      busy = true;
+      offered.resolve({ stream: s, peer: m.user });
+    },
   }, async (run) => {
     try {
       if (!(await run.firstLink())) return 0;
@@ -135,7 +131,7 @@ export async function receiveCommand(r: Resolved): Promise<number> {
         return transferFailed(out, bar, err);
       }
     } finally {
-      await Promise.allSettled(muxes.map((m) => m.close()));
+      // The node's links close when it stops.
     }
   });
 }

@@ -1,6 +1,6 @@
 import { collectEntries, sendFiles } from "../../apps/file_send.ts";
 import { formatBytes, TransferError } from "../../apps/file_proto.ts";
-import { type AppEvent, attachMux } from "../../apps/links.ts";
+import type { AppEvent } from "../../apps/links.ts";
 import type { Mux } from "../../net/mux.ts";
 import { num } from "../context.ts";
 import { NoPeerError, UsageError } from "../errors.ts";
@@ -56,12 +56,11 @@ export async function sendCommand(r: Resolved): Promise<number> {
     if (err instanceof TransferError) throw new UsageError(err.message);
     throw err;
   }
-  const muxes = new Map<string, Mux>();
   const linked = Promise.withResolvers<Mux>();
-  return await runApp(r, out.node, (link) => {
-    const mux = attachMux(link, { onStream: (s) => s.reset("this peer is sending files, not receiving") });
-    muxes.set(link.user, mux);
-    if (link.user === to) linked.resolve(mux);
+  return await runApp(r, out.node, {
+    added: (m) => {
+      if (m.user === to) linked.resolve(m.mux);
+    },
   }, async (run) => {
     try {
       const timeoutMs = num(r, "timeout");
@@ -94,7 +93,7 @@ export async function sendCommand(r: Resolved): Promise<number> {
         return transferFailed(out, bar, err);
       }
     } finally {
-      await Promise.allSettled([...muxes.values()].map((m) => m.close()));
+      // The node's links close when it stops.
     }
   });
 }

@@ -61,7 +61,7 @@ export async function tunnelCommand(r: Resolved): Promise<number> {
   if (expose !== undefined) {
     const app = new TunnelExpose({ port: expose, udp, emit });
     try {
-      return await runApp(r, out.node, (link) => void app.add(link), async (run) => {
+      return await runApp(r, out.node, app, async (run) => {
         emit({ event: "tunnel_exposed", proto, port: expose });
         if (await run.firstLink()) await aborted(run.signal);
         return 0;
@@ -77,7 +77,7 @@ export async function tunnelCommand(r: Resolved): Promise<number> {
     throw new UsageError(`Cannot listen on ${proto} 127.0.0.1:${local}: ${(err as Error).message}.`);
   }
   try {
-    return await runApp(r, out.node, (link) => void app.add(link), async (run) => {
+    return await runApp(r, out.node, app, async (run) => {
       emit({ event: "tunnel_listening", proto, address: `127.0.0.1:${app.port}`, port: app.port, peer: to });
       if (await run.firstLink()) await aborted(run.signal);
       return 0;

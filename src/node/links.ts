@@ -1,0 +1,206 @@
+/**
+ * The node's links, one per member (design: "One node per person"): each link a peer role dials or
+ * the listener accepts comes here; a multiplexer goes on it once, and its streams are handed to
+ * whichever app or service takes their protocol, so chat, tunnels, transfers and relaying share
+ * every link at once.
+ *
+ * When a second link to the same member appears (both dialled at once, or a direct path found
+ * while a relayed one is in use), both ends must keep the same one: the better route kind wins,
+ * and between equals the link dialled by the smaller user id — a rule both sides compute alike.
+ */
+import { type PathKind, pathRank } from "../protocol/candidate.ts";
+import { b64u } from "../protocol/bytes.ts";
+import { Mux, type MuxStream } from "../net/mux.ts";
+import type { RelayLinks } from "../net/relay.ts";
+import type { LinkApp, Member } from "../apps/links.ts";
+import type { LinkSet } from "../roles/peer.ts";
+import type { EventSink } from "../roles/events.ts";
+import type { NetPeerLink } from "../roles/net_linker.ts";
+
+class LinkedMember implements Member {
+  readonly mux: Mux;
+  readonly closed: Promise<string | undefined>;
+
+  constructor(readonly link: NetPeerLink, route: (m: LinkedMember) => Mux) {
+    this.mux = route(this);
+    this.closed = this.mux.closed;
+    void this.mux.closed.then((reason) => link.ended(reason));
+  }
+
+  get user(): string {
+    return this.link.user;
+  }
+  get address(): string {
+    return this.link.address;
+  }
+  get route() {
+    return this.link.route;
+  }
+  get key(): Uint8Array {
+    return this.link.link.remoteStatic;
+  }
+}
+
+export interface LinkRegistryOptions {
+  /** Our own user id (for the tie-break between two links to one member). */
+  user: string;
+  events: EventSink;
+  /** Users whose links are refused at once. */
+  blocked?: ReadonlySet<string>;
+}
+
+export class LinkRegistry implements LinkSet, RelayLinks {
+  readonly #members = new Map<string, LinkedMember>();
+  readonly #apps = new Set<LinkApp>();
+  readonly #services = new Map<string, (stream: MuxStream, m: Member & { key: Uint8Array }) => void>();
+  readonly #keyWaiters = new Map<string, Set<(mux: Mux) => void>>();
+  #firstLink = Promise.withResolvers<void>();
+  #closed = false;
+
+  constructor(readonly opts: LinkRegistryOptions) {}
+
+  /** Resolves when the first link is up. */
+  get firstLink(): Promise<void> {
+    return this.#firstLink.promise;
+  }
+
+  get size(): number {
+    return this.#members.size;
+  }
+
+  has(user: string): boolean {
+    return this.#members.has(user);
+  }
+
+  members(): Member[] {
+    return [...this.#members.values()];
+  }
+
+  member(user: string): Member | undefined {
+    return this.#members.get(user);
+  }
+
+  /** A node-level stream protocol (relay, relay-in): taken whatever apps run. */
+  serve(protocol: string, handler: (stream: MuxStream, m: Member & { key: Uint8Array }) => void): void {
+    this.#services.set(protocol, handler);
+  }
+
+  /** An app takes its protocols' streams and hears of every member, linked now or later. */
+  attach(app: LinkApp): () => void {
+    this.#apps.add(app);
+    for (const m of this.#members.values()) app.added?.(m);
+    return () => void this.#apps.delete(app);
+  }
+
+  adopt(link: NetPeerLink): boolean {
+    if (this.#closed || this.opts.blocked?.has(link.user)) {
+      if (!this.#closed) {
+        this.opts.events({ event: "link_refused", address: link.address, reason: `${link.user} is blocked` });
+      }
+      void link.close();
+      return false;
+    }
+    const existing = this.#members.get(link.user);
+    if (existing) {
+      if (!this.#better(link, existing.link)) {
+        void link.close();
+        return false;
+      }
+      this.#members.delete(link.user);
+      this.opts.events({
+        event: "link_replaced",
+        peer: link.user,
+        path: link.route.path,
+        transport: link.route.transport,
+        kind: link.route.kind,
+      });
+      void existing.mux.close();
+    }
+    const m = new LinkedMember(link, (member) =>
+      new Mux(link.link, {
+        peer: link.user,
+        onStream: (s) => this.#route(s, member),
+        onDatagram: (ch, data) => this.#datagram(ch, data, member),
+      }));
+    this.#members.set(link.user, m);
+    const r = link.route;
+    if (!existing) {
+      this.opts.events({
+        event: "connected",
+        peer: link.user,
+        address: link.address,
+        direction: link.direction,
+        path: r.path,
+        transport: r.transport,
+        kind: r.kind,
+        rtt_ms: Math.round(r.rttMs * 10) / 10,
+      });
+    }
+    this.#firstLink.resolve();
+    for (const w of this.#keyWaiters.get(b64u(m.key)) ?? []) w(m.mux);
+    this.#keyWaiters.delete(b64u(m.key));
+    for (const app of this.#apps) app.added?.(m);
+    void m.closed.then((reason) => {
+      if (this.#members.get(link.user) !== m) return;
+      this.#members.delete(link.user);
+      this.opts.events({ event: "disconnected", peer: link.user, address: link.address, reason });
+    });
+    return true;
+  }
+
+  /** Whether `a` should replace `b` (both ends decide alike). */
+  #better(a: NetPeerLink, b: NetPeerLink): boolean {
+    const ra = pathRank(a.route.kind as PathKind);
+    const rb = pathRank(b.route.kind as PathKind);
+    if (ra !== rb) return ra < rb;
+    const me = this.opts.user;
+    const dialerA = a.direction === "out" ? me : a.user;
+    const dialerB = b.direction === "out" ? me : b.user;
+    return dialerA < dialerB;
+  }
+
+  #route(stream: MuxStream, m: LinkedMember): void {
+    const service = this.#services.get(stream.protocol);
+    if (service) return service(stream, m);
+    for (const app of this.#apps) {
+      if (app.protocols?.includes(stream.protocol)) return app.stream?.(stream, m);
+    }
+    stream.reset(`nothing here takes "${stream.protocol}" streams`);
+  }
+
+  #datagram(channel: number, data: Uint8Array, m: LinkedMember): void {
+    for (const app of this.#apps) {
+      if (app.datagram) return app.datagram(channel, data, m);
+    }
+  }
+
+  // ─── For the relay service ────────────────────────────────────────────────────────────────
+
+  muxFor(key: Uint8Array): Mux | undefined {
+    const id = b64u(key);
+    for (const m of this.#members.values()) if (b64u(m.key) === id && !m.mux.isClosed) return m.mux;
+    return undefined;
+  }
+
+  whenLinked(key: Uint8Array, ms: number): Promise<Mux | undefined> {
+    const id = b64u(key);
+    return new Promise((resolve) => {
+      const waiters = this.#keyWaiters.get(id) ?? new Set();
+      this.#keyWaiters.set(id, waiters);
+      const done = (mux: Mux | undefined) => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve(mux);
+      };
+      const timer = setTimeout(() => done(undefined), ms);
+      waiters.add(done);
+    });
+  }
+
+  /** Closes every link (each member sees us leave). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#members.values()].map((m) => m.mux.close()));
+    this.#members.clear();
+  }
+}
