@@ -57,12 +57,11 @@ export class SimNat {
 
   socket(): SimSocket {
     const port = this.#nextLocal++;
-    const nat = this;
     return {
       port,
-      nat,
-      send: (data, host, p) => nat.#send(port, data, { host, port: p }),
-      onMessage: (h) => void nat.#sockets.set(port, h),
+      nat: this,
+      send: (data, host, p) => this.#send(port, data, { host, port: p }),
+      onMessage: (h) => void this.#sockets.set(port, h),
     };
   }
 
