@@ -39,6 +39,7 @@ import { sentenceFor } from "./errors.ts";
 import type { Resolved } from "./options.ts";
 import { providerFor } from "./providers.ts";
 import { probeSmtp, SmtpProbeError } from "./smtp_probe.ts";
+import { checkNat } from "./doctor_nat.ts";
 
 export type CheckStatus = "ok" | "fail" | "warn" | "skip";
 
@@ -158,6 +159,7 @@ export async function runDoctor(r: Resolved, opts: DoctorOptions): Promise<Check
   // The listener comes before the host check: the request advertises it, as join's does.
   const listen = await checkListen(r, key, user, report);
   try {
+    await checkNat(r, listen?.port ?? 0, report);
     const vias = list(r, "via").map((v) => v.toLowerCase());
     if (vias.length === 0) {
       report({ check: "via", status: "skip", title: "host: no --via given, so no host was asked" });

@@ -22,6 +22,11 @@ export interface LinkStatus {
   address: string;
   direction: "out" | "in";
   since: string;
+  /** How the link reaches the peer (absent in files of an older mailmeet). */
+  path?: "direct" | "relay";
+  transport?: "tcp" | "quic";
+  kind?: string;
+  rtt_ms?: number;
 }
 
 export interface StatusSnapshot {
@@ -126,10 +131,27 @@ export class NodeStatus implements Disposable {
         break;
       case "connected":
         s.peers = s.peers.filter((p) => p.peer !== e.peer);
-        s.peers.push({ peer: e.peer, address: e.address, direction: e.direction, since: now });
+        s.peers.push({
+          peer: e.peer,
+          address: e.address,
+          direction: e.direction,
+          since: now,
+          path: e.path,
+          transport: e.transport,
+          kind: e.kind,
+          rtt_ms: e.rtt_ms,
+        });
+        break;
+      case "link_replaced":
+        for (const p of s.peers) {
+          if (p.peer !== e.peer) continue;
+          p.path = e.path;
+          p.transport = e.transport;
+          p.kind = e.kind;
+        }
         break;
       case "disconnected":
-        s.peers = s.peers.filter((p) => !(p.peer === e.peer && p.address === e.address));
+        s.peers = s.peers.filter((p) => p.peer !== e.peer);
         break;
       case "promoted":
         if (!s.roles.includes("host")) s.roles.push("host");

@@ -98,7 +98,12 @@ Deno.test("a newcomer: empty home, init with flags, doctor all green, join meets
       e.event === "check"
     );
     assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
-    const failedOrSkipped = checks.filter((c) => c.status === "fail" || c.status === "skip");
+    // STUN and the router are left alone by every process the tests start on this machine
+    // (OFFLINE_ENV); the NAT lab checks them. No IPv6 is not a failure either.
+    const notHere = new Set(["nat", "port_mapping", "ipv6"]);
+    const failedOrSkipped = checks.filter((c) =>
+      c.status === "fail" || (c.status === "skip" && !notHere.has(c.check))
+    );
     assert.deepEqual(failedOrSkipped, [], JSON.stringify(failedOrSkipped));
     for (const name of ["smtp_login", "inbox_login", "inbox_push", "roundtrip", "via", "listen"]) {
       assert.equal(checks.find((c) => c.check === name)?.status, "ok", name);

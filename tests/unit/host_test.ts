@@ -5,6 +5,7 @@ import type { ParsedMail } from "../../src/mail/parse.ts";
 import { openText } from "../../src/protocol/envelope.ts";
 import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
 import {
+  type Intro,
   MAX_HOPS,
   type Message,
   type PeerEntry,
@@ -49,11 +50,12 @@ class Outbox implements Sender {
   }
 }
 
-async function setup(opts: { upstream?: string[]; self?: PeerEntry } = {}) {
+async function setup(opts: { upstream?: string[]; self?: PeerEntry; introLimit?: number } = {}) {
   const dir = await Deno.makeTempDir();
   const table = new PeerTable(`${dir}/t.db`, DEFAULT_POLICY);
   const outbox = new Outbox();
   const events: NodeEvent[] = [];
+  const introducedSelf: Intro[] = [];
   const host = new Host(
     {
       address: "me@host.test",
@@ -61,6 +63,7 @@ async function setup(opts: { upstream?: string[]; self?: PeerEntry } = {}) {
       maxAgeMs: 12 * 3600_000,
       skewMs: 600_000,
       upstream: opts.upstream,
+      introLimit: opts.introLimit,
     },
     {
       key,
@@ -70,6 +73,7 @@ async function setup(opts: { upstream?: string[]; self?: PeerEntry } = {}) {
       clock: () => NOW,
       random: rnd,
       self: opts.self && (() => opts.self!),
+      introduceSelf: (intro) => introducedSelf.push(intro),
     },
   );
   return {
@@ -77,6 +81,7 @@ async function setup(opts: { upstream?: string[]; self?: PeerEntry } = {}) {
     table,
     outbox,
     events,
+    introducedSelf,
     async [Symbol.asyncDispose]() {
       table.close();
       await Deno.remove(dir, { recursive: true });
@@ -101,14 +106,14 @@ function entry(user: string, seen = NOW - 1000): PeerEntry {
   };
 }
 
-function request(user: string, time = NOW) {
+function request(user: string, time = NOW, quiet = false) {
   return {
     kind: "request" as const,
     user,
     host: "192.0.2.1",
     port: 5000,
     ...reachAt("192.0.2.1", 5000),
-    quiet: false,
+    quiet,
     session: rnd(16),
     linkKey: new Uint8Array(32).fill(2),
     time,
@@ -183,4 +188,55 @@ Deno.test("a replayed sync is dropped", async () => {
   await t.host.handle(mail(s));
   await t.host.handle(mail(s));
   assert.ok(t.events.some((e) => e.event === "host_dropped" && /replayed/.test(e.reason)));
+});
+
+Deno.test("a host mails the newcomer's introduction to the most recent peers it holds an address for", async () => {
+  await using t = await setup({ introLimit: 2 });
+  for (const [u, age] of [["old", 9000], ["mid", 5000], ["new", 1000]] as const) {
+    await t.host.handle(mail(request(u, NOW - age)));
+  }
+  t.outbox.sent = [];
+  await t.host.handle(mail(request("pat")));
+  const intros = t.outbox.of("intro");
+  assert.deepEqual(
+    intros.map((i) => i.to),
+    [["new@peers.test"], ["mid@peers.test"]],
+    "limit 2, most recent first",
+  );
+  const intro = intros[0].message;
+  assert.equal(intro.peer.user, "pat");
+  assert.deepEqual(intro.peer.linkKey, new Uint8Array(32).fill(2));
+  assert.ok(intro.window > 0);
+  // The reply still lists all three; the introductions only add mail for the first two.
+  assert.deepEqual((t.outbox.of("reply")[0].message as Reply).peers.map((p) => p.user), [
+    "new",
+    "mid",
+    "old",
+  ]);
+  assert.ok(!JSON.stringify(intro).includes("@"), "no e-mail address travels in an introduction");
+});
+
+Deno.test("no introductions for a quiet request, nor to flagged peers, relay-only members or peers learned elsewhere", async () => {
+  await using t = await setup();
+  await t.host.handle(mail(request("flagged", NOW - 3000)));
+  t.table.flag("flagged");
+  await t.host.handle(mail(sync("other@host.test", [entry("remote", NOW - 2000)], ["other@host.test"])));
+  await t.host.handle(mail({ ...request("relay", NOW - 1000), role: "relay", relay: true }));
+  t.outbox.sent = [];
+  await t.host.handle(mail(request("quiet", NOW, true)));
+  assert.equal(t.outbox.of("intro").length, 0, "a quiet request is only kept in the table");
+  await t.host.handle(mail(request("pat")));
+  assert.deepEqual(
+    t.outbox.of("intro").map((i) => i.to),
+    [["quiet@peers.test"]],
+    "flagged, learned and relay-only peers are skipped; the quiet one is introduced",
+  );
+  assert.equal(t.outbox.of("reply").length, 2);
+});
+
+Deno.test("an auto-promoted host introduces newcomers to its own peer role without mail", async () => {
+  await using t = await setup({ self: entry("node", NOW) });
+  await t.host.handle(mail(request("pat")));
+  assert.deepEqual(t.introducedSelf.map((i) => i.peer.user), ["pat"]);
+  assert.equal(t.outbox.of("intro").length, 0);
 });

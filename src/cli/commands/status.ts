@@ -44,8 +44,13 @@ export function describeStatus(s: StatusSnapshot, now: number): string[] {
   if (s.roles.includes("peer")) {
     lines.push(`  peers linked: ${s.peers.length}`);
     for (const p of s.peers) {
+      const route = p.path === undefined
+        ? ""
+        : `${p.path === "relay" ? "relayed" : `direct (${p.kind})`} over ${p.transport}${
+          p.rtt_ms === undefined ? "" : `, ${p.rtt_ms} ms`
+        }, `;
       lines.push(
-        `    ${p.peer} at ${p.address} — ${
+        `    ${p.peer} at ${p.address} — ${route}${
           p.direction === "out" ? "we dialed" : "they dialed"
         }, linked since ${ago(p.since, now)}`,
       );

@@ -1,0 +1,200 @@
+import assert from "node:assert/strict";
+import type { OutgoingMail, Sender, SentInfo } from "../../src/mail/smtp.ts";
+import type { ParsedMail } from "../../src/mail/parse.ts";
+import { openText } from "../../src/protocol/envelope.ts";
+import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
+import {
+  type Intro,
+  type Message,
+  type PeerEntry,
+  reachAt,
+  type Request,
+} from "../../src/protocol/messages.ts";
+import type { NodeEvent } from "../../src/roles/events.ts";
+import type { InboundMail } from "../../src/roles/inbox.ts";
+import { type Linker, type LinkSet, Peer, type PeerLink, type Reach } from "../../src/roles/peer.ts";
+
+const key = networkKeyFromSecret(new Uint8Array(32).fill(4));
+const NOW = Date.UTC(2026, 10, 27, 12);
+
+class Outbox implements Sender {
+  readonly label = "fake";
+  sent: { to: readonly string[]; message: Message }[] = [];
+  send(mail: OutgoingMail): Promise<SentInfo> {
+    this.sent.push({ to: mail.to, message: openText(key, mail.text) });
+    return Promise.resolve({ messageId: "<x@fake>", response: "250 ok" });
+  }
+  close() {
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose]() {
+    return this.close();
+  }
+}
+
+function fakeLink(user: string): PeerLink {
+  return {
+    user,
+    address: "198.51.100.10:4000",
+    direction: "out",
+    route: { path: "direct", transport: "tcp", kind: "lan", rttMs: 1 },
+    closed: new Promise(() => {}),
+    close: () => Promise.resolve(),
+  };
+}
+
+class Links implements LinkSet {
+  users = new Set<string>();
+  adopt(link: PeerLink): boolean {
+    this.users.add(link.user);
+    return true;
+  }
+  has(user: string): boolean {
+    return this.users.has(user);
+  }
+  get size(): number {
+    return this.users.size;
+  }
+}
+
+const REACH: Reach = { host: "198.51.100.10", port: 4000, ...reachAt("198.51.100.10", 4000) };
+
+function setup(reachable: (user: string) => boolean) {
+  const outbox = new Outbox();
+  const links = new Links();
+  const events: NodeEvent[] = [];
+  const dialled: { user: string; deadline: number }[] = [];
+  const linker: Linker = {
+    publicKey: new Uint8Array(32).fill(1),
+    reach: () => REACH,
+    dial: (entry, deadline) => {
+      dialled.push({ user: entry.user, deadline });
+      return reachable(entry.user)
+        ? Promise.resolve(fakeLink(entry.user))
+        : Promise.reject(new Error(`${entry.user} did not answer`));
+    },
+  };
+  let clock = NOW;
+  const peer = new Peer(
+    {
+      address: "me@isp.test",
+      user: "me",
+      vias: ["host@game.test"],
+      marker: "m",
+      friends: new Set(),
+      blocked: new Set(["blocked"]),
+      dialWindowMs: 30_000,
+      maxLinks: 8,
+      introDelayMs: 0,
+    },
+    { key, sender: outbox, linker, links, events: (e) => events.push(e), clock: () => clock },
+  );
+  return { peer, outbox, links, events, dialled, tick: (ms: number) => clock += ms };
+}
+
+function entry(user: string, seen = NOW - 1000): PeerEntry {
+  return {
+    user,
+    host: "203.0.113.9",
+    port: 4000,
+    linkKey: new Uint8Array(32).fill(2),
+    seen,
+    flagged: false,
+    ...reachAt("203.0.113.9", 4000),
+  };
+}
+
+function mail(message: Message): InboundMail {
+  const m: ParsedMail = {
+    subject: "m",
+    date: new Date(NOW),
+    recipients: ["me@isp.test"],
+    text: "",
+    from: "host@game.test",
+  };
+  return { id: "1", mail: m, message, wokeAt: 0 };
+}
+
+Deno.test("a reply's peers are all dialled at once; the unreachable one is reported to the host that listed it", async () => {
+  const t = setup((u) => u !== "gone");
+  const req = await t.peer.announce();
+  assert.equal(req.quiet, false, "not linked yet: introductions wanted");
+  t.peer.handle(
+    mail({
+      kind: "reply",
+      session: req.session,
+      time: NOW,
+      peers: [entry("ann"), entry("gone"), entry("bob"), entry("blocked")],
+    }),
+  );
+  await t.peer.dialing;
+  assert.deepEqual(t.dialled.map((d) => d.user).sort(), ["ann", "bob", "gone"], "blocked never dialled");
+  assert.ok(t.dialled.every((d) => d.deadline === NOW + 30_000), "one window for all");
+  assert.deepEqual([...t.links.users].sort(), ["ann", "bob"]);
+  const failures = t.outbox.sent.filter((s) => s.message.kind === "failure");
+  assert.deepEqual(failures.map((f) => [f.to, (f.message as { target: string }).target]), [[[
+    "host@game.test",
+  ], "gone"]]);
+  // Linked now: a later request asks only to stay in the table.
+  assert.equal((await t.peer.announce()).quiet, true);
+});
+
+Deno.test("an introduction makes the earlier peer dial the newcomer within the introduction's window", async () => {
+  const t = setup(() => true);
+  const intro: Intro = {
+    kind: "intro",
+    peer: entry("newbie", NOW),
+    time: NOW,
+    nonce: new Uint8Array(16),
+    window: 45_000,
+  };
+  assert.equal(t.peer.handle(mail(intro)), "delete");
+  await t.peer.dialing;
+  assert.deepEqual(t.dialled, [{ user: "newbie", deadline: NOW + 45_000 }]);
+  assert.ok(t.links.has("newbie"));
+  assert.ok(t.events.some((e) => e.event === "introduced" && e.peer === "newbie"));
+  // Linked already: a second introduction dials nothing; no failure is reported for introductions.
+  t.peer.handle(mail({ ...intro, nonce: new Uint8Array(16).fill(1) }));
+  await t.peer.dialing;
+  assert.equal(t.dialled.length, 1);
+});
+
+Deno.test("an introduction that came after its window makes the peer ask again, at most once a minute", async () => {
+  const t = setup(() => true);
+  const late: Intro = {
+    kind: "intro",
+    peer: entry("newbie", NOW - 120_000),
+    time: NOW - 120_000,
+    nonce: new Uint8Array(16),
+    window: 45_000,
+  };
+  t.peer.handle(mail(late));
+  t.peer.handle(mail(late));
+  await t.peer.dialing;
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(t.dialled.length, 0, "nobody is trying any more: no dial");
+  assert.equal(t.outbox.sent.filter((s) => s.message.kind === "request").length, 1, "asked again once");
+  t.tick(61_000);
+  t.peer.handle(mail(late));
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(t.outbox.sent.filter((s) => s.message.kind === "request").length, 2);
+});
+
+Deno.test("a reply to another request is not ours; an introduction of ourselves is ignored", async () => {
+  const t = setup(() => true);
+  await t.peer.announce();
+  assert.equal(
+    t.peer.handle(
+      mail({ kind: "reply", session: new Uint8Array(16).fill(9), time: NOW, peers: [entry("x")] }),
+    ),
+    "delete",
+  );
+  t.peer.handle(
+    mail({ kind: "intro", peer: entry("me"), time: NOW, nonce: new Uint8Array(16), window: 1000 }),
+  );
+  await t.peer.dialing;
+  assert.equal(t.dialled.length, 0);
+  assert.ok(t.events.some((e) => e.event === "reply_ignored"));
+  const req = t.outbox.sent[0].message as Request;
+  assert.deepEqual(req.candidates, REACH.candidates, "the request carries our candidates");
+});
