@@ -76,6 +76,7 @@ export interface ConnectorOptions {
 
 export const DEFAULT_RELAY_AFTER_MS = 8_000;
 export const DEFAULT_GRACE_MS = 300;
+const MIN_GRACE_MS = 50;
 /** TCP candidates tried at once (a reply lists at most 12 per member). */
 const MAX_TCP_ATTEMPTS = 8;
 
@@ -89,7 +90,13 @@ export class Connector {
   constructor(readonly opts: ConnectorOptions) {}
 
   /** The best path to `target` that authenticates before `deadline` (ms since the epoch). */
-  async connect(target: ConnectTarget, deadline: number, signal?: AbortSignal): Promise<ConnectedLink> {
+  async connect(
+    target: ConnectTarget,
+    deadline: number,
+    signal?: AbortSignal,
+    /** TCP attempts wait for this and run only if it says true (punching starts at once). */
+    tcpWhen?: Promise<boolean>,
+  ): Promise<ConnectedLink> {
     const o = this.opts;
     const stop = new AbortController();
     const onAbort = () => stop.abort(signal?.reason);
@@ -110,7 +117,9 @@ export class Connector {
         }
         best?.link.abort();
         best = r;
-        graceEnd = Math.min(graceEnd, Date.now() + (o.graceMs ?? DEFAULT_GRACE_MS));
+        // A better path that works would have answered within a few round trips of this one.
+        const grace = o.graceMs ?? Math.min(DEFAULT_GRACE_MS, Math.max(MIN_GRACE_MS, 3 * r.route.rttMs));
+        graceEnd = Math.min(graceEnd, Date.now() + grace);
         wake();
       }, (err) => {
         a.done = true;
@@ -129,9 +138,16 @@ export class Connector {
       .filter((c) => c.transport === "tcp")
       .sort((a, b) => pathRank(a.kind) - pathRank(b.kind))
       .slice(0, MAX_TCP_ATTEMPTS);
-    for (const c of tcp) add(c.kind, () => this.#tcp(target, c, deadline, stop.signal));
+    for (const c of tcp) {
+      add(c.kind, async () => {
+        if (tcpWhen && !(await tcpWhen)) {
+          throw new LinkError(`TCP to ${target.user} was not needed.`, "closed");
+        }
+        return await this.#tcp(target, c, deadline, stop.signal);
+      });
+    }
     if (o.hub?.quic && target.candidates.some((c) => c.transport === "udp")) {
-      add("punched", () => this.#punched(target, deadline));
+      add("punched", () => this.#punched(target, deadline, stop.signal));
     }
     const relayTimer = setTimeout(addRelay, o.relayAfterMs ?? DEFAULT_RELAY_AFTER_MS);
     try {
@@ -202,8 +218,8 @@ export class Connector {
     };
   }
 
-  async #punched(target: ConnectTarget, deadline: number): Promise<ConnectedLink> {
-    const r = await this.opts.hub!.connect(target.linkKey, target, deadline);
+  async #punched(target: ConnectTarget, deadline: number, signal: AbortSignal): Promise<ConnectedLink> {
+    const r = await this.opts.hub!.connect(target.linkKey, target, deadline, signal);
     return await this.handshakeOver(r, target.linkKey);
   }
 

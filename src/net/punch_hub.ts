@@ -233,7 +233,12 @@ export class PunchHub {
    * Punches towards a member and resolves with a QUIC stream (or rejects when `deadline` passes).
    * Joins a session already running with that member (both sides dial each other at once).
    */
-  connect(remoteKey: Uint8Array, reach: RemoteReach, deadline: number): Promise<PunchResult> {
+  connect(
+    remoteKey: Uint8Array,
+    reach: RemoteReach,
+    deadline: number,
+    signal?: AbortSignal,
+  ): Promise<PunchResult> {
     if (this.#closed) return Promise.reject(new Error("The UDP hub is closed."));
     if (!quicAvailable()) {
       return Promise.reject(new Error("QUIC needs --unstable-net; punched UDP paths are off."));
@@ -246,10 +251,25 @@ export class PunchHub {
     }
     s = new Session(remoteKey, this.#o.localKey, deadline, true);
     this.#sessions.set(id, s);
+    const session = s;
+    // Another path won: stop, and tell the other side so it stops too.
+    signal?.addEventListener("abort", () => this.#cancel(session, "another path was used"), { once: true });
     this.#startStage1(s, reach);
     void this.#prepareData(s);
     this.#ensureTimer();
     return s.result.promise;
+  }
+
+  #cancel(s: Session, why: string): void {
+    if (s.finished || s.quicStarted) return;
+    if (s.signalPath) {
+      this.#sendPacket(s.signalPath.socket, s.signalPath.remote, s.remoteKey, "signal", {
+        t: "fail",
+        i: 0,
+        r: why,
+      });
+    }
+    this.#finish(s, new Error(why));
   }
 
   async close(): Promise<void> {
@@ -631,14 +651,7 @@ export class PunchHub {
     for (const s of [...this.#sessions.values()]) {
       if (s.finished) continue;
       if (now > s.deadline) {
-        if (s.signalPath) {
-          this.#sendPacket(s.signalPath.socket, s.signalPath.remote, s.remoteKey, "signal", {
-            t: "fail",
-            i: 0,
-            r: "time is up",
-          });
-        }
-        this.#finish(s, new Error("no UDP path answered in time"));
+        this.#cancel(s, "no UDP path answered in time");
         continue;
       }
       s.stage1?.tick();
@@ -652,15 +665,12 @@ export class PunchHub {
   }
 
   async #spray(): Promise<UdpSocket[]> {
-    const out: UdpSocket[] = [];
-    for (let i = 0; i < SPRAY_SOCKETS; i++) {
-      try {
-        out.push(await UdpSocket.bind({ host: this.#o.host ?? "0.0.0.0" }));
-      } catch {
-        break; // out of file descriptors or ports: fewer sockets, lower odds
-      }
-    }
-    return out;
+    const host = this.#o.host ?? "0.0.0.0";
+    const bound = await Promise.allSettled(
+      Array.from({ length: SPRAY_SOCKETS }, () => UdpSocket.bind({ host })),
+    );
+    // Out of file descriptors or ports: fewer sockets, lower odds.
+    return bound.flatMap((b) => b.status === "fulfilled" ? [b.value] : []);
   }
 
   #candidatesFor(port: number, pub: HostPort | undefined): Candidate[] {

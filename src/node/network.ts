@@ -23,7 +23,7 @@ import { Connector, type ConnectTarget, type RelayProvider } from "../net/connec
 import { systemInterfaces } from "../net/interfaces.ts";
 import { acceptLink, type LinkListener, listenLinks } from "../net/link.ts";
 import type { MuxStream } from "../net/mux.ts";
-import { PortMapper } from "../net/portmap.ts";
+import { type PortMapOutcome, PortMapper } from "../net/portmap.ts";
 import { PunchHub } from "../net/punch_hub.ts";
 import {
   MuxByteStream,
@@ -40,8 +40,10 @@ import type { EventSink } from "../roles/events.ts";
 import type { Member } from "../apps/links.ts";
 import { LinkRegistry } from "./links.ts";
 
-/** How long the first request may wait for STUN and the router (both usually answer in ms). */
+/** How long STUN and the router get to answer (both usually answer in milliseconds). */
 export const GATHER_BUDGET_MS = 1500;
+/** The first request waits this long for the router's port mapping after STUN has answered. */
+const PORT_MAPPING_WAIT_MS = 300;
 /** A relayed link tries to go direct after these pauses (then every last one). */
 const UPGRADE_AFTER_MS = [3_000, 30_000, 60_000, 120_000, 300_000, 600_000];
 const UPGRADE_PROTOCOL = "upgrade";
@@ -185,23 +187,24 @@ export class NodeNetwork {
         },
         log: (e) => o.events({ event: "punch", peer: e.peer, stage: e.stage, detail: e.detail }),
       });
-      // The router is asked while STUN answers; its outside address is checked against STUN below.
+      // The router is asked while STUN answers; its outside address is checked against STUN's. A
+      // router that answers at all answers in milliseconds: the request waits for it only a little,
+      // and a mapping that comes later is announced with the next request.
+      let settled = false;
       const mapping = mapper && lanHost
         ? mapper.open({ tcpPort, udpPort: tcpPort, localHost: lanHost, budgetMs: GATHER_BUDGET_MS })
         : undefined;
       const hub = await hubPromise;
-      const outcome = await mapping;
-      if (
-        mapper && hub.publicAddress && mapper.mapping && mapper.mapping.external !== hub.publicAddress.host
-      ) {
-        o.events({
-          event: "info",
-          message:
-            `port mapping not used: the router's outside address ${mapper.mapping.external} is not the public one STUN saw (${hub.publicAddress.host}); another NAT is in between`,
+      const checked = mapping?.then(async (outcome) => {
+        await checkMapping(mapper!, hub, outcome, o.events);
+        settled = true;
+        return outcome;
+      });
+      await Promise.race([checked, new Promise((r) => setTimeout(r, PORT_MAPPING_WAIT_MS))]);
+      if (checked && !settled) {
+        void checked.then((outcome) => {
+          if (outcome.ok && mapper?.mapping && ref.net) ref.net.#regather();
         });
-        await mapper.close();
-      } else if (outcome && !outcome.ok) {
-        o.events({ event: "info", message: `no port mapping: ${outcome.reason}` });
       }
       const reach = computeReach(o, tcpPort, listenHost, hub, mapper, false);
       if (!reach) {
@@ -453,6 +456,28 @@ export class NodeNetwork {
 }
 
 const WILDCARDS = new Set(["0.0.0.0", "::"]);
+
+/** A mapping helps only when the router's outside address is the public one (no NAT beyond it). */
+async function checkMapping(
+  mapper: PortMapper,
+  hub: PunchHub,
+  outcome: PortMapOutcome,
+  events: EventSink,
+): Promise<void> {
+  if (!outcome.ok) {
+    events({ event: "info", message: `no port mapping: ${outcome.reason}` });
+    return;
+  }
+  const pub = hub.publicAddress?.host;
+  if (pub && mapper.mapping && mapper.mapping.external !== pub) {
+    events({
+      event: "info",
+      message:
+        `port mapping not used: the router's outside address ${mapper.mapping.external} is not the public one STUN saw (${pub}); another NAT is in between`,
+    });
+    await mapper.close();
+  }
+}
 
 function computeReach(
   o: NetworkOptions,

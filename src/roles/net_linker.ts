@@ -8,7 +8,7 @@ import { isValidUserId, type PeerEntry } from "../protocol/messages.ts";
 import { LinkError } from "../protocol/noise.ts";
 import type { Connector, Route } from "../net/connector.ts";
 import type { Link } from "../net/link.ts";
-import type { Linker, LinkRoute, PeerLink, Reach } from "./peer.ts";
+import type { DialOptions, Linker, LinkRoute, PeerLink, Reach } from "./peer.ts";
 
 export const LINK_INFO_VERSION = 1;
 
@@ -67,10 +67,12 @@ export class NetLinker implements Linker {
     return this.connector.opts.staticKey.publicKey;
   }
 
-  async dial(entry: PeerEntry, deadline: number): Promise<NetPeerLink> {
+  async dial(entry: PeerEntry, deadline: number, opts: DialOptions = {}): Promise<NetPeerLink> {
     const { link, route } = await this.connector.connect(
       { user: entry.user, linkKey: entry.linkKey, candidates: entry.candidates, mapping: entry.mapping },
       deadline,
+      undefined,
+      opts.tcpWhen,
     );
     const user = userOf(link, route.address);
     if (user !== entry.user) {
@@ -78,7 +80,14 @@ export class NetLinker implements Linker {
       link.abort();
       throw new LinkError(`${route.address} answered as "${user}", not "${entry.user}".`, "protocol");
     }
-    return new NetPeerLink(link, user, route.address, "out", linkRoute(route));
+    // A punched path's QUIC server ran the Noise responder: it did not dial, whoever started.
+    return new NetPeerLink(
+      link,
+      user,
+      route.address,
+      link.role === "dialer" ? "out" : "in",
+      linkRoute(route),
+    );
   }
 
   /**

@@ -56,7 +56,15 @@ export interface Linker {
   /** Our addresses as they are now. */
   reach(): Reach;
   /** Reaches `entry` over the best path before `deadline` (ms since the epoch); rejects with one sentence. */
-  dial(entry: PeerEntry, deadline: number): Promise<PeerLink>;
+  dial(entry: PeerEntry, deadline: number, opts?: DialOptions): Promise<PeerLink>;
+}
+
+export interface DialOptions {
+  /**
+   * TCP attempts wait for this and run only if it says true; punching (which needs both sides to
+   * start at about the same time) starts at once.
+   */
+  tcpWhen?: Promise<boolean>;
 }
 
 /** The node's links, one per member (src/node keeps them; roles only hand links over). */
@@ -227,10 +235,12 @@ export class Peer {
       }
       return "delete";
     }
-    this.#track((async () => {
-      await new Promise((r) => setTimeout(r, this.settings.introDelayMs ?? INTRO_DIAL_DELAY_MS));
-      if (!this.#closed) await this.#dial(p, via, deadline, false);
-    })());
+    // Punch at once (the newcomer punches now); dial TCP a little later, and only if the
+    // newcomer's own dial has not reached us meanwhile.
+    const tcpWhen = new Promise<boolean>((r) =>
+      setTimeout(() => r(!this.deps.links.has(p.user)), this.settings.introDelayMs ?? INTRO_DIAL_DELAY_MS)
+    );
+    this.#track(this.#dial(p, via, deadline, false, { tcpWhen }));
     return "delete";
   }
 
@@ -275,7 +285,7 @@ export class Peer {
   }
 
   /** Reaches one peer (joining a dial already under way); reports it to `via` if every path failed. */
-  #dial(entry: PeerEntry, via: string, deadline: number, report: boolean): Promise<void> {
+  #dial(entry: PeerEntry, via: string, deadline: number, report: boolean, opts?: DialOptions): Promise<void> {
     const running = this.#inFlight.get(entry.user);
     if (running) return running;
     const task = (async () => {
@@ -283,7 +293,7 @@ export class Peer {
       const address = formatAddress(entry.host, entry.port);
       this.deps.events({ event: "dial", peer: entry.user, address, candidates: entry.candidates.length });
       try {
-        const link = await this.deps.linker.dial(entry, deadline);
+        const link = await this.deps.linker.dial(entry, deadline, opts);
         this.deps.links.adopt(link);
       } catch (err) {
         if (this.#closed) return;

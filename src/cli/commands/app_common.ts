@@ -76,7 +76,10 @@ export async function runApp(
     try {
       const first = await Promise.race([
         node.firstLink.then(() => "link" as const),
-        new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), timeoutMs)),
+        // --timeout 0: wait for ever.
+        new Promise<"timeout">((resolve) => {
+          if (timeoutMs > 0) timer = setTimeout(() => resolve("timeout"), timeoutMs);
+        }),
         new Promise<"stop">((resolve) => {
           onAbort = () => resolve("stop");
           if (ctl.signal.aborted) resolve("stop");

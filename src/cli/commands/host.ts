@@ -4,7 +4,10 @@ import { openSender } from "../../mail/smtp.ts";
 import { Host } from "../../roles/host.ts";
 import { InboxReader } from "../../roles/inbox.ts";
 import { PeerTable } from "../../table/table.ts";
-import { addresses, dataDir, flag, loadKey, mailSettings, num, sinkFor, str } from "../context.ts";
+import { addresses, dataDir, flag, loadKey, mailSettings, num, sinkFor, str, userId } from "../context.ts";
+import { startNetwork } from "../node.ts";
+import type { NodeNetwork } from "../../node/network.ts";
+import type { EventSink } from "../../roles/events.ts";
 import { Forwarder } from "../../roles/forwarder.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
 import { UsageError } from "../errors.ts";
@@ -22,6 +25,27 @@ most recent other peers. Other mail in the box is never touched. Runs until inte
 Example:
   mailmeet --host --address lan-host@game.test --inbox imaps://lan-host%40game.test:PASS@imap.game.test/INBOX \\
     --smtp smtps://lan-host%40game.test:PASS@smtp.game.test --key-file group.key`;
+
+/** The host's own network side when it will relay; undefined when it cannot be reached (no use). */
+async function relayNetwork(
+  r: Resolved,
+  key: Awaited<ReturnType<typeof loadKey>>,
+  address: string,
+  events: EventSink,
+): Promise<NodeNetwork | undefined> {
+  const network = await startNetwork(r, key, userId(r, address), events, "relay");
+  if (network.relaying) {
+    events({ event: "info", message: `relaying for members who cannot reach each other directly` });
+    return network;
+  }
+  events({
+    event: "info",
+    message:
+      "not relaying: this host has no address members could reach (no public address, mapping or --advertise)",
+  });
+  await network.close();
+  return undefined;
+}
 
 export function tablePath(r: Resolved, address: string): string {
   return str(r, "db") ?? join(dataDir(), `table-${address.replace(/[^A-Za-z0-9@._-]/g, "_")}.db`);
@@ -80,6 +104,12 @@ export async function hostCommand(r: Resolved): Promise<number> {
     return 0;
   }
 
+  // A host with a reachable address relays for members who cannot reach each other (design:
+  // "Relay"); it is listed in its replies as a relay-only member, never dialled up front.
+  const network = flag(r, "once") || flag(r, "no-relay")
+    ? undefined
+    : await relayNetwork(r, key, mail.address, events);
+  await using _network = { [Symbol.asyncDispose]: () => network?.close() ?? Promise.resolve() };
   const host = new Host(
     {
       address: mail.address,
@@ -89,7 +119,20 @@ export async function hostCommand(r: Resolved): Promise<number> {
       upstream: addresses(r, "via"),
       syncIntervalMs: num(r, "sync-interval"),
     },
-    { key, table, sender, events },
+    {
+      key,
+      table,
+      sender,
+      events,
+      self: network &&
+        (() => ({
+          user: network.links.opts.user,
+          ...network.reach(),
+          linkKey: network.linker.publicKey,
+          seen: Date.now(),
+          flagged: false,
+        })),
+    },
   );
   const bootstrap = str(r, "bootstrap");
   if (bootstrap) {

@@ -25,7 +25,8 @@ export async function joinCommand(r: Resolved): Promise<number> {
   const timeoutMs = num(r, "timeout");
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) =>
-    timer = setTimeout(() => resolve("timeout"), timeoutMs)
+    // --timeout 0: wait for ever (the first of a group waits for the others).
+    timer = timeoutMs > 0 ? setTimeout(() => resolve("timeout"), timeoutMs) : undefined
   );
   const aborted = new Promise<"stop">((resolve) =>
     ctl.signal.addEventListener("abort", () => resolve("stop"))

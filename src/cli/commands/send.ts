@@ -68,7 +68,7 @@ export async function sendCommand(r: Resolved): Promise<number> {
       const mux = await Promise.race([
         linked.promise,
         new Promise<null>((resolve) => {
-          timer = setTimeout(() => resolve(null), timeoutMs);
+          if (timeoutMs > 0) timer = setTimeout(() => resolve(null), timeoutMs);
           run.signal.addEventListener("abort", () => resolve(null), { once: true });
         }),
       ]).finally(() => clearTimeout(timer));
