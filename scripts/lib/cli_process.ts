@@ -45,6 +45,9 @@ export interface CliProcess extends AsyncDisposable {
   ): Promise<CliEvent[]>;
   readonly status: Promise<Deno.CommandStatus>;
   kill(signal?: Deno.Signal): void;
+  /** Writes to stdin (only with RunOptions.stdin). */
+  input(text: string): Promise<void>;
+  endInput(): Promise<void>;
 }
 
 export async function ensureBundle(): Promise<void> {
@@ -64,6 +67,18 @@ export async function ensureBundle(): Promise<void> {
 /** How a CLI process is run: Deno permission flags (default -A; the newcomer test and the demo pass DENO_PERMISSIONS). */
 export interface RunOptions {
   permissions?: readonly string[];
+  /** Run inside this network namespace (`ip netns exec NS …`, the NAT lab). */
+  netns?: string;
+  /** Give the process a stdin pipe (chat): write with input(), end it with endInput(). */
+  stdin?: boolean;
+}
+
+/** The command line for one CLI run: Deno and its flags, inside a namespace when asked. */
+function command(args: string[], opts: RunOptions): { cmd: string; args: string[] } {
+  const deno = ["run", ...(opts.permissions ?? ["-A", "--unstable-net"]), entry, ...args];
+  return opts.netns
+    ? { cmd: "ip", args: ["netns", "exec", opts.netns, Deno.execPath(), ...deno] }
+    : { cmd: Deno.execPath(), args: deno };
 }
 
 export function spawnCli(
@@ -73,13 +88,15 @@ export function spawnCli(
   onEvent?: (e: CliEvent) => void,
   opts: RunOptions = {},
 ): CliProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(opts.permissions ?? ["-A", "--unstable-net"]), entry, ...args],
-    stdin: "null",
+  const run = command(args, opts);
+  const child = new Deno.Command(run.cmd, {
+    args: run.args,
+    stdin: opts.stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1", ...OFFLINE_ENV, ...env },
   }).spawn();
+  const writer = opts.stdin ? child.stdin.getWriter() : undefined;
   const events: CliEvent[] = [];
   const text: string[] = [];
   const stderr: string[] = [];
@@ -172,6 +189,13 @@ export function spawnCli(
     status,
     waitFor: async (pred, timeoutMs, what) => (await waitForCount(pred, 1, timeoutMs, what))[0],
     waitForCount,
+    async input(text: string) {
+      if (!writer) throw new Error(`${name} was started without a stdin pipe`);
+      await writer.write(new TextEncoder().encode(text));
+    },
+    async endInput() {
+      await writer?.close().catch(() => {});
+    },
     kill(signal: Deno.Signal = "SIGTERM") {
       if (exited) return;
       try {
@@ -205,8 +229,9 @@ export async function runCli(
   env: Record<string, string> = {},
   opts: RunOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(opts.permissions ?? ["-A", "--unstable-net"]), entry, ...args],
+  const run = command(args, opts);
+  const out = await new Deno.Command(run.cmd, {
+    args: run.args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

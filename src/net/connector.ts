@@ -52,10 +52,15 @@ export interface ConnectTarget {
 
 /** Links through a third member, when no direct path exists (src/net/relay.ts). */
 export interface RelayProvider {
-  /** A byte stream to `target` through a relay; rejects when no relay can reach it. */
+  /**
+   * A byte stream to `target` through a relay; rejects when no relay can reach it. With `yieldTo`,
+   * the provider links to a relay but lets the other side ask first (both fail over to a relay
+   * at about the same moment, and two relayed links would mean closing one and what runs on it).
+   */
   open(
     target: { user: string; linkKey: Uint8Array },
     signal: AbortSignal,
+    opts?: { yieldTo?: boolean },
   ): Promise<{ stream: ByteStream; via: string }>;
 }
 
@@ -72,10 +77,13 @@ export interface ConnectorOptions {
   relayAfterMs?: number;
   /** After the first success, wait this long for a better kind still trying. */
   graceMs?: number;
+  /** Whether we hold a link to `user` already (one made from the other side meanwhile). */
+  linked?: (user: string) => boolean;
 }
 
 export const DEFAULT_RELAY_AFTER_MS = 8_000;
 export const DEFAULT_GRACE_MS = 300;
+
 const MIN_GRACE_MS = 50;
 /** TCP candidates tried at once (a reply lists at most 12 per member). */
 const MAX_TCP_ATTEMPTS = 8;
@@ -260,7 +268,9 @@ export class Connector {
 
   async #relayed(target: ConnectTarget, signal: AbortSignal): Promise<ConnectedLink> {
     const o = this.opts;
-    const { stream, via } = await o.relay!.open(target, signal);
+    // The side with the larger user id yields: the other one asks the relay first.
+    const yieldTo = String(o.localInfo.user) > target.user;
+    const { stream, via } = await o.relay!.open(target, signal, { yieldTo });
     const link = await initiateLink(stream, {
       staticKey: o.staticKey,
       remoteStatic: target.linkKey,

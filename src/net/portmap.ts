@@ -1,15 +1,17 @@
 /**
- * Asking the home router to forward our ports (NAT-PMP, RFC 6886 — PCP's predecessor that most
- * routers with PCP still answer — and UPnP-IGD), through @achingbrain/nat-port-mapper. A mapping
- * is leased, renewed by the library before it expires, and removed when the node stops.
+ * Asking the home router to forward our ports: NAT-PMP (RFC 6886 — PCP's predecessor, which most
+ * routers with PCP still answer; ours, src/net/natpmp.ts) and UPnP-IGD (through
+ * @achingbrain/nat-port-mapper). A mapping is leased, renewed before it expires, and removed when
+ * the node stops.
  *
  * A mapping helps only if the router's outside address is the one the internet sees: behind a
  * carrier-grade NAT the router reports a private or shared address (RFC 6598), or one that STUN
  * contradicts, and the mapping is given back unused.
  */
-import type { pmpNat as PmpNat, upnpNat as UpnpNat } from "@achingbrain/nat-port-mapper";
+import type { upnpNat as UpnpNat } from "@achingbrain/nat-port-mapper";
 import type { Candidate } from "../protocol/candidate.ts";
 import { isPrivateIPv4 } from "./interfaces.ts";
+import { NatPmpClient } from "./natpmp.ts";
 
 export interface PortMapOptions {
   tcpPort: number;
@@ -45,6 +47,51 @@ type Gateway = {
   stop(o?: Record<string, unknown>): Promise<void>;
 };
 
+/** NAT-PMP leases: renewed at half their lifetime (RFC 6886 §3.3), removed at stop (§3.4). */
+class PmpGateway implements Gateway {
+  readonly #client: NatPmpClient;
+  readonly #leases = new Map<
+    string,
+    { internal: number; external: number; timer: ReturnType<typeof setInterval> }
+  >();
+
+  constructor(gateway: string) {
+    this.#client = new NatPmpClient(gateway);
+  }
+
+  externalIp(o?: { signal?: AbortSignal }): Promise<string> {
+    return this.#client.externalAddress(o?.signal);
+  }
+
+  async map(
+    port: number,
+    _host: string,
+    o: { protocol?: string; externalPort?: number; signal?: AbortSignal },
+  ) {
+    const protocol = o.protocol === "udp" ? "udp" : "tcp";
+    const lifetime = Math.round(LEASE_MS / 1000);
+    const external = await this.#client.map(protocol, port, o.externalPort ?? port, lifetime, o.signal);
+    const renew = () =>
+      void this.#client.map(protocol, port, external, lifetime).catch(() => {
+        // the next renewal tries again; the lease lasts until then
+      });
+    const timer = setInterval(renew, (lifetime * 1000) / 2);
+    Deno.unrefTimer(timer);
+    this.#leases.set(`${protocol} ${port}`, { internal: port, external, timer });
+    return { externalHost: "", externalPort: external };
+  }
+
+  async stop(o?: { signal?: AbortSignal }): Promise<void> {
+    const leases = [...this.#leases.entries()];
+    this.#leases.clear();
+    await Promise.allSettled(leases.map(([id, l]) => {
+      clearInterval(l.timer);
+      return this.#client.map(id.startsWith("udp") ? "udp" : "tcp", l.internal, 0, 0, o?.signal);
+    }));
+    await this.#client.close();
+  }
+}
+
 /** The default IPv4 gateway from /proc/net/route (Linux); undefined elsewhere or without one. */
 export async function defaultGateway(): Promise<string | undefined> {
   try {
@@ -71,7 +118,7 @@ const LEASE_MS = 2 * 3600_000;
  */
 const NAT_PORT_MAPPER = "npm:@achingbrain/nat-port-mapper@4.0.5";
 
-async function library(): Promise<{ pmpNat: typeof PmpNat; upnpNat: typeof UpnpNat }> {
+async function library(): Promise<{ upnpNat: typeof UpnpNat }> {
   return await import(NAT_PORT_MAPPER);
 }
 
@@ -95,12 +142,12 @@ export class PortMapper {
         reason: `the port mapping library could not be loaded (${(err as Error).message})`,
       };
     }
-    const { pmpNat, upnpNat } = lib;
+    const { upnpNat } = lib;
     const gateways: Gateway[] = [];
     const tries: Promise<{ gw: Gateway; mapping: PortMapping }>[] = [];
     const gatewayIp = await defaultGateway();
     if (gatewayIp) {
-      const gw = pmpNat(gatewayIp, { autoRefresh: true, ttl: LEASE_MS }) as unknown as Gateway;
+      const gw = new PmpGateway(gatewayIp);
       gateways.push(gw);
       tries.push(this.#map(gw, "nat-pmp", o, signal));
     }

@@ -39,6 +39,10 @@ class LinkedMember implements Member {
   get key(): Uint8Array {
     return this.link.link.remoteStatic;
   }
+  /** A dedicated host that only relays: a link for relaying, not a person in the group. */
+  get relayOnly(): boolean {
+    return this.link.link.remotePayload.role === "relay";
+  }
 }
 
 export interface LinkRegistryOptions {
@@ -59,21 +63,27 @@ export class LinkRegistry implements LinkSet, RelayLinks {
 
   constructor(readonly opts: LinkRegistryOptions) {}
 
-  /** Resolves when the first link is up. */
+  /** Resolves when the first link to a member of the group (not a relay) is up. */
   get firstLink(): Promise<void> {
     return this.#firstLink.promise;
   }
 
+  /** Links to members of the group (relay-only hosts not counted). */
   get size(): number {
-    return this.#members.size;
+    return this.#peers().length;
   }
 
   has(user: string): boolean {
-    return this.#members.has(user);
+    const m = this.#members.get(user);
+    return m !== undefined && !m.relayOnly;
   }
 
   members(): Member[] {
-    return [...this.#members.values()];
+    return this.#peers();
+  }
+
+  #peers(): LinkedMember[] {
+    return [...this.#members.values()].filter((m) => !m.relayOnly);
   }
 
   member(user: string): Member | undefined {
@@ -88,7 +98,7 @@ export class LinkRegistry implements LinkSet, RelayLinks {
   /** An app takes its protocols' streams and hears of every member, linked now or later. */
   attach(app: LinkApp): () => void {
     this.#apps.add(app);
-    for (const m of this.#members.values()) app.added?.(m);
+    for (const m of this.#peers()) app.added?.(m);
     return () => void this.#apps.delete(app);
   }
 
@@ -124,7 +134,11 @@ export class LinkRegistry implements LinkSet, RelayLinks {
       }));
     this.#members.set(link.user, m);
     const r = link.route;
-    if (!existing) {
+    if (m.relayOnly) {
+      if (!existing) {
+        this.opts.events({ event: "info", message: `linked to ${link.user}, a relay (${link.address})` });
+      }
+    } else if (!existing) {
       this.opts.events({
         event: "connected",
         peer: link.user,
@@ -136,14 +150,16 @@ export class LinkRegistry implements LinkSet, RelayLinks {
         rtt_ms: Math.round(r.rttMs * 10) / 10,
       });
     }
-    this.#firstLink.resolve();
+    if (!m.relayOnly) this.#firstLink.resolve();
     for (const w of this.#keyWaiters.get(b64u(m.key)) ?? []) w(m.mux);
     this.#keyWaiters.delete(b64u(m.key));
-    for (const app of this.#apps) app.added?.(m);
+    if (!m.relayOnly) { for (const app of this.#apps) app.added?.(m); }
     void m.closed.then((reason) => {
       if (this.#members.get(link.user) !== m) return;
       this.#members.delete(link.user);
-      this.opts.events({ event: "disconnected", peer: link.user, address: link.address, reason });
+      if (!m.relayOnly) {
+        this.opts.events({ event: "disconnected", peer: link.user, address: link.address, reason });
+      }
     });
     return true;
   }
@@ -162,6 +178,7 @@ export class LinkRegistry implements LinkSet, RelayLinks {
   #route(stream: MuxStream, m: LinkedMember): void {
     const service = this.#services.get(stream.protocol);
     if (service) return service(stream, m);
+    if (m.relayOnly) return stream.reset(`a relay opens no "${stream.protocol}" streams`);
     for (const app of this.#apps) {
       if (app.protocols?.includes(stream.protocol)) return app.stream?.(stream, m);
     }
@@ -169,6 +186,7 @@ export class LinkRegistry implements LinkSet, RelayLinks {
   }
 
   #datagram(channel: number, data: Uint8Array, m: LinkedMember): void {
+    if (m.relayOnly) return;
     for (const app of this.#apps) {
       if (app.datagram) return app.datagram(channel, data, m);
     }

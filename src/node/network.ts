@@ -49,6 +49,8 @@ const UPGRADE_AFTER_MS = [3_000, 30_000, 60_000, 120_000, 300_000, 600_000];
 const UPGRADE_PROTOCOL = "upgrade";
 /** How long one try to go direct (or to reach a relay) may take. */
 const DIRECT_TRY_MS = 20_000;
+/** The side that lets the other ask a relay first waits this long for its relayed link. */
+const RELAY_YIELD_MS = 4_000;
 /** A flood of refused connections is logged at most this often. */
 const REFUSED_LOG_MS = 1_000;
 
@@ -109,12 +111,13 @@ export class NodeNetwork {
     const base = {
       staticKey,
       networkKey: o.key,
-      localInfo: { user: o.user, v: LINK_INFO_VERSION },
+      localInfo: info(o),
       hub,
       tcpTimeoutMs: o.dialTimeoutMs,
+      linked: (user: string) => links.has(user),
     };
     this.#direct = new Connector(base);
-    const relayProvider: RelayProvider = { open: (t, signal) => this.#openRelayed(t, signal) };
+    const relayProvider: RelayProvider = { open: (t, signal, opts) => this.#openRelayed(t, signal, opts) };
     this.linker = new NetLinker(new Connector({ ...base, relay: relayProvider }), () => this.#reach);
   }
 
@@ -127,7 +130,7 @@ export class NodeNetwork {
       port: o.listen.port,
       staticKey,
       networkKey: o.key.secret,
-      localInfo: { user: o.user, v: LINK_INFO_VERSION },
+      localInfo: info(o),
       onLink: (link: import("../net/link.ts").Link) => {
         const net = ref.net;
         if (!net) return void link.abort();
@@ -311,7 +314,7 @@ export class NodeNetwork {
       const link = await acceptLink(new MuxByteStream(stream), {
         staticKey: this.staticKey,
         networkKey: this.#o.key.secret,
-        localInfo: { user: this.#o.user, v: LINK_INFO_VERSION, path: "relayed" },
+        localInfo: { ...info(this.#o), path: "relayed" },
         peer: `${who} via ${relay.user}`,
       });
       this.links.adopt(this.linker.wrap(link, {
@@ -327,7 +330,11 @@ export class NodeNetwork {
   }
 
   /** Through a relay both of us reach: linked relays first, then ones we dial for it. */
-  async #openRelayed(target: { user: string; linkKey: Uint8Array }, signal: AbortSignal) {
+  async #openRelayed(
+    target: { user: string; linkKey: Uint8Array },
+    signal: AbortSignal,
+    opts: { yieldTo?: boolean } = {},
+  ) {
     const relays = [...this.#known.values()]
       .filter((e) => e.relay && e.user !== target.user)
       .sort((a, b) => Number(this.links.has(b.user)) - Number(this.links.has(a.user)) || b.seen - a.seen);
@@ -346,6 +353,13 @@ export class NodeNetwork {
         }
       }
       if (!mux) continue;
+      if (opts.yieldTo) {
+        // Linked to the relay now; give the other side's request time to reach us through it.
+        await new Promise((r) => setTimeout(r, RELAY_YIELD_MS));
+        if (this.links.has(target.user)) {
+          throw new LinkError(`${target.user} reached us through a relay.`, "closed");
+        }
+      }
       try {
         const stream = await openRelayed(mux, target, RELAY_WAIT_MS + 2_000);
         return { stream, via: r.user };
@@ -456,6 +470,11 @@ export class NodeNetwork {
 }
 
 const WILDCARDS = new Set(["0.0.0.0", "::"]);
+
+/** What this node says of itself inside every handshake: who, and whether it only relays. */
+function info(o: NetworkOptions): Record<string, unknown> {
+  return { user: o.user, v: LINK_INFO_VERSION, ...(o.role === "relay" ? { role: "relay" } : {}) };
+}
 
 /** A mapping helps only when the router's outside address is the public one (no NAT beyond it). */
 async function checkMapping(
