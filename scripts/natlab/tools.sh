@@ -8,7 +8,8 @@
 # - `ip` (iproute2) and `nft` (nftables) are installed with apt-get when missing. Installing nftables
 #   loads no rules and starts no service (Debian's postinst only re-enables a unit that was enabled
 #   before); we still check that the root namespace's ruleset is the same before and after.
-# - coturn (`turnserver`) and miniupnpd-nftables (`miniupnpd`) are NOT installed: their packages are
+# - coturn (`turnserver`, and its test client `turnutils_uclient`) and miniupnpd-nftables
+#   (`miniupnpd`) are NOT installed: their packages are
 #   fetched with `apt-get download` and unpacked with `dpkg-deb -x` into $CACHE/root, with the shared
 #   libraries they need that the system lacks, so no daemon, user, unit or config appears in the root
 #   namespace. Wrappers in $CACHE/bin set LD_LIBRARY_PATH; the lab runs them inside its namespaces,
@@ -22,7 +23,7 @@ BIN="$CACHE/bin"
 DEBS="$CACHE/debs"
 PACKAGES=(coturn miniupnpd-nftables)
 # name in $BIN = path inside the unpacked packages
-TOOLS=("turnserver=usr/bin/turnserver" "miniupnpd=usr/sbin/miniupnpd")
+TOOLS=("turnserver=usr/bin/turnserver" "miniupnpd=usr/sbin/miniupnpd" "turnutils_uclient=usr/bin/turnutils_uclient")
 MAX_LIBRARY_ROUNDS=5
 
 say() { echo "natlab-tools: $*" >&2; }

@@ -22,6 +22,7 @@ export type { LabSpec, NatKind, SiteSpec } from "./natlab/spec.ts";
 export { LabError, type LabErrorCode } from "./natlab/errors.ts";
 export { labSkipReason } from "./natlab/tools.ts";
 export { isAlive, listNamespaces } from "./natlab/system.ts";
+export { TURN_CLIENT } from "./natlab/daemons.ts";
 export {
   EXPECT_TIMEOUT_MS,
   LineProcess,

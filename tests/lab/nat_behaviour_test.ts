@@ -18,6 +18,7 @@ import {
   SETTLE_MS,
   tcpConnect,
   tcpListener,
+  TURN_CLIENT,
   udpProbe,
 } from "../helpers/natlab.ts";
 
@@ -369,6 +370,28 @@ labTest(
     const seen = await probe.stun(lab.stunServers[0]);
     assert.deepEqual(seen && ip(seen.mapped), lab.isp("flat").publicIp);
     assert.notEqual(lab.router("flat").wanIp, lab.isp("flat").publicIp);
+  },
+);
+
+labTest(
+  "coturn relays for the lab's TURN user behind a symmetric NAT, and refuses a wrong password",
+  async () => {
+    await using lab = await natLab({ sites: [{ name: "a", nat: "symmetric" }], turn: true });
+    const turn = lab.turn!;
+    assert.equal(turn.url, `turn:${turn.user}:${turn.password}@${lab.stunServers[0]}`);
+    // coturn's own client: allocations that send to each other through the relay (-y). It paces
+    // itself in one-second ticks, so this takes about five seconds whatever the message count.
+    const relay = (password: string) =>
+      lab.exec(lab.host("a").ns, TURN_CLIENT, [
+        ...["-y", "-n", "2", "-m", "1", "-l", "100", "-u", turn.user, "-w", password],
+        ...["-r", String(port(turn.server)), ip(turn.server)],
+      ], { check: false });
+    const ok = await relay(turn.password);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout + ok.stderr, /start_mclient: tot_send_msgs=([1-9]\d*), tot_recv_msgs=\1\n/);
+    assert.match(ok.stdout + ok.stderr, /Total lost packets 0 /);
+    const refused = await relay("wrong");
+    assert.notEqual(refused.code, 0, "a wrong password gets no allocation");
   },
 );
 

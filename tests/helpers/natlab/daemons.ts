@@ -12,6 +12,8 @@ export const TOOLS_DIR = Deno.env.get("MAILMEET_LAB_CACHE")
   : "/var/cache/mailmeet-lab/bin";
 export const TURNSERVER = `${TOOLS_DIR}/turnserver`;
 export const MINIUPNPD = `${TOOLS_DIR}/miniupnpd`;
+/** coturn's test client: allocates relays and sends through them (`-y`: client to client). */
+export const TURN_CLIENT = `${TOOLS_DIR}/turnutils_uclient`;
 
 export const TURN_USER = "mailmeet";
 export const TURN_PASSWORD = "lab-relay";

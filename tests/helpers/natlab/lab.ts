@@ -22,6 +22,7 @@ import { LabError } from "./errors.ts";
 import { TABLE, UPNP_CHAINS } from "./nft.ts";
 import { type HostPlan, type LabPlan, LAN, planLab, type RouterPlan, type SitePlan } from "./plan.ts";
 import type { LabSpec } from "./spec.ts";
+import { parseUpnpChain, type PortMapping } from "./upnp.ts";
 import {
   destroyNamespaces,
   destroyNamespacesSync,
@@ -36,6 +37,7 @@ import { ensureTools, labSkipReason } from "./tools.ts";
 
 export type { LabSpec, NatKind, SiteSpec } from "./spec.ts";
 export type { RunResult } from "./system.ts";
+export type { PortMapping } from "./upnp.ts";
 
 const DAEMON_START_TIMEOUT_MS = 15_000;
 const DAEMON_POLL_MS = 10;
@@ -45,15 +47,6 @@ const TMP = Deno.env.get("TMPDIR") ?? "/tmp";
 
 export type LabHost = HostPlan;
 export type LabRouter = RouterPlan;
-
-export interface PortMapping {
-  protocol: "tcp" | "udp";
-  externalPort: number;
-  internalIp: string;
-  internalPort: number;
-  /** Set when the mapping only admits one remote host. */
-  remoteHost?: string;
-}
 
 export interface SpawnOptions {
   env?: Record<string, string>;
@@ -420,45 +413,6 @@ async function cancelQuietly(s: ReadableStream<Uint8Array>): Promise<void> {
   } catch {
     // Already closed.
   }
-}
-
-/** Reads miniupnpd's DNAT rules (`nft -j list chain`) into mappings. */
-export function parseUpnpChain(json: string): PortMapping[] {
-  type Expr = Record<string, unknown>;
-  const doc = JSON.parse(json) as { nftables: Record<string, { expr?: Expr[] }>[] };
-  const out: PortMapping[] = [];
-  for (const item of doc.nftables) {
-    const rule = item.rule;
-    if (!rule?.expr) continue;
-    let protocol: PortMapping["protocol"] | undefined;
-    let externalPort: number | undefined;
-    let remoteHost: string | undefined;
-    let dnat: { addr?: string; port?: number } | undefined;
-    for (const e of rule.expr) {
-      if (e.dnat) dnat = e.dnat as typeof dnat;
-      const m = e.match as { left?: Record<string, Record<string, unknown>>; right?: unknown } | undefined;
-      const payload = m?.left?.payload;
-      if (!payload) continue;
-      if (payload.base === "nh" && payload.offset === 72 && payload.len === 8) {
-        protocol = m!.right === 6 ? "tcp" : m!.right === 17 ? "udp" : undefined; // IPv4 protocol byte
-      } else if (payload.base === "nh" && payload.offset === 96 && payload.len === 32) {
-        const n = Number(m!.right);
-        remoteHost = [24, 16, 8, 0].map((s) => (n >>> s) & 255).join("."); // IPv4 source address
-      } else if (payload.field === "dport") {
-        externalPort = Number(m!.right);
-        if (payload.protocol === "tcp" || payload.protocol === "udp") protocol ??= payload.protocol;
-      }
-    }
-    if (!protocol || externalPort === undefined || !dnat?.addr) continue;
-    out.push({
-      protocol,
-      externalPort,
-      internalIp: dnat.addr,
-      internalPort: dnat.port ?? externalPort,
-      ...(remoteHost ? { remoteHost } : {}),
-    });
-  }
-  return out;
 }
 
 /**

@@ -1,5 +1,5 @@
 /** Whether this machine can run the lab, and the unpacked daemons it needs. */
-import { MINIUPNPD, TURNSERVER } from "./daemons.ts";
+import { MINIUPNPD, TURN_CLIENT, TURNSERVER } from "./daemons.ts";
 import { LabError } from "./errors.ts";
 
 const TOOLS_SCRIPT = new URL("../../../scripts/natlab/tools.sh", import.meta.url).pathname;
@@ -49,10 +49,12 @@ let ensuring: Promise<void> | undefined;
 /** Makes sure coturn and miniupnpd are unpacked, running scripts/natlab/tools.sh if they are not. */
 export function ensureTools(): Promise<void> {
   ensuring ??= (async () => {
-    if (await executable(TURNSERVER) && await executable(MINIUPNPD)) return;
+    const all = async () =>
+      (await Promise.all([TURNSERVER, MINIUPNPD, TURN_CLIENT].map(executable))).every(Boolean);
+    if (await all()) return;
     const out = await new Deno.Command("bash", { args: [TOOLS_SCRIPT], stdout: "piped", stderr: "piped" })
       .output();
-    if (!out.success || !(await executable(TURNSERVER)) || !(await executable(MINIUPNPD))) {
+    if (!out.success || !(await all())) {
       throw new LabError(
         "Cannot unpack coturn and miniupnpd with scripts/natlab/tools.sh.",
         "tools-missing",

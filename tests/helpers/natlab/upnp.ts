@@ -1,0 +1,49 @@
+/** Reading the mappings miniupnpd keeps, from its nftables chain (the router's ground truth). */
+
+export interface PortMapping {
+  protocol: "tcp" | "udp";
+  externalPort: number;
+  internalIp: string;
+  internalPort: number;
+  /** Set when the mapping only admits one remote host. */
+  remoteHost?: string;
+}
+
+/** Reads miniupnpd's DNAT rules (`nft -j list chain`) into mappings. */
+export function parseUpnpChain(json: string): PortMapping[] {
+  type Expr = Record<string, unknown>;
+  const doc = JSON.parse(json) as { nftables: Record<string, { expr?: Expr[] }>[] };
+  const out: PortMapping[] = [];
+  for (const item of doc.nftables) {
+    const rule = item.rule;
+    if (!rule?.expr) continue;
+    let protocol: PortMapping["protocol"] | undefined;
+    let externalPort: number | undefined;
+    let remoteHost: string | undefined;
+    let dnat: { addr?: string; port?: number } | undefined;
+    for (const e of rule.expr) {
+      if (e.dnat) dnat = e.dnat as typeof dnat;
+      const m = e.match as { left?: Record<string, Record<string, unknown>>; right?: unknown } | undefined;
+      const payload = m?.left?.payload;
+      if (!payload) continue;
+      if (payload.base === "nh" && payload.offset === 72 && payload.len === 8) {
+        protocol = m!.right === 6 ? "tcp" : m!.right === 17 ? "udp" : undefined; // IPv4 protocol byte
+      } else if (payload.base === "nh" && payload.offset === 96 && payload.len === 32) {
+        const n = Number(m!.right);
+        remoteHost = [24, 16, 8, 0].map((s) => (n >>> s) & 255).join("."); // IPv4 source address
+      } else if (payload.field === "dport") {
+        externalPort = Number(m!.right);
+        if (payload.protocol === "tcp" || payload.protocol === "udp") protocol ??= payload.protocol;
+      }
+    }
+    if (!protocol || externalPort === undefined || !dnat?.addr) continue;
+    out.push({
+      protocol,
+      externalPort,
+      internalIp: dnat.addr,
+      internalPort: dnat.port ?? externalPort,
+      ...(remoteHost ? { remoteHost } : {}),
+    });
+  }
+  return out;
+}
