@@ -25,6 +25,7 @@ export { isAlive, listNamespaces } from "./natlab/system.ts";
 export { TURN_CLIENT } from "./natlab/daemons.ts";
 export {
   EXPECT_TIMEOUT_MS,
+  hostOf,
   LineProcess,
   PortMapper,
   portMapper,

@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  hostOf,
   isAlive,
   labSkipReason,
   listNamespaces,
@@ -353,23 +354,68 @@ labTest(
 );
 
 labTest(
-  "behind carrier-grade NAT the home router's NAT-PMP has no public address, and STUN sees the ISP's",
+  "behind carrier-grade NAT the home router's NAT-PMP and UPnP offer no public address and map nothing; STUN sees the ISP's",
   async () => {
     await using lab = await natLab({ sites: [{ name: "flat", nat: "cgnat" }] });
     const home = lab.host("flat");
-    await using client = portMapper(lab, home.ns, "pmp", home.gateway);
-    const external = await client.external();
-    assert.deepEqual(
-      external.ok,
+    // miniupnpd answers NAT-PMP's external address request with "network failure" (result 3) and
+    // UPnP's GetExternalIPAddress with an empty address: its WAN, 192.0.2.2, is not public.
+    await using pmp = portMapper(lab, home.ns, "pmp", home.gateway);
+    const pmpExternal = await pmp.external();
+    assert.equal(
+      pmpExternal.ok,
       false,
-      `NAT-PMP must not report a usable external address: ${JSON.stringify(external)}`,
+      `NAT-PMP reports no external address: ${JSON.stringify(pmpExternal)}`,
     );
-    const mapped = await client.map(42000, home.ip, "udp");
-    assert.deepEqual(mapped.ok, false, "and maps nothing");
+    assert.equal((await pmp.map(42000, home.ip, "udp")).ok, false, "and maps nothing");
+    await using upnp = portMapper(lab, home.ns, "upnp");
+    assert.deepEqual(await upnp.external(), { ok: true, value: "", error: undefined });
+    assert.equal((await upnp.map(42001, home.ip, "udp")).ok, false, "UPnP maps nothing either");
+    assert.deepEqual(await lab.portMappings("flat"), []);
+
     await using probe = await udpProbe(lab, home.ns);
     const seen = await probe.stun(lab.stunServers[0]);
-    assert.deepEqual(seen && ip(seen.mapped), lab.isp("flat").publicIp);
+    assert.equal(seen && ip(seen.mapped), lab.isp("flat").publicIp);
     assert.notEqual(lab.router("flat").wanIp, lab.isp("flat").publicIp);
+  },
+);
+
+labTest(
+  "IPv6: a host's global address reaches the internet, and its router drops unsolicited inbound",
+  async () => {
+    await using lab = await natLab({
+      sites: [{ name: "home", nat: "port-restricted", ipv6: true }, {
+        name: "v4only",
+        nat: "port-restricted",
+      }],
+      publicHosts: ["peer"],
+      stun: false,
+    });
+    const home = lab.host("home");
+    const peer = lab.publicHost("peer");
+    assert(
+      home.ipv6?.startsWith("2001:db8:") && peer.ipv6?.startsWith("2001:db8:"),
+      "both have global addresses",
+    );
+    assert.equal(lab.host("v4only").ipv6, undefined);
+
+    await using peerListener = await tcpListener(lab, peer.ns, "[::]:443");
+    const out = await tcpConnect(lab, home.ns, `[${peer.ipv6}]:443`);
+    assert(out.connected, `the host connects out over IPv6: ${out.error}`);
+    const accepted = await peerListener.expect((e) => e.event === "accepted", "accepted connection");
+    assert.equal(hostOf(String(accepted.from)), home.ipv6, "with its own address: IPv6 is routed, not NATed");
+
+    await using homeListener = await tcpListener(lab, home.ns, "[::]:8443");
+    const inbound = await tcpConnect(lab, peer.ns, `[${home.ipv6}]:8443`, { timeoutMs: 1000 });
+    assert.equal(inbound.connected, false, "the router's firewall drops an unsolicited connection");
+    assert.equal(homeListener.events.filter((e) => e.event === "accepted").length, 0);
+
+    // UDP: once the host has sent to the peer, the peer's answer gets in (a stateful pinhole).
+    await using inside = await udpProbe(lab, home.ns, { bind: "[::]:9000" });
+    await using outside = await udpProbe(lab, peer.ns, { bind: "[::]:9001", echo: true });
+    await inside.datagram(`[${peer.ipv6}]:9001`, "ping6");
+    assert(await outside.received("ping6", { from: home.ipv6 }), "the peer hears the host's own address");
+    assert(await inside.received("echo:ping6", { from: `[${peer.ipv6}]:9001` }), "the answer comes back");
   },
 );
 

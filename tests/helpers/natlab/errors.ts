@@ -7,6 +7,7 @@ export type LabErrorCode =
   | "command-failed" // ip, nft or a tool exited non-zero
   | "tools-missing" // coturn or miniupnpd are not unpacked and scripts/natlab/tools.sh failed
   | "daemon-failed" // coturn or miniupnpd exited or never listened
+  | "disposed" // spawn() on a lab that was already torn down
   | "teardown-failed"; // a namespace survived `ip netns del`
 
 export interface LabErrorOptions {

@@ -205,7 +205,7 @@ class Lab implements NatLab {
 
   spawn(ns: string, cmd: string, args: string[] = [], opts: SpawnOptions = {}): Deno.ChildProcess {
     this.#checkNs(ns);
-    if (this.#disposed) throw new LabError(`Lab ${this.id} is already torn down.`, "unknown-name");
+    if (this.#disposed) throw new LabError(`Lab ${this.id} is already torn down.`, "disposed");
     // `ip netns exec` execs the command itself: the child's pid is the command's.
     const child = new Deno.Command("ip", {
       args: ["netns", "exec", ns, cmd, ...args],

@@ -95,6 +95,9 @@ const INET_BRIDGE = "br0";
 const sysctlBase = (ipv6: boolean): Record<string, string> => ({
   "net.ipv6.conf.all.disable_ipv6": ipv6 ? "0" : "1",
   "net.ipv6.conf.default.disable_ipv6": ipv6 ? "0" : "1",
+  // Duplicate address detection holds a new link-local address back for a second or two, and
+  // neighbour discovery with it: nothing in the lab can clash.
+  ...(ipv6 ? { "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0" } : {}),
 });
 const forwarding = (ipv6: boolean): Record<string, string> => ({
   ...sysctlBase(ipv6),

@@ -17,6 +17,15 @@ export const EXPECT_TIMEOUT_MS = 5_000;
  */
 export const SETTLE_MS = 200;
 
+/** The address part of "IP:PORT", "[IPv6]:PORT" or a bare address. */
+export function hostOf(address: string): string {
+  const v6 = /^\[(.*)\]:\d+$/.exec(address);
+  if (v6) return v6[1];
+  return address.includes(".") && address.includes(":")
+    ? address.slice(0, address.lastIndexOf(":"))
+    : address;
+}
+
 export interface ProbeEvent {
   event: string;
   [k: string]: unknown;
@@ -190,7 +199,7 @@ export class UdpProbe extends LineProcess {
     return this.wait(
       (e) =>
         e.event === "recv" && String(e.text).startsWith(prefix) &&
-        (!opts.from || String(e.from).split(":")[0] === opts.from.split(":")[0]),
+        (!opts.from || hostOf(String(e.from)) === hostOf(opts.from)),
       opts.timeoutMs,
     );
   }
