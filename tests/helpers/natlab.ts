@@ -14,6 +14,7 @@ export {
   type LabRouter,
   type NatLab,
   natLab,
+  type PortLease,
   type PortMapping,
   type SpawnOptions,
   type TurnServer,

@@ -28,6 +28,8 @@ if (skip) console.warn(`tests/lab skipped: ${skip}`);
 const labTest = (name: string, fn: (t: Deno.TestContext) => Promise<void>) =>
   Deno.test({ name, ignore: skip !== undefined, fn });
 
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
 const ip = (hostPort: string) => hostPort.slice(0, hostPort.lastIndexOf(":"));
 const port = (hostPort: string) => Number(hostPort.slice(hostPort.lastIndexOf(":") + 1));
 
@@ -297,6 +299,13 @@ labTest(
     assert(mapped.ok, `NAT-PMP maps the port: ${mapped.error}`);
     const m = mapped.value as { externalHost: string; externalPort: number };
     assert.deepEqual(m.externalHost, router.wanIp);
+    // nat-port-mapper 4.0.5 asks NAT-PMP for its ttl in milliseconds where RFC 6886 §3.3 means
+    // seconds: the default hour becomes a lease of 41 days, which outlives a crashed client.
+    const [lease] = await lab.leases("home");
+    assert(
+      lease.expiresAt! - Date.now() > 30 * DAY_MS,
+      `the NAT-PMP lease ends ${new Date(lease.expiresAt!)}`,
+    );
     assert.deepEqual(await lab.portMappings("home"), [
       { protocol: "udp", externalPort: m.externalPort, internalIp: home.ip, internalPort: 40000 },
     ]);
@@ -331,6 +340,13 @@ labTest(
     assert.deepEqual(await lab.portMappings("home"), [
       { protocol: "tcp", externalPort: 41000, internalIp: home.ip, internalPort: 41000 },
     ]);
+    const [lease] = await lab.leases("home");
+    assert.equal(lease.description, "natlab");
+    const hours = (lease.expiresAt! - Date.now()) / HOUR_MS;
+    assert(
+      hours > 0.9 && hours < 1.01,
+      `UPnP leases the default hour (in seconds, as IGD wants): ${hours} h`,
+    );
     await using _listener = await tcpListener(lab, home.ns, "0.0.0.0:41000");
     const c = await tcpConnect(lab, lab.publicHost("peer").ns, `${router.wanIp}:41000`);
     assert(c.connected, `an internet host connects through the mapping: ${c.error}`);

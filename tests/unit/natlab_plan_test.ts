@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { coturnConfig, miniupnpdConfig, procSocketAddress } from "../helpers/natlab/daemons.ts";
 import { LabError } from "../helpers/natlab/errors.ts";
-import { parseUpnpChain } from "../helpers/natlab/upnp.ts";
+import { parseLeaseFile, parseUpnpChain } from "../helpers/natlab/upnp.ts";
 import { routerRuleset } from "../helpers/natlab/nft.ts";
 import { type LabPlan, planLab, plannedAddresses } from "../helpers/natlab/plan.ts";
 import { type LabSpec, NAT_KINDS, type NatKind, validateSpec } from "../helpers/natlab/spec.ts";
@@ -255,6 +255,28 @@ Deno.test("miniupnpd's DNAT rules read back as port mappings", () => {
       internalIp: "198.51.100.11",
       internalPort: 41000,
       remoteHost: "203.0.113.20",
+    },
+  ]);
+});
+
+Deno.test("miniupnpd's lease file reads back with each mapping's end and description", () => {
+  const text = "UDP:40000:198.51.100.10:40000:1799352039:NAT-PMP 40000 udp\n" +
+    "TCP:41000:198.51.100.10:41000:0:a: description: with colons\n\n";
+  assert.deepEqual(parseLeaseFile(text), [
+    {
+      protocol: "udp",
+      externalPort: 40000,
+      internalIp: "198.51.100.10",
+      internalPort: 40000,
+      expiresAt: 1799352039000,
+      description: "NAT-PMP 40000 udp",
+    },
+    {
+      protocol: "tcp",
+      externalPort: 41000,
+      internalIp: "198.51.100.10",
+      internalPort: 41000,
+      description: "a: description: with colons",
     },
   ]);
 });

@@ -22,7 +22,7 @@ import { LabError } from "./errors.ts";
 import { TABLE, UPNP_CHAINS } from "./nft.ts";
 import { type HostPlan, type LabPlan, LAN, planLab, type RouterPlan, type SitePlan } from "./plan.ts";
 import type { LabSpec } from "./spec.ts";
-import { parseUpnpChain, type PortMapping } from "./upnp.ts";
+import { parseLeaseFile, parseUpnpChain, type PortLease, type PortMapping } from "./upnp.ts";
 import {
   destroyNamespaces,
   destroyNamespacesSync,
@@ -37,7 +37,7 @@ import { ensureTools, labSkipReason } from "./tools.ts";
 
 export type { LabSpec, NatKind, SiteSpec } from "./spec.ts";
 export type { RunResult } from "./system.ts";
-export type { PortMapping } from "./upnp.ts";
+export type { PortLease, PortMapping } from "./upnp.ts";
 
 const DAEMON_START_TIMEOUT_MS = 15_000;
 const DAEMON_POLL_MS = 10;
@@ -90,6 +90,11 @@ export interface NatLab extends AsyncDisposable {
   exec(ns: string, cmd: string, args?: string[], opts?: RunOptions): Promise<RunResult>;
   /** The router's current UPnP / NAT-PMP / PCP mappings, read from miniupnpd's nftables chain. */
   portMappings(site: string): Promise<PortMapping[]>;
+  /**
+   * miniupnpd's leases (its lease file): each mapping's end and description, to check the lease
+   * a client asked for. The nftables rules of portMappings() are what the router does.
+   */
+  leases(site: string): Promise<PortLease[]>;
   /** The router's ruleset as `nft list ruleset` prints it (for debugging a failing test). */
   ruleset(site: string): Promise<string>;
   /** A daemon's log: "coturn" or "miniupnpd-<site>". */
@@ -245,6 +250,17 @@ class Lab implements NatLab {
     return parseUpnpChain(r.stdout);
   }
 
+  async leases(site: string): Promise<PortLease[]> {
+    const plan = this.#site(site);
+    if (!plan.upnp) return [];
+    const text = await Deno.readTextFile(this.#leaseFile(plan)).catch(() => "");
+    return parseLeaseFile(text);
+  }
+
+  #leaseFile(site: SitePlan): string {
+    return `${this.dir}/miniupnpd-${site.spec.name}.leases`;
+  }
+
   async log(name: string): Promise<string> {
     const path = this.#logs.get(name);
     if (!path) throw new LabError(`The lab has no daemon log "${name}".`, "unknown-name");
@@ -342,7 +358,7 @@ class Lab implements NatLab {
         lanIf: router.lanIf,
         lanNet: `${LAN.net}.0/24`,
         uuid: crypto.randomUUID(),
-        leaseFile: `${this.dir}/${name}.leases`,
+        leaseFile: this.#leaseFile(site),
         stun: behindIsp || !this.plan.stun
           ? undefined
           : { host: this.plan.stun.ips[0], port: this.plan.stun.port },

@@ -47,3 +47,35 @@ export function parseUpnpChain(json: string): PortMapping[] {
   }
   return out;
 }
+
+/** A mapping as miniupnpd's lease file records it: with its end and the client's description. */
+export interface PortLease {
+  protocol: "tcp" | "udp";
+  externalPort: number;
+  internalIp: string;
+  internalPort: number;
+  /** When miniupnpd drops the mapping (ms since the epoch); undefined for a permanent one. */
+  expiresAt?: number;
+  description: string;
+}
+
+/** Parses miniupnpd's lease file: `PROTO:EXTPORT:INTIP:INTPORT:EXPIRY:DESCRIPTION` per line. */
+export function parseLeaseFile(text: string): PortLease[] {
+  const out: PortLease[] = [];
+  for (const line of text.split("\n")) {
+    const f = line.split(":");
+    if (f.length < 6) continue;
+    const protocol = f[0].toLowerCase();
+    if (protocol !== "tcp" && protocol !== "udp") continue;
+    const expiry = Number(f[4]);
+    out.push({
+      protocol,
+      externalPort: Number(f[1]),
+      internalIp: f[2],
+      internalPort: Number(f[3]),
+      ...(expiry > 0 ? { expiresAt: expiry * 1000 } : {}),
+      description: f.slice(5).join(":"),
+    });
+  }
+  return out;
+}
