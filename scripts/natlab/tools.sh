@@ -100,15 +100,15 @@ tools_ready() {
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
 UPDATED=no
+# apt-get download of several packages at once (one apt start-up, which is most of the time).
 download() {
-  local pkg="$1"
-  (cd "$DEBS" && apt-get download -q "$pkg" >/dev/null 2>&1) && return 0
+  (cd "$DEBS" && apt-get download -q "$@" >/dev/null 2>&1) && return 0
   if [ "$UPDATED" = no ]; then
     UPDATED=yes
     apt-get update -q >/dev/null 2>&1 || true
-    (cd "$DEBS" && apt-get download -q "$pkg" >/dev/null 2>&1) && return 0
+    (cd "$DEBS" && apt-get download -q "$@" >/dev/null 2>&1) && return 0
   fi
-  die "apt-get download $pkg failed"
+  die "apt-get download $* failed"
 }
 
 # Library packages a .deb depends on (first alternative, no versions), one per line.
@@ -128,13 +128,17 @@ unpack_tools() {
   local -A done_pkgs=()
   local queue=("${PACKAGES[@]}")
   for round in $(seq 1 "$MAX_LIBRARY_ROUNDS"); do
-    [ "${#queue[@]}" = 0 ] && break
-    local next=()
-    for pkg in "${queue[@]}"; do
+    local todo=()
+    for pkg in "${queue[@]+"${queue[@]}"}"; do
       [ -n "${done_pkgs[$pkg]:-}" ] && continue
       done_pkgs[$pkg]=1
-      say "unpacking $pkg"
-      download "$pkg"
+      todo+=("$pkg")
+    done
+    [ "${#todo[@]}" = 0 ] && break
+    say "unpacking ${todo[*]}"
+    download "${todo[@]}"
+    local next=()
+    for pkg in "${todo[@]}"; do
       deb="$(ls -t "$DEBS/${pkg}"_*.deb | head -1)"
       dpkg-deb -x "$deb" "$new"
       for lib in $(lib_depends "$deb"); do

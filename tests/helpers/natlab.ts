@@ -4,7 +4,8 @@
  * public hosts and a STUN/TURN server, built for one test and torn down after it:
  *
  *   await using lab = await natLab({ sites: [{ name: "a", nat: "symmetric" }, { name: "b", nat: "upnp" }] });
- *   const child = lab.spawn(lab.host("a").ns, "deno", ["run", "-A", "main.ts", "--stun", lab.stunServers[0]]);
+ *   const peer = lab.spawn(lab.host("a").ns, Deno.execPath(), ["run", "-A", "main.ts", `--stun=${lab.stunServers[0]}`]);
+ *   const mapped = await lab.portMappings("b"); // what miniupnpd mapped on b's router
  *
  * Needs root and `ip`/`nft` (scripts/natlab/tools.sh installs them and unpacks coturn and
  * miniupnpd); tests check labSkipReason() and skip without them. See tests/helpers/natlab/.

@@ -277,8 +277,8 @@ labTest(
         await using py = await udpProbe(lab, lab.host(y).ns, { bind: `0.0.0.0:${localPort}` });
         const [mx, my] = await Promise.all([px.stun(lab.stunServers[0]), py.stun(lab.stunServers[0])]);
         assert(mx && my, "both learn their public address");
-        // Both punch at once, each towards the other's STUN-learned address (bounded: 30 × 50 ms).
-        await Promise.all([px.punch(my.mapped, { count: 30 }), py.punch(mx.mapped, { count: 30 })]);
+        // Both punch at once, each towards the other's STUN-learned address (bounded: 60 × 50 ms).
+        await Promise.all([px.punch(my.mapped, { count: 60 }), py.punch(mx.mapped, { count: 60 })]);
         const [hx, hy] = await Promise.all([px.punched(my.mapped), py.punched(mx.mapped)]);
         assert.deepEqual({ [x]: hx, [y]: hy }, { [x]: works, [y]: works });
       });
