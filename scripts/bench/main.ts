@@ -1,8 +1,9 @@
-/** `deno task bench [mail|rendezvous|link|all] [--runs N]`: each figure printed beside its reference. */
+/** `deno task bench [mail|rendezvous|link|nat|all] [--runs N]`: each figure printed beside its reference. */
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
 import { benchLink } from "./link.ts";
+import { benchNat } from "./nat.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -15,6 +16,7 @@ const benches: Record<string, () => Promise<void>> = {
   mail: () => benchMail({ runs, pollMs: Number(values.poll) }),
   rendezvous: () => benchRendezvous({ runs }),
   link: () => benchLink(),
+  nat: () => benchNat({ runs: Math.min(runs, 10) }),
 };
 if (which !== "all" && !benches[which]) {
   console.error(`Unknown benchmark "${which}"; choose ${Object.keys(benches).join(", ")} or all.`);
