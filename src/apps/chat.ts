@@ -85,6 +85,16 @@ export class ChatRoom implements LinkApp {
   }
 
   stream(stream: MuxStream, m: LinkedMember): void {
+    // The other side started chatting after our line to it was refused (it had no room open
+    // yet, or it attached to its node later): open ours again.
+    const mine = [...this.#members].find((x) => x.link === m);
+    if (mine && mine.out.failure) {
+      try {
+        mine.out = m.mux.open(CHAT_PROTOCOL);
+      } catch {
+        // the link ended meanwhile
+      }
+    }
     const task = this.#readLines(m.user, stream).catch(() => {});
     this.#reading.add(task);
     void task.finally(() => this.#reading.delete(task));

@@ -4,7 +4,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { basename, join } from "node:path";
-import type { Mux, MuxStream } from "../net/mux.ts";
+import type { MuxStream } from "../net/mux.ts";
 import {
   type Answer,
   FILE_PROTOCOL,
@@ -21,7 +21,7 @@ import {
   TransferError,
   writeJson,
 } from "./file_proto.ts";
-import type { AppSink } from "./links.ts";
+import type { AppSink, MemberMux } from "./links.ts";
 
 /** File reads (and DATA messages) are this large: few reads, few AEAD calls per byte. */
 const READ_SIZE = 1024 * 1024;
@@ -94,7 +94,7 @@ export interface SendResult {
  * throws TransferError with one sentence when declined or broken off.
  */
 export async function sendFiles(
-  mux: Mux,
+  mux: MemberMux,
   entries: readonly LocalEntry[],
   emit: AppSink,
   onProgress: (sent: number, total: number) => void,

@@ -3,7 +3,20 @@
  * and the LinkApp shape an app takes to receive its protocol's streams and hear who comes and goes.
  * Plus the small pieces the apps share: piping a TCP connection to a stream, and their events.
  */
-import type { Mux, MuxStream } from "../net/mux.ts";
+import type { MuxStream } from "../net/mux.ts";
+
+/**
+ * The part of a link's multiplexer an app uses: open streams, send datagrams. A real Mux in the
+ * node's own process; a stand-in over the control socket in an app attached to a running node.
+ */
+export interface MemberMux {
+  open(protocol: string, meta?: unknown): MuxStream;
+  /** False when the datagram was dropped (too large, link gone, queue full). */
+  sendDatagram(channel: number, data: Uint8Array): boolean;
+  /** Who is on the other side (for messages). */
+  readonly peer: string;
+  readonly isClosed: boolean;
+}
 
 /** What an app reports; the CLI prints it (or, with --json, one object per line). */
 export interface AppEvent {
@@ -19,7 +32,7 @@ export interface Member {
   readonly address: string;
   readonly route: { path: "direct" | "relay"; transport: "tcp" | "quic"; kind: string; rttMs: number };
   /** The link's multiplexer, shared by every app: open streams on it, never close it. */
-  readonly mux: Mux;
+  readonly mux: MemberMux;
   /** Resolves when the link is gone (undefined after a clean close, else the reason). */
   readonly closed: Promise<string | undefined>;
 }

@@ -19,8 +19,8 @@
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import type { Buffer } from "node:buffer";
-import type { Mux, MuxStream } from "../net/mux.ts";
-import { type AppSink, type LinkApp, type Member, pipeConn } from "./links.ts";
+import type { MuxStream } from "../net/mux.ts";
+import { type AppSink, type LinkApp, type Member, type MemberMux, pipeConn } from "./links.ts";
 
 export const TUNNEL_PROTOCOL = "tunnel";
 /** A UDP session nobody used for this long is forgotten. */
@@ -49,8 +49,8 @@ interface UdpSession {
 /** The side that runs the service: takes streams and datagrams, reaches only 127.0.0.1:port. */
 export class TunnelExpose implements LinkApp {
   readonly protocols = [TUNNEL_PROTOCOL];
-  readonly #muxes = new Set<Mux>();
-  readonly #udp = new Map<Mux, Map<number, UdpSession>>();
+  readonly #muxes = new Set<MemberMux>();
+  readonly #udp = new Map<MemberMux, Map<number, UdpSession>>();
   readonly #conns = new Set<Promise<unknown>>();
   #sweeper?: ReturnType<typeof setInterval>;
   #connections = 0;
@@ -110,7 +110,7 @@ export class TunnelExpose implements LinkApp {
     void task.finally(() => this.#conns.delete(task));
   }
 
-  #datagram(mux: Mux, channel: number, data: Uint8Array): void {
+  #datagram(mux: MemberMux, channel: number, data: Uint8Array): void {
     const sessions = this.#udp.get(mux);
     if (!sessions) return;
     let s = sessions.get(channel);
@@ -160,7 +160,7 @@ export class TunnelExpose implements LinkApp {
 
 /** The side users connect to: a local TCP listener or UDP socket, carried to one peer. */
 export class TunnelLocal implements LinkApp {
-  readonly #muxes: { user: string; mux: Mux }[] = [];
+  readonly #muxes: { user: string; mux: MemberMux }[] = [];
   readonly #conns = new Set<Promise<unknown>>();
   #listener?: Deno.TcpListener;
   #udpSocket?: Socket;
@@ -225,7 +225,7 @@ export class TunnelLocal implements LinkApp {
   }
 
   /** The peer that carries the tunnel: --to, else the first one linked. */
-  #target(): Mux | undefined {
+  #target(): MemberMux | undefined {
     const to = this.opts.to;
     return this.#muxes.find((m) => (to === undefined || m.user === to) && !m.mux.isClosed)?.mux;
   }

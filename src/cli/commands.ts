@@ -13,6 +13,7 @@ import { INIT_HELP, initCommand } from "./commands/init.ts";
 import { DOCTOR_HELP, doctorCommand } from "./commands/doctor.ts";
 import { CONFIG_HELP, configCommand } from "./commands/config.ts";
 import { STATUS_HELP, statusCommand } from "./commands/status.ts";
+import { PEERS_HELP, peersCommand } from "./commands/peers.ts";
 
 export interface Command {
   name: string;
@@ -77,6 +78,12 @@ export const COMMANDS: readonly Command[] = [
     summary: "config show: the settings in effect, secrets masked",
     help: CONFIG_HELP,
     run: configCommand,
+  },
+  {
+    name: "peers",
+    summary: "the members your running node is linked to, and how",
+    help: PEERS_HELP,
+    run: peersCommand,
   },
   {
     name: "status",

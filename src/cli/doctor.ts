@@ -755,6 +755,8 @@ async function checkHosts(
         blocked: new Set(),
         dialWindowMs: 1,
         maxLinks: 0,
+        // Asking only: the hosts answer but never put doctor's throwaway listener in their tables.
+        probe: true,
       },
       {
         key,

@@ -18,6 +18,9 @@ import { InboxReader } from "../roles/inbox.ts";
 import { Peer } from "../roles/peer.ts";
 import type { PeerTable } from "../table/table.ts";
 import type { LinkApp } from "../apps/links.ts";
+import { ControlServer, type NodeIdentity } from "../node/control.ts";
+import { ControlClient } from "../node/control_client.ts";
+import { statusDirFor } from "./paths.ts";
 import { UsageError } from "./errors.ts";
 import { addresses, flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
 import type { Resolved } from "./options.ts";
@@ -81,6 +84,22 @@ export async function startNetwork(
 }
 
 /** `app` runs on the node's links from the first one on (attached before anyone can link). */
+/** Who a node is, for its control socket: one node per mail address and user id. */
+export async function nodeIdentity(r: Resolved): Promise<NodeIdentity> {
+  const mail = await mailSettings(r);
+  return { address: mail.address, user: userId(r, mail.address) };
+}
+
+/** The folder of the control sockets (the owner-only run folder, beside the status files). */
+export function controlDir(): string {
+  return statusDirFor(Deno.env.toObject());
+}
+
+/** The running node of this identity, when there is one (apps attach to it). */
+export async function findNode(r: Resolved): Promise<ControlClient | undefined> {
+  return await ControlClient.connect(controlDir(), await nodeIdentity(r));
+}
+
 export async function startNode(
   r: Resolved,
   events: EventSink,
@@ -90,6 +109,17 @@ export async function startNode(
   const mail = await mailSettings(r);
   const key = await loadKey(r);
   const user = userId(r, mail.address);
+  const running = await ControlClient.connect(controlDir(), { address: mail.address, user });
+  if (running) {
+    const h = running.hello;
+    await running.close();
+    // Two nodes on one inbox would take each other's replies; one node serves every app.
+    throw new UsageError(
+      `A mailmeet node for ${h.address} (user ${h.user}) already runs: pid ${h.pid}, \`mailmeet ${h.command}\` since ${
+        new Date(h.since).toLocaleTimeString()
+      }. Stop it first, or use it: \`mailmeet chat\`, \`send\`, \`receive\`, \`tunnel\` and \`peers\` attach to it.`,
+    );
+  }
   // No --via: the first node of a group; it waits to be asked (and hosts) or dialed.
   const vias = addresses(r, "via");
   const stack = new AsyncDisposableStack();
@@ -104,6 +134,25 @@ export async function startNode(
     });
     stack.defer(() => network.close());
     if (app) network.links.attach(app);
+    // Apps started later attach here instead of meeting the group again.
+    const started = new Date().toISOString();
+    const control = await ControlServer.open({
+      dir: controlDir(),
+      identity: { address: mail.address, user },
+      host: network.links,
+      hello: () => ({ pid: Deno.pid, since: started, address: mail.address, user, command: r.command }),
+      onApp: (e) =>
+        events({
+          event: "info",
+          message: e.event === "app_attached"
+            ? `an app attached (${e.protocols.join(", ") || "no streams"})`
+            : "an app detached",
+        }),
+    }).catch((err) => {
+      events({ event: "info", message: `apps cannot attach to this node: ${(err as Error).message}` });
+      return undefined;
+    });
+    stack.defer(() => control?.close());
     const reach = network.reach();
     events({
       event: "listening",
@@ -132,6 +181,7 @@ export async function startNode(
         blocked: new Set(list(r, "block")),
         dialWindowMs: num(r, "dial-window"),
         maxLinks: num(r, "max-links"),
+        maxAgeMs: num(r, "max-age"),
       },
       {
         key,
@@ -148,6 +198,8 @@ export async function startNode(
     );
     ref.peer = peer;
     stack.defer(() => peer.close());
+    // Runs before the sender closes (deferred earlier): the hosts hear we go.
+    stack.defer(() => peer.leave());
 
     let table: PeerTable | undefined;
     stack.defer(() => table?.close());

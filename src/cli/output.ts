@@ -85,6 +85,8 @@ export function describe(e: NodeEvent): string {
         : `refused to relay ${e.from} → ${e.to}: ${e.reason}`;
     case "host_intro":
       return `introduced ${e.newcomer} to ${e.peer}`;
+    case "host_leave":
+      return e.forgotten ? `${e.peer} left: forgotten` : `${e.peer} said it leaves (not in the table)`;
     case "disconnected":
       return `${e.peer} left${e.reason ? `: ${e.reason}` : ""}`;
     case "link_refused":

@@ -107,13 +107,14 @@ export class Connector {
   ): Promise<ConnectedLink> {
     const o = this.opts;
     const stop = new AbortController();
+    let wake = () => {};
     const onAbort = () => stop.abort(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
+    stop.signal.addEventListener("abort", () => wake(), { once: true });
     const attempts: Attempt[] = [];
     const errors: Error[] = [];
     let best: ConnectedLink | undefined;
     let graceEnd = Infinity;
-    let wake = () => {};
     const add = (kind: PathKind, run: () => Promise<ConnectedLink>) => {
       const a: Attempt = { kind, done: false, promise: run() };
       attempts.push(a);

@@ -53,7 +53,7 @@ import { type HostPort, mappingBehaviour, StunClient } from "./stun.ts";
 import { type Datagram, UdpSocket } from "./udp.ts";
 
 /** Sockets a symmetric-NAT side probes from (see PunchAttempt for the odds). */
-export const SPRAY_SOCKETS = 128;
+export const SPRAY_SOCKETS = 256;
 /** Packets older or newer than this (by the sender's clock) are dropped: replays go nowhere. */
 export const PUNCH_MAX_SKEW_MS = 120_000;
 /** Re-ask STUN this often: keeps the published mapping alive (home routers drop idle UDP after ~30 s+). */
@@ -313,6 +313,10 @@ export class PunchHub {
       s.stage1.confirmed.then((path) => {
         this.#log(s, "signal path", `${formatHp(path.remote)} (${path.kind})`);
         s.signalPath ??= { socket: path.socket, remote: path.remote };
+        // The other sprayed sockets are no longer needed (file descriptors are not free).
+        const keep = s.signalPath.socket;
+        for (const k of s.stage1Sockets) if (k !== keep) void k.close();
+        s.stage1Sockets = s.stage1Sockets.filter((k) => k === keep);
         this.#maybeOffer(s);
       }, () => {});
     };

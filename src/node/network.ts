@@ -39,6 +39,7 @@ import type { Reach } from "../roles/peer.ts";
 import type { EventSink } from "../roles/events.ts";
 import type { Member } from "../apps/links.ts";
 import { LinkRegistry } from "./links.ts";
+import { PeerExchange } from "./pex.ts";
 
 /** How long STUN and the router get to answer (both usually answer in milliseconds). */
 export const GATHER_BUDGET_MS = 1500;
@@ -49,6 +50,8 @@ const UPGRADE_AFTER_MS = [3_000, 30_000, 60_000, 120_000, 300_000, 600_000];
 const UPGRADE_PROTOCOL = "upgrade";
 /** How long one try to go direct (or to reach a relay) may take. */
 const DIRECT_TRY_MS = 20_000;
+/** How long a member heard of over a link is tried (both sides start at once: seconds suffice). */
+const PEX_DIAL_WINDOW_MS = 30_000;
 /** The side that lets the other ask a relay first waits this long for its relayed link. */
 const RELAY_YIELD_MS = 4_000;
 /** A flood of refused connections is logged at most this often. */
@@ -275,6 +278,8 @@ export class NodeNetwork {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#stopDials.abort();
+    this.#pex?.close();
     await this.links.close();
     await this.#listener.close();
     await this.#hub.close();
@@ -304,6 +309,48 @@ export class NodeNetwork {
         if (m.route.path === "relay") void this.#upgradeLoop(m);
       },
     });
+    if (o.role === "peer") {
+      this.#pex = new PeerExchange({
+        user: o.user,
+        self: () => ({
+          user: o.user,
+          ...this.#reach,
+          linkKey: this.staticKey.publicKey,
+          seen: Date.now(),
+          flagged: false,
+        }),
+        dial: (e) => void this.#pexDial(e),
+        isLinked: (user) => this.links.has(user),
+        blocked: o.blocked,
+        onLearn: (e) => this.learn([e]),
+      });
+      this.links.attach(this.#pex);
+    }
+  }
+
+  #pex?: PeerExchange;
+  readonly #pexDialing = new Set<string>();
+  readonly #stopDials = new AbortController();
+
+  /** A member heard of over a link: reach it (it reaches for us at the same moment). */
+  async #pexDial(e: PeerEntry): Promise<void> {
+    if (this.#closed || this.#pexDialing.has(e.user) || this.links.has(e.user)) return;
+    this.#pexDialing.add(e.user);
+    try {
+      const link = await this.linker.dial(e, Date.now() + PEX_DIAL_WINDOW_MS, {
+        signal: this.#stopDials.signal,
+      });
+      this.links.adopt(link);
+    } catch (err) {
+      if (!this.links.has(e.user) && !this.#closed) {
+        this.#o.events({
+          event: "info",
+          message: `could not reach ${e.user}, heard of over a link: ${(err as Error).message}`,
+        });
+      }
+    } finally {
+      this.#pexDialing.delete(e.user);
+    }
   }
 
   /** The far end of a relay: run the listener's side of the handshake over the spliced stream. */

@@ -24,6 +24,7 @@ export const KIND = {
   sync: 4,
   // 5–15 reserved for more host-to-host kinds.
   intro: 16,
+  leave: 17,
 } as const;
 export type KindName = keyof typeof KIND;
 
@@ -85,6 +86,8 @@ export interface Request extends Endpoint, Reachability {
    * no introductions for it (they cost mail, and links already carry the news).
    */
   quiet: boolean;
+  /** `doctor` asking whether the host answers: answered, never stored or introduced. */
+  probe: boolean;
 }
 
 export interface PeerEntry extends Endpoint, Reachability {
@@ -145,7 +148,17 @@ export interface Intro {
   window: number;
 }
 
-export type Message = Request | Reply | Failure | Sync | Intro;
+/** Peer → host: "I am going": the host forgets the row at once instead of after --ttl. */
+export interface Leave {
+  kind: "leave";
+  user: string;
+  /** The leaving run's link key: only the row of that run is forgotten. */
+  linkKey: Uint8Array;
+  time: number;
+  nonce: Uint8Array;
+}
+
+export type Message = Request | Reply | Failure | Sync | Intro | Leave;
 
 /** The longest punch window an introduction may ask for. */
 export const MAX_INTRO_WINDOW_MS = 10 * 60_000;
@@ -165,6 +178,7 @@ export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array }
         r: msg.replyTo,
         ...reachabilityWire(msg),
         ...(msg.quiet ? { x: 1 } : {}),
+        ...(msg.probe ? { d: 1 } : {}),
       };
       break;
     case "reply":
@@ -185,6 +199,9 @@ export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array }
       break;
     case "intro":
       wire = { e: entryWire(msg.peer), t: msg.time, n: b64u(msg.nonce), w: msg.window };
+      break;
+    case "leave":
+      wire = { u: msg.user, k: b64u(msg.linkKey), t: msg.time, n: b64u(msg.nonce) };
       break;
   }
   return { kind: KIND[msg.kind], bytes: utf8(JSON.stringify(wire)) };
@@ -214,6 +231,7 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
         replyTo: mailAddress(w.r),
         ...reachability(w),
         quiet: w.x === 1,
+        probe: w.d === 1,
       };
     case KIND.reply:
       return {
@@ -257,6 +275,14 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
         window: w.w as number,
       };
     }
+    case KIND.leave:
+      return {
+        kind: "leave",
+        user: userId(w.u, "user"),
+        linkKey: bytesField(w.k, "link key", LINK_KEY_BYTES),
+        time: timeField(w.t),
+        nonce: bytesField(w.n, "nonce", NONCE_BYTES),
+      };
     default:
       throw new ProtocolError(
         `Message kind ${kind} is not one this mailmeet knows; update mailmeet.`,

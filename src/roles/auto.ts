@@ -42,8 +42,12 @@ export class AutoNode {
   handle = async (m: InboundMail): Promise<Disposition> => {
     const { peer } = this.opts;
     if (m.message instanceof ProtocolError) {
-      // Undecryptable marker mail: whoever we are, it is not readable by us; the host logs it.
-      return this.#host ? await this.#host.handle(m) : peer.handle(m);
+      // Marker mail that does not open with our key: a host sets it aside (and logs it); a peer
+      // that hosts nothing leaves it, since it may belong to another group sharing this inbox.
+      if (this.#host) return await this.#host.handle(m);
+      if (m.message.code !== "unsealed") return peer.handle(m); // broken: set aside
+      this.opts.events({ event: "reply_ignored", reason: `${m.message.message} (left in the mailbox)` });
+      return "keep";
     }
     if (peer.wants(m)) return peer.handle(m);
     if (!this.opts.promote) return "keep";

@@ -43,12 +43,13 @@ export type NodeEvent =
   | { event: "host_reply"; peer: string; peers: number; /** wake-up to reply accepted by SMTP */ ms: number }
   | { event: "host_failure"; reporter: string; peer: string; flagged: boolean }
   | { event: "host_intro"; peer: string; newcomer: string }
+  | { event: "host_leave"; peer: string; forgotten: boolean }
   | { event: "host_dropped"; reason: string; detail: string }
   | { event: "promoted"; reason: string }
   // both: each mail this node sends (counted by the benchmarks; shown with --verbose)
   | {
     event: "mail_sent";
-    kind: "request" | "reply" | "failure" | "sync" | "forward" | "intro";
+    kind: "request" | "reply" | "failure" | "sync" | "forward" | "intro" | "leave";
     recipients: number;
   }
   | { event: "error"; message: string; code?: string }

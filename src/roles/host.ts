@@ -105,10 +105,16 @@ export class Host {
         return this.#failure(s.message);
       case "sync":
         return await this.#sync(s.message, now);
+      case "leave": {
+        const gone = this.deps.table.forget(s.message.user, s.message.linkKey);
+        this.deps.events({ event: "host_leave", peer: s.message.user, forgotten: gone });
+        return "delete";
+      }
     }
   }
 
   async #request(req: Request, m: InboundMail, retry: boolean, now: number): Promise<Disposition> {
+    if (req.probe) return await this.#answerProbe(req, m, now);
     const entry: TableEntry = {
       user: req.user,
       host: req.host,
@@ -157,6 +163,19 @@ export class Host {
       );
       for (const h of up) await this.#sendSync(h, [toPeerEntry(entry)], false, [me]);
     }
+    return "delete";
+  }
+
+  /** `doctor` asks: answered like a request, but never stored, introduced or passed on. */
+  async #answerProbe(req: Request, m: InboundMail, now: number): Promise<Disposition> {
+    const { peers } = this.#offer(req.user, now);
+    await this.#mail([req.replyTo], { kind: "reply", session: req.session, time: now, peers });
+    this.deps.events({
+      event: "host_reply",
+      peer: req.user,
+      peers: peers.length,
+      ms: Math.round(performance.now() - m.wokeAt),
+    });
     return "delete";
   }
 

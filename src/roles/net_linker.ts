@@ -71,7 +71,7 @@ export class NetLinker implements Linker {
     const { link, route } = await this.connector.connect(
       { user: entry.user, linkKey: entry.linkKey, candidates: entry.candidates, mapping: entry.mapping },
       deadline,
-      undefined,
+      opts.signal,
       opts.tcpWhen,
     );
     const user = userOf(link, route.address);

@@ -13,6 +13,7 @@ import type { PathKind } from "../protocol/candidate.ts";
 import {
   type Failure,
   type Intro,
+  type Leave,
   NONCE_BYTES,
   type PeerEntry,
   type Reachability,
@@ -60,6 +61,8 @@ export interface Linker {
 }
 
 export interface DialOptions {
+  /** Aborted when the peer stops: the dial gives up at once. */
+  signal?: AbortSignal;
   /**
    * TCP attempts wait for this and run only if it says true; punching (which needs both sides to
    * start at about the same time) starts at once.
@@ -90,6 +93,10 @@ export interface PeerSettings {
   maxLinks: number;
   /** Overrides INTRO_DIAL_DELAY_MS (tests). */
   introDelayMs?: number;
+  /** A reply to someone else is deleted once older than this (--max-age). */
+  maxAgeMs?: number;
+  /** `doctor`: ask whether hosts answer, without entering their tables. */
+  probe?: boolean;
 }
 
 export interface PeerDeps {
@@ -108,6 +115,8 @@ export interface PeerDeps {
 
 /** Dials running at once (each tries all of a peer's paths in parallel itself). */
 const PARALLEL_DIALS = 8;
+/** Replies to other processes on the same inbox are left alone for this long (like --max-age). */
+const DEFAULT_REPLY_MAX_AGE_MS = 12 * 3600_000;
 /** After this long without a link, say we are waiting (the dials go on in the background). */
 const FIRST_CHANCE_MS = 5_000;
 /** An introduction that came too late makes us ask the hosts again, but not more often than this. */
@@ -129,6 +138,7 @@ export class Peer {
   #inFlight = new Map<string, Promise<void>>();
   #lastReask = 0;
   #closed = false;
+  readonly #stop = new AbortController();
 
   constructor(readonly settings: PeerSettings, readonly deps: PeerDeps) {
     this.#clock = deps.clock ?? Date.now;
@@ -157,6 +167,7 @@ export class Peer {
       replyTo: s.address,
       // Linked already: only stay in the tables; the links carry the rest.
       quiet: this.deps.links.size > 0,
+      probe: s.probe ?? false,
     };
     await this.deps.sender.send({
       from: s.address,
@@ -183,10 +194,20 @@ export class Peer {
     if (m.message.kind === "intro") return this.introduce(m.message, m.mail.from ?? "a host");
     const reply = m.message;
     if (reply.kind !== "reply") return "keep";
-    // 【0066】: a reply that does not echo our session id is not an answer to us.
+    // 【0066】: a reply that does not echo our session id is not an answer to us. It may be the
+    // answer to another process on this inbox (another user id, another config): left for its
+    // owner, and deleted only once it is too old to matter to anyone.
     if (!this.#session || !equalBytes(reply.session, this.#session)) {
-      this.deps.events({ event: "reply_ignored", reason: "its session id does not match our request" });
-      return "delete";
+      const date = m.mail.date?.getTime();
+      const stale = date !== undefined &&
+        date < this.#clock() - (this.settings.maxAgeMs ?? DEFAULT_REPLY_MAX_AGE_MS);
+      this.deps.events({
+        event: "reply_ignored",
+        reason: `its session id does not match our request${
+          stale ? "; it is old: deleted" : "; left for its owner"
+        }`,
+      });
+      return stale ? "delete" : "keep";
     }
     if (this.#answered) {
       this.deps.events({
@@ -293,7 +314,7 @@ export class Peer {
       const address = formatAddress(entry.host, entry.port);
       this.deps.events({ event: "dial", peer: entry.user, address, candidates: entry.candidates.length });
       try {
-        const link = await this.deps.linker.dial(entry, deadline, opts);
+        const link = await this.deps.linker.dial(entry, deadline, { ...opts, signal: this.#stop.signal });
         this.deps.links.adopt(link);
       } catch (err) {
         if (this.#closed) return;
@@ -335,9 +356,43 @@ export class Peer {
     }
   }
 
-  /** Stops dialing (links belong to the node and are closed there). */
+  /**
+   * Tells the hosts we go, so they forget us now rather than after --ttl (newcomers would dial us
+   * in vain meanwhile, and report us). Best effort, and quick: a stopping node must not hang.
+   */
+  async leave(timeoutMs = 3000): Promise<void> {
+    if (this.settings.vias.length === 0 || this.settings.probe || !this.#session) return;
+    const leave: Leave = {
+      kind: "leave",
+      user: this.settings.user,
+      linkKey: this.deps.linker.publicKey,
+      time: this.#clock(),
+      nonce: this.#random(NONCE_BYTES),
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        this.deps.sender.send({
+          from: this.settings.address,
+          to: this.settings.vias,
+          subject: this.settings.marker,
+          text: sealToText(this.deps.key, leave, this.#random),
+        }).then(() =>
+          this.deps.events({ event: "mail_sent", kind: "leave", recipients: this.settings.vias.length })
+        ),
+        new Promise((r) => timer = setTimeout(r, timeoutMs)),
+      ]);
+    } catch {
+      // the hosts forget us after --ttl anyway
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stops dialing at once (links belong to the node and are closed there). */
   close(): Promise<void> {
     this.#closed = true;
+    this.#stop.abort();
     return this.dialing;
   }
 }

@@ -5,7 +5,7 @@
  */
 import { ProtocolError } from "../protocol/errors.ts";
 import { b64u } from "../protocol/bytes.ts";
-import type { Failure, Request, Sync } from "../protocol/messages.ts";
+import type { Failure, Leave, Request, Sync } from "../protocol/messages.ts";
 import { freshness } from "../table/policy.ts";
 import type { PeerTable } from "../table/table.ts";
 import type { InboundMail } from "./inbox.ts";
@@ -16,7 +16,7 @@ export interface ScreenSettings {
 }
 
 export type Screened =
-  | { ok: true; message: Request | Failure | Sync; retry: boolean }
+  | { ok: true; message: Request | Failure | Sync | Leave; retry: boolean }
   | { ok: false; reason: string };
 
 export function screen(m: InboundMail, table: PeerTable, s: ScreenSettings, now: number): Screened {

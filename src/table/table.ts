@@ -49,6 +49,18 @@ export class PeerTable implements Disposable {
     return pickForReply(this.store.rows(), requester, this.policy, now);
   }
 
+  /** Forgets a peer that said it leaves, if the row is of that run (its link key); false otherwise. */
+  forget(user: string, linkKey: Uint8Array): boolean {
+    return this.store.transaction(() => {
+      const row = this.store.rows().find((r) => r.user === user);
+      if (!row || row.linkKey.length !== linkKey.length || !row.linkKey.every((b, i) => b === linkKey[i])) {
+        return false;
+      }
+      this.store.remove([user]);
+      return true;
+    });
+  }
+
   /** Flags the peer named by user id (【0047】); false when the table has no such peer. */
   flag(user: string): boolean {
     return this.store.transaction(() => this.store.flag(user));

@@ -96,9 +96,11 @@ for (const transport of ["maildir", "imap"] as Transport[]) {
     // The real host answers with the right session: that one counts.
     w.host("host", hostAcct);
     assert.equal((await pat.waitFor(is("reply"), 30_000, "the real reply")).peers, 0);
-    // Our mailbox is clean afterwards: every reply, spoofed or not, was read and deleted.
+    // Afterwards: the real reply was used and deleted, the broken block set aside; the reply to
+    // another session and the one under another key may belong to another process or group on
+    // this inbox, so they stay until they are older than --max-age.
     await new Promise((r) => setTimeout(r, 500));
-    assert.equal((await w.raw(me)).length, 0);
+    assert.equal((await w.raw(me)).length, 2);
   });
 
   Deno.test(`[${transport}] the host rejects a replayed request, stale ones, and ones under another key`, async () => {

@@ -22,6 +22,7 @@ export function request(user: string, replyTo: { address: string }, time = Date.
     port,
     ...reachAt("127.0.0.1", port),
     quiet: false,
+    probe: false,
     session: rnd(16),
     linkKey: generateKeyPair().publicKey,
     time,

@@ -6,7 +6,7 @@
  */
 import { type CliProcess, ensureBundle, spawnCli } from "../../scripts/lib/cli_process.ts";
 import { generateKeyText } from "../../src/protocol/keys.ts";
-import { type NatKind, type NatLab, natLab } from "./natlab.ts";
+import { type NatKind, type NatLab, natLab, type SiteSpec } from "./natlab.ts";
 import { is } from "./events.ts";
 
 /** The router kinds every pair of which must link. */
@@ -26,7 +26,7 @@ export interface Meeting extends AsyncDisposable {
   node(name: string, site: string, kind: NatKind, via: string, args: string[], stdin?: boolean): CliProcess;
 }
 
-export async function meeting(sites: { name: string; nat: NatKind }[]): Promise<Meeting> {
+export async function meeting(sites: SiteSpec[]): Promise<Meeting> {
   await ensureBundle();
   const lab = await natLab({
     sites: sites.map((s) => ({

@@ -157,3 +157,44 @@ labTest("a UDP game tunnel crosses a punched path", async () => {
   echo.kill("SIGTERM");
   await echo.status;
 });
+
+labTest(
+  "behind carrier-grade NAT the router's port mapping is not used, and peers still link directly",
+  async () => {
+    await using m = await meeting([
+      { name: "cgn", nat: "cgnat" },
+      { name: "cgnsym", nat: "cgnat", isp: "symmetric" },
+      { name: "porta", nat: "port-restricted" },
+    ]);
+    const { address: via } = await m.host("host");
+    const ann = m.node("ann", "porta", "port-restricted", via, ["join", "--timeout", "0"]);
+    await ann.waitFor(is("waiting"), 30_000, "ann waiting");
+    // A home router behind an ISP's NAT: its UPnP/NAT-PMP offers no public address.
+    const bob = m.node("bob", "cgn", "cgnat", via, ["join", "--timeout", "60"]);
+    const cands = await bob.waitFor(is("candidates"), 30_000, "bob's candidates");
+    assert.equal(cands.port_mapping, undefined, JSON.stringify(cands));
+    assert.ok(!(cands.candidates as string[]).some((c) => c.startsWith("mapped")));
+    const viaBob = await bob.waitFor(connectedTo("ann"), 45_000, "bob reaching ann");
+    assert.equal(viaBob.path, "direct");
+    // The same behind an ISP NAT that maps every destination anew: guessing still finds it.
+    const carol = m.node("carol", "cgnsym", "cgnat", via, ["join", "--timeout", "60"]);
+    const viaCarol = await carol.waitFor(connectedTo("ann"), 45_000, "carol reaching ann");
+    assert.equal(viaCarol.path, "direct");
+  },
+);
+
+labTest("a network that blocks UDP still links, through a relay over TCP", async () => {
+  await using m = await meeting([
+    { name: "noudp", nat: "port-restricted", blockUdp: true },
+    { name: "porta", nat: "port-restricted" },
+  ]);
+  const { address: via } = await m.host("host");
+  const ann = m.node("ann", "porta", "port-restricted", via, ["join", "--timeout", "0"]);
+  await ann.waitFor(is("waiting"), 30_000, "ann waiting");
+  const bob = m.node("bob", "noudp", "port-restricted", via, ["join", "--timeout", "60"]);
+  const cands = await bob.waitFor(is("candidates"), 30_000, "bob's candidates");
+  assert.equal(cands.mapping, "unknown", "no STUN answer comes back over UDP");
+  const link = await bob.waitFor(connectedTo("ann"), 60_000, "bob reaching ann");
+  assert.equal(link.path, "relay");
+  await ann.waitFor(connectedTo("bob"), 10_000, "ann reached by bob");
+});

@@ -114,6 +114,7 @@ function request(user: string, time = NOW, quiet = false) {
     port: 5000,
     ...reachAt("192.0.2.1", 5000),
     quiet,
+    probe: false,
     session: rnd(16),
     linkKey: new Uint8Array(32).fill(2),
     time,
@@ -239,4 +240,31 @@ Deno.test("an auto-promoted host introduces newcomers to its own peer role witho
   await t.host.handle(mail(request("pat")));
   assert.deepEqual(t.introducedSelf.map((i) => i.peer.user), ["pat"]);
   assert.equal(t.outbox.of("intro").length, 0);
+});
+
+Deno.test("a peer that says it leaves is forgotten at once — only the row of that run", async () => {
+  await using t = await setup();
+  await t.host.handle(mail(request("pat")));
+  const leave = (key: number) => ({
+    kind: "leave" as const,
+    user: "pat",
+    linkKey: new Uint8Array(32).fill(key),
+    time: NOW,
+    nonce: rnd(16),
+  });
+  await t.host.handle(mail(leave(9)));
+  assert.deepEqual(t.table.entries(NOW).map((e) => e.user), ["pat"], "another run's key forgets nothing");
+  await t.host.handle(mail(leave(2)));
+  assert.deepEqual(t.table.entries(NOW), []);
+  assert.ok(t.events.some((e) => e.event === "host_leave" && e.forgotten));
+});
+
+Deno.test("doctor's probe is answered but never stored or introduced", async () => {
+  await using t = await setup();
+  await t.host.handle(mail(request("pat")));
+  t.outbox.sent = [];
+  await t.host.handle(mail({ ...request("doctor"), probe: true }));
+  assert.equal(t.outbox.of("reply").length, 1);
+  assert.equal(t.outbox.of("intro").length, 0);
+  assert.deepEqual(t.table.entries(NOW).map((e) => e.user), ["pat"]);
 });

@@ -180,15 +180,18 @@ Deno.test("an introduction that came after its window makes the peer ask again, 
   assert.equal(t.outbox.sent.filter((s) => s.message.kind === "request").length, 2);
 });
 
-Deno.test("a reply to another request is not ours; an introduction of ourselves is ignored", async () => {
+Deno.test("a reply to another request is left for its owner until it is old; an introduction of ourselves is ignored", async () => {
   const t = setup(() => true);
   await t.peer.announce();
-  assert.equal(
-    t.peer.handle(
-      mail({ kind: "reply", session: new Uint8Array(16).fill(9), time: NOW, peers: [entry("x")] }),
-    ),
-    "delete",
-  );
+  const foreign = mail({
+    kind: "reply",
+    session: new Uint8Array(16).fill(9),
+    time: NOW,
+    peers: [entry("x")],
+  });
+  assert.equal(t.peer.handle(foreign), "keep", "maybe another process's on this inbox");
+  foreign.mail.date = new Date(NOW - 13 * 3600_000);
+  assert.equal(t.peer.handle(foreign), "delete", "older than --max-age: nobody needs it");
   t.peer.handle(
     mail({ kind: "intro", peer: entry("me"), time: NOW, nonce: new Uint8Array(16), window: 1000 }),
   );

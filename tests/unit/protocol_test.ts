@@ -33,6 +33,7 @@ const request: Request = {
   port: 47001,
   ...reachAt("203.0.113.7", 47001),
   quiet: false,
+  probe: false,
   session: bytes(16, 2),
   linkKey: bytes(32, 3),
   time: Date.UTC(2026, 10, 24),
@@ -195,7 +196,15 @@ const arbMessage: fc.Arbitrary<Message> = fc.oneof(
     nonce: arbBytes(16),
     replyTo: arbMail,
     quiet: fc.boolean(),
+    probe: fc.boolean(),
     ...arbReach,
+  }),
+  rec({
+    kind: fc.constant("leave" as const),
+    user: arbUser,
+    linkKey: arbBytes(32),
+    time: arbTime,
+    nonce: arbBytes(16),
   }),
   rec({
     kind: fc.constant("intro" as const),

@@ -71,7 +71,7 @@ Deno.test("a node's events become its status file: roles, peers, last request an
     const text = describeStatus(s, now).join("\n");
     assert.match(text, /peer \+ host/);
     assert.match(text, /peers linked: 1/);
-    assert.match(text, /alice at 10\.0\.0\.2:4000 — we dialed/);
+    assert.match(text, /alice at 10\.0\.0\.2:4000 — direct \(lan\) over tcp, 1 ms, we dialed/);
     assert.match(text, /table holds 3 peer/);
 
     const mode = (await Deno.stat(found.path)).mode;

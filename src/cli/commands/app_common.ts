@@ -10,7 +10,7 @@ import { flag, num } from "../context.ts";
 import { NoPeerError, UsageError } from "../errors.ts";
 import type { Resolved } from "../options.ts";
 import { eventSink } from "../output.ts";
-import { type RunningNode, startNode } from "../node.ts";
+import { findNode, startNode } from "../node.ts";
 import { interruptSignal } from "../signals.ts";
 
 export interface AppOutput {
@@ -49,7 +49,6 @@ export function appOutput(r: Resolved, nodeTo: "stdout" | "stderr" = "stdout"): 
 }
 
 export interface AppRun {
-  node: RunningNode;
   /** Aborted on Ctrl-C / SIGTERM, or when the command ends. */
   signal: AbortSignal;
   /**
@@ -68,40 +67,65 @@ export async function runApp(
   using stop = interruptSignal();
   const ctl = new AbortController();
   stop.signal.addEventListener("abort", () => ctl.abort(), { once: true });
-  await using node = await startNode(r, events, ctl.signal, app);
-  const firstLink = async () => {
-    const timeoutMs = num(r, "timeout");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onAbort: (() => void) | undefined;
+  // One node per person: when `join` (or another app) runs already, use its links.
+  const client = await findNode(r);
+  if (client) {
+    const h = client.hello;
+    events({ event: "info", message: `attached to the running node (pid ${h.pid}, mailmeet ${h.command})` });
+    await using attached = client.attach(app);
+    void attached.nodeGone.then(() => ctl.abort());
     try {
-      const first = await Promise.race([
-        node.firstLink.then(() => "link" as const),
-        // --timeout 0: wait for ever.
-        new Promise<"timeout">((resolve) => {
-          if (timeoutMs > 0) timer = setTimeout(() => resolve("timeout"), timeoutMs);
-        }),
-        new Promise<"stop">((resolve) => {
-          onAbort = () => resolve("stop");
-          if (ctl.signal.aborted) resolve("stop");
-          else ctl.signal.addEventListener("abort", onAbort, { once: true });
-        }),
-        node.inboxLoop.then(() => "stop" as const),
-      ]);
-      if (first === "timeout") {
-        throw new NoPeerError(
-          `No peer connected within ${Math.round(timeoutMs / 1000)} s; try again later or check --via.`,
-        );
-      }
-      return first === "link";
+      return await body({
+        signal: ctl.signal,
+        firstLink: () => waitFirst(r, attached.firstLink, ctl.signal, attached.nodeGone.then(() => {})),
+      });
     } finally {
-      clearTimeout(timer);
-      if (onAbort) ctl.signal.removeEventListener("abort", onAbort);
+      ctl.abort();
     }
-  };
+  }
+  await using node = await startNode(r, events, ctl.signal, app);
   try {
-    return await body({ node, signal: ctl.signal, firstLink });
+    return await body({
+      signal: ctl.signal,
+      firstLink: () => waitFirst(r, node.firstLink, ctl.signal, node.inboxLoop),
+    });
   } finally {
     ctl.abort();
+  }
+}
+
+/** True once a first link is up, false if interrupted first; NoPeerError after --timeout (0: never). */
+async function waitFirst(
+  r: Resolved,
+  first: Promise<void>,
+  signal: AbortSignal,
+  ended: Promise<void>,
+): Promise<boolean> {
+  const timeoutMs = num(r, "timeout");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    const outcome = await Promise.race([
+      first.then(() => "link" as const),
+      new Promise<"timeout">((resolve) => {
+        if (timeoutMs > 0) timer = setTimeout(() => resolve("timeout"), timeoutMs);
+      }),
+      new Promise<"stop">((resolve) => {
+        onAbort = () => resolve("stop");
+        if (signal.aborted) resolve("stop");
+        else signal.addEventListener("abort", onAbort, { once: true });
+      }),
+      ended.then(() => "stop" as const, () => "stop" as const),
+    ]);
+    if (outcome === "timeout") {
+      throw new NoPeerError(
+        `No peer connected within ${Math.round(timeoutMs / 1000)} s; try again later or check --via.`,
+      );
+    }
+    return outcome === "link";
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener("abort", onAbort);
   }
 }
 

@@ -1,7 +1,6 @@
 import { collectEntries, sendFiles } from "../../apps/file_send.ts";
 import { formatBytes, TransferError } from "../../apps/file_proto.ts";
-import type { AppEvent } from "../../apps/links.ts";
-import type { Mux } from "../../net/mux.ts";
+import type { AppEvent, MemberMux } from "../../apps/links.ts";
 import { num } from "../context.ts";
 import { NoPeerError, UsageError } from "../errors.ts";
 import type { ExtraOption, Resolved } from "../options.ts";
@@ -56,7 +55,7 @@ export async function sendCommand(r: Resolved): Promise<number> {
     if (err instanceof TransferError) throw new UsageError(err.message);
     throw err;
   }
-  const linked = Promise.withResolvers<Mux>();
+  const linked = Promise.withResolvers<MemberMux>();
   return await runApp(r, out.node, {
     added: (m) => {
       if (m.user === to) linked.resolve(m.mux);
