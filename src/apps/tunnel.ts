@@ -25,6 +25,8 @@ import { type AppSink, type LinkApp, type Member, type MemberMux, pipeConn } fro
 export const TUNNEL_PROTOCOL = "tunnel";
 /** A UDP session nobody used for this long is forgotten. */
 export const UDP_IDLE_MS = 60_000;
+/** A TCP connection that arrives before the peer is linked waits this long for the link. */
+export const HOLD_UNLINKED_MS = 15_000;
 /** UDP sessions held at once per side; the oldest idle ones go first when full. */
 export const MAX_UDP_SESSIONS = 1024;
 
@@ -214,6 +216,9 @@ export class TunnelLocal implements LinkApp {
   added(m: Member): void {
     const entry = { user: m.user, mux: m.mux };
     this.#muxes.push(entry);
+    const waiting = this.#linkWaiters;
+    this.#linkWaiters = [];
+    for (const w of waiting) w();
     void m.closed.then(() => {
       const i = this.#muxes.indexOf(entry);
       if (i >= 0) this.#muxes.splice(i, 1);
@@ -222,6 +227,24 @@ export class TunnelLocal implements LinkApp {
 
   datagram(channel: number, data: Uint8Array): void {
     this.#fromPeer(channel, data);
+  }
+
+  #linkWaiters: (() => void)[] = [];
+
+  async #waitForTarget(ms: number): Promise<MemberMux | undefined> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      const mux = this.#target();
+      if (mux) return mux;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, until - Date.now());
+        this.#linkWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.#target();
   }
 
   /** The peer that carries the tunnel: --to, else the first one linked. */
@@ -239,16 +262,17 @@ export class TunnelLocal implements LinkApp {
         return; // closed
       }
       conn.setNoDelay(true);
-      const mux = this.#target();
-      if (!mux) {
-        this.opts.emit({
-          event: "tunnel_refused",
-          reason: this.opts.to ? `not linked to ${this.opts.to}` : "no peer linked yet",
-        });
-        conn.close();
-        continue;
-      }
       const task = (async () => {
+        // A game may connect before the peer is linked (it is being reached): hold it a while.
+        const mux = this.#target() ?? await this.#waitForTarget(HOLD_UNLINKED_MS);
+        if (!mux) {
+          this.opts.emit({
+            event: "tunnel_refused",
+            reason: this.opts.to ? `not linked to ${this.opts.to}` : "no peer linked yet",
+          });
+          conn.close();
+          return;
+        }
         const stream = mux.open(TUNNEL_PROTOCOL, {});
         this.#connections++;
         this.opts.emit({ event: "tunnel_open", peer: mux.peer, port: this.port, open: this.#connections });

@@ -177,11 +177,8 @@ export class ControlServer {
               stream: (incoming, m) => {
                 let out: MuxStream;
                 try {
-                  out = mux.open(INCOMING, {
-                    member: idOf(m),
-                    protocol: incoming.protocol,
-                    meta: incoming.meta,
-                  });
+                  // The app's stream keeps the member's protocol; the metadata names the member.
+                  out = mux.open(incoming.protocol, { [INCOMING]: idOf(m), meta: incoming.meta });
                 } catch {
                   return incoming.reset("the app that takes these streams has gone");
                 }

@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { generateKeyPair } from "../../src/protocol/noise.ts";
+import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
+import { acceptLink, initiateLink } from "../../src/net/link.ts";
+import type { MuxStream } from "../../src/net/mux.ts";
+import { LinkRegistry } from "../../src/node/links.ts";
+import { ControlServer } from "../../src/node/control.ts";
+import { ControlClient } from "../../src/node/control_client.ts";
+import { NetPeerLink } from "../../src/roles/net_linker.ts";
+import { memoryPipe } from "../helpers/mem_stream.ts";
+
+const NETWORK = networkKeyFromSecret(new Uint8Array(32).fill(3));
+
+/** Two registries (ours and a member's) linked over an in-memory pipe. */
+async function linkedPair() {
+  const ours = new LinkRegistry({ user: "me", events: () => {} });
+  const theirs = new LinkRegistry({ user: "bob", events: () => {} });
+  const [kMe, kBob] = [generateKeyPair(), generateKeyPair()];
+  const [x, y] = memoryPipe();
+  const [a, b] = await Promise.all([
+    initiateLink(x, {
+      staticKey: kMe,
+      remoteStatic: kBob.publicKey,
+      networkKey: NETWORK.secret,
+      localInfo: { user: "me" },
+    }),
+    acceptLink(y, { staticKey: kBob, networkKey: NETWORK.secret, localInfo: { user: "bob" } }),
+  ]);
+  const route = { path: "direct" as const, transport: "tcp" as const, kind: "lan" as const, rttMs: 1 };
+  ours.adopt(new NetPeerLink(a, "bob", "mem", "out", route));
+  theirs.adopt(new NetPeerLink(b, "me", "mem", "in", route));
+  return { ours, theirs };
+}
+
+async function readAll(s: MuxStream): Promise<string> {
+  let text = "";
+  for (let c = await s.read(); c !== null; c = await s.read()) text += new TextDecoder().decode(c);
+  return text;
+}
+
+Deno.test("an app attached over the control socket sees the node's members and uses their links both ways", async () => {
+  const dir = await Deno.makeTempDir();
+  const { ours, theirs } = await linkedPair();
+  await using _server = {
+    server: await ControlServer.open({
+      dir,
+      identity: { address: "me@x.test", user: "me" },
+      host: ours,
+      hello: () => ({
+        pid: 1,
+        since: new Date(0).toISOString(),
+        address: "me@x.test",
+        user: "me",
+        command: "join",
+      }),
+    }),
+    async [Symbol.asyncDispose]() {
+      await this.server.close();
+    },
+  };
+  const client = await ControlClient.connect(dir, { address: "me@x.test", user: "me" });
+  assert.ok(client, "the node answers");
+  assert.equal(client.hello.command, "join");
+  const got = Promise.withResolvers<string>();
+  await using attached = client.attach({
+    protocols: ["echo"],
+    stream: (s, m) =>
+      void readAll(s).then((t) => got.resolve(`${m.user} ${s.protocol}: ${t} (${JSON.stringify(s.meta)})`)),
+  });
+  await attached.ready;
+  assert.deepEqual(attached.members().map((m) => m.user), ["bob"]);
+
+  // The member opens an "echo" stream to us: it reaches the attached app, metadata intact.
+  const toUs = theirs.member("me")!.mux.open("echo", { n: 1 });
+  await toUs.write(new TextEncoder().encode("hello app"));
+  toUs.closeWrite();
+  assert.equal(await got.promise, 'bob echo: hello app ({"n":1})');
+
+  // The app opens a stream to the member, through the node.
+  const arrived = Promise.withResolvers<string>();
+  theirs.attach({ protocols: ["note"], stream: (s) => void readAll(s).then(arrived.resolve) });
+  const out = attached.members()[0].mux.open("note", {});
+  await out.write(new TextEncoder().encode("hello bob"));
+  out.closeWrite();
+  assert.equal(await arrived.promise, "hello bob");
+
+  await Promise.all([ours.close(), theirs.close()]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("no node runs: connecting finds none (a stale socket file is not a node)", async () => {
+  const dir = await Deno.makeTempDir();
+  assert.equal(await ControlClient.connect(dir, { address: "me@x.test", user: "me" }), undefined);
+  await Deno.remove(dir, { recursive: true });
+});
