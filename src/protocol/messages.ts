@@ -112,6 +112,11 @@ export interface Failure {
   kind: "failure";
   user: string;
   target: string;
+  /**
+   * The link key the unreachable peer was listed with: the host flags the row only if it still
+   * holds that key (the peer may have started again meanwhile, alive under a new key).
+   */
+  targetKey?: Uint8Array;
   time: number;
   nonce: Uint8Array;
 }
@@ -185,7 +190,13 @@ export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array }
       wire = { s: b64u(msg.session), t: msg.time, peers: msg.peers.map(entryWire) };
       break;
     case "failure":
-      wire = { u: msg.user, x: msg.target, t: msg.time, n: b64u(msg.nonce) };
+      wire = {
+        u: msg.user,
+        x: msg.target,
+        t: msg.time,
+        n: b64u(msg.nonce),
+        ...(msg.targetKey ? { k: b64u(msg.targetKey) } : {}),
+      };
       break;
     case "sync":
       wire = {
@@ -247,6 +258,7 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
         target: userId(w.x, "target"),
         time: timeField(w.t),
         nonce: bytesField(w.n, "nonce", NONCE_BYTES),
+        ...(w.k === undefined ? {} : { targetKey: bytesField(w.k, "target link key", LINK_KEY_BYTES) }),
       };
     case KIND.sync: {
       if (typeof w.w !== "boolean") throw new ProtocolError("A sync lacks its want flag.", "invalid");

@@ -21,7 +21,7 @@ import {
   type Request,
   type Sync,
 } from "../protocol/messages.ts";
-import { type Random, systemRandom } from "../protocol/bytes.ts";
+import { b64u, type Random, systemRandom } from "../protocol/bytes.ts";
 import type { TableEntry } from "../table/policy.ts";
 import type { PeerTable } from "../table/table.ts";
 import type { EventSink } from "./events.ts";
@@ -180,8 +180,14 @@ export class Host {
   }
 
   #failure(f: Failure): Disposition {
-    // 【0047】: look the peer up by user id, not by address (addresses change; ids do not).
-    const flagged = this.deps.table.flag(f.target);
+    // 【0047】: look the peer up by user id, not by address (addresses change; ids do not) — and
+    // only while the row is still the run the reporter tried (a restarted peer is alive).
+    const row = f.targetKey
+      ? this.deps.table.entries(this.#clock()).find((e) => e.user === f.target)
+      : undefined;
+    const stale = f.targetKey !== undefined && row !== undefined &&
+      b64u(row.linkKey) !== b64u(f.targetKey);
+    const flagged = stale ? false : this.deps.table.flag(f.target);
     this.deps.events({ event: "host_failure", reporter: f.user, peer: f.target, flagged });
     return "delete";
   }

@@ -115,6 +115,8 @@ export interface PeerDeps {
 
 /** Dials running at once (each tries all of a peer's paths in parallel itself). */
 const PARALLEL_DIALS = 8;
+/** Later replies to the same request (other hosts, upstream hosts) are taken for this long. */
+const LATER_REPLIES_MS = 5 * 60_000;
 /** Replies to other processes on the same inbox are left alone for this long (like --max-age). */
 const DEFAULT_REPLY_MAX_AGE_MS = 12 * 3600_000;
 /** After this long without a link, say we are waiting (the dials go on in the background). */
@@ -132,7 +134,8 @@ export class Peer {
   #clock: () => number;
   #random: Random;
   #session?: Uint8Array;
-  #answered = false;
+  /** When the first reply to the current request came (later ones are taken for a while). */
+  #answeredAt?: number;
   #dialing = new Set<Promise<void>>();
   /** Users being dialled right now: a second reason to dial them joins the first. */
   #inFlight = new Map<string, Promise<void>>();
@@ -154,7 +157,7 @@ export class Peer {
   async announce(): Promise<Request> {
     const s = this.settings;
     this.#session = this.#random(SESSION_BYTES);
-    this.#answered = false;
+    this.#answeredAt = undefined;
     const reach = this.deps.linker.reach();
     const req: Request = {
       kind: "request",
@@ -209,14 +212,16 @@ export class Peer {
       });
       return stale ? "delete" : "keep";
     }
-    if (this.#answered) {
+    // Several hosts may answer one request (all --via hosts, and upstream hosts a request was
+    // passed on to): each adds what it knows, for a while; after that a reply is a replay.
+    if (this.#answeredAt !== undefined && this.#clock() - this.#answeredAt > LATER_REPLIES_MS) {
       this.deps.events({
         event: "reply_ignored",
-        reason: "an earlier reply to this request was already used",
+        reason: "it answers a request answered long ago",
       });
       return "delete";
     }
-    this.#answered = true;
+    this.#answeredAt ??= this.#clock();
     const via = m.mail.from ?? this.settings.vias[0];
     this.deps.events({
       event: "reply",
@@ -322,7 +327,7 @@ export class Peer {
         if (this.deps.links.has(entry.user)) return;
         const reason = err instanceof Error ? err.message : String(err);
         this.deps.events({ event: "dial_failed", peer: entry.user, address, reason });
-        if (report) await this.#reportFailure(entry.user, via);
+        if (report) await this.#reportFailure(entry, via);
       }
     })();
     this.#inFlight.set(entry.user, task);
@@ -331,11 +336,13 @@ export class Peer {
   }
 
   /** 【0034】【0035】: tell the host, naming the peer by user id, so it is flagged for others. */
-  async #reportFailure(target: string, via: string): Promise<void> {
+  async #reportFailure(entry: PeerEntry, via: string): Promise<void> {
+    const target = entry.user;
     const notice: Failure = {
       kind: "failure",
       user: this.settings.user,
       target,
+      targetKey: entry.linkKey,
       time: this.#clock(),
       nonce: this.#random(NONCE_BYTES),
     };

@@ -268,3 +268,24 @@ Deno.test("doctor's probe is answered but never stored or introduced", async () 
   assert.equal(t.outbox.of("intro").length, 0);
   assert.deepEqual(t.table.entries(NOW).map((e) => e.user), ["pat"]);
 });
+
+Deno.test("a failure notice naming an older run of a peer (another link key) does not flag the run that is alive", async () => {
+  await using t = await setup();
+  await t.host.handle(mail(request("pat")));
+  const failure = (key: number) => ({
+    kind: "failure" as const,
+    user: "rep",
+    target: "pat",
+    targetKey: new Uint8Array(32).fill(key),
+    time: NOW,
+    nonce: rnd(16),
+  });
+  await t.host.handle(mail(failure(7)));
+  assert.equal(
+    t.table.entries(NOW)[0].flagged,
+    false,
+    "pat started again: its new run is not the one that failed",
+  );
+  await t.host.handle(mail(failure(2)));
+  assert.equal(t.table.entries(NOW)[0].flagged, true);
+});

@@ -223,6 +223,7 @@ const arbMessage: fc.Arbitrary<Message> = fc.oneof(
     kind: fc.constant("failure" as const),
     user: arbUser,
     target: arbUser,
+    targetKey: arbBytes(32),
     time: arbTime,
     nonce: arbBytes(16),
   }),
