@@ -36,8 +36,20 @@ import {
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** The JSON each side sends inside the handshake ({user, v, …}) is small; this bounds it. */
 export const MAX_HANDSHAKE_PAYLOAD = 4096;
-/** Connections still in their handshake; more are dropped at once, so strangers cannot pile up. */
-export const MAX_PENDING_HANDSHAKES = 32;
+/** Connections still in their handshake at once (each costs a pending read, little else). */
+export const MAX_PENDING_HANDSHAKES = 256;
+/** …of which one source address may hold this many. */
+export const MAX_PENDING_PER_SOURCE = 16;
+/** A member's first handshake message follows its connect at once; a silent connection is cut. */
+export const FIRST_BYTES_MS = 3_000;
+
+interface Pending {
+  from: string;
+  source: string;
+  /** Bytes arrived: a dialer at work, not a silent hold. */
+  talked: boolean;
+  stop: AbortController;
+}
 /** The dialer's first transport frame; its successful decryption proves the dialer holds the psk. */
 const KEY_CONFIRMATION = utf8("mailmeet link ready v1");
 
@@ -248,7 +260,7 @@ export function initiateLink(conn: ByteStream, opts: InitiateOptions): Promise<L
         // The holder of the published key would have read message 1 and answered; anyone else
         // cannot decrypt it and hangs up.
         throw new LinkError(
-          `${peer} is not the peer we looked for: its key does not match the one the host published.`,
+          `${peer} closed the connection during the handshake: it is busy, or not the peer we looked for (its key is not the one published).`,
           "wrong_peer",
         );
       }
@@ -417,6 +429,14 @@ export function listenLinks(opts: ListenOptions): LinkListener {
     }
   };
 
+  // Connections still in their handshake. A stranger can open many and say nothing; a member's
+  // first message comes at once. So a new connection always gets a place — the oldest silent one
+  // of the same source, or else of anyone, makes room — and silence is cut after FIRST_BYTES_MS.
+  const pending = new Set<Pending>();
+  const evict = (p: Pending, why: string) => {
+    pending.delete(p);
+    p.stop.abort(new LinkError(`Dropped a connection from ${p.from}: ${why}.`, "handshake"));
+  };
   const accepting = (async () => {
     for (;;) {
       let conn: Deno.TcpConn;
@@ -426,19 +446,44 @@ export function listenLinks(opts: ListenOptions): LinkListener {
         return; // closed
       }
       const from = formatAddr(conn.remoteAddr);
-      if (handshakes.size >= MAX_PENDING_HANDSHAKES) {
-        conn.close();
-        report(
-          new LinkError(`Dropped a connection from ${from}: too many handshakes in progress.`, "handshake"),
-        );
-        continue;
+      const source = conn.remoteAddr.transport === "tcp" ? conn.remoteAddr.hostname : from;
+      const same = [...pending].filter((p) => p.source === source);
+      if (same.length >= MAX_PENDING_PER_SOURCE) {
+        evict(same.find((p) => !p.talked) ?? same[0], "too many silent connections from one address");
+      } else if (pending.size >= MAX_PENDING_HANDSHAKES) {
+        const silent = [...pending].find((p) => !p.talked);
+        if (!silent) {
+          conn.close();
+          report(
+            new LinkError(`Dropped a connection from ${from}: too many handshakes in progress.`, "handshake"),
+          );
+          continue;
+        }
+        evict(silent, "a newer connection needed its place");
       }
       conn.setNoDelay(true);
-      const task = acceptLink(conn, {
+      const entry: Pending = { from, source, talked: false, stop: new AbortController() };
+      const watched: ByteStream = {
+        read: async (b) => {
+          const n = await conn.read(b);
+          if (n !== null && n > 0) entry.talked = true;
+          return n;
+        },
+        write: (b) => conn.write(b),
+        close: () => conn.close(),
+        closeWrite: () => conn.closeWrite(),
+      };
+      pending.add(entry);
+      const quiet = setTimeout(() => {
+        if (!entry.talked && pending.has(entry)) {
+          evict(entry, `it said nothing for ${FIRST_BYTES_MS / 1000} s`);
+        }
+      }, FIRST_BYTES_MS);
+      const task = acceptLink(watched, {
         ...opts,
         peer: from,
         timeoutMs: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
-        signal: stop.signal,
+        signal: AbortSignal.any([stop.signal, entry.stop.signal]),
       }).then(
         (link) => {
           if (stop.signal.aborted) {
@@ -463,7 +508,11 @@ export function listenLinks(opts: ListenOptions): LinkListener {
         },
       );
       handshakes.add(task);
-      task.finally(() => handshakes.delete(task));
+      task.finally(() => {
+        clearTimeout(quiet);
+        pending.delete(entry);
+        handshakes.delete(task);
+      });
     }
   })();
 
