@@ -1,17 +1,16 @@
 /**
  * Asking the home router to forward our ports: NAT-PMP (RFC 6886 — PCP's predecessor, which most
- * routers with PCP still answer; ours, src/net/natpmp.ts) and UPnP-IGD (through
- * @achingbrain/nat-port-mapper). A mapping is leased, renewed before it expires, and removed when
- * the node stops.
+ * routers with PCP still answer; src/net/natpmp.ts) and UPnP-IGD (src/net/upnp.ts), both tried at
+ * once. A mapping is leased, renewed before it expires, and removed when the node stops.
  *
  * A mapping helps only if the router's outside address is the one the internet sees: behind a
  * carrier-grade NAT the router reports a private or shared address (RFC 6598), or one that STUN
  * contradicts, and the mapping is given back unused.
  */
-import type { upnpNat as UpnpNat } from "@achingbrain/nat-port-mapper";
 import type { Candidate } from "../protocol/candidate.ts";
 import { isPrivateIPv4 } from "./interfaces.ts";
 import { NatPmpClient } from "./natpmp.ts";
+import { UpnpGateway } from "./upnp.ts";
 
 export interface PortMapOptions {
   tcpPort: number;
@@ -20,9 +19,10 @@ export interface PortMapOptions {
   localHost: string;
   /** The public address STUN saw, if any: the router's outside address must agree. */
   publicHost?: string;
-  /** How long to look for a router and map (the request waits at most this long for it). */
+  /** How long to look for a router and map. */
   budgetMs: number;
-  description?: string;
+  /** Which ways to try (tests pick one; default both). */
+  methods?: readonly PortMapping["method"][];
 }
 
 export interface PortMapping {
@@ -37,60 +37,50 @@ export type PortMapOutcome =
   | { ok: true; mapping: PortMapping }
   | { ok: false; reason: string };
 
-type Gateway = {
-  map(
-    port: number,
-    host: string,
-    o: Record<string, unknown>,
-  ): Promise<{ externalHost: string; externalPort: number }>;
-  externalIp(o?: Record<string, unknown>): Promise<string>;
-  stop(o?: Record<string, unknown>): Promise<void>;
-};
+/** What both ways to map share: the outside address, one mapping per protocol, giving all back. */
+interface Gateway {
+  externalIp(signal?: AbortSignal): Promise<string>;
+  map(protocol: "tcp" | "udp", port: number, internalHost: string, signal?: AbortSignal): Promise<number>;
+  stop(signal?: AbortSignal): Promise<void>;
+}
 
 /** NAT-PMP leases: renewed at half their lifetime (RFC 6886 §3.3), removed at stop (§3.4). */
 class PmpGateway implements Gateway {
   readonly #client: NatPmpClient;
-  readonly #leases = new Map<
-    string,
-    { internal: number; external: number; timer: ReturnType<typeof setInterval> }
-  >();
+  readonly #leases = new Map<string, { port: number; timer: ReturnType<typeof setInterval> }>();
 
   constructor(gateway: string) {
     this.#client = new NatPmpClient(gateway);
   }
 
-  externalIp(o?: { signal?: AbortSignal }): Promise<string> {
-    return this.#client.externalAddress(o?.signal);
+  externalIp(signal?: AbortSignal): Promise<string> {
+    return this.#client.externalAddress(signal);
   }
 
-  async map(
-    port: number,
-    _host: string,
-    o: { protocol?: string; externalPort?: number; signal?: AbortSignal },
-  ) {
-    const protocol = o.protocol === "udp" ? "udp" : "tcp";
-    const lifetime = Math.round(LEASE_MS / 1000);
-    const external = await this.#client.map(protocol, port, o.externalPort ?? port, lifetime, o.signal);
-    const renew = () =>
-      void this.#client.map(protocol, port, external, lifetime).catch(() => {
-        // the next renewal tries again; the lease lasts until then
-      });
-    const timer = setInterval(renew, (lifetime * 1000) / 2);
+  async map(protocol: "tcp" | "udp", port: number, _host: string, signal?: AbortSignal): Promise<number> {
+    const lifetime = LEASE_S;
+    const external = await this.#client.map(protocol, port, port, lifetime, signal);
+    const timer = setInterval(
+      () => void this.#client.map(protocol, port, external, lifetime).catch(() => {}),
+      (lifetime * 1000) / 2,
+    );
     Deno.unrefTimer(timer);
-    this.#leases.set(`${protocol} ${port}`, { internal: port, external, timer });
-    return { externalHost: "", externalPort: external };
+    this.#leases.set(protocol, { port, timer });
+    return external;
   }
 
-  async stop(o?: { signal?: AbortSignal }): Promise<void> {
+  async stop(signal?: AbortSignal): Promise<void> {
     const leases = [...this.#leases.entries()];
     this.#leases.clear();
-    await Promise.allSettled(leases.map(([id, l]) => {
+    for (const [protocol, l] of leases) {
       clearInterval(l.timer);
-      return this.#client.map(id.startsWith("udp") ? "udp" : "tcp", l.internal, 0, 0, o?.signal);
-    }));
+      await this.#client.map(protocol as "tcp" | "udp", l.port, 0, 0, signal).catch(() => {});
+    }
     await this.#client.close();
   }
 }
+
+const LEASE_S = 7200;
 
 /** The default IPv4 gateway from /proc/net/route (Linux); undefined elsewhere or without one. */
 export async function defaultGateway(): Promise<string | undefined> {
@@ -109,19 +99,6 @@ export async function defaultGateway(): Promise<string | undefined> {
   return undefined;
 }
 
-const LEASE_MS = 2 * 3600_000;
-
-/**
- * The library is loaded when first needed, and kept out of the bundle (deno.json's bundle task
- * marks it external): its SSDP part reads its own package.json at load time, which a one-file
- * bundle cannot provide. Deno fetches it from npm on first use (deno install and compile cache it).
- */
-const NAT_PORT_MAPPER = "npm:@achingbrain/nat-port-mapper@4.0.5";
-
-async function library(): Promise<{ upnpNat: typeof UpnpNat }> {
-  return await import(NAT_PORT_MAPPER);
-}
-
 export class PortMapper {
   #gateway?: Gateway;
   #mapping?: PortMapping;
@@ -133,35 +110,24 @@ export class PortMapper {
   /** Tries NAT-PMP and UPnP at once; the first router that maps both ports is kept. */
   async open(o: PortMapOptions): Promise<PortMapOutcome> {
     const signal = AbortSignal.timeout(o.budgetMs);
-    let lib;
-    try {
-      lib = await library();
-    } catch (err) {
-      return {
-        ok: false,
-        reason: `the port mapping library could not be loaded (${(err as Error).message})`,
-      };
-    }
-    const { upnpNat } = lib;
+    const methods = o.methods ?? ["nat-pmp", "upnp"];
     const gateways: Gateway[] = [];
     const tries: Promise<{ gw: Gateway; mapping: PortMapping }>[] = [];
-    const gatewayIp = await defaultGateway();
+    const gatewayIp = methods.includes("nat-pmp") ? await defaultGateway() : undefined;
     if (gatewayIp) {
       const gw = new PmpGateway(gatewayIp);
       gateways.push(gw);
       tries.push(this.#map(gw, "nat-pmp", o, signal));
     }
-    tries.push((async () => {
-      const client = upnpNat({ autoRefresh: true, ttl: LEASE_MS });
-      for await (const found of client.findGateways({ signal })) {
-        const gw = found as unknown as Gateway;
+    if (methods.includes("upnp")) {
+      tries.push((async () => {
+        const gw = await UpnpGateway.find(signal);
         gateways.push(gw);
         return await this.#map(gw, "upnp", o, signal);
-      }
-      throw new Error("no UPnP router answered");
-    })());
-    let winner: { gw: Gateway; mapping: PortMapping } | undefined;
+      })());
+    }
     const reasons: string[] = [];
+    let winner: { gw: Gateway; mapping: PortMapping } | undefined;
     try {
       winner = await Promise.any(tries.map((t) =>
         t.catch((err) => {
@@ -176,7 +142,8 @@ export class PortMapper {
     if (!winner) {
       return {
         ok: false,
-        reason: reasons.find((r) => /NAT|behind|contradict/.test(r)) ?? "no router answered NAT-PMP or UPnP",
+        reason: reasons.find((r) => /NAT|behind|contradict/.test(r)) ?? reasons[0] ??
+          "no router answered NAT-PMP or UPnP",
       };
     }
     this.#gateway = winner.gw;
@@ -185,23 +152,20 @@ export class PortMapper {
   }
 
   async #map(gw: Gateway, method: PortMapping["method"], o: PortMapOptions, signal: AbortSignal) {
-    const external = await gw.externalIp({ signal });
+    const external = await gw.externalIp(signal);
     if (isPrivateIPv4(external)) {
-      await gw.stop().catch(() => {});
       throw new Error(
         `the router's outside address ${external} is private: it sits behind another NAT (carrier-grade NAT)`,
       );
     }
     if (o.publicHost && o.publicHost !== external) {
-      await gw.stop().catch(() => {});
       throw new Error(
         `the router says its outside address is ${external} but STUN saw ${o.publicHost}: another NAT is in between`,
       );
     }
-    const opts = { signal, description: o.description ?? "mailmeet", ttl: LEASE_MS };
-    const tcp = await gw.map(o.tcpPort, o.localHost, { ...opts, protocol: "tcp", externalPort: o.tcpPort });
-    const udp = await gw.map(o.udpPort, o.localHost, { ...opts, protocol: "udp", externalPort: o.udpPort });
-    return { gw, mapping: { method, external, tcp: tcp.externalPort, udp: udp.externalPort } };
+    const tcp = await gw.map("tcp", o.tcpPort, o.localHost, signal);
+    const udp = await gw.map("udp", o.udpPort, o.localHost, signal);
+    return { gw, mapping: { method, external, tcp, udp } };
   }
 
   candidates(): Candidate[] {
@@ -218,6 +182,6 @@ export class PortMapper {
     const gw = this.#gateway;
     this.#gateway = undefined;
     this.#mapping = undefined;
-    if (gw) await gw.stop({ signal: AbortSignal.timeout(3000) }).catch(() => {});
+    if (gw) await gw.stop(AbortSignal.timeout(3000)).catch(() => {});
   }
 }

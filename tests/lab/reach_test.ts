@@ -198,3 +198,36 @@ labTest("a network that blocks UDP still links, through a relay over TCP", async
   assert.equal(link.path, "relay");
   await ann.waitFor(connectedTo("bob"), 10_000, "ann reached by bob");
 });
+
+labTest(
+  "the router forwards ports on request by UPnP and by NAT-PMP alike, and both mappings (TCP and UDP) go at exit",
+  async () => {
+    await using m = await meeting([{ name: "upnpa", nat: "upnp" }]);
+    const fixture = new URL("../fixtures/portmapper_run.ts", import.meta.url).pathname;
+    for (const method of ["upnp", "nat-pmp"]) {
+      const child = m.lab.spawn(m.lab.host("upnpa").ns, Deno.execPath(), [
+        "run",
+        "-A",
+        fixture,
+        method,
+        "41000",
+        m.lab.host("upnpa").ip,
+      ], { stdin: "piped", stdout: "piped" });
+      const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      const first = JSON.parse((await lines.read()).value!.trim());
+      assert.equal(first.ok, true, JSON.stringify(first));
+      assert.equal(first.mapping.method, method);
+      const mapped = await m.lab.portMappings("upnpa");
+      assert.deepEqual(mapped.map((p) => `${p.protocol} ${p.externalPort}`).sort(), [
+        "tcp 41000",
+        "udp 41000",
+      ]);
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode("go\n"));
+      await w.close();
+      await child.status;
+      lines.releaseLock();
+      assert.deepEqual(await m.lab.portMappings("upnpa"), [], `${method}: nothing left on the router`);
+    }
+  },
+);
