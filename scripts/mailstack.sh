@@ -189,9 +189,13 @@ smtpd_reject_unlisted_recipient = no
 local_transport = error:5.1.1 local delivery is disabled
 default_transport = error:5.7.1 mail for other domains is not accepted here
 relay_transport = error:5.7.1 mail for other domains is not accepted here
-# Nobody, authenticated or not, relays: mail to any other domain is refused at RCPT time.
+# Nobody relays: mail to any other domain is refused at RCPT time. The one exception: an
+# authenticated sender may send to a mistyped *.test domain (gmae.test), which is then bounced at
+# once as a provider bounces a domain it cannot look up, so tests can read a real RFC 3464 bounce.
 smtpd_relay_restrictions = reject_unauth_destination
 smtpd_recipient_restrictions =
+mailstack_submission_relay = check_recipient_access regexp:$PF_ETC/typo_domains, reject_unauth_destination
+transport_maps = regexp:$PF_ETC/transport
 
 # TLS: offered on the MX port, required before AUTH on submission, implicit on smtps.
 smtpd_tls_security_level = may
@@ -239,6 +243,20 @@ header_checks =
 body_checks =
 EOF
 
+  # A mistyped *.test domain (not one of the three): accepted from authenticated senders only, and
+  # bounced at once with the words Postfix uses when it cannot look a domain up (transport_maps
+  # are looked up by the bare domain too, and take no $1 substitution).
+  local ours
+  ours="$(printf '%s|' "${DOMAINS[@]}" | sed 's/|$//; s/\./\\./g')"
+  if write_if_changed "$PF_ETC/typo_domains" <<EOF; then POSTFIX_CHANGED=1; fi
+/@[^@]+\.test\$/ OK
+EOF
+  if write_if_changed "$PF_ETC/transport" <<EOF; then POSTFIX_CHANGED=1; fi
+if !/(^|@)($ours)\$/
+/\.test\$/ error:5.1.2 Host or domain name not found
+endif
+EOF
+
   # No chroot anywhere (the state folder holds everything); one smtpd per port.
   if write_if_changed "$PF_ETC/master.cf" <<EOF; then POSTFIX_CHANGED=1; fi
 # Written by scripts/mailstack.sh — edits are overwritten on the next start.
@@ -248,11 +266,13 @@ $HOST:$SUBMISSION_PORT  inet  n       -      n      -      -       smtpd
   -o syslog_name=mailmeet-postfix/submission
   -o smtpd_tls_security_level=encrypt
   -o smtpd_sasl_auth_enable=yes
+  -o smtpd_relay_restrictions=\$mailstack_submission_relay
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 $HOST:$SMTPS_PORT  inet  n       -      n      -      -       smtpd
   -o syslog_name=mailmeet-postfix/smtps
   -o smtpd_tls_wrappermode=yes
   -o smtpd_sasl_auth_enable=yes
+  -o smtpd_relay_restrictions=\$mailstack_submission_relay
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 pickup     unix  n       -       n       60      1       pickup
 cleanup    unix  n       -       n       -       0       cleanup
