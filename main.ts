@@ -1,7 +1,7 @@
 // mailmeet CLI entry: parse, load config, dispatch. Everything else lives in src/.
 import { resolveOptions } from "./src/cli/options.ts";
-import { errorEvent, exitCodeFor, sentenceFor, UsageError } from "./src/cli/errors.ts";
-import { COMMANDS, findCommand, mainHelp } from "./src/cli/commands.ts";
+import { errorEvent, exitCodeFor, sentenceFor } from "./src/cli/errors.ts";
+import { checkCommandArgs, COMMANDS, findCommand, mainHelp, unknownCommand } from "./src/cli/commands.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 const TRUE = /^(1|true|yes|on)$/i;
@@ -50,15 +50,12 @@ async function main(args: string[]): Promise<number> {
   try {
     const r = await resolveOptions(args, Deno.env.toObject(), COMMANDS.flatMap((c) => c.extras ?? []));
     const cmd = findCommand(r.command);
-    if (!cmd) {
-      throw new UsageError(
-        `Unknown command "${r.command}"; the commands are ${COMMANDS.map((c) => c.name).join(", ")}.`,
-      );
-    }
+    if (!cmd) throw unknownCommand(r.command);
     if (r.values.help) {
       console.log(r.explicitCommand ? cmd.help : mainHelp());
       return 0;
     }
+    checkCommandArgs(cmd, r);
     return await cmd.run(r);
   } catch (err) {
     return fail(err);
