@@ -129,7 +129,8 @@ export async function sendFiles(
     if (m === null || m.kind !== M_ANSWER) throw new TransferError(`${peer} did not answer the offer.`);
     const answer = await reader.json<Answer>(m.len);
     if (!answer.accept) {
-      throw new TransferError(`${peer} declined${answer.reason ? `: ${answer.reason}` : "."}`);
+      const why = typeof answer.reason === "string" ? answer.reason.replace(/[.\s]+$/, "") : "";
+      throw new TransferError(`${peer} declined${why ? `: ${why}` : ""}.`);
     }
     accepted = true;
     emit({ event: "accepted", peer });

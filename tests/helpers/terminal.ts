@@ -92,7 +92,9 @@ export async function terminal(argv: string[], opts: TerminalOptions = {}): Prom
       "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
     )).trim().split(" ");
     if (dead !== "1") return undefined;
-    return signal ? 128 + Number(signal) : Number(code);
+    if (signal) return 128 + Number(signal);
+    // tmux may mark the pane dead a moment before it has the status: ask again.
+    return code ? Number(code) : undefined;
   };
   return {
     screen,

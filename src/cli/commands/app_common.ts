@@ -128,7 +128,12 @@ export async function runApp(
   };
   const ticker = setInterval(() => waiting.tick(), WAIT_TICK_MS);
   try {
-    await using meeting = await meet(r, watched, app, ctl);
+    const meeting = await meet(r, watched, app, ctl);
+    // Closing links politely is best effort: a link whose peer vanished can hold a write for
+    // minutes (TCP zero-window probes), and the command's result is known already.
+    await using _ = {
+      [Symbol.asyncDispose]: () => settledWithin(Promise.resolve(meeting[Symbol.asyncDispose]()), CLEANUP_MS),
+    };
     if (meeting.attached) clearInterval(ticker); // the running node met the group already
     let linked = false;
     void meeting.firstLink.then(() => linked = true);
@@ -257,6 +262,19 @@ async function meet(
       await attachment[Symbol.asyncDispose]();
     },
   };
+}
+
+/** How long closing links and the mailbox may take once a command's work is done. */
+export const CLEANUP_MS = 2_000;
+
+/** Waits for `work` to settle, but no longer than `ms`. Never throws. */
+export async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    work.catch(() => {}),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Resolves when `signal` aborts. */
