@@ -14,13 +14,15 @@ export interface Interrupt extends Disposable {
   readonly signal: AbortSignal;
   /** True once a signal arrived (as opposed to the command ending on its own). */
   readonly interrupted: boolean;
+  /** The sentence that says how far the work got; printed even if cleanup is then cut short. */
+  explain(sentence: string): void;
 }
 
 const encoder = new TextEncoder();
 
-function exitNow(why: string): never {
+function exitNow(sentence: string): never {
   try {
-    Deno.stderr.writeSync(encoder.encode(`mailmeet: Interrupted; ${why}.\n`));
+    Deno.stderr.writeSync(encoder.encode(`mailmeet: ${sentence}\n`));
   } catch {
     // stderr is gone: the exit status still says it
   }
@@ -31,12 +33,16 @@ export function interruptSignal(graceMs = INTERRUPT_GRACE_MS): Interrupt {
   const ctl = new AbortController();
   let interrupted = false;
   let grace: ReturnType<typeof setTimeout> | undefined;
+  let explained: string | undefined;
   const onSignal = () => {
-    if (interrupted) exitNow("stopped at once on the second Ctrl-C");
+    if (interrupted) exitNow(explained ?? "Interrupted; stopped at once on the second Ctrl-C.");
     interrupted = true;
     ctl.abort();
     grace = setTimeout(
-      () => exitNow(`cleanup took longer than ${graceMs / 1000} s, so it was cut short`),
+      () =>
+        exitNow(
+          explained ?? `Interrupted; cleanup took longer than ${graceMs / 1000} s, so it was cut short.`,
+        ),
       graceMs,
     );
     // The grace timer must never be what keeps a finished process alive.
@@ -48,6 +54,9 @@ export function interruptSignal(graceMs = INTERRUPT_GRACE_MS): Interrupt {
     signal: ctl.signal,
     get interrupted() {
       return interrupted;
+    },
+    explain(sentence: string) {
+      explained = sentence;
     },
     [Symbol.dispose]() {
       for (const s of sigs) Deno.removeSignalListener(s, onSignal);

@@ -52,6 +52,11 @@ async function tmux(socket: string, ...args: string[]): Promise<string> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function terminal(argv: string[], opts: TerminalOptions = {}): Promise<Terminal> {
+  try {
+    await new Deno.Command("tmux", { args: ["-V"], stdout: "null", stderr: "null" }).output();
+  } catch {
+    throw new Error("These tests drive a real terminal with tmux: install it (apt-get install tmux).");
+  }
   const dir = await Deno.makeTempDir({ prefix: "mailmeet-tty-" });
   const socket = `${dir}/tmux.sock`;
   const conf = `${dir}/tmux.conf`;

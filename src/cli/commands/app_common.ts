@@ -189,16 +189,20 @@ export async function runApp(
       });
     } catch (err) {
       // Whatever broke because Ctrl-C closed things under it is still an interruption.
-      if (stop.interrupted && !(err instanceof InterruptedError)) {
-        throw new InterruptedError(opts.interrupted ?? "Interrupted; the links are closed.");
-      }
-      throw err;
+      const e = stop.interrupted && !(err instanceof InterruptedError)
+        ? new InterruptedError(opts.interrupted ?? "Interrupted; the links are closed.")
+        : err;
+      // Said now too, so a cleanup cut short by the grace still ends with this sentence.
+      if (e instanceof InterruptedError) stop.explain(e.message);
+      throw e;
     } finally {
       ctl.abort();
     }
     // Work cut short by Ctrl-C never ends with 0.
     if (stop.interrupted) {
-      throw new InterruptedError(opts.interrupted ?? "Interrupted; the links are closed.");
+      const e = new InterruptedError(opts.interrupted ?? "Interrupted; the links are closed.");
+      stop.explain(e.message);
+      throw e;
     }
     return code;
   } finally {
