@@ -491,13 +491,24 @@ trim_log() {
   return 0
 }
 
+# Runs "$@" with every file descriptor above 2 closed. A daemon must not keep a descriptor it
+# inherited: the test suite runs under `flock /tmp/mailmeet-suite.lock`, and a Dovecot started
+# (or restarted by a test) with that descriptor open would hold the lock for as long as it runs.
+detached() (
+  local fd
+  for fd in $(ls "/proc/$BASHPID/fd" 2>/dev/null); do
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+  done
+  exec "$@"
+)
+
 start_dovecot() {
   dovecot_pid >/dev/null && return 0
   trim_log "$DC_LOG"
   # A leftover anvil-auth-penalty socket (the listener is disabled below) makes the auth process
   # retry connecting to it for 5 s on every start; without the file it skips the penalty silently.
   rm -f "$DC_BASE/master.pid" "$DC_BASE/anvil-auth-penalty"
-  if ! dovecot -c "$DC_CONF" >>"$DC_LOG" 2>&1 9>&-; then
+  if ! detached dovecot -c "$DC_CONF" >>"$DC_LOG" 2>&1; then
     show_logs
     die "Dovecot failed to start (config: $DC_CONF)"
   fi
@@ -548,7 +559,7 @@ start_postfix() {
   rm -f "$PF_QUEUE/pid/master.pid"
   # After the first start the queue folders exist: skip the slow integrity check.
   [ -d "$PF_QUEUE/maildrop" ] && [ -d "$PF_QUEUE/public" ] && touch "$PF_QUEUE/quick-start"
-  if ! postfix -c "$PF_ETC" start >>"$PF_LOG" 2>&1 9>&-; then
+  if ! detached postfix -c "$PF_ETC" start >>"$PF_LOG" 2>&1; then
     show_logs
     die "Postfix failed to start (config: $PF_ETC)"
   fi
@@ -628,7 +639,18 @@ cmd_stop() {
   fi
 }
 
-cmd_restart_dovecot() {
+cmd_re# Runs "$@" with every file descriptor above 2 closed. A daemon must not keep a descriptor it
+# inherited: the test suite runs under `flock /tmp/mailmeet-suite.lock`, and a Dovecot started
+# (or restarted by a test) with that descriptor open would hold the lock for as long as it runs.
+detached() (
+  local fd
+  for fd in $(ls "/proc/$BASHPID/fd" 2>/dev/null); do
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+  done
+  exec "$@"
+)
+
+start_dovecot() {
   need_root "restart-dovecot"
   lock
   [ -f "$DC_CONF" ] || die "the stack was never started (no $DC_CONF)"

@@ -120,8 +120,8 @@ export async function receiveCommand(r: Resolved): Promise<number> {
   }, async (run) => {
     const status = run.status;
     try {
-      await run.firstLink();
       status.setApp({ app: "receive", out: root, state: "waiting", bytes: 0, total: 0 });
+      await run.firstLink();
       out.app({ event: "waiting_offer", out: root }, `waiting for a peer to send files into ${root}`);
       const got = await run.waitFor(offered.promise, {
         interrupted: "Interrupted before anyone offered files; nothing was received.",

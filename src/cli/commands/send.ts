@@ -68,6 +68,7 @@ export async function sendCommand(r: Resolved): Promise<number> {
     },
   }, async (run) => {
     try {
+      run.status.setApp({ app: "send", peer: to, state: "waiting", bytes: 0, total });
       const mux = await run.waitFor(linked.promise, {
         interrupted: `Interrupted before ${to} connected; nothing was sent.`,
         timeout: ({ linked, answered }) =>
