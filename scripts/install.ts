@@ -11,16 +11,10 @@
  */
 import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
+import { DENO_PERMISSIONS } from "../src/cli/permissions.ts";
 
-/** What mailmeet needs, as in deno.json's mailmeet task (QUIC is behind --unstable-net in Deno 2). */
-const PERMISSIONS = [
-  "--unstable-net",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys",
-];
+/** What mailmeet needs, not -A: the same list as deno.json's tasks and the README. */
+const PERMISSIONS = DENO_PERMISSIONS;
 
 function fail(message: string): never {
   console.error(`install: ${message}`);

@@ -4,7 +4,7 @@
  * typos, `mailmeet help`), checks made before the meeting, and an install that outlives the checkout.
  */
 import assert from "node:assert/strict";
-import { BUNDLE, ensureBundle, runCli } from "../../scripts/lib/cli_process.ts";
+import { BUNDLE, ensureBundle, OFFLINE_ENV, runCli } from "../../scripts/lib/cli_process.ts";
 import { world } from "../helpers/world.ts";
 import { is, piped } from "../helpers/people.ts";
 
@@ -89,8 +89,8 @@ Deno.test("init --force with a new address and --password-stdin logs in as the n
   await using u = await fresh();
   const init = async (args: string[], password: string) => {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", BUNDLE, "init", ...args],
-      env: { ...u.env, NO_COLOR: "1" },
+      args: ["run", "-A", "--unstable-net", BUNDLE, "init", ...args],
+      env: { ...OFFLINE_ENV, ...u.env, NO_COLOR: "1" },
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",

@@ -189,8 +189,10 @@ function spawnHost(w: Awaited<ReturnType<typeof world>>) {
 Deno.test("[tty] Ctrl-C at init's password question ends it with 130 and writes nothing", async () => {
   await using w = await world("maildir");
   const { terminal } = await import("../helpers/terminal.ts");
-  const { BUNDLE } = await import("../../scripts/lib/cli_process.ts");
-  await using t = await terminal([Deno.execPath(), "run", "-A", BUNDLE, "init"], { env: w.env });
+  const { BUNDLE, OFFLINE_ENV } = await import("../../scripts/lib/cli_process.ts");
+  await using t = await terminal([Deno.execPath(), "run", "-A", "--unstable-net", BUNDLE, "init"], {
+    env: { ...OFFLINE_ENV, ...w.env },
+  });
   await t.waitFor(/Your e-mail address: *$/, 30_000, "the first question");
   await t.type("bob@isp-b.test");
   await t.keys("Enter");

@@ -3,7 +3,13 @@
  * run as a piped process with --json events (what a script sees) or on a terminal in human mode
  * (what a person sees). Plus the files a transfer test needs.
  */
-import { BUNDLE, type CliEvent, type CliProcess, spawnCli } from "../../scripts/lib/cli_process.ts";
+import {
+  BUNDLE,
+  type CliEvent,
+  type CliProcess,
+  OFFLINE_ENV,
+  spawnCli,
+} from "../../scripts/lib/cli_process.ts";
 import { type Terminal, terminal, type TerminalOptions } from "./terminal.ts";
 import type { Account, World } from "./world.ts";
 
@@ -52,11 +58,18 @@ export function onTerminal(
   acct = w.account(name),
   opts: TerminalOptions = {},
 ): Promise<Terminal> {
-  return terminal([Deno.execPath(), "run", "-A", BUNDLE, ...personArgs(w, name, host, args, acct)], {
+  return terminal([
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--unstable-net",
+    BUNDLE,
+    ...personArgs(w, name, host, args, acct),
+  ], {
     width: 110,
     height: 30,
     ...opts,
-    env: { ...w.env, ...opts.env },
+    env: { ...OFFLINE_ENV, ...w.env, ...opts.env },
   });
 }
 
