@@ -494,10 +494,12 @@ trim_log() {
 # Runs "$@" with every file descriptor above 2 closed. A daemon must not keep a descriptor it
 # inherited: the test suite runs under `flock /tmp/mailmeet-suite.lock`, and a Dovecot started
 # (or restarted by a test) with that descriptor open would hold the lock for as long as it runs.
+# Bash reads this script through descriptor 255 (and shares its offset with subshells): that one
+# stays, or the running script would lose its place.
 detached() (
   local fd
   for fd in $(ls "/proc/$BASHPID/fd" 2>/dev/null); do
-    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+    [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ] && eval "exec $fd>&-" 2>/dev/null
   done
   exec "$@"
 )
@@ -639,18 +641,7 @@ cmd_stop() {
   fi
 }
 
-cmd_re# Runs "$@" with every file descriptor above 2 closed. A daemon must not keep a descriptor it
-# inherited: the test suite runs under `flock /tmp/mailmeet-suite.lock`, and a Dovecot started
-# (or restarted by a test) with that descriptor open would hold the lock for as long as it runs.
-detached() (
-  local fd
-  for fd in $(ls "/proc/$BASHPID/fd" 2>/dev/null); do
-    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
-  done
-  exec "$@"
-)
-
-start_dovecot() {
+cmd_restart_dovecot() {
   need_root "restart-dovecot"
   lock
   [ -f "$DC_CONF" ] || die "the stack was never started (no $DC_CONF)"
