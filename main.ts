@@ -1,6 +1,7 @@
 // mailmeet CLI entry: parse, load config, dispatch. Everything else lives in src/.
 import { resolveOptions } from "./src/cli/options.ts";
-import { errorEvent, exitCodeFor, sentenceFor } from "./src/cli/errors.ts";
+import { errorEvent, exitCodeFor, InterruptedError, sentenceFor } from "./src/cli/errors.ts";
+import { reportForcedExit } from "./src/cli/signals.ts";
 import { checkCommandArgs, COMMANDS, findCommand, mainHelp, unknownCommand } from "./src/cli/commands.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -28,6 +29,8 @@ function fail(err: unknown): number {
   if (debug) console.error(err);
   return code;
 }
+// A cleanup cut short after Ctrl-C ends the same way.
+reportForcedExit((sentence) => void fail(new InterruptedError(sentence)));
 
 // A failure that escapes a command (a callback, a stream) still ends as one sentence, not a trace.
 globalThis.addEventListener("unhandledrejection", (e) => {

@@ -109,7 +109,11 @@ export const COMMANDS: readonly Command[] = [
   {
     name: "help",
     summary: "this help, or a command's (help COMMAND)",
-    help: "mailmeet help [COMMAND] — this overview, or one command's help with an example",
+    help: `mailmeet help [COMMAND] — this overview, or one command's help with an example
+
+Examples:
+  mailmeet help
+  mailmeet help send`,
     args: "[COMMAND]",
     run: helpCommand,
   },

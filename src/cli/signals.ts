@@ -20,9 +20,17 @@ export interface Interrupt extends Disposable {
 
 const encoder = new TextEncoder();
 
+let report = (sentence: string): void =>
+  void Deno.stderr.writeSync(encoder.encode(`mailmeet: ${sentence}\n`));
+
+/** How a forced exit says its sentence (main.ts: on stderr, and as an error event with --json). */
+export function reportForcedExit(fn: (sentence: string) => void): void {
+  report = fn;
+}
+
 function exitNow(sentence: string): never {
   try {
-    Deno.stderr.writeSync(encoder.encode(`mailmeet: ${sentence}\n`));
+    report(sentence);
   } catch {
     // stderr is gone: the exit status still says it
   }

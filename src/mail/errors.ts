@@ -53,7 +53,9 @@ export function connectError(where: string, err: unknown): MailError {
   }
   if (/certificate|UnknownIssuer|tls|handshake|NotValidForName|InvalidCertificate/i.test(text)) {
     return new MailError(
-      `Cannot open a secure connection to ${where}: the server's certificate ${certificateProblem(text)}; ` +
+      `Cannot open a secure connection to ${where}: the server's certificate is not trusted (${
+        certificateProblem(text)
+      }); ` +
         `if it uses a private CA, pass it with --tls-ca FILE.`,
       "tls",
       { cause: err },
@@ -76,15 +78,17 @@ export function connectError(where: string, err: unknown): MailError {
   return new MailError(`Cannot connect to ${where}: ${text}.`, "connect", { cause: err });
 }
 
-/** What is wrong with a certificate, in words, from the TLS library's error text. */
+/** Why a certificate is not trusted, in words, from the TLS library's error text. */
 export function certificateProblem(text: string): string {
   if (/NotValidForName|hostname|altnames|not valid for/i.test(text)) {
-    return "is made out for another name than the one in the URL";
+    return "it is made out for another name than the one in the URL";
   }
-  if (/Expired|has expired|not yet valid|NotValidYet/i.test(text)) return "has expired or is not valid yet";
+  if (/Expired|has expired|not yet valid|NotValidYet/i.test(text)) {
+    return "it has expired or is not valid yet";
+  }
   if (/UnknownIssuer|self.signed|unable to (get|verify)|issuer/i.test(text)) {
-    return "is signed by an authority this machine does not trust";
+    return "it is signed by an authority this machine does not know";
   }
-  if (/Revoked/i.test(text)) return "was revoked";
-  return "is not trusted";
+  if (/Revoked/i.test(text)) return "it was revoked";
+  return "the TLS library refused it";
 }

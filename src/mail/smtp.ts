@@ -198,9 +198,9 @@ function toMailError(err: NodemailerError, account: Account): MailError {
   }
   if (/certificate|self.signed|unable to verify|CERT_|UnknownIssuer|InvalidCertificate/i.test(text)) {
     return new MailError(
-      `Cannot open a secure connection to ${at}: the server's certificate ${
+      `Cannot open a secure connection to ${at}: the server's certificate is not trusted (${
         certificateProblem(text)
-      }; if it uses a private CA, pass it with --tls-ca FILE.`,
+      }); if it uses a private CA, pass it with --tls-ca FILE.`,
       "tls",
       opts,
     );

@@ -60,9 +60,24 @@ Deno.test("[maildir] status shows each node's tunnel and its open connections, m
   const echo = (async () => {
     for await (const c of service) c.readable.pipeTo(c.writable).catch(() => {});
   })().catch(() => {});
-  await using ann = piped(w, "ann", hostAcct, ["tunnel", "--expose", String(service.addr.port)]);
+  // A short dial window: the ghost is given up on (and shown as unreachable) within the test.
+  await using ann = piped(w, "ann", hostAcct, [
+    "tunnel",
+    "--expose",
+    String(service.addr.port),
+    "--dial-window",
+    "2",
+  ]);
   await ann.waitFor(is("waiting"), 30_000, "ann waiting");
-  await using bob = piped(w, "bob", hostAcct, ["tunnel", "--local", "0", "--to", "ann"]);
+  await using bob = piped(w, "bob", hostAcct, [
+    "tunnel",
+    "--local",
+    "0",
+    "--to",
+    "ann",
+    "--dial-window",
+    "2",
+  ]);
   const listening = await bob.waitFor(is("tunnel_listening"), 30_000, "bob's local port");
   await bob.waitFor(is("connected", { peer: "ann" }), 30_000, "bob linked to ann");
   using conn = await Deno.connect({ hostname: "127.0.0.1", port: listening.port as number });
@@ -72,6 +87,7 @@ Deno.test("[maildir] status shows each node's tunnel and its open connections, m
   await ann.waitFor(is("tunnel_open"), 30_000, "ann's side open");
   await bob.waitFor(is("tunnel_open"), 30_000, "bob's side open");
   await host.waitForCount(is("host_reply"), 3, 30_000, "three answers");
+  await bob.waitFor(is("dial_failed", { peer: "ghost" }), 30_000, "bob giving up on the ghost");
 
   const out = await w.run(["status"]);
   assert.equal(out.code, 0, out.stderr);

@@ -69,7 +69,7 @@ Deno.test("[tty] the receiver resumes: the resume, each verified file and the to
   const kept = await size(part);
   const keptMiB = (kept / MiB).toFixed(1);
   await using bob = await onTerminal(w, "bob", host, ["receive", "--out", out, "--yes"], w.account("bob2"));
-  await bob.waitFor(/waiting for one to dial us/, 30_000, "bob waiting");
+  await bob.waitFor(/host@game\.test answered/, 30_000, "bob's host answer");
   await using ann = piped(w, "ann", host, ["send", src, "--to", "bob"], w.account("ann2"));
   assert.equal((await ann.status).code, 0, ann.stderr.join("\n"));
   assert.equal(await bob.exit(30_000), 0, await bob.screen());

@@ -87,6 +87,24 @@ export async function terminal(argv: string[], opts: TerminalOptions = {}): Prom
     const text = await tmux(socket, "capture-pane", "-p", "-t", "t");
     return text.split("\n").map((l) => l.trimEnd()).join("\n").replace(/\n+$/, "");
   };
+  /**
+   * tmux sometimes marks a pane dead only a while after its program exited; a program that has
+   * exited (a zombie) has its status in /proc (field 52 of stat, as waitpid(2) reports it).
+   */
+  const exitedUnreaped = async (): Promise<number | undefined> => {
+    const pid = Number((await tmux(socket, "display", "-p", "-t", "t", "#{pane_pid}")).trim());
+    let stat: string;
+    try {
+      stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    } catch {
+      return undefined;
+    }
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // fields[0] is field 3 (state); field 52 (exit_code) is fields[49].
+    if (fields[0] !== "Z" || fields.length < 50) return undefined;
+    const status = Number(fields[49]);
+    return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+  };
   const status = async () => {
     const [dead, code, signal] = (await tmux(
       socket,
@@ -96,7 +114,7 @@ export async function terminal(argv: string[], opts: TerminalOptions = {}): Prom
       "t",
       "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
     )).trim().split(" ");
-    if (dead !== "1") return undefined;
+    if (dead !== "1") return exitedUnreaped();
     if (signal) return 128 + Number(signal);
     // tmux may mark the pane dead a moment before it has the status: ask again.
     return code ? Number(code) : undefined;
