@@ -87,10 +87,7 @@ export async function terminal(argv: string[], opts: TerminalOptions = {}): Prom
     const text = await tmux(socket, "capture-pane", "-p", "-t", "t");
     return text.split("\n").map((l) => l.trimEnd()).join("\n").replace(/\n+$/, "");
   };
-  /**
-   * tmux sometimes marks a pane dead only a while after its program exited; a program that has
-   * exited (a zombie) has its status in /proc (field 52 of stat, as waitpid(2) reports it).
-   */
+  /** The status of a program that exited but was not reaped yet: field 52 of /proc/PID/stat (waitpid(2) form). */
   const exitedUnreaped = async (): Promise<number | undefined> => {
     const pid = Number((await tmux(socket, "display", "-p", "-t", "t", "#{pane_pid}")).trim());
     let stat: string;
@@ -114,10 +111,11 @@ export async function terminal(argv: string[], opts: TerminalOptions = {}): Prom
       "t",
       "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
     )).trim().split(" ");
-    if (dead !== "1") return exitedUnreaped();
-    if (signal) return 128 + Number(signal);
-    // tmux may mark the pane dead a moment before it has the status: ask again.
-    return code ? Number(code) : undefined;
+    if (dead === "1" && signal) return 128 + Number(signal);
+    if (dead === "1" && code) return Number(code);
+    // tmux may see the pane's terminal close before it reaps the program, or not reap it for a
+    // while at all (its SIGCHLD held up): a program that exited is a zombie until then.
+    return await exitedUnreaped();
   };
   return {
     screen,
