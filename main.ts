@@ -1,7 +1,8 @@
 // mailmeet CLI entry: parse, load config, dispatch. Everything else lives in src/.
 import { resolveOptions } from "./src/cli/options.ts";
-import { errorEvent, exitCodeFor, sentenceFor, UsageError } from "./src/cli/errors.ts";
-import { COMMANDS, findCommand, mainHelp } from "./src/cli/commands.ts";
+import { errorEvent, exitCodeFor, InterruptedError, sentenceFor } from "./src/cli/errors.ts";
+import { reportForcedExit } from "./src/cli/signals.ts";
+import { checkCommandArgs, COMMANDS, findCommand, mainHelp, unknownCommand } from "./src/cli/commands.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 const TRUE = /^(1|true|yes|on)$/i;
@@ -28,6 +29,8 @@ function fail(err: unknown): number {
   if (debug) console.error(err);
   return code;
 }
+// A cleanup cut short after Ctrl-C ends the same way.
+reportForcedExit((sentence) => void fail(new InterruptedError(sentence)));
 
 // A failure that escapes a command (a callback, a stream) still ends as one sentence, not a trace.
 globalThis.addEventListener("unhandledrejection", (e) => {
@@ -50,15 +53,12 @@ async function main(args: string[]): Promise<number> {
   try {
     const r = await resolveOptions(args, Deno.env.toObject(), COMMANDS.flatMap((c) => c.extras ?? []));
     const cmd = findCommand(r.command);
-    if (!cmd) {
-      throw new UsageError(
-        `Unknown command "${r.command}"; the commands are ${COMMANDS.map((c) => c.name).join(", ")}.`,
-      );
-    }
+    if (!cmd) throw unknownCommand(r.command);
     if (r.values.help) {
       console.log(r.explicitCommand ? cmd.help : mainHelp());
       return 0;
     }
+    checkCommandArgs(cmd, r);
     return await cmd.run(r);
   } catch (err) {
     return fail(err);

@@ -189,9 +189,13 @@ smtpd_reject_unlisted_recipient = no
 local_transport = error:5.1.1 local delivery is disabled
 default_transport = error:5.7.1 mail for other domains is not accepted here
 relay_transport = error:5.7.1 mail for other domains is not accepted here
-# Nobody, authenticated or not, relays: mail to any other domain is refused at RCPT time.
+# Nobody relays: mail to any other domain is refused at RCPT time. The one exception: an
+# authenticated sender may send to a mistyped *.test domain (gmae.test), which is then bounced at
+# once as a provider bounces a domain it cannot look up, so tests can read a real RFC 3464 bounce.
 smtpd_relay_restrictions = reject_unauth_destination
 smtpd_recipient_restrictions =
+mailstack_submission_relay = check_recipient_access regexp:$PF_ETC/typo_domains, reject_unauth_destination
+transport_maps = regexp:$PF_ETC/transport
 
 # TLS: offered on the MX port, required before AUTH on submission, implicit on smtps.
 smtpd_tls_security_level = may
@@ -239,6 +243,20 @@ header_checks =
 body_checks =
 EOF
 
+  # A mistyped *.test domain (not one of the three): accepted from authenticated senders only, and
+  # bounced at once with the words Postfix uses when it cannot look a domain up (transport_maps
+  # are looked up by the bare domain too, and take no $1 substitution).
+  local ours
+  ours="$(printf '%s|' "${DOMAINS[@]}" | sed 's/|$//; s/\./\\./g')"
+  if write_if_changed "$PF_ETC/typo_domains" <<EOF; then POSTFIX_CHANGED=1; fi
+/@[^@]+\.test\$/ OK
+EOF
+  if write_if_changed "$PF_ETC/transport" <<EOF; then POSTFIX_CHANGED=1; fi
+if !/(^|@)($ours)\$/
+/\.test\$/ error:5.1.2 Host or domain name not found
+endif
+EOF
+
   # No chroot anywhere (the state folder holds everything); one smtpd per port.
   if write_if_changed "$PF_ETC/master.cf" <<EOF; then POSTFIX_CHANGED=1; fi
 # Written by scripts/mailstack.sh — edits are overwritten on the next start.
@@ -248,11 +266,13 @@ $HOST:$SUBMISSION_PORT  inet  n       -      n      -      -       smtpd
   -o syslog_name=mailmeet-postfix/submission
   -o smtpd_tls_security_level=encrypt
   -o smtpd_sasl_auth_enable=yes
+  -o smtpd_relay_restrictions=\$mailstack_submission_relay
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 $HOST:$SMTPS_PORT  inet  n       -      n      -      -       smtpd
   -o syslog_name=mailmeet-postfix/smtps
   -o smtpd_tls_wrappermode=yes
   -o smtpd_sasl_auth_enable=yes
+  -o smtpd_relay_restrictions=\$mailstack_submission_relay
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 pickup     unix  n       -       n       60      1       pickup
 cleanup    unix  n       -       n       -       0       cleanup
@@ -471,13 +491,26 @@ trim_log() {
   return 0
 }
 
+# Runs "$@" with every file descriptor above 2 closed. A daemon must not keep a descriptor it
+# inherited: the test suite runs under `flock /tmp/mailmeet-suite.lock`, and a Dovecot started
+# (or restarted by a test) with that descriptor open would hold the lock for as long as it runs.
+# Bash reads this script through descriptor 255 (and shares its offset with subshells): that one
+# stays, or the running script would lose its place.
+detached() (
+  local fd
+  for fd in $(ls "/proc/$BASHPID/fd" 2>/dev/null); do
+    [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ] && eval "exec $fd>&-" 2>/dev/null
+  done
+  exec "$@"
+)
+
 start_dovecot() {
   dovecot_pid >/dev/null && return 0
   trim_log "$DC_LOG"
   # A leftover anvil-auth-penalty socket (the listener is disabled below) makes the auth process
   # retry connecting to it for 5 s on every start; without the file it skips the penalty silently.
   rm -f "$DC_BASE/master.pid" "$DC_BASE/anvil-auth-penalty"
-  if ! dovecot -c "$DC_CONF" >>"$DC_LOG" 2>&1 9>&-; then
+  if ! detached dovecot -c "$DC_CONF" >>"$DC_LOG" 2>&1; then
     show_logs
     die "Dovecot failed to start (config: $DC_CONF)"
   fi
@@ -528,7 +561,7 @@ start_postfix() {
   rm -f "$PF_QUEUE/pid/master.pid"
   # After the first start the queue folders exist: skip the slow integrity check.
   [ -d "$PF_QUEUE/maildrop" ] && [ -d "$PF_QUEUE/public" ] && touch "$PF_QUEUE/quick-start"
-  if ! postfix -c "$PF_ETC" start >>"$PF_LOG" 2>&1 9>&-; then
+  if ! detached postfix -c "$PF_ETC" start >>"$PF_LOG" 2>&1; then
     show_logs
     die "Postfix failed to start (config: $PF_ETC)"
   fi

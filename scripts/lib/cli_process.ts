@@ -30,6 +30,8 @@ export interface CliEvent {
 
 export interface CliProcess extends AsyncDisposable {
   readonly name: string;
+  /** The process id (to stop and continue it: SIGSTOP / SIGCONT make a stall). */
+  readonly pid: number;
   readonly events: CliEvent[];
   /** Lines on stdout that were not JSON, and everything on stderr. */
   readonly text: string[];
@@ -183,6 +185,7 @@ export function spawnCli(
 
   return {
     name,
+    pid: child.pid,
     events,
     text,
     stderr,

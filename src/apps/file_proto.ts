@@ -176,45 +176,110 @@ function formatSeconds(s: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
 }
 
-/** Bytes moved against a total, with the rate over the whole transfer and the time left. */
+/** No byte moved for this long: the bar says "stalled" instead of a speed. */
+export const STALL_MS = 3_000;
+/** The speed shown is over the bytes moved in this last stretch of time. */
+export const RATE_WINDOW_MS = 5_000;
+
+/**
+ * A transfer's progress: bytes done against the total, the speed over the bytes actually moved in
+ * the last few seconds (bytes an earlier try left and a resume skipped count for the total, never
+ * for the speed), and how long nothing moved. `now` is injected so tests need no timers.
+ */
 export class Progress {
   done = 0;
-  readonly #start: number;
-  #lastShown = 0;
+  moved = 0;
+  /** (time, moved) samples, oldest first, reaching back about RATE_WINDOW_MS. */
+  #samples: { t: number; moved: number }[];
+  #lastMove: number;
+  readonly started: number;
 
-  constructor(
-    readonly total: number,
-    readonly now: () => number = () => performance.now(),
-    readonly resumedAt = 0,
-  ) {
-    this.#start = now();
-    this.done = resumedAt;
+  constructor(readonly total: number, readonly now: () => number = () => performance.now()) {
+    this.started = now();
+    this.#lastMove = this.started;
+    this.#samples = [{ t: this.started, moved: 0 }];
   }
 
-  get rate(): number {
-    const s = (this.now() - this.#start) / 1000;
-    return s > 0 ? (this.done - this.resumedAt) / s : 0;
-  }
-
-  /** True at most every `everyMs`, for throttled output. */
-  due(everyMs: number): boolean {
+  /** `done` counts everything the target holds, `moved` only what travelled in this run. */
+  update(done: number, moved: number): void {
+    this.done = done;
+    if (moved === this.moved) return;
     const t = this.now();
-    if (t - this.#lastShown >= everyMs) {
-      this.#lastShown = t;
-      return true;
-    }
-    return false;
+    this.moved = moved;
+    this.#lastMove = t;
+    this.#samples.push({ t, moved });
+    // Keep one sample older than the window as the base the rate is measured from.
+    while (this.#samples.length > 1 && this.#samples[1].t <= t - RATE_WINDOW_MS) this.#samples.shift();
   }
 
-  /** `[#######.............]  35%  70.0 MiB / 200.0 MiB  310.2 MiB/s  0:00 left` */
+  /** Bytes a second over the last RATE_WINDOW_MS, measured up to now: it falls when nothing moves. */
+  get rate(): number {
+    const t = this.now();
+    const since = Math.max(this.started, t - RATE_WINDOW_MS);
+    // moved is a step function of time: its value at `since` is the newest sample not after it.
+    let base = this.#samples[0];
+    for (const s of this.#samples) if (s.t <= since) base = s;
+    const span = (t - since) / 1000;
+    return span > 0 ? (this.moved - base.moved) / span : 0;
+  }
+
+  /** How long nothing moved, once that is STALL_MS or more; else 0. */
+  get stalledMs(): number {
+    const quiet = this.now() - this.#lastMove;
+    return quiet >= STALL_MS ? quiet : 0;
+  }
+
+  /** Bytes a second over the whole run (what travelled, from the start). */
+  get average(): number {
+    const s = (this.now() - this.started) / 1000;
+    return s > 0 ? this.moved / s : 0;
+  }
+
+  get percent(): number {
+    return this.total > 0 ? Math.floor(Math.min(1, this.done / this.total) * 100) : 100;
+  }
+
+  /** "31.2 MiB/s, 0:04 left" or "stalled 12 s". */
+  pace(): string {
+    const stalled = this.stalledMs;
+    if (stalled > 0) return `stalled ${Math.floor(stalled / 1000)} s`;
+    const rate = this.rate;
+    const left = rate > 0 ? (this.total - this.done) / rate : Infinity;
+    return `${formatBytes(rate)}/s, ${formatSeconds(left)} left`;
+  }
+
+  /** `[#######.............]  35%  70.0 MiB / 200.0 MiB  31.2 MiB/s, 0:04 left` */
   bar(width = 24): string {
     const f = this.total > 0 ? Math.min(1, this.done / this.total) : 1;
     const filled = Math.round(f * width);
-    const left = this.rate > 0 ? (this.total - this.done) / this.rate : Infinity;
-    return `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${
-      String(Math.floor(f * 100)).padStart(3)
-    }%  ${formatBytes(this.done)} / ${formatBytes(this.total)}  ${formatBytes(this.rate)}/s  ${
-      formatSeconds(left)
-    } left`;
+    return `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${String(this.percent).padStart(3)}%  ${
+      formatBytes(this.done)
+    } / ${formatBytes(this.total)}  ${this.pace()}`;
   }
 }
+
+/** Interrupted here (Ctrl-C): the other side was told, what arrived is kept. Exit 130, not 4. */
+export class TransferInterrupted extends TransferError {
+  constructor(message: string) {
+    super(message);
+    this.name = "TransferInterrupted";
+  }
+}
+
+/** Why a stream or link failed, as a phrase to put in parentheses ("ann stopped sending"). */
+export function failureReason(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const reset = /reset the stream: (.*)$/s.exec(text);
+  if (reset) return reset[1].replace(/[.\s]+$/, "");
+  // The link's own words name sockets and OS errors; what matters here is that the connection is gone.
+  if (/connection broke|os error|broken pipe|reset by peer|ECONNRESET|EPIPE/i.test(text)) {
+    return "the connection broke";
+  }
+  const phrase = text.replace(/[.\s]+$/, "");
+  // A sentence of its own becomes a phrase inside ours: "The link to bob closed" → "the link to bob closed".
+  return /^[A-Z][a-z]/.test(phrase) ? phrase[0].toLowerCase() + phrase.slice(1) : phrase;
+}
+
+/** What a side says to the other when it stops on Ctrl-C (the other shows it in its sentence). */
+export const SENDER_STOPPED = "the sender was interrupted";
+export const RECEIVER_STOPPED = "the receiver was interrupted";

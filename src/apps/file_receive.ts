@@ -5,10 +5,12 @@
  * leaves the partial file for the next try to resume from.
  */
 import { createHash, type Hash } from "node:crypto";
+import { sep as SEP } from "node:path";
 import type { MuxStream } from "../net/mux.ts";
 import { existingTarget, prepareTarget, safeComponents, UnsafePathError } from "./file_paths.ts";
 import {
   type Answer,
+  failureReason,
   formatBytes,
   M_ANSWER,
   M_DATA,
@@ -18,7 +20,9 @@ import {
   M_RESULT,
   MessageReader,
   type Offer,
+  RECEIVER_STOPPED,
   TransferError,
+  TransferInterrupted,
   writeJson,
 } from "./file_proto.ts";
 import { describeFsError } from "./file_send.ts";
@@ -26,6 +30,9 @@ import type { AppSink } from "./links.ts";
 
 /** The offer was refused (unsafe or existing names) or declined: answered cleanly, no reset. */
 class Declined extends TransferError {}
+
+/** The sender's side of the stream ended before every file arrived. */
+class BrokeOff extends Error {}
 
 export interface OfferSummary {
   peer: string;
@@ -42,7 +49,10 @@ export interface ReceiveOptions {
   /** Accept (true) or decline (false) an offer that passed the checks. */
   decide: (offer: OfferSummary) => Promise<boolean>;
   emit: AppSink;
-  onProgress: (done: number, total: number) => void;
+  /** `done` counts what the target holds, `moved` only what travelled in this run. */
+  onProgress: (done: number, total: number, moved: number) => void;
+  /** Aborts the transfer (Ctrl-C): the sender is told, what arrived is kept for a resume. */
+  signal?: AbortSignal;
 }
 
 export interface ReceiveResult {
@@ -97,18 +107,19 @@ async function plan(offer: Offer, root: string, force: boolean): Promise<Planned
     if (!dir && (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0)) {
       return `the size of "${key}" is not a byte count`;
     }
+    // Reasons go back to the sender: they name the offered name, never where this side keeps files.
     let target;
     try {
       target = await prepareTarget(root, dir ? [...parts, "_"] : parts, { createDirs: false });
       const final = dir ? target.path.slice(0, -2) : target.path;
       const info = await existingTarget(final);
-      if (info && dir && !info.isDirectory) return `${final} exists and is not a folder`;
+      if (info && dir && !info.isDirectory) return `"${key}" exists and is not a folder`;
       if (info && !dir) {
-        if (info.isDirectory) return `${final} exists and is a folder`;
-        if (!force) return `${final} already exists (--force overwrites it)`;
+        if (info.isDirectory) return `"${key}" exists and is a folder`;
+        if (!force) return `"${key}" already exists (--force overwrites it)`;
       }
     } catch (err) {
-      if (err instanceof UnsafePathError) return err.message;
+      if (err instanceof UnsafePathError) return withoutRoot(err.message, root);
       throw err;
     }
     const p: Planned = { parts, size: size as number, dir, done: false };
@@ -127,6 +138,11 @@ async function plan(offer: Offer, root: string, force: boolean): Promise<Planned
   return out;
 }
 
+/** A message about a path under `root`, naming it relative to root (the sender sees it). */
+function withoutRoot(message: string, root: string): string {
+  return message.split(`${root}${SEP}`).join("").replace(/\.$/, "");
+}
+
 /** Runs one transfer on a stream the sender opened. Throws TransferError (one sentence) when it fails or was declined. */
 export async function receiveFiles(
   stream: MuxStream,
@@ -136,7 +152,12 @@ export async function receiveFiles(
   const reader = new MessageReader(stream);
   let current: { file: Deno.FsFile; part: string; got: number } | null = null;
   let received = 0;
+  let resumed = 0;
   let total = 0;
+  const signal = opts.signal;
+  // Ctrl-C: the reset wakes whatever waits on the stream, and tells the sender why.
+  const stop = () => stream.reset(RECEIVER_STOPPED);
+  signal?.addEventListener("abort", stop, { once: true });
   try {
     const m = await reader.next();
     if (m === null || m.kind !== M_OFFER) {
@@ -159,7 +180,7 @@ export async function receiveFiles(
       total,
       resumable,
     };
-    if (!(await opts.decide(summary))) {
+    if (signal?.aborted || !(await opts.decide(summary))) {
       await writeJson(stream, M_ANSWER, { accept: false, reason: "the receiver said no" } satisfies Answer);
       stream.closeWrite();
       throw new Declined(`Declined the offer from ${peer}.`);
@@ -177,7 +198,6 @@ export async function receiveFiles(
     await writeJson(stream, M_ANSWER, { accept: true, have } satisfies Answer);
     opts.emit({ event: "accepted", peer, files: planned.filter((p) => !p.dir).length, bytes: total });
 
-    let resumed = 0;
     let hash: Hash | null = null;
     let index = -1;
     let target: { path: string; part: string } | null = null;
@@ -218,7 +238,7 @@ export async function receiveFiles(
             reason: "the sender's file differs from the partial one",
           });
         }
-        opts.onProgress(received, total);
+        opts.onProgress(received, total, received - resumed);
       } else if (msg.kind === M_DATA) {
         if (!current || !hash) throw new TransferError(`${peer} sent data outside a file.`);
         const p = planned[index];
@@ -234,17 +254,12 @@ export async function receiveFiles(
             let off = 0;
             while (off < chunk.length) off += await current.file.write(chunk.subarray(off));
           } catch (err) {
-            throw new TransferError(
-              `Cannot write ${target!.path}: ${
-                describeFsError(err)
-              }. The ${current.got} bytes received so far are kept in ${current.part} for a retry to resume.`,
-              { cause: err },
-            );
+            throw new TransferError(`Cannot write ${target!.path}: ${describeFsError(err)}.`, { cause: err });
           }
           current.got += chunk.length;
           received += chunk.length;
           left -= chunk.length;
-          opts.onProgress(received, total);
+          opts.onProgress(received, total, received - resumed);
         }
         if (left > 0) break; // the stream ended inside DATA: reported below
       } else if (msg.kind === M_END) {
@@ -260,8 +275,8 @@ export async function receiveFiles(
         if (got !== p.size || digest !== sha256) {
           await Deno.remove(part).catch(() => {});
           const error = got !== p.size
-            ? `${name}: ${got} bytes arrived, ${p.size} were offered`
-            : `${name}: the SHA-256 does not match the sender's (the partial file was removed; try again)`;
+            ? `${name}: ${formatBytes(got)} arrived, ${formatBytes(p.size)} were offered`
+            : `${name}: the SHA-256 does not match the sender's, so the partial file was removed`;
           await writeJson(stream, M_RESULT, { i, ok: false, error });
           throw new TransferError(`The file ${error}.`);
         }
@@ -280,43 +295,46 @@ export async function receiveFiles(
       }
     }
     const missing = planned.filter((p) => !p.dir && !p.done);
-    if (missing.length > 0) {
-      throw new TransferError(
-        `${peer} stopped after ${formatBytes(received)} of ${formatBytes(total)}; ${
-          current ? `the partial file ${current.part} is kept, and` : ""
-        } a retry resumes where it stopped.`,
-      );
-    }
+    if (missing.length > 0) throw new BrokeOff(`${peer} stopped sending`);
     stream.closeWrite();
     await stream.done.catch(() => {});
     return { files: planned.filter((p) => !p.dir).length, bytes: total, resumed };
   } catch (err) {
-    const kept = current
-      ? ` The ${current.got} bytes of it received so far are kept in ${current.part}; a retry resumes there.`
-      : "";
+    const part = current?.part;
     current?.file.close();
+    current = null;
     if (err instanceof Declined) {
       await stream.done.catch(() => {}); // the answer reaches the sender before the stream ends
       throw err;
     }
-    if (err instanceof TransferError) {
-      stream.reset(err.message);
-      if (kept && !err.message.includes(current!.part)) {
-        throw new TransferError(err.message + kept, { cause: err });
-      }
-      throw err;
+    // One sentence: what happened, how far it got, where the partial file is, and what to do next.
+    const how = `after ${formatBytes(received)} of ${formatBytes(total)}`;
+    const kept = part ? `; what arrived is kept in ${part}` : "";
+    if (signal?.aborted) {
+      stream.reset(RECEIVER_STOPPED);
+      throw new TransferInterrupted(
+        received === 0 && !part
+          ? `Interrupted before the transfer from ${peer} began; nothing was received.`
+          : `Interrupted ${how} from ${peer}${kept}: run \`mailmeet receive\` again and have ${peer} send again to resume.`,
+      );
     }
     if (err instanceof UnsafePathError) {
       stream.reset(err.message);
       throw new TransferError(err.message, { cause: err });
     }
-    const why = err instanceof Error ? err.message : String(err);
+    const next = `: run \`mailmeet receive\` again and have ${peer} send again${part ? " to resume" : ""}`;
+    if (err instanceof TransferError) {
+      // Our own finding (a bad hash, a message out of turn, a full disk): it says what happened.
+      stream.reset(err.message.replace(/\.$/, ""));
+      if (!part && received === 0) throw err;
+      throw new TransferError(`${err.message.replace(/\.$/, "")}${kept}${next}.`, { cause: err });
+    }
+    const why = failureReason(err);
     stream.reset(why);
-    throw new TransferError(
-      `The transfer from ${peer} broke off after ${formatBytes(received)} of ${
-        formatBytes(total)
-      } (${why}).${kept}`,
-      { cause: err },
-    );
+    throw new TransferError(`The transfer from ${peer} broke off ${how} (${why})${kept}${next}.`, {
+      cause: err,
+    });
+  } finally {
+    signal?.removeEventListener("abort", stop);
   }
 }

@@ -7,7 +7,9 @@ import { basename, join } from "node:path";
 import type { MuxStream } from "../net/mux.ts";
 import {
   type Answer,
+  failureReason,
   FILE_PROTOCOL,
+  formatBytes,
   header,
   M_ANSWER,
   M_DATA,
@@ -18,7 +20,9 @@ import {
   MessageReader,
   type Offer,
   type OfferEntry,
+  SENDER_STOPPED,
   TransferError,
+  TransferInterrupted,
   writeJson,
 } from "./file_proto.ts";
 import type { AppSink, MemberMux } from "./links.ts";
@@ -91,19 +95,30 @@ export interface SendResult {
 
 /**
  * Runs one transfer on a new stream of `mux`. Emits offer/answer/progress/file_done events;
- * throws TransferError with one sentence when declined or broken off.
+ * throws TransferError with one sentence when declined or broken off, and TransferInterrupted when
+ * `signal` aborts (the receiver is told, and keeps what arrived for a resume).
+ * `onProgress(sent, total, moved)`: `sent` counts bytes the receiver holds, `moved` only those
+ * that travelled in this run (a resume skips the rest).
  */
 export async function sendFiles(
   mux: MemberMux,
   entries: readonly LocalEntry[],
   emit: AppSink,
-  onProgress: (sent: number, total: number) => void,
+  onProgress: (sent: number, total: number, moved: number) => void,
+  signal?: AbortSignal,
 ): Promise<SendResult> {
   const total = entries.reduce((n, e) => n + (e.size ?? 0), 0);
   const stream = mux.open(FILE_PROTOCOL);
   const reader = new MessageReader(stream);
   const peer = mux.peer;
+  let sent = 0;
+  let resumed = 0;
+  let accepted = false;
+  // Ctrl-C: the reset wakes whatever waits on the stream, and tells the receiver why.
+  const stop = () => stream.reset(SENDER_STOPPED);
+  signal?.addEventListener("abort", stop, { once: true });
   try {
+    if (signal?.aborted) throw new TransferError(SENDER_STOPPED);
     const offer: Offer = {
       entries: entries.map(({ path, size, dir }) => (dir ? { path, dir } : { path, size })),
       total,
@@ -114,8 +129,10 @@ export async function sendFiles(
     if (m === null || m.kind !== M_ANSWER) throw new TransferError(`${peer} did not answer the offer.`);
     const answer = await reader.json<Answer>(m.len);
     if (!answer.accept) {
-      throw new TransferError(`${peer} declined${answer.reason ? `: ${answer.reason}` : "."}`);
+      const why = typeof answer.reason === "string" ? answer.reason.replace(/[.\s]+$/, "") : "";
+      throw new TransferError(`${peer} declined${why ? `: ${why}` : ""}.`);
     }
+    accepted = true;
     emit({ event: "accepted", peer });
 
     // Results come back while later files are still going out.
@@ -136,8 +153,6 @@ export async function sendFiles(
     })();
     results.catch(() => {});
 
-    let sent = 0;
-    let resumed = 0;
     let files = 0;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
@@ -169,10 +184,11 @@ export async function sendFiles(
           resumed += offset;
           sent += offset;
           emit({ event: "resume", peer, path: e.path, offset });
+          onProgress(sent, total, sent - resumed);
         }
         await sendBody(file, hash, size - offset, e.source, stream, (n) => {
           sent += n;
-          onProgress(sent, total);
+          onProgress(sent, total, sent - resumed);
         });
         await writeJson(stream, M_END, { i, sha256: hash.digest("hex") });
       } finally {
@@ -188,8 +204,20 @@ export async function sendFiles(
     await stream.done.catch(() => {});
     return { files, bytes: total, resumed };
   } catch (err) {
+    if (signal?.aborted) {
+      stream.reset(SENDER_STOPPED);
+      throw new TransferInterrupted(
+        !accepted
+          ? `Interrupted before ${peer} accepted; nothing was sent.`
+          : `Interrupted after sending ${formatBytes(sent)} of ${
+            formatBytes(total)
+          } to ${peer}; run the same command again to resume.`,
+      );
+    }
     stream.reset(err instanceof Error ? err.message : String(err));
-    throw asTransferError(err, peer);
+    throw asTransferError(err, peer, accepted ? { sent, total } : undefined);
+  } finally {
+    signal?.removeEventListener("abort", stop);
   }
 }
 
@@ -240,8 +268,16 @@ async function sendBody(
   }
 }
 
-function asTransferError(err: unknown, peer: string): TransferError {
+function asTransferError(err: unknown, peer: string, at?: { sent: number; total: number }): TransferError {
   if (err instanceof TransferError) return err;
-  const why = err instanceof Error ? err.message : String(err);
-  return new TransferError(`The transfer to ${peer} broke off: ${why}`, { cause: err });
+  const why = failureReason(err);
+  if (!at) {
+    return new TransferError(`${peer} did not answer the offer (${why}); nothing was sent.`, { cause: err });
+  }
+  return new TransferError(
+    `The transfer to ${peer} broke off after ${formatBytes(at.sent)} of ${
+      formatBytes(at.total)
+    } (${why}); run the same command again once ${peer} runs \`mailmeet receive\`: it resumes where it stopped.`,
+    { cause: err },
+  );
 }

@@ -1,6 +1,8 @@
 /** The command table: name, help, extra options, and what runs it. */
 import type { ExtraOption, Resolved } from "./options.ts";
 import { OPTIONS } from "./options.ts";
+import { UsageError } from "./errors.ts";
+import { didYouMean } from "./suggest.ts";
 import { HOST_HELP, hostCommand } from "./commands/host.ts";
 import { JOIN_HELP, joinCommand } from "./commands/join.ts";
 import { KEYGEN_HELP, keygenCommand } from "./commands/keygen.ts";
@@ -20,8 +22,19 @@ export interface Command {
   summary: string;
   help: string;
   extras?: ExtraOption[];
+  /** What follows the command name, e.g. "PATH…"; a command without it takes no arguments. */
+  args?: string;
   run: (r: Resolved) => Promise<number> | number;
 }
+
+const INIT_EXTRAS: ExtraOption[] = [
+  {
+    name: "force",
+    kind: "boolean",
+    help: "replace an existing config file (keeping what is not given again)",
+  },
+  { name: "password-stdin", kind: "boolean", help: "read the mail password from standard input" },
+];
 
 export const COMMANDS: readonly Command[] = [
   {
@@ -44,6 +57,7 @@ export const COMMANDS: readonly Command[] = [
     summary: "send files and folders to a peer (PATH… --to ID)",
     help: SEND_HELP,
     extras: SEND_EXTRAS,
+    args: "PATH…",
     run: sendCommand,
   },
   {
@@ -64,7 +78,7 @@ export const COMMANDS: readonly Command[] = [
     name: "init",
     summary: "write your settings and network key once (asks, or takes flags)",
     help: INIT_HELP,
-    extras: [{ name: "force", kind: "boolean" }, { name: "password-stdin", kind: "boolean" }],
+    extras: INIT_EXTRAS,
     run: (r) => initCommand(r),
   },
   {
@@ -77,6 +91,7 @@ export const COMMANDS: readonly Command[] = [
     name: "config",
     summary: "config show: the settings in effect, secrets masked",
     help: CONFIG_HELP,
+    args: "show | path",
     run: configCommand,
   },
   {
@@ -91,19 +106,121 @@ export const COMMANDS: readonly Command[] = [
     help: STATUS_HELP,
     run: statusCommand,
   },
+  {
+    name: "help",
+    summary: "this help, or a command's (help COMMAND)",
+    help: `mailmeet help [COMMAND] — this overview, or one command's help with an example
+
+Examples:
+  mailmeet help
+  mailmeet help send`,
+    args: "[COMMAND]",
+    run: helpCommand,
+  },
 ];
+
+function helpCommand(r: Resolved): number {
+  const name = r.positionals[0];
+  if (name === undefined) {
+    console.log(mainHelp());
+    return 0;
+  }
+  const cmd = findCommand(name);
+  if (!cmd) throw unknownCommand(name);
+  console.log(cmd.help);
+  return 0;
+}
+
+export function unknownCommand(name: string): UsageError {
+  const names = COMMANDS.map((c) => c.name);
+  return new UsageError(
+    `Unknown command "${name}"${didYouMean(name, names)}; the commands are ${names.join(", ")}.`,
+  );
+}
+
+/**
+ * Every command takes the common options, but an option of one command (send's --to, receive's
+ * --out, tunnel's --expose) or an argument given to a command that takes none is a mistake worth
+ * one sentence, not something to ignore.
+ */
+export function checkCommandArgs(cmd: Command, r: Resolved): void {
+  const own = new Set((cmd.extras ?? []).map((e) => e.name));
+  for (const [name, value] of Object.entries(r.extra)) {
+    if (value === undefined || own.has(name)) continue;
+    const owners = COMMANDS.filter((c) => c.extras?.some((e) => e.name === name)).map((c) =>
+      `\`mailmeet ${c.name}\``
+    );
+    throw new UsageError(
+      `\`mailmeet ${cmd.name}\` does not take --${name}; it is an option of ${owners.join(" and ")}.`,
+    );
+  }
+  if (!cmd.args && r.positionals.length > 0) {
+    const [first] = r.positionals;
+    const names = COMMANDS.map((c) => c.name);
+    throw new UsageError(
+      `\`mailmeet ${cmd.name}\` takes no arguments, but "${first}" was given${
+        names.includes(first) ? ` (one command at a time: \`mailmeet ${first}\`)` : ""
+      }.`,
+    );
+  }
+}
 
 export function findCommand(name: string): Command | undefined {
   return COMMANDS.find((c) => c.name === name);
+}
+
+const OPTION_WIDTH = 24;
+
+/** Help lines are wrapped to fit this many columns. */
+const HELP_WIDTH = 100;
+
+/** Words of `text` in lines of at most `width` columns. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line];
+}
+
+function optionLine(name: string, help: string): string {
+  const indent = " ".repeat(OPTION_WIDTH + 3);
+  const body = help.split("\n").flatMap((part) => wrap(part, HELP_WIDTH - indent.length)).join(`\n${indent}`);
+  return name.length > OPTION_WIDTH
+    ? `  ${name}\n${indent}${body}`
+    : `  ${name.padEnd(OPTION_WIDTH)} ${body}`;
+}
+
+/** The options one command or another takes, each with the commands that take it. */
+function commandOptions(): string {
+  const byName = new Map<string, { spec: ExtraOption; uses: string[] }>();
+  for (const c of COMMANDS) {
+    for (const e of c.extras ?? []) {
+      const seen = byName.get(e.name) ?? { spec: e, uses: [] };
+      seen.uses.push(`${c.name}: ${e.help}`);
+      byName.set(e.name, seen);
+    }
+  }
+  return [...byName.values()].map(({ spec, uses }) =>
+    optionLine(
+      `--${spec.name}${spec.short ? `, -${spec.short}` : ""}${spec.arg ? ` ${spec.arg}` : ""}`,
+      uses.join("\n"),
+    )
+  ).join("\n");
 }
 
 export function mainHelp(): string {
   const cmds = COMMANDS.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`).join("\n");
   const opts = OPTIONS.map((o) => {
     const name = `--${o.name}${o.arg ? ` ${o.arg}` : ""}`;
-    return `  ${name.padEnd(24)} ${o.help}${
-      o.default !== undefined && o.kind !== "boolean" ? ` (default ${o.default})` : ""
-    }`;
+    return optionLine(
+      name,
+      `${o.help}${o.default !== undefined && o.kind !== "boolean" ? ` (default ${o.default})` : ""}`,
+    );
   }).join("\n");
   return `mailmeet — meet friends' computers through e-mail, then link directly
 
@@ -117,9 +234,13 @@ Options (each also MAILMEET_<NAME> in the environment, or a key in the config fi
 environment, which beats the file; \`mailmeet config show\` says where each setting came from):
 ${opts}
 
+Options of one command (the others refuse them):
+${commandOptions()}
+
 Exit codes: 0 done · 1 bad usage or configuration · 2 could not reach a mail server ·
-3 no peer connected before --timeout.
+3 no peer connected before --timeout · 4 a transfer was declined or broke off (send, receive) ·
+130 interrupted (Ctrl-C) — never 0 for work not done.
 
 New here? \`mailmeet init\`, then \`mailmeet doctor\`, then \`mailmeet join\`.
-Run \`mailmeet COMMAND --help\` for a command's help and an example.`;
+Run \`mailmeet help COMMAND\` (or \`mailmeet COMMAND --help\`) for a command's help and an example.`;
 }

@@ -50,7 +50,9 @@ export function requireAddress(r: Resolved): string {
   const a = str(r, "address");
   if (!a) {
     throw new UsageError(
-      "Say who you are with --address you@example.org (or MAILMEET_ADDRESS, or a --config file).",
+      r.configFile?.exists
+        ? `Say who you are: the config file ${r.configFile.path} has no address; run \`mailmeet init --force\` to add it, or pass --address you@example.org.`
+        : "No settings yet: run `mailmeet init` once (it asks for your address, mail servers and network key), or pass --address you@example.org and the other options.",
     );
   }
   if (!/^[^\s@<>",;]+@[^\s@<>",;]+$/.test(a)) {
@@ -100,7 +102,7 @@ export async function loadKey(r: Resolved): Promise<NetworkKey> {
     try {
       text = (await Deno.readTextFile(file)).trim();
     } catch (err) {
-      throw new UsageError(`Cannot read the network key file ${file}: ${(err as Error).message}.`);
+      throw keyFileError(r, file, err);
     }
   }
   if (!text) {
@@ -114,6 +116,30 @@ export async function loadKey(r: Resolved): Promise<NetworkKey> {
     if (err instanceof ProtocolError) throw new UsageError(err.message);
     throw err;
   }
+}
+
+/** Why the key file cannot be read, and how to point mailmeet at the key again. */
+function keyFileError(r: Resolved, file: string, err: unknown): UsageError {
+  const named = r.sources["key-file"] === "file" && r.configFile
+    ? ` (named in ${r.configFile.path})`
+    : r.sources["key-file"] === "env"
+    ? " (named by MAILMEET_KEY_FILE)"
+    : "";
+  if (err instanceof Deno.errors.NotFound) {
+    return new UsageError(
+      `The network key file ${file}${named} does not exist; if it moved, run \`mailmeet init --force --key-file NEW-PATH\` (init keeps its own copy of the key) or pass --key-file NEW-PATH.`,
+    );
+  }
+  if (err instanceof Deno.errors.PermissionDenied) {
+    return new UsageError(
+      `Cannot read the network key file ${file}${named}: permission denied; check its owner and mode.`,
+    );
+  }
+  if (err instanceof Deno.errors.IsADirectory) {
+    return new UsageError(`The network key file ${file}${named} is a folder, not a file.`);
+  }
+  const text = err instanceof Error ? err.message.replace(/:?\s*(readfile|open) '.*'$/, "") : String(err);
+  return new UsageError(`Cannot read the network key file ${file}${named}: ${text.replace(/\.$/, "")}.`);
 }
 
 export function userId(r: Resolved, address: string): string {

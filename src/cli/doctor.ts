@@ -35,7 +35,7 @@ import {
   str,
   userId,
 } from "./context.ts";
-import { sentenceFor } from "./errors.ts";
+import { listenError, sentenceFor } from "./errors.ts";
 import type { Resolved } from "./options.ts";
 import { providerFor } from "./providers.ts";
 import { probeSmtp, SmtpProbeError } from "./smtp_probe.ts";
@@ -112,8 +112,8 @@ export async function runDoctor(r: Resolved, opts: DoctorOptions): Promise<Check
         check: "settings",
         status: "ok",
         title: `settings: ${mail.address} as "${user}", network key ${key.fingerprint} (${
-          key.source === "key" ? "generated key" : "passphrase"
-        })`,
+          key.source === "key" ? "a key from `mailmeet keygen`" : "a passphrase"
+        }${keyOrigin(r)})`,
       }
       : {
         check: "settings",
@@ -178,6 +178,19 @@ export async function runDoctor(r: Resolved, opts: DoctorOptions): Promise<Check
     await listen?.close();
   }
   return results;
+}
+
+/** Where the key came from, for the settings line: ", from FILE" or ", given with --key". */
+function keyOrigin(r: Resolved): string {
+  if (str(r, "key")) {
+    return r.sources.key === "env"
+      ? ", from MAILMEET_KEY"
+      : r.sources.key === "file"
+      ? ", in the config file"
+      : ", given with --key";
+  }
+  const file = str(r, "key-file");
+  return file ? `, from ${file}` : "";
 }
 
 /* ---------- sending ---------- */
@@ -598,7 +611,7 @@ async function checkListen(
     report({
       check: "listen",
       status: "fail",
-      title: `listen: cannot listen on ${formatAddress(listen.host, listen.port)}: ${(err as Error).message}`,
+      title: `listen: ${sentenceFor(listenError(formatAddress(listen.host, listen.port), err))}`,
       fix: inUse
         ? "Another program (maybe a running mailmeet: `mailmeet status`) has that port; pick another --listen port."
         : "Check --listen: an address of this machine (or 0.0.0.0) and a free port.",

@@ -8,6 +8,10 @@ export const EXIT = {
   usage: 1,
   mail: 2,
   noPeer: 3,
+  /** send/receive: the transfer was declined or broke off. */
+  transfer: 4,
+  /** Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports a process killed by Ctrl-C). */
+  interrupted: 130,
 } as const;
 
 /** Bad usage or configuration: the message says what to change. */
@@ -26,7 +30,19 @@ export class NoPeerError extends Error {
   }
 }
 
+/**
+ * Stopped by Ctrl-C (or SIGTERM) before the work was done: exit 130, never 0. The message says
+ * how far it got and what was kept ("Interrupted before bob connected; nothing was sent.").
+ */
+export class InterruptedError extends Error {
+  constructor(message = "Interrupted.") {
+    super(message);
+    this.name = "InterruptedError";
+  }
+}
+
 export function exitCodeFor(err: unknown): number {
+  if (err instanceof InterruptedError) return EXIT.interrupted;
   if (err instanceof NoPeerError) return EXIT.noPeer;
   if (err instanceof MailError) return err.code === "config" ? EXIT.usage : EXIT.mail;
   return EXIT.usage;
@@ -36,6 +52,7 @@ export function exitCodeFor(err: unknown): number {
 export function sentenceFor(err: unknown): string {
   if (
     err instanceof UsageError || err instanceof NoPeerError || err instanceof MailError ||
+    err instanceof InterruptedError ||
     err instanceof ProtocolError || err instanceof TableStoreError
   ) return err.message;
   if (err instanceof Deno.errors.PermissionDenied) {
@@ -50,6 +67,28 @@ export function sentenceFor(err: unknown): string {
   }
   const text = err instanceof Error ? err.message : String(err);
   return `Unexpected error: ${text} (run with --debug for details).`;
+}
+
+/** Why the listener could not open on `where` (--listen), as one sentence that says what to pick instead. */
+export function listenError(where: string, err: unknown): Error {
+  const at = `Cannot listen on ${where}`;
+  if (err instanceof Deno.errors.AddrNotAvailable) {
+    const host = where.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+    return new UsageError(
+      `${at}: ${host} is not an address of this machine; use --listen 0.0.0.0:PORT (all of its addresses) or one of its own.`,
+    );
+  }
+  if (err instanceof Deno.errors.AddrInUse) {
+    return new UsageError(
+      `${at}: another program has that port (maybe a running mailmeet: \`mailmeet status\`); pick another --listen port, or 0 for any free one.`,
+    );
+  }
+  if (err instanceof Deno.errors.PermissionDenied && !/--allow-/.test(err.message)) {
+    return new UsageError(
+      `${at}: the system does not let this user open that port (ports below 1024 need administrator rights); pick a port above 1024.`,
+    );
+  }
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 /** The --json form of a failure: what main prints on stdout beside the sentence on stderr. */

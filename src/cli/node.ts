@@ -21,10 +21,11 @@ import type { LinkApp } from "../apps/links.ts";
 import { ControlServer, type NodeIdentity } from "../node/control.ts";
 import { ControlClient } from "../node/control_client.ts";
 import { statusDirFor } from "./paths.ts";
-import { UsageError } from "./errors.ts";
+import { listenError, UsageError } from "./errors.ts";
 import { addresses, flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
 import type { Resolved } from "./options.ts";
-import { openNodeStatus } from "./status.ts";
+import { type NodeStatus, openNodeStatus } from "./status.ts";
+import { bounceReports, recordingSender, reportUnreadable, SentMail } from "./mail_watch.ts";
 import { openTable } from "./commands/host.ts";
 
 export interface RunningNode extends AsyncDisposable {
@@ -33,6 +34,8 @@ export interface RunningNode extends AsyncDisposable {
   network: NodeNetwork;
   /** Resolves when the first link is up. */
   firstLink: Promise<void>;
+  /** What `mailmeet status` shows; apps add what they do (tunnel ports, transfers). */
+  status: NodeStatus;
   /** Settles (rejects) if the inbox loop fails for good. */
   inboxLoop: Promise<void>;
 }
@@ -69,17 +72,7 @@ export async function startNetwork(
     return await NodeNetwork.start({ ...opts, key, onReachChange });
   } catch (err) {
     if (err instanceof LinkError) throw new UsageError(err.message);
-    if (err instanceof Deno.errors.AddrInUse) {
-      throw new UsageError(
-        `Cannot listen on ${str(r, "listen")}: the port is in use; pick another with --listen.`,
-      );
-    }
-    if (err instanceof Deno.errors.AddrNotAvailable) {
-      throw new UsageError(
-        `Cannot listen on ${str(r, "listen")}: that address is not one of this machine's; use 0.0.0.0:PORT.`,
-      );
-    }
-    throw err;
+    throw listenError(str(r, "listen")!, err);
   }
 }
 
@@ -161,7 +154,9 @@ export async function startNode(
       advertise: formatHostPort(reach.host, reach.port),
     });
 
-    const sender: Sender = openSender(mail.smtp, { caCerts: mail.caCerts });
+    // Bounces of our own mail (a mistyped --via) are matched to it by Message-ID (mail_watch.ts).
+    const sentMail = new SentMail();
+    const sender: Sender = recordingSender(openSender(mail.smtp, { caCerts: mail.caCerts }), sentMail);
     stack.use(sender);
     const inbox: Mailbox = await openMailbox(mail.inbox, {
       address: mail.address,
@@ -245,9 +240,11 @@ export async function startNode(
       marker: str(r, "marker")!,
       key,
       onError: (id, err) => events({ event: "error", message: `mail ${id}: ${(err as Error).message}` }),
+      reports: bounceReports(sentMail, events),
     });
+    const handle = reportUnreadable(auto.handle, events);
     // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
-    await reader.pass(auto.handle);
+    await reader.pass(handle);
     if (vias.length > 0) {
       await peer.announce();
       // Long sessions: stay in the hosts' tables (--ttl) and hear of peers that came meanwhile.
@@ -261,7 +258,7 @@ export async function startNode(
         stack.defer(() => clearInterval(timer));
       }
     } else events({ event: "waiting", reason: "no --via given: waiting to be asked or dialed" });
-    const inboxLoop = reader.run(signal, auto.handle);
+    const inboxLoop = reader.run(signal, handle);
     inboxLoop.catch(() => {});
     stack.defer(() => inboxLoop.catch(() => {}));
     return {
@@ -269,6 +266,7 @@ export async function startNode(
       user,
       network,
       firstLink: network.links.firstLink,
+      status,
       inboxLoop,
       [Symbol.asyncDispose]: () => stack.disposeAsync(),
     };

@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import { parseDuration } from "./duration.ts";
 import { UsageError } from "./errors.ts";
+import { didYouMean } from "./suggest.ts";
 import { defaultConfigPath, type Os } from "./paths.ts";
 
 export type OptionKind = "string" | "boolean" | "list" | "int" | "duration";
@@ -64,7 +65,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     name: "timeout",
     kind: "duration",
     arg: "SECONDS",
-    help: "how long to wait for a first link",
+    help: "how long to wait for a first link (0 = for ever)",
     default: "120",
   },
   {
@@ -212,10 +213,14 @@ export interface ConfigFileInfo {
   exists: boolean;
 }
 
+/** An option only some commands take (send's --to, receive's --out); others refuse it. */
 export interface ExtraOption {
   name: string;
   kind: "string" | "boolean" | "list";
   short?: string;
+  arg?: string;
+  /** One line for `mailmeet --help` and the command's own help. */
+  help: string;
 }
 
 export function envName(option: string): string {
@@ -270,10 +275,7 @@ export async function resolveOptions(
   try {
     parsed = parseArgs({ args, options: parseConfig, allowPositionals: true, strict: true });
   } catch (err) {
-    const text = (err as Error).message;
-    const unknown = /Unknown option '([^']+)'/.exec(text);
-    const said = unknown ? `Unknown option ${unknown[1]}` : text.replace(/\.$/, "");
-    throw new UsageError(`${said}. Run \`mailmeet --help\` for the options.`);
+    throw argsError(err as Error, args, extras);
   }
   const flags = parsed.values as Record<string, unknown>;
   const positionals = [...parsed.positionals];
@@ -375,9 +377,57 @@ export async function readConfigFile(
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new UsageError(`The config file ${path} must hold one JSON object of option names and values.`);
   }
-  const known = new Set(OPTIONS.filter((o) => !o.flagOnly).map((o) => o.name));
+  const known = OPTIONS.filter((o) => !o.flagOnly).map((o) => o.name);
   for (const k of Object.keys(data)) {
-    if (!known.has(k)) throw new UsageError(`The config file ${path} has an unknown setting "${k}".`);
+    if (!known.includes(k)) {
+      throw new UsageError(
+        `The config file ${path} has an unknown setting "${k}"${didYouMean(k, known, (w) => `"${w}"`)}.`,
+      );
+    }
   }
   return data as Record<string, unknown>;
+}
+
+/**
+ * node:util's parseArgs explains itself in several lines of its own words; this turns each of its
+ * complaints into one sentence that says what to type instead.
+ */
+function argsError(err: Error, args: readonly string[], extras: readonly ExtraOption[]): UsageError {
+  const text = err.message;
+  const names = [...OPTIONS.map((o) => o.name), ...extras.map((o) => o.name)];
+  const help = "run `mailmeet --help` for the options";
+  const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(text);
+  if (unknown) {
+    const [, dashes, name] = unknown;
+    const hint = dashes === "--" ? didYouMean(name, names, (w) => `--${w}`) : "";
+    return new UsageError(`Unknown option ${dashes}${name}${hint}; ${help}.`);
+  }
+  const option = /Option '(?:-\w, )?--([\w-]+)/.exec(text)?.[1];
+  if (option && /argument is ambiguous/.test(text)) {
+    // "--timeout -5": the value starts with a dash, so parseArgs will not take it as the value.
+    const at = args.findIndex((a) => a === `--${option}`);
+    const value = at >= 0 ? args[at + 1] : undefined;
+    const spec = OPTIONS.find((o) => o.name === option);
+    if (value !== undefined && /^--?[A-Za-z]/.test(value)) {
+      return new UsageError(`--${option} needs a value, but ${value} follows it.`);
+    }
+    if (value !== undefined && spec && (spec.kind === "duration" || spec.kind === "int")) {
+      try {
+        convert(spec, value, `--${option}`);
+      } catch (e) {
+        if (e instanceof UsageError) return e;
+      }
+    }
+    return new UsageError(
+      `--${option} ${value ?? ""}: a value that starts with "-" is written --${option}=${value ?? "VALUE"}.`,
+    );
+  }
+  if (option && /argument missing/.test(text)) {
+    const spec = OPTIONS.find((o) => o.name === option) ?? extras.find((o) => o.name === option);
+    return new UsageError(`--${option} needs a value${spec?.arg ? ` (--${option} ${spec.arg})` : ""}.`);
+  }
+  if (option && /does not take an argument/.test(text)) {
+    return new UsageError(`--${option} is a switch and takes no value; write just --${option}.`);
+  }
+  return new UsageError(`${text.split("\n")[0].replace(/\.$/, "")}; ${help}.`);
 }

@@ -31,7 +31,7 @@ export function paint(code: string, text: string, on: boolean = useColor()): str
   return on ? `\x1b[${code}m${text}\x1b[0m` : text;
 }
 
-const QUIET_OK = new Set(["error", "connected"]);
+const QUIET_OK = new Set(["error", "connected", "bounced"]);
 const VERBOSE_ONLY = new Set([
   "listening",
   "info",
@@ -43,6 +43,11 @@ const VERBOSE_ONLY = new Set([
   "host_intro",
 ]);
 
+/** "1 peer", "3 peers". */
+export function count(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 export function describe(e: NodeEvent): string {
   switch (e.event) {
     case "listening":
@@ -52,7 +57,7 @@ export function describe(e: NodeEvent): string {
     case "reply":
       return e.peers === 0
         ? `${e.from} answered: nobody else yet`
-        : `${e.from} answered with ${e.peers} peer(s)`;
+        : `${e.from} answered with ${count(e.peers, "peer")}`;
     case "reply_ignored":
       return `ignored a reply: ${e.reason}`;
     case "waiting":
@@ -96,7 +101,7 @@ export function describe(e: NodeEvent): string {
         ? `request from ${e.peer} is older than the one we hold; answered, not stored`
         : `${e.outcome === "retry" ? "again: " : ""}request from ${e.peer} at ${e.address}`;
     case "host_reply":
-      return `answered ${e.peer} with ${e.peers} peer(s)`;
+      return `answered ${e.peer} with ${count(e.peers, "peer")}`;
     case "host_failure":
       return e.flagged
         ? `${e.reporter} could not reach ${e.peer}: flagged`
@@ -105,8 +110,18 @@ export function describe(e: NodeEvent): string {
       return `dropped a message (${e.detail}): ${e.reason}`;
     case "promoted":
       return `now also hosting: ${e.reason}`;
+    case "hosting":
+      return `hosting for ${e.address}, reading ${e.inbox}; the table is ${e.table} (see it with \`mailmeet table\`)`;
+    case "bounced":
+      return e.final
+        ? `mail to ${e.address} bounced: ${e.reason}${
+          e.status && !e.reason.includes(e.status) ? ` (${e.status})` : ""
+        }`
+        : `mail to ${e.address} is delayed: ${e.reason}; the mail servers keep trying`;
+    case "mail_unreadable":
+      return `could not open a mailmeet mail from ${e.from}: ${e.reason}`;
     case "mail_sent":
-      return `sent a ${e.kind} to ${e.recipients} mailbox(es)`;
+      return `sent a ${e.kind} to ${count(e.recipients, "mailbox", "mailboxes")}`;
     case "error":
       return `error: ${e.message}`;
     case "info":
@@ -128,7 +143,10 @@ export function eventSink(opts: OutputOptions): EventSink {
     const t = now().toTimeString().slice(0, 8);
     let text = describe(e);
     if (color && e.event === "connected") text = `\x1b[32m${text}\x1b[0m`;
-    if (color && (e.event === "error" || e.event === "dial_failed")) text = `\x1b[31m${text}\x1b[0m`;
+    if (
+      color && (e.event === "error" || e.event === "dial_failed" || e.event === "bounced" ||
+        e.event === "mail_unreadable")
+    ) text = `\x1b[31m${text}\x1b[0m`;
     write(`${t} ${opts.name ? `${opts.name}: ` : ""}${text}`);
   };
 }

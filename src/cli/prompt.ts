@@ -3,7 +3,7 @@
  * is never echoed. Input comes from one byte reader so a typed-ahead answer is not lost between
  * questions; tests drive it with their own reader and writer.
  */
-import { UsageError } from "./errors.ts";
+import { InterruptedError, UsageError } from "./errors.ts";
 
 export interface PromptIo {
   read(p: Uint8Array): Promise<number | null>;
@@ -89,7 +89,8 @@ export class Prompter {
         if (b === 0x0d && this.#pending[0] === 0x0a) this.#pending.shift();
         return this.#dec.decode(new Uint8Array(bytes));
       }
-      if (raw && b === CTRL_C) throw new UsageError("Cancelled; nothing was written.");
+      // Raw mode turns off the terminal's own Ctrl-C: it is ours to honour, as an interruption (130).
+      if (raw && b === CTRL_C) throw new InterruptedError("Cancelled; nothing was written.");
       if (raw && b === CTRL_D && bytes.length === 0) return null;
       if (raw && (b === DEL || b === BACKSPACE)) {
         // Drop one whole UTF-8 character: continuation bytes are 10xxxxxx.

@@ -29,6 +29,35 @@ export interface LinkStatus {
   rtt_ms?: number;
 }
 
+/** What the app on this node does (send, receive, tunnel, chat); `mailmeet status` shows it. */
+export type AppStatus =
+  | { app: "send"; peer: string; state: "waiting" | "offering" | "sending"; bytes: number; total: number }
+  | {
+    app: "receive";
+    out: string;
+    peer?: string;
+    state: "waiting" | "offered" | "receiving";
+    bytes: number;
+    total: number;
+  }
+  | {
+    app: "tunnel";
+    side: "expose" | "local";
+    proto: "TCP" | "UDP";
+    port: number;
+    peer?: string;
+    open: number;
+  }
+  | { app: "chat"; room: string[] };
+
+/** A peer the host listed that could not be reached (it may still dial us). */
+export interface UnreachableStatus {
+  peer: string;
+  address: string;
+  reason: string;
+  since: string;
+}
+
 export interface StatusSnapshot {
   version: number;
   pid: number;
@@ -52,6 +81,9 @@ export interface StatusSnapshot {
     last_reply?: string;
   };
   last_error?: string;
+  app?: AppStatus;
+  /** Members known from a host's reply that did not answer our dial. */
+  unreachable?: UnreachableStatus[];
 }
 
 export interface StatusOptions {
@@ -104,6 +136,19 @@ export class NodeStatus implements Disposable {
     return this;
   }
 
+  /** What the app does now (undefined: nothing to show); written at once. */
+  setApp(app: AppStatus | undefined): void {
+    if (app === undefined) delete this.#snap.app;
+    else this.#snap.app = app;
+    this.write();
+  }
+
+  /** Bytes a transfer moved so far: kept for the next write (the heartbeat), not written per chunk. */
+  progress(bytes: number): void {
+    const app = this.#snap.app;
+    if (app && (app.app === "send" || app.app === "receive")) app.bytes = bytes;
+  }
+
   get snapshot(): StatusSnapshot {
     return structuredClone(this.#snap);
   }
@@ -131,6 +176,7 @@ export class NodeStatus implements Disposable {
         break;
       case "connected":
         s.peers = s.peers.filter((p) => p.peer !== e.peer);
+        if (s.unreachable) s.unreachable = s.unreachable.filter((u) => u.peer !== e.peer);
         s.peers.push({
           peer: e.peer,
           address: e.address,
@@ -149,6 +195,10 @@ export class NodeStatus implements Disposable {
           p.transport = e.transport;
           p.kind = e.kind;
         }
+        break;
+      case "dial_failed":
+        s.unreachable = (s.unreachable ?? []).filter((u) => u.peer !== e.peer);
+        s.unreachable.push({ peer: e.peer, address: e.address, reason: e.reason, since: now });
         break;
       case "disconnected":
         s.peers = s.peers.filter((p) => p.peer !== e.peer);

@@ -43,17 +43,20 @@ export function connectError(where: string, err: unknown): MailError {
   const text = err instanceof Error ? err.message : String(err);
   if (/InvalidContentType|corrupt message|wrong version number|record overflow/i.test(text)) {
     // A TLS handshake answered by a server speaking plain text (imaps:// to the STARTTLS port).
+    // The library's own words stay in `cause` (--debug); the user gets what to change.
     return new MailError(
-      `Cannot open a secure connection to ${where}: the server does not speak TLS from the start on this port ` +
-        `(${text}). Use imap://, pop3:// or smtp:// (STARTTLS) for it, or the TLS port (993, 995, 465).`,
+      `Cannot open a secure connection to ${where}: the server does not speak TLS from the start on this port; ` +
+        `use imap://, pop3:// or smtp:// (STARTTLS) for it, or the TLS port (993, 995, 465).`,
       "tls",
       { cause: err },
     );
   }
   if (/certificate|UnknownIssuer|tls|handshake|NotValidForName|InvalidCertificate/i.test(text)) {
     return new MailError(
-      `Cannot open a secure connection to ${where}: the server's certificate is not trusted (${text}). ` +
-        `If it uses a private CA, pass it with --tls-ca FILE.`,
+      `Cannot open a secure connection to ${where}: the server's certificate is not trusted (${
+        certificateProblem(text)
+      }); ` +
+        `if it uses a private CA, pass it with --tls-ca FILE.`,
       "tls",
       { cause: err },
     );
@@ -73,4 +76,19 @@ export function connectError(where: string, err: unknown): MailError {
     });
   }
   return new MailError(`Cannot connect to ${where}: ${text}.`, "connect", { cause: err });
+}
+
+/** Why a certificate is not trusted, in words, from the TLS library's error text. */
+export function certificateProblem(text: string): string {
+  if (/NotValidForName|hostname|altnames|not valid for/i.test(text)) {
+    return "it is made out for another name than the one in the URL";
+  }
+  if (/Expired|has expired|not yet valid|NotValidYet/i.test(text)) {
+    return "it has expired or is not valid yet";
+  }
+  if (/UnknownIssuer|self.signed|unable to (get|verify)|issuer/i.test(text)) {
+    return "it is signed by an authority this machine does not know";
+  }
+  if (/Revoked/i.test(text)) return "it was revoked";
+  return "the TLS library refused it";
 }

@@ -34,6 +34,13 @@ export interface Mailbox extends AsyncDisposable {
   /** Messages whose Subject contains `marker` (case-insensitive), without downloading bodies. */
   list(marker: string): Promise<MessageInfo[]>;
 
+  /**
+   * Delivery status notifications in the box (RFC 3464 bounces: Content-Type multipart/report;
+   * report-type=delivery-status), without downloading bodies. Their subject carries no marker: a
+   * node reads them to learn that one of its own mails bounced.
+   */
+  listReports?(): Promise<MessageInfo[]>;
+
   /** One message's raw RFC 5322 bytes. Throws MailError "too_large" above `maxBytes`, "not_found" if gone. */
   fetch(id: string, maxBytes: number): Promise<Uint8Array>;
 

@@ -9,6 +9,7 @@ import { type Account, durationParam } from "./account.ts";
 import { MailError } from "./errors.ts";
 import type { Mailbox, MailboxOptions, MessageInfo } from "./mailbox.ts";
 import { subjectHasMarker } from "./mailbox.ts";
+import { isDeliveryReport } from "./dsn.ts";
 import { headerBlock, parseMail } from "./parse.ts";
 
 /** inotify can miss events on some file systems; a slow poll underneath costs little. */
@@ -124,6 +125,8 @@ export class MaildirMailbox implements Mailbox {
   readonly label: string;
   #dir: string;
   #cache = new Map<string, MessageInfo>();
+  /** Ids of delivery status notifications (RFC 3464), noted when their headers are read. */
+  #reports = new Set<string>();
   #paths = new Map<string, string>();
   #pending = new Set<string>();
   #pollMs: number;
@@ -151,6 +154,10 @@ export class MaildirMailbox implements Mailbox {
     const out: MessageInfo[] = [];
     for (const e of entries) if (subjectHasMarker(e.info.subject, marker)) out.push(e.info);
     return out;
+  }
+
+  async listReports(): Promise<MessageInfo[]> {
+    return (await this.#scan()).filter((e) => this.#reports.has(e.info.id)).map((e) => e.info);
   }
 
   async fetch(id: string, maxBytes: number): Promise<Uint8Array> {
@@ -299,6 +306,7 @@ export class MaildirMailbox implements Mailbox {
       if (!seen.has(id)) {
         this.#paths.delete(id);
         this.#cache.delete(id);
+        this.#reports.delete(id);
       }
     }
     return found;
@@ -320,7 +328,9 @@ export class MaildirMailbox implements Mailbox {
         if (n === null) break;
         got += n;
       }
-      const head = await parseMail(headerBlock(buf.subarray(0, got)));
+      const block = headerBlock(buf.subarray(0, got));
+      const head = await parseMail(block);
+      if (isDeliveryReport(block)) this.#reports.add(id);
       return { id, subject: head.subject, size, date: head.date };
     } finally {
       file.close();

@@ -7,7 +7,10 @@
 import nodemailer from "nodemailer";
 import { isIP } from "node:net";
 import { type Account, parseAccount, redact, where } from "./account.ts";
-import { MailError } from "./errors.ts";
+import { certificateProblem, connectError, MailError } from "./errors.ts";
+import { silentGreetingHint, wrongProtocol } from "./greeting.ts";
+
+const SMTP_PORTS = "sending is usually smtps:// on port 465 or smtp:// on 587";
 import { deliverToMaildir } from "./maildir.ts";
 
 export interface OutgoingMail {
@@ -180,9 +183,24 @@ function toMailError(err: NodemailerError, account: Account): MailError {
   if (err.responseCode && err.responseCode >= 500) {
     return new MailError(`${at} refused the message: ${err.response}.`, "rejected", opts);
   }
+  // The library's own words stay in `cause` (--debug); the user gets what to change.
+  if (/InvalidContentType|corrupt message|wrong version number|record overflow/i.test(text)) {
+    return connectError(at, err);
+  }
+  if (err.code === "EPROTOCOL" || /Invalid greeting/i.test(text)) {
+    const other = wrongProtocol(at, "SMTP", err.response ?? "");
+    if (other) return new MailError(other.message, other.code, opts);
+    return new MailError(
+      `${at} did not greet like an SMTP server: check the port (${SMTP_PORTS}).`,
+      "config",
+      opts,
+    );
+  }
   if (/certificate|self.signed|unable to verify|CERT_|UnknownIssuer|InvalidCertificate/i.test(text)) {
     return new MailError(
-      `Cannot open a secure connection to ${at}: the server's certificate is not trusted (${text}). If it uses a private CA, pass it with --tls-ca FILE.`,
+      `Cannot open a secure connection to ${at}: the server's certificate is not trusted (${
+        certificateProblem(text)
+      }); if it uses a private CA, pass it with --tls-ca FILE.`,
       "tls",
       opts,
     );
@@ -190,7 +208,13 @@ function toMailError(err: NodemailerError, account: Account): MailError {
   if (err.code === "ETLS" || /STARTTLS/i.test(text)) {
     return new MailError(`Cannot secure the connection to ${at}: ${text}.`, "tls", opts);
   }
-  if (err.code === "ETIMEDOUT") return new MailError(`${at} did not answer in time.`, "timeout", opts);
+  if (err.code === "ETIMEDOUT") {
+    return new MailError(
+      `${at} did not answer in time${silentGreetingHint(account.port, account.tls === "implicit")}.`,
+      "timeout",
+      opts,
+    );
+  }
   if (err.code === "ECONNECTION" && /ECONNREFUSED|refused/i.test(text)) {
     return new MailError(
       `Cannot connect to ${at}: the connection was refused. Check the host and port.`,
@@ -198,7 +222,14 @@ function toMailError(err: NodemailerError, account: Account): MailError {
       opts,
     );
   }
-  if (err.code === "ECONNECTION" || err.code === "ESOCKET" || err.code === "EDNS") {
+  if (err.code === "EDNS" || /ENOTFOUND|EAI_AGAIN|Name or service not known|failed to lookup/i.test(text)) {
+    return new MailError(
+      `Cannot find the mail server ${account.host}: the name does not resolve; check the host in the URL.`,
+      "connect",
+      opts,
+    );
+  }
+  if (err.code === "ECONNECTION" || err.code === "ESOCKET") {
     return new MailError(`Cannot connect to ${at}: ${text}.`, "connect", opts);
   }
   if (err.code === "EENVELOPE") return new MailError(`${at} refused the message: ${text}.`, "rejected", opts);

@@ -10,7 +10,18 @@ export type NodeEvent =
   | { event: "request_sent"; via: string[]; session: string }
   | { event: "reply"; from: string; peers: number; session: string }
   | { event: "reply_ignored"; reason: string }
-  | { event: "waiting"; reason: string }
+  | {
+    event: "waiting";
+    reason: string;
+    /** What for: a host's reply, or a peer to link with. */
+    for?: "reply" | "peer";
+    /** Seconds waited so far (the periodic "still waiting" lines). */
+    since?: number;
+  }
+  /** Mail we sent came back (RFC 3464): `final` when it failed for good, else it is only delayed. */
+  | { event: "bounced"; address: string; reason: string; status?: string; final: boolean }
+  /** Marker mail that does not open: its sender and why (most often another network key), never its content. */
+  | { event: "mail_unreadable"; from: string; reason: string; code: string }
   | { event: "dial"; peer: string; address: string; candidates?: number }
   | { event: "dial_failed"; peer: string; address: string; reason: string }
   | { event: "failure_sent"; peer: string; via: string }
@@ -46,6 +57,8 @@ export type NodeEvent =
   | { event: "host_leave"; peer: string; forgotten: boolean }
   | { event: "host_dropped"; reason: string; detail: string }
   | { event: "promoted"; reason: string }
+  /** A dedicated host started: which mailbox it answers, where it reads, where its table is. */
+  | { event: "hosting"; address: string; inbox: string; table: string }
   // both: each mail this node sends (counted by the benchmarks; shown with --verbose)
   | {
     event: "mail_sent";

@@ -6,6 +6,7 @@
 import { isRetriableError, MailError } from "../mail/errors.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, type Mailbox } from "../mail/mailbox.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
+import { type DeliveryReport, parseDeliveryReport } from "../mail/dsn.ts";
 import { openText } from "../protocol/envelope.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
@@ -44,11 +45,21 @@ export interface InboxOptions {
   onSkip?: (id: string, reason: string) => void;
   /** Called when a handler failed: the mail stays in the box and is tried again on the next wake-up. */
   onError?: (id: string, err: unknown) => void;
+  /**
+   * Bounces (RFC 3464 delivery status notifications), looked at on each pass while `wanted()`:
+   * `handle` says "delete" for a report about our own mail (it is used up), "keep" for any other.
+   */
+  reports?: {
+    wanted(): boolean;
+    handle(id: string, report: DeliveryReport): "delete" | "keep";
+  };
 }
 
 export class InboxReader {
   /** Ids settled in this run (handled and kept, or deleted), so a wake-up never reopens them. */
   #settled = new Set<string>();
+  /** The same for delivery reports. */
+  #settledReports = new Set<string>();
 
   constructor(readonly mailbox: Mailbox, readonly opts: InboxOptions) {}
 
@@ -106,8 +117,36 @@ export class InboxReader {
         deleted = true;
       }
     }
+    if (await this.#reports()) deleted = true;
     if (deleted) await this.mailbox.commit();
     return handled;
+  }
+
+  /** Reads the bounces in the box once each; true when one was deleted. */
+  async #reports(): Promise<boolean> {
+    const reports = this.opts.reports;
+    if (!reports?.wanted() || !this.mailbox.listReports) return false;
+    const list = await this.mailbox.listReports();
+    const present = new Set(list.map((m) => m.id));
+    for (const id of this.#settledReports) if (!present.has(id)) this.#settledReports.delete(id);
+    let deleted = false;
+    for (const info of list) {
+      if (this.#settledReports.has(info.id)) continue;
+      this.#settledReports.add(info.id);
+      let raw: Uint8Array;
+      try {
+        raw = await this.mailbox.fetch(info.id, this.opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+      } catch (err) {
+        if (err instanceof MailError && (err.code === "too_large" || err.code === "not_found")) continue;
+        throw err;
+      }
+      const report = parseDeliveryReport(raw);
+      if (report && reports.handle(info.id, report) === "delete") {
+        await this.mailbox.delete([info.id]);
+        deleted = true;
+      }
+    }
+    return deleted;
   }
 
   /** Passes on every wake-up until `signal` aborts. */

@@ -1,10 +1,15 @@
 /** The CLI contract as a user meets it: exit codes, one sentence on failure, help, keygen. */
 import assert from "node:assert/strict";
-import { ensureBundle, runCli } from "../../scripts/lib/cli_process.ts";
+import { ensureBundle, runCli as runIsolated } from "../../scripts/lib/cli_process.ts";
 import { generateKeyText } from "../../src/protocol/keys.ts";
 
 await ensureBundle();
 const KEY = generateKeyText();
+// Never the developer's own config or data folder (a host table there may be another version's).
+const HOME = await Deno.makeTempDir({ prefix: "mailmeet-cli-" });
+const ENV = { XDG_CONFIG_HOME: `${HOME}/config`, XDG_DATA_HOME: `${HOME}/data` };
+const runCli = (args: string[]) => runIsolated(args, ENV);
+globalThis.addEventListener("unload", () => Deno.removeSync(HOME, { recursive: true }));
 
 function oneSentence(stderr: string) {
   const lines = stderr.trim().split("\n");

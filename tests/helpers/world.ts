@@ -23,6 +23,8 @@ export interface World extends AsyncDisposable {
   readonly key: string;
   readonly dir: string;
   readonly stack?: MailStack;
+  /** The environment every process of this world gets: its own XDG config and data folders. */
+  readonly env: Record<string, string>;
   account(name: string, domain?: string): Account;
   /** `--address … --smtp … --inbox … --key … --json` for an account. */
   common(a: Account, key?: string): string[];
@@ -101,6 +103,7 @@ export async function world(transport: Transport): Promise<World> {
     key,
     dir,
     stack,
+    env: isolated,
     account,
     common,
     host: (name, a, extra = []) =>

@@ -196,3 +196,79 @@ Deno.test("init may name a config file that does not exist yet; other commands m
     );
   });
 });
+
+Deno.test("init --key-file copies the key beside the config: moving the original later breaks nothing", async () => {
+  await withHome(async (home, env) => {
+    const key = generateKeyText();
+    const given = `${home}/Downloads/group.key`;
+    await Deno.mkdir(`${home}/Downloads`);
+    await Deno.writeTextFile(given, `${key}\n`);
+    const printed: string[] = [];
+    const r = await resolveOptions(
+      [
+        "init",
+        "--address",
+        "a@x.test",
+        "--smtp",
+        "maildir:///tmp/s",
+        "--inbox",
+        "maildir:///tmp/s",
+        "--key-file",
+        given,
+      ],
+      env,
+      EXTRAS,
+    );
+    assert.equal(await initCommand(r, { interactive: false, env, print: (l) => printed.push(l) }), 0);
+    const dir = `${home}/.config/mailmeet`;
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+    assert.equal(config["key-file"], `${dir}/network.key`);
+    assert.equal((await Deno.readTextFile(`${dir}/network.key`)).trim(), key);
+    assert.match(printed.join("\n"), /Copied the network key from .*group\.key to .*network\.key/);
+    await Deno.remove(given);
+    assert.equal((await resolveOptions([], env)).values["key-file"], `${dir}/network.key`);
+  });
+});
+
+Deno.test("init --force with a new address and --password-stdin logs in as the new address with the new password", async () => {
+  await withHome(async (home, env) => {
+    const run = async (args: string[], password: string) =>
+      await initCommand(await resolveOptions(["init", ...args], env, EXTRAS), {
+        interactive: false,
+        env,
+        print: () => {},
+        readStdin: () => Promise.resolve(`${password}\n`),
+      });
+    await run(["--address", "old@yahoo.com", "--password-stdin"], "old-pass");
+    await run(["--address", "new@gmail.com", "--password-stdin", "--force"], "new-pass");
+    const config = JSON.parse(await Deno.readTextFile(`${home}/.config/mailmeet/config.json`));
+    assert.equal(config.address, "new@gmail.com");
+    assert.equal(config.smtp, "smtps://new%40gmail.com:new-pass@smtp.gmail.com:465");
+    assert.equal(config.inbox, "imaps://new%40gmail.com:new-pass@imap.gmail.com:993/INBOX");
+    // Same address, new password: the login in the URLs stays, the password is the new one.
+    await run(["--password-stdin", "--force"], "newer-pass");
+    const again = JSON.parse(await Deno.readTextFile(`${home}/.config/mailmeet/config.json`));
+    assert.equal(again.smtp, "smtps://new%40gmail.com:newer-pass@smtp.gmail.com:465");
+  });
+});
+
+Deno.test("a key file path typed at the question may start with ~/", async () => {
+  await withHome(async (home, env) => {
+    const key = generateKeyText();
+    await Deno.writeTextFile(`${home}/group.key`, key);
+    const io = scriptedIo([
+      "bob@isp-b.test\n",
+      "maildir:///tmp/spool\n",
+      "maildir:///tmp/spool\n",
+      "\n", // via: none
+      "\n", // user id
+      "y\n", // already have a key
+      "~/group.key\n",
+    ]);
+    const r = await resolveOptions(["init"], env, EXTRAS);
+    assert.equal(await initCommand(r, { io, interactive: true, env, print: () => {} }), 0);
+    const dir = `${home}/.config/mailmeet`;
+    assert.equal((await Deno.readTextFile(`${dir}/network.key`)).trim(), key);
+    assert.equal(JSON.parse(await Deno.readTextFile(`${dir}/config.json`))["key-file"], `${dir}/network.key`);
+  });
+});

@@ -72,3 +72,34 @@ Deno.test("unknown flags and unknown config keys are usage errors", async () => 
     /Cannot read the config file/,
   );
 });
+
+Deno.test("parser complaints become one sentence: did you mean, a value that starts with a dash, a missing value", async () => {
+  await assert.rejects(
+    () => resolveOptions(["--adress", "a@x"], {}),
+    /^UsageError: Unknown option --adress \(did you mean --address\?\); run `mailmeet --help` for the options\.$/,
+  );
+  await assert.rejects(() => resolveOptions(["--timeout", "-5"], {}), /--timeout cannot be negative \(-5\)/);
+  await assert.rejects(() => resolveOptions(["--capacity", "-3"], {}), /--capacity must be a whole number/);
+  await assert.rejects(
+    () => resolveOptions(["--via", "--json"], {}),
+    /--via needs a value, but --json follows it\./,
+  );
+  await assert.rejects(
+    () => resolveOptions(["--timeout"], {}),
+    /^UsageError: --timeout needs a value \(--timeout SECONDS\)\.$/,
+  );
+  await assert.rejects(() => resolveOptions(["--json=yes"], {}), /--json is a switch and takes no value/);
+  for (const args of [["--adress", "x"], ["--timeout", "-5"], ["--timeout"], ["-x"]]) {
+    await assert.rejects(() => resolveOptions(args, {}), (e: Error) => !e.message.includes("\n"));
+  }
+  await withConfig({ adress: "typo@x" }, async (path) => {
+    await assert.rejects(
+      () => resolveOptions(["--config", path], {}),
+      /unknown setting "adress" \(did you mean "address"\?\)/,
+    );
+  });
+});
+
+Deno.test("--timeout 0 is allowed: wait for ever", async () => {
+  assert.equal((await resolveOptions(["--timeout", "0"], {})).values.timeout, 0);
+});

@@ -103,3 +103,62 @@ Deno.test("a folder that cannot be written never stops the node", () => {
   status.write();
   status.track(() => {})({ event: "request_sent", via: [], session: "" });
 });
+
+Deno.test("status names the app at work, the members known but not reachable, and counts in words", async () => {
+  await withDir(async (dir) => {
+    const now = Date.parse("2030-01-01T10:00:00Z");
+    using status = new NodeStatus({
+      dir,
+      command: "send",
+      address: "ann@isp-a.test",
+      roles: ["peer"],
+      clock: () => now,
+    });
+    const events = status.track(() => {});
+    events({ event: "dial_failed", peer: "carol", address: "10.0.0.3:4000", reason: "connection refused" });
+    events({ event: "dial_failed", peer: "dave", address: "10.0.0.4:4000", reason: "no answer within 5 s" });
+    events({
+      event: "connected",
+      peer: "dave",
+      address: "10.0.0.4:4000",
+      direction: "in",
+      path: "direct",
+      transport: "tcp",
+      kind: "lan",
+      rtt_ms: 1,
+    });
+    status.setApp({ app: "send", peer: "dave", state: "sending", bytes: 0, total: 200 * 1024 * 1024 });
+    status.progress(50 * 1024 * 1024);
+    status.write();
+    const s = (await readStatuses(dir, now))[0].snapshot;
+    const text = describeStatus(s, now).join("\n");
+    assert.match(text, /known but not reachable: 1 \(they may still dial us\)/);
+    assert.match(text, /carol at 10\.0\.0\.3:4000 — connection refused/);
+    assert.ok(!/dave at 10\.0\.0\.4:4000 — no answer/.test(text), "dave linked later: reachable after all");
+    assert.match(text, /send: sending to dave, 50\.0 MiB of 200\.0 MiB \(25%\)/);
+  });
+  const base = {
+    version: 1,
+    pid: 1,
+    address: "h@x",
+    started: "2030-01-01T10:00:00Z",
+    updated: "",
+    peers: [],
+  };
+  const now = Date.parse("2030-01-01T10:00:00Z");
+  const host = (requests: number, replies: number) =>
+    describeStatus(
+      { ...base, command: "host", roles: ["host"], host: { requests, replies, table_size: 1 } },
+      now,
+    )
+      .join("\n");
+  assert.match(host(0, 0), /host: the table holds 1 peer; no requests yet/);
+  assert.match(host(3, 1), /3 requests answered with 1 reply, the last never/);
+  const tunnel = describeStatus({
+    ...base,
+    command: "tunnel",
+    roles: ["peer"],
+    app: { app: "tunnel", side: "expose", proto: "TCP", port: 25565, open: 2 },
+  }, now).join("\n");
+  assert.match(tunnel, /tunnel: linked peers reach TCP port 25565 here; 2 connections open/);
+});

@@ -3,14 +3,17 @@
  * for a first link within --timeout, stop on Ctrl-C, and print app events beside the node's.
  */
 import type { AppEvent } from "../../apps/links.ts";
-import { formatBytes, Progress, TransferError } from "../../apps/file_proto.ts";
+import { formatBytes, Progress, TransferError, TransferInterrupted } from "../../apps/file_proto.ts";
 import type { LinkApp } from "../../apps/links.ts";
 import type { EventSink } from "../../roles/events.ts";
-import { flag, num } from "../context.ts";
-import { NoPeerError, UsageError } from "../errors.ts";
+import { addresses, flag, num } from "../context.ts";
+import { EXIT, InterruptedError, NoPeerError, UsageError } from "../errors.ts";
+import { LiveLine } from "../live_line.ts";
+import { WaitReporter } from "../waiting.ts";
 import type { Resolved } from "../options.ts";
 import { eventSink } from "../output.ts";
-import { findNode, startNode } from "../node.ts";
+import { findNode, nodeIdentity, startNode } from "../node.ts";
+import { type AppStatus, openNodeStatus } from "../status.ts";
 import { interruptSignal } from "../signals.ts";
 
 export interface AppOutput {
@@ -19,6 +22,10 @@ export interface AppOutput {
   /** An app event: with --json one object per line on stdout, else `text` (if any) as a line. */
   app: (e: AppEvent, text?: string) => void;
   json: boolean;
+  /** The redrawn line at the bottom of a terminal (progress), when stdout is one and not --json. */
+  live?: LiveLine;
+  /** A line on stderr (an error), after wiping the live line so the two never share a line. */
+  stderr: (line: string) => void;
 }
 
 const encoder = new TextEncoder();
@@ -32,101 +39,246 @@ export const writeStderr = (line: string) => Deno.stderr.writeSync(encoder.encod
 export function appOutput(r: Resolved, nodeTo: "stdout" | "stderr" = "stdout"): AppOutput {
   const json = flag(r, "json");
   const quiet = flag(r, "quiet");
+  const live = !json && nodeTo === "stdout" && Deno.stdout.isTerminal()
+    ? new LiveLine((bytes) => Deno.stdout.writeSync(bytes))
+    : undefined;
+  const line = live ? (l: string) => live.print(l) : writeStdout;
   const node = eventSink({
     json,
     quiet,
     verbose: flag(r, "verbose"),
-    write: json || nodeTo === "stdout" ? writeStdout : writeStderr,
+    write: json || nodeTo === "stdout" ? line : writeStderr,
   });
   return {
     json,
     node,
+    live,
     app: (e, text) => {
-      if (json) writeStdout(JSON.stringify({ time: new Date().toISOString(), ...e }));
-      else if (text !== undefined && !(quiet && e.event !== "error")) writeStdout(text);
+      if (json) line(JSON.stringify({ time: new Date().toISOString(), ...e }));
+      else if (text !== undefined && !(quiet && e.event !== "error")) line(text);
+    },
+    stderr: (l) => {
+      live?.clear();
+      writeStderr(l);
     },
   };
+}
+
+/** Where an app says what it is doing, for `mailmeet status`. */
+export interface AppStatusBoard {
+  setApp(app: AppStatus | undefined): void;
+  /** Bytes a transfer moved so far (written with the next heartbeat). */
+  progress(bytes: number): void;
 }
 
 export interface AppRun {
   /** Aborted on Ctrl-C / SIGTERM, or when the command ends. */
   signal: AbortSignal;
+  status: AppStatusBoard;
+  /** Settles when the node stops on its own; rejects with why (the inbox failed for good, …). */
+  ended: Promise<void>;
   /**
-   * Resolves true once a first link is up, false if interrupted first; throws NoPeerError
-   * (exit 3) when --timeout passes with nobody linked.
+   * Resolves once a first link is up. Throws NoPeerError (exit 3) when --timeout passes first
+   * (--timeout 0 waits for ever), InterruptedError (exit 130) on Ctrl-C, and UsageError (exit 1)
+   * when every --via address bounced.
    */
-  firstLink(): Promise<boolean>;
+  firstLink(): Promise<void>;
+  /**
+   * The same wait for something else (a link to one given peer): `sentences.timeout` (given what
+   * the wait saw) replaces the generic --timeout sentence, `sentences.interrupted` the Ctrl-C one.
+   */
+  waitFor<T>(
+    what: Promise<T>,
+    sentences?: {
+      timeout?: (seen: { linked: boolean; answered: boolean }) => string | undefined;
+      interrupted?: string;
+      /** No --timeout for this wait (it bounds only the wait for a first link). */
+      untimed?: boolean;
+    },
+  ): Promise<T>;
 }
+
+export interface AppOptions {
+  /** The sentence for Ctrl-C before any link ("…; nothing was sent."). */
+  beforeLink?: string;
+  /** The sentence for Ctrl-C once the app ran. */
+  interrupted?: string;
+}
+
+/** How often the waiting node is asked whether to say it still waits. */
+const WAIT_TICK_MS = 1_000;
 
 export async function runApp(
   r: Resolved,
   events: EventSink,
-  app: LinkApp,
+  app: LinkApp | undefined,
   body: (run: AppRun) => Promise<number>,
+  opts: AppOptions = {},
 ): Promise<number> {
   using stop = interruptSignal();
   const ctl = new AbortController();
   stop.signal.addEventListener("abort", () => ctl.abort(), { once: true });
-  // One node per person: when `join` (or another app) runs already, use its links.
-  const client = await findNode(r);
-  if (client) {
-    const h = client.hello;
-    events({ event: "info", message: `attached to the running node (pid ${h.pid}, mailmeet ${h.command})` });
-    await using attached = client.attach(app);
-    void attached.nodeGone.then(() => ctl.abort());
+  // Until the first link the node says what it waits for, and gives up when every host bounced.
+  const waiting = new WaitReporter({ vias: addresses(r, "via"), emit: events });
+  const gaveUp = Promise.withResolvers<string>();
+  const tracked = waiting.track(events);
+  const watched: EventSink = (e) => {
+    tracked(e);
+    if (e.event === "bounced" && waiting.allBounced) gaveUp.resolve(waiting.allBounced);
+  };
+  const ticker = setInterval(() => waiting.tick(), WAIT_TICK_MS);
+  try {
+    const meeting = await meet(r, watched, app, ctl);
+    // Closing links politely is best effort: a link whose peer vanished can hold a write for
+    // minutes (TCP zero-window probes), and the command's result is known already.
+    await using _ = {
+      [Symbol.asyncDispose]: () => settledWithin(Promise.resolve(meeting[Symbol.asyncDispose]()), CLEANUP_MS),
+    };
+    if (meeting.attached) clearInterval(ticker); // the running node met the group already
+    let linked = false;
+    void meeting.firstLink.then(() => linked = true);
+    const waitFor = async <T>(
+      what: Promise<T>,
+      sentences: {
+        timeout?: (seen: { linked: boolean; answered: boolean }) => string | undefined;
+        interrupted?: string;
+        untimed?: boolean;
+      } = {},
+    ): Promise<T> => {
+      const timeoutMs = sentences.untimed ? 0 : num(r, "timeout");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      type Outcome = { got: T } | "timeout" | "stop" | { bounced: string };
+      try {
+        const waits: Promise<Outcome>[] = [
+          what.then((got) => ({ got })),
+          aborted(ctl.signal).then(() => "stop" as const),
+          meeting.ended.then(() => "stop" as const),
+          gaveUp.promise.then((bounced) => ({ bounced })),
+        ];
+        // --timeout 0 waits for ever.
+        if (timeoutMs > 0) {
+          waits.push(new Promise((resolve) => timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+        }
+        const first = await Promise.race(waits);
+        if (first === "stop") {
+          throw new InterruptedError(
+            sentences.interrupted ?? opts.beforeLink ?? "Interrupted before any peer connected.",
+          );
+        }
+        if (first === "timeout") {
+          throw new NoPeerError(
+            sentences.timeout?.({ linked, answered: waiting.answered }) ?? waiting.timeoutSentence(timeoutMs),
+          );
+        }
+        if ("bounced" in first) throw new UsageError(first.bounced);
+        return first.got;
+      } finally {
+        clearTimeout(timer);
+        clearInterval(ticker);
+      }
+    };
+    const firstLink = () => waitFor(meeting.firstLink);
+    let code: number;
     try {
-      return await body({
+      code = await body({
         signal: ctl.signal,
-        firstLink: () => waitFirst(r, attached.firstLink, ctl.signal, attached.nodeGone.then(() => {})),
+        status: meeting.status,
+        ended: meeting.ended,
+        firstLink,
+        waitFor,
       });
+    } catch (err) {
+      // Whatever broke because Ctrl-C closed things under it is still an interruption.
+      const e = stop.interrupted && !(err instanceof InterruptedError)
+        ? new InterruptedError(opts.interrupted ?? "Interrupted; the links are closed.")
+        : err;
+      // Said now too, so a cleanup cut short by the grace still ends with this sentence.
+      if (e instanceof InterruptedError) stop.explain(e.message);
+      throw e;
     } finally {
       ctl.abort();
     }
-  }
-  await using node = await startNode(r, events, ctl.signal, app);
-  try {
-    return await body({
-      signal: ctl.signal,
-      firstLink: () => waitFirst(r, node.firstLink, ctl.signal, node.inboxLoop),
-    });
+    // Work cut short by Ctrl-C never ends with 0.
+    if (stop.interrupted) {
+      const e = new InterruptedError(opts.interrupted ?? "Interrupted; the links are closed.");
+      stop.explain(e.message);
+      throw e;
+    }
+    return code;
   } finally {
-    ctl.abort();
+    clearInterval(ticker);
   }
 }
 
-/** True once a first link is up, false if interrupted first; NoPeerError after --timeout (0: never). */
-async function waitFirst(
+/** What runApp needs of the node it runs on: its own, or the running one it attached to. */
+interface Meeting extends AsyncDisposable {
+  attached: boolean;
+  firstLink: Promise<void>;
+  /** Settles when the node stops on its own: rejects with why (the inbox failed, the node went). */
+  ended: Promise<void>;
+  status: AppStatusBoard;
+}
+
+/**
+ * One node per person (design: "One node per person"): an app started while `join` or another
+ * app runs uses that node's links; otherwise it starts its own node and meets the group. `join`
+ * (no app) always starts its own, and is told if one runs already.
+ */
+async function meet(
   r: Resolved,
-  first: Promise<void>,
-  signal: AbortSignal,
-  ended: Promise<void>,
-): Promise<boolean> {
-  const timeoutMs = num(r, "timeout");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
-  try {
-    const outcome = await Promise.race([
-      first.then(() => "link" as const),
-      new Promise<"timeout">((resolve) => {
-        if (timeoutMs > 0) timer = setTimeout(() => resolve("timeout"), timeoutMs);
-      }),
-      new Promise<"stop">((resolve) => {
-        onAbort = () => resolve("stop");
-        if (signal.aborted) resolve("stop");
-        else signal.addEventListener("abort", onAbort, { once: true });
-      }),
-      ended.then(() => "stop" as const, () => "stop" as const),
-    ]);
-    if (outcome === "timeout") {
-      throw new NoPeerError(
-        `No peer connected within ${Math.round(timeoutMs / 1000)} s; try again later or check --via.`,
-      );
-    }
-    return outcome === "link";
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal.removeEventListener("abort", onAbort);
+  events: EventSink,
+  app: LinkApp | undefined,
+  ctl: AbortController,
+): Promise<Meeting> {
+  const client = app ? await findNode(r) : undefined;
+  if (!client || !app) {
+    const node = await startNode(r, events, ctl.signal, app);
+    return {
+      attached: false,
+      firstLink: node.firstLink,
+      ended: node.inboxLoop,
+      status: node.status,
+      [Symbol.asyncDispose]: () => node[Symbol.asyncDispose](),
+    };
   }
+  const h = client.hello;
+  events({ event: "info", message: `attached to the running node (pid ${h.pid}, mailmeet ${h.command})` });
+  const attachment = client.attach(app);
+  // What the app does shows in a status file of its own: the node's belongs to the node.
+  const identity = await nodeIdentity(r);
+  const status = openNodeStatus(r.command, { ...identity, roles: ["app"] });
+  const ended = attachment.nodeGone.then((reason) => {
+    ctl.abort();
+    throw new UsageError(
+      `The running node this app used (pid ${h.pid}, \`mailmeet ${h.command}\`) stopped${
+        reason ? `: ${reason.replace(/\.$/, "")}` : ""
+      }.`,
+    );
+  });
+  ended.catch(() => {});
+  return {
+    attached: true,
+    firstLink: attachment.firstLink,
+    ended,
+    status,
+    [Symbol.asyncDispose]: async () => {
+      status[Symbol.dispose]();
+      await attachment[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** How long closing links and the mailbox may take once a command's work is done. */
+export const CLEANUP_MS = 2_000;
+
+/** Waits for `work` to settle, but no longer than `ms`. Never throws. */
+export async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    work.catch(() => {}),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Resolves when `signal` aborts. */
@@ -147,17 +299,37 @@ export function portOption(value: unknown, name: string): number | undefined {
   return n;
 }
 
+/** How often the bar is redrawn even when no byte moved (so a stall shows). */
+const TICK_MS = 1_000;
+/** Without a terminal: a progress line this often while bytes move, and one per STALL_LINE_MS of a stall. */
+const LINE_MS = 1_000;
+const STALL_LINE_MS = 10_000;
+
+export interface ProgressReporter {
+  update(done: number, total: number, moved: number): void;
+  /** Ends the bar (it leaves no line behind); returns the transfer's average speed and duration. */
+  finish(): { seconds: number; rate: number } | undefined;
+  /** Wipes the bar before other output (a line printed above it redraws it anyway). */
+  breakLine(): void;
+}
+
 /**
- * Progress of a transfer: a bar redrawn in place on a terminal, a plain line every second
- * otherwise, and with --json a "progress" event twice a second.
+ * Progress of a transfer: on a terminal a bar redrawn in place every second, bytes or not (a
+ * stall shows as "stalled 12 s"); otherwise a plain line every second while bytes move and one
+ * every 10 s of a stall; with --json a "progress" event twice a second and every second of a stall.
  */
-export function progressReporter(out: AppOutput, verb: "sent" | "received", peer: string) {
-  const tty = !out.json && Deno.stdout.isTerminal();
+export function progressReporter(out: AppOutput, verb: "sent" | "received", peer: string): ProgressReporter {
   let progress: Progress | null = null;
-  let drawn = false;
-  const show = (final: boolean) => {
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  let lastShown = -Infinity;
+  let lastLineMoved = -1;
+  let lastStallLine = 0;
+  const show = (force: boolean) => {
     const p = progress!;
+    const now = p.now();
     if (out.json) {
+      if (!force && now - lastShown < 500) return;
+      lastShown = now;
       out.app({
         event: "progress",
         peer,
@@ -165,46 +337,82 @@ export function progressReporter(out: AppOutput, verb: "sent" | "received", peer
         bytes: p.done,
         total: p.total,
         rate: Math.round(p.rate),
+        stalled: Math.floor(p.stalledMs / 1000),
       });
-    } else if (tty) {
-      Deno.stdout.writeSync(new TextEncoder().encode(`\r${p.bar()}\x1b[K${final ? "\n" : ""}`));
-      drawn = !final;
+    } else if (out.live) {
+      if (!force && now - lastShown < 100) return;
+      lastShown = now;
+      out.live.show(p.bar());
     } else {
-      const pct = p.total > 0 ? Math.floor((p.done / p.total) * 100) : 100;
+      const stalled = p.stalledMs;
+      if (stalled > 0) {
+        const step = Math.floor(stalled / STALL_LINE_MS);
+        if (step === lastStallLine) return;
+        lastStallLine = step;
+      } else {
+        lastStallLine = 0;
+        if (p.moved === lastLineMoved || now - lastShown < LINE_MS) return;
+      }
+      lastShown = now;
+      lastLineMoved = p.moved;
       out.app(
         { event: "progress" },
-        `${verb} ${formatBytes(p.done)} of ${formatBytes(p.total)} (${pct}%), ${formatBytes(p.rate)}/s`,
+        `${verb} ${formatBytes(p.done)} of ${formatBytes(p.total)} (${p.percent}%), ${p.pace()}`,
       );
     }
   };
+  const stopTicker = () => {
+    clearInterval(ticker);
+    ticker = undefined;
+  };
   return {
-    update(done: number, total: number) {
-      progress ??= new Progress(total, undefined, done);
-      progress.done = done;
-      if (progress.due(out.json ? 500 : tty ? 100 : 1000)) show(false);
+    update(done, total, moved) {
+      if (!progress) {
+        progress = new Progress(total);
+        ticker = setInterval(() => show(true), TICK_MS);
+      }
+      progress.update(done, moved);
+      show(false);
     },
     finish() {
-      if (progress) show(true);
+      stopTicker();
+      out.live?.clear();
+      if (!progress) return undefined;
+      return { seconds: (progress.now() - progress.started) / 1000, rate: progress.average };
     },
-    /** Ends the bar's line before other output. */
     breakLine() {
-      if (drawn) Deno.stdout.writeSync(new TextEncoder().encode("\n"));
-      drawn = false;
+      stopTicker();
+      out.live?.clear();
     },
   };
 }
 
+/** "1 file", "3 files". */
+export function files(n: number): string {
+  return n === 1 ? "1 file" : `${n} files`;
+}
+
+/** " in 4 s (48.2 MiB/s)" for the closing line of a transfer. */
+export function took(t: { seconds: number; rate: number } | undefined): string {
+  if (!t || t.seconds < 0.5) return "";
+  const s = Math.round(t.seconds);
+  const time = s < 120 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+  return ` in ${time} (${formatBytes(t.rate)}/s)`;
+}
+
 /** `send` and `receive` exit with this when the transfer was declined or broken off. */
-export const EXIT_TRANSFER = 4;
+export const EXIT_TRANSFER = EXIT.transfer;
 
 /**
- * How send and receive end on a failure: a transfer error becomes one sentence (and an event) and
- * EXIT_TRANSFER; anything else is not ours to explain here and goes on up.
+ * How send and receive end on a failure: Ctrl-C is exit 130 (the sentence says what was kept);
+ * a transfer error becomes one sentence (and an event) and EXIT_TRANSFER; anything else is not
+ * ours to explain here and goes on up.
  */
 export function transferFailed(out: AppOutput, bar: { breakLine(): void }, err: unknown): number {
   bar.breakLine();
+  if (err instanceof TransferInterrupted) throw new InterruptedError(err.message);
   if (!(err instanceof TransferError)) throw err;
   out.app({ event: "error", message: err.message });
-  writeStderr(`mailmeet: ${err.message}`);
+  out.stderr(`mailmeet: ${err.message}`);
   return EXIT_TRANSFER;
 }

@@ -48,18 +48,31 @@ async function readStdinLines(onLine: (line: string) => void): Promise<void> {
 export async function chatCommand(r: Resolved): Promise<number> {
   const out = appOutput(r, "stderr");
   const color = !out.json && Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
-  const room = new ChatRoom({ emit: (e) => out.app(e, describe(e, color)) });
+  let onRoom = () => {};
+  const room = new ChatRoom({
+    emit: (e) => {
+      out.app(e, describe(e, color));
+      if (e.event === "joined" || e.event === "left") onRoom();
+    },
+  });
   return await runApp(r, out.node, room, async (run) => {
+    const status = run.status;
+    onRoom = () => status.setApp({ app: "chat", room: [...room.users] });
     try {
       const input = readStdinLines((line) => {
         if (line.trim() !== "") room.say(line);
       });
       input.catch(() => {});
-      if (!(await run.firstLink())) return 0;
+      onRoom();
+      await run.firstLink();
+      // End of input (Ctrl-D) leaves the room: exit 0. Ctrl-C: exit 130.
       await Promise.race([input.catch(() => {}), aborted(run.signal)]);
       return 0;
     } finally {
       await room.close();
     }
+  }, {
+    beforeLink: "Interrupted before anyone joined the room.",
+    interrupted: "Interrupted; left the room.",
   });
 }

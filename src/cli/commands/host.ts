@@ -10,7 +10,8 @@ import type { NodeNetwork } from "../../node/network.ts";
 import type { EventSink } from "../../roles/events.ts";
 import { Forwarder } from "../../roles/forwarder.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
-import { UsageError } from "../errors.ts";
+import { InterruptedError, UsageError } from "../errors.ts";
+import { reportUnreadable } from "../mail_watch.ts";
 import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { openNodeStatus } from "../status.ts";
@@ -77,6 +78,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
     log: (line) => events({ event: "info", message: line }),
   });
   const marker = str(r, "marker")!;
+  const interrupted = () => new InterruptedError("Interrupted; the host stopped.");
   const reader = new InboxReader(inbox, {
     marker,
     key,
@@ -90,17 +92,27 @@ export async function hostCommand(r: Resolved): Promise<number> {
   using stop = interruptSignal();
 
   const workers = addresses(r, "forward-to");
+  if (workers.length === 0 && !flag(r, "once")) {
+    events({
+      event: "hosting",
+      address: mail.address,
+      inbox: inbox.label,
+      table: tablePath(r, mail.address),
+    });
+  }
   if (workers.length > 0) {
     // 【0062】 A representative: it only passes requests on.
     const forwarder = new Forwarder(
       { address: mail.address, marker, workers, maxAgeMs: num(r, "max-age"), skewMs: DEFAULT_SKEW_MS },
       { sender, table, events },
     );
-    if (flag(r, "once")) await reader.pass((m) => forwarder.handle(m));
+    const handle = reportUnreadable((m) => forwarder.handle(m), events);
+    if (flag(r, "once")) await reader.pass(handle);
     else {
       events({ event: "info", message: `representing ${workers.join(", ")} at ${mail.address}` });
-      await reader.run(stop.signal, (m) => forwarder.handle(m));
+      await reader.run(stop.signal, handle);
     }
+    if (stop.interrupted) throw interrupted();
     return 0;
   }
 
@@ -159,13 +171,15 @@ export async function hostCommand(r: Resolved): Promise<number> {
       await loop;
     }
   }
+  const handle = reportUnreadable((m) => host.handle(m), events);
   if (flag(r, "once")) {
-    await reader.pass((m) => host.handle(m));
+    await reader.pass(handle);
+    if (stop.interrupted) throw interrupted();
     return 0;
   }
-  events({ event: "info", message: `hosting for ${mail.address}; table ${tablePath(r, mail.address)}` });
   const syncing = host.runSync(stop.signal);
-  await reader.run(stop.signal, (m) => host.handle(m));
+  await reader.run(stop.signal, handle);
   await syncing;
+  if (stop.interrupted) throw interrupted();
   return 0;
 }

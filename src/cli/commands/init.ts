@@ -4,13 +4,14 @@
  * with --address, or when not on a terminal, it takes flags and asks nothing. The network key is
  * created, or imported, into a key file beside the config; both files are owner-only.
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { parseAccount, redact } from "../../mail/account.ts";
 import { MailError } from "../../mail/errors.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
 import { generateKeyText, type NetworkKey, parseNetworkKey } from "../../protocol/keys.ts";
 import { isValidUserId } from "../../protocol/messages.ts";
 import { configText, formatDuration, writeSecretFile } from "../config_file.ts";
+import { describeFsError } from "../../apps/file_send.ts";
 import { flag, str } from "../context.ts";
 import { UsageError } from "../errors.ts";
 import { OPTIONS, readConfigFile, type Resolved } from "../options.ts";
@@ -103,6 +104,18 @@ export async function initCommand(r: Resolved, deps: InitDeps = {}): Promise<num
     settings[spec.name] = saved(spec.name, spec.kind, r.values[spec.name]);
   }
 
+  // Server URLs carry the old account's login: a new --address without new URLs starts them afresh.
+  const oldAddress = typeof before.address === "string" ? before.address.toLowerCase() : undefined;
+  const newAddress = typeof settings.address === "string" ? settings.address.toLowerCase() : undefined;
+  if (oldAddress && newAddress && oldAddress !== newAddress) {
+    for (const name of ["smtp", "inbox"] as const) {
+      if (r.sources[name] !== "flag" && settings[name] !== undefined) {
+        delete settings[name];
+        say(`  --${name} of ${oldAddress} dropped: it logs in as the old address.`);
+      }
+    }
+  }
+
   let password: string | undefined;
   if (r.extra["password-stdin"]) {
     const text = await (deps.readStdin ?? readAllStdin)();
@@ -118,7 +131,7 @@ export async function initCommand(r: Resolved, deps: InitDeps = {}): Promise<num
   }
   checkMail(settings);
 
-  const key = await settleKey(r, settings, target, prompter, say);
+  const key = await settleKey(r, settings, target, prompter, say, env);
 
   await writeSecretFile(target, configText(order(settings)), "config file");
   if (json) {
@@ -219,7 +232,8 @@ function completeMail(settings: Settings, password: string | undefined, say: (l:
   ) {
     const given = settings[name];
     if (typeof given === "string") {
-      if (password !== undefined) settings[name] = withCredentials(given, login, password);
+      // --password-stdin always wins: the login in the URL stays if it has one, the password is the new one.
+      if (password !== undefined) settings[name] = withPassword(given, login, password);
       continue;
     }
     if (password === undefined) {
@@ -255,6 +269,24 @@ function checkMail(settings: Settings): void {
   if (settings.user !== undefined && !isValidUserId(settings.user)) {
     throw new UsageError(`--user "${settings.user}" is not a valid user id (1–64 printable characters).`);
   }
+}
+
+/** `url` logging in with `password`: its own login if it names one, else `login`. */
+export function withPassword(url: string, login: string, password: string): string {
+  const u = new URL(url);
+  if (u.protocol === "maildir:") return url;
+  if (!u.username) u.username = encodeURIComponent(login);
+  u.password = encodeURIComponent(password);
+  return u.toString();
+}
+
+/** "~" and "~/…" at a prompt mean the home folder, as a shell would expand them. */
+export function expandHome(path: string, env: Record<string, string | undefined>): string {
+  const home = env.HOME ?? env.USERPROFILE;
+  if (!home) return path;
+  if (path === "~") return home;
+  if (path.startsWith("~/") || path.startsWith("~\\")) return join(home, path.slice(2));
+  return path;
 }
 
 /** "smtp.example.org:465" or a URL → a server URL; bare names get the usual scheme for their port. */
@@ -408,15 +440,18 @@ async function readKeyFile(path: string): Promise<NetworkKey> {
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    throw new UsageError(
-      `Cannot read the network key file ${path}: ${(err as Error).message.replace(/\.$/, "")}.`,
-    );
+    if (err instanceof Deno.errors.NotFound) {
+      throw new UsageError(
+        `The network key file ${path} does not exist; name the key you were given with --key-file FILE (or --key).`,
+      );
+    }
+    throw new UsageError(`Cannot read the network key file ${path}: ${describeFsError(err)}.`);
   }
   return await parseKeyText(text, `The key file ${path}`);
 }
 
 /**
- * --key TEXT: saved into the key file beside the config; --key-file FILE: used where it is; neither:
+ * --key TEXT or --key-file FILE: saved into the key file beside the config (a copy); neither:
  * the config's key is kept, or a key file already beside it is reused, or a new key is created.
  */
 async function settleKey(
@@ -425,6 +460,7 @@ async function settleKey(
   target: string,
   prompter: Prompter | undefined,
   say: (l: string) => void,
+  env: Record<string, string | undefined>,
 ): Promise<KeyOutcome> {
   const ownFile = keyFileFor(target);
   const saveText = async (text: string): Promise<KeyOutcome> => {
@@ -434,12 +470,20 @@ async function settleKey(
     delete settings.key;
     return { how: "imported", fingerprint: key.fingerprint };
   };
-  if (r.sources.key === "flag") return await saveText(str(r, "key")!);
-  if (r.sources["key-file"] === "flag") {
-    const key = await readKeyFile(settings["key-file"] as string);
+  /** Imports a key file: a copy goes beside the config, so moving or deleting the original is harmless. */
+  const importFile = async (path: string): Promise<KeyOutcome> => {
+    const key = await readKeyFile(path);
+    if (resolve(path) !== ownFile) {
+      const text = (await Deno.readTextFile(path)).trim();
+      await writeSecretFile(ownFile, text + "\n", "network key file");
+      say(`  Copied the network key from ${path} to ${ownFile}.`);
+    }
+    settings["key-file"] = ownFile;
     delete settings.key;
     return { how: "imported", fingerprint: key.fingerprint };
-  }
+  };
+  if (r.sources.key === "flag") return await saveText(str(r, "key")!);
+  if (r.sources["key-file"] === "flag") return await importFile(settings["key-file"] as string);
   const current = typeof settings.key === "string"
     ? await parseKeyText(settings.key, "The key in the config file")
     : typeof settings["key-file"] === "string"
@@ -458,12 +502,7 @@ async function settleKey(
           "Path to the key file (or press Enter to type the key or passphrase)",
           "",
         );
-        if (path) {
-          const key = await readKeyFile(resolve(path));
-          settings["key-file"] = resolve(path);
-          delete settings.key;
-          return { how: "imported" as const, fingerprint: key.fingerprint };
-        }
+        if (path) return await importFile(resolve(expandHome(path, env)));
         return await saveText(await prompter.secret("Network key or passphrase"));
       });
     }

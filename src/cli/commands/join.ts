@@ -1,8 +1,6 @@
-import { NoPeerError } from "../errors.ts";
-import { num, sinkFor } from "../context.ts";
+import { sinkFor } from "../context.ts";
 import type { Resolved } from "../options.ts";
-import { interruptSignal } from "../signals.ts";
-import { startNode } from "../node.ts";
+import { aborted, runApp } from "./app_common.ts";
 
 export const JOIN_HELP = `mailmeet join — meet your group through e-mail and hold direct links to them
 
@@ -15,40 +13,13 @@ Example:
     --smtp smtps://bob%40isp-b.test:PASS@smtp.isp-b.test --via lan-host@game.test --key-file group.key`;
 
 export async function joinCommand(r: Resolved): Promise<number> {
-  const events = sinkFor(r);
-  using stop = interruptSignal();
-  const ctl = new AbortController();
-  stop.signal.addEventListener("abort", () => ctl.abort());
   // A plain join runs no app; the node's links still speak the mux (streams no one takes are
   // refused cleanly, keepalives notice a peer that vanished, relaying works).
-  await using node = await startNode(r, events, ctl.signal);
-  const timeoutMs = num(r, "timeout");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<"timeout">((resolve) =>
-    // --timeout 0: wait for ever (the first of a group waits for the others).
-    timer = timeoutMs > 0 ? setTimeout(() => resolve("timeout"), timeoutMs) : undefined
-  );
-  const aborted = new Promise<"stop">((resolve) =>
-    ctl.signal.addEventListener("abort", () => resolve("stop"))
-  );
-  try {
-    const first = await Promise.race([
-      node.firstLink.then(() => "link" as const),
-      timedOut,
-      aborted,
-      node.inboxLoop.then(() => "stop" as const),
-    ]);
-    if (first === "timeout") {
-      ctl.abort();
-      throw new NoPeerError(
-        `No peer connected within ${Math.round(timeoutMs / 1000)} s; try again later or check --via.`,
-      );
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  // --timeout bounds only the first link: from here we hold links until interrupted.
-  await Promise.race([aborted, node.inboxLoop]);
-  ctl.abort();
-  return 0;
+  return await runApp(r, sinkFor(r), undefined, async (run) => {
+    await run.firstLink();
+    // --timeout bounds only the first link: from here we hold links until interrupted (exit 130),
+    // or until the inbox fails for good (its error goes up).
+    await Promise.race([aborted(run.signal), run.ended]);
+    return 0;
+  });
 }

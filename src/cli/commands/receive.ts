@@ -1,11 +1,21 @@
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { type OfferSummary, receiveFiles } from "../../apps/file_receive.ts";
 import { FILE_PROTOCOL, formatBytes } from "../../apps/file_proto.ts";
 import type { AppEvent } from "../../apps/links.ts";
 import type { MuxStream } from "../../net/mux.ts";
 import { UsageError } from "../errors.ts";
 import type { ExtraOption, Resolved } from "../options.ts";
-import { aborted, appOutput, progressReporter, runApp, transferFailed } from "./app_common.ts";
+import {
+  aborted,
+  appOutput,
+  files,
+  progressReporter,
+  runApp,
+  took,
+  transferFailed,
+  writeStderr,
+} from "./app_common.ts";
+import { describeFsError } from "../../apps/file_send.ts";
 
 export const RECEIVE_HELP = `mailmeet receive [--out DIR] [--yes] [--force] — take files a peer sends
 
@@ -22,15 +32,15 @@ Example:
   mailmeet receive --out ~/Downloads --address bob@isp-b.test --via lan-host@game.test --key-file group.key`;
 
 export const RECEIVE_EXTRAS: ExtraOption[] = [
-  { name: "out", kind: "string" },
-  { name: "yes", kind: "boolean", short: "y" },
-  { name: "force", kind: "boolean" },
+  { name: "out", kind: "string", arg: "DIR", help: "where the files go (default: the current folder)" },
+  { name: "yes", kind: "boolean", short: "y", help: "accept the offer without asking" },
+  { name: "force", kind: "boolean", help: "overwrite files that already exist" },
 ];
 
-function describe(e: AppEvent): string | undefined {
+function describe(e: AppEvent, took = ""): string | undefined {
   switch (e.event) {
     case "accepted":
-      return `receiving ${e.files} file(s), ${formatBytes(e.bytes as number)}, from ${e.peer}`;
+      return `receiving ${files(e.files as number)}, ${formatBytes(e.bytes as number)}, from ${e.peer}`;
     case "resume":
       return `resuming ${e.path} at ${formatBytes(e.offset as number)}`;
     case "restart":
@@ -38,7 +48,9 @@ function describe(e: AppEvent): string | undefined {
     case "file_done":
       return `${e.path}: ${formatBytes(e.bytes as number)}, SHA-256 verified`;
     case "received":
-      return `received ${e.files} file(s), ${formatBytes(e.bytes as number)}, from ${e.peer} into ${e.out}`;
+      return `received ${files(e.files as number)}, ${
+        formatBytes(e.bytes as number)
+      }, from ${e.peer}${took} into ${e.out}`;
     default:
       return undefined;
   }
@@ -61,18 +73,39 @@ async function readAnswer(): Promise<string | null> {
   }
 }
 
-export async function receiveCommand(r: Resolved): Promise<number> {
-  const out = appOutput(r);
-  const emit = (e: AppEvent) => out.app(e, describe(e));
-  const root = resolve(typeof r.extra.out === "string" ? r.extra.out : ".");
+/**
+ * The --out folder, made if missing and proven writable now: a folder that cannot take the files
+ * fails before the meeting and the accept, not after.
+ */
+async function prepareOut(root: string): Promise<void> {
+  const fail = (why: string) => new UsageError(`Cannot receive into --out ${root}: ${why}.`);
   try {
     await Deno.mkdir(root, { recursive: true });
-    const info = await Deno.lstat(root);
-    if (!info.isDirectory) throw new UsageError(`--out ${root} is not a folder.`);
   } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw new UsageError(`Cannot use --out ${root}: ${(err as Error).message}.`);
+    throw fail(describeFsError(err));
   }
+  const info = await Deno.lstat(root).catch((err) => {
+    throw fail(describeFsError(err));
+  });
+  if (!info.isDirectory) throw fail("it is not a folder");
+  const probe = join(root, `.mailmeet-write-test-${crypto.randomUUID().slice(0, 8)}`);
+  try {
+    await Deno.writeFile(probe, new Uint8Array(), { createNew: true });
+  } catch (err) {
+    throw fail(
+      err instanceof Deno.errors.PermissionDenied
+        ? "this user may not write there; pick a folder you can write to"
+        : describeFsError(err),
+    );
+  }
+  await Deno.remove(probe).catch(() => {});
+}
+
+export async function receiveCommand(r: Resolved): Promise<number> {
+  const out = appOutput(r);
+  const emit = (e: AppEvent, took = "") => out.app(e, describe(e, took));
+  const root = resolve(typeof r.extra.out === "string" ? r.extra.out : ".");
+  await prepareOut(root);
   const yes = r.extra.yes === true;
   const force = r.extra.force === true;
   const offered = Promise.withResolvers<{ stream: MuxStream; peer: string }>();
@@ -85,11 +118,15 @@ export async function receiveCommand(r: Resolved): Promise<number> {
       offered.resolve({ stream: s, peer: m.user });
     },
   }, async (run) => {
+    const status = run.status;
     try {
-      if (!(await run.firstLink())) return 0;
+      status.setApp({ app: "receive", out: root, state: "waiting", bytes: 0, total: 0 });
+      await run.firstLink();
       out.app({ event: "waiting_offer", out: root }, `waiting for a peer to send files into ${root}`);
-      const got = await Promise.race([offered.promise, aborted(run.signal).then(() => null)]);
-      if (got === null) return 0;
+      const got = await run.waitFor(offered.promise, {
+        interrupted: "Interrupted before anyone offered files; nothing was received.",
+        untimed: true,
+      });
       const bar = progressReporter(out, "received", got.peer);
       const decide = async (o: OfferSummary): Promise<boolean> => {
         const lines = o.entries.map((e) =>
@@ -97,13 +134,27 @@ export async function receiveCommand(r: Resolved): Promise<number> {
         );
         out.app(
           { event: "offer", peer: o.peer, entries: o.entries, bytes: o.total, resumable: o.resumable },
-          `${o.peer} offers ${o.entries.filter((e) => !e.dir).length} file(s), ${formatBytes(o.total)}${
+          `${o.peer} offers ${files(o.entries.filter((e) => !e.dir).length)}, ${formatBytes(o.total)}${
             o.resumable > 0 ? ` (${formatBytes(o.resumable)} already here from an earlier try)` : ""
           }:\n${lines.join("\n")}`,
         );
+        status.setApp({
+          app: "receive",
+          out: root,
+          peer: o.peer,
+          state: "offered",
+          bytes: 0,
+          total: o.total,
+        });
         if (yes) return true;
-        if (Deno.stdin.isTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("Accept? [y/N] "));
-        const answer = await readAnswer();
+        const asking = Deno.stdin.isTerminal();
+        if (asking) Deno.stderr.writeSync(new TextEncoder().encode("Accept? [y/N] "));
+        // Ctrl-C at the question ends it at once (the sender is told), not at the next Enter.
+        const answer = await Promise.race([readAnswer(), aborted(run.signal).then(() => null)]);
+        if (run.signal.aborted) {
+          if (asking) writeStderr("");
+          return false;
+        }
         return answer !== null && /^\s*y(es)?\s*$/i.test(answer);
       };
       try {
@@ -112,12 +163,26 @@ export async function receiveCommand(r: Resolved): Promise<number> {
           force,
           decide,
           emit: (e) => {
-            bar.breakLine();
+            if (e.event === "accepted") {
+              status.setApp({
+                app: "receive",
+                out: root,
+                peer: got.peer,
+                state: "receiving",
+                bytes: 0,
+                total: e.bytes as number,
+              });
+            }
             emit(e);
           },
-          onProgress: (done, total) => bar.update(done, total),
+          onProgress: (done, total, moved) => {
+            bar.update(done, total, moved);
+            status.progress(done);
+          },
+          signal: run.signal,
         });
-        bar.finish();
+        const t = bar.finish();
+        status.setApp(undefined);
         emit({
           event: "received",
           peer: got.peer,
@@ -125,7 +190,7 @@ export async function receiveCommand(r: Resolved): Promise<number> {
           bytes: res.bytes,
           resumed: res.resumed,
           out: root,
-        });
+        }, took(t));
         return 0;
       } catch (err) {
         return transferFailed(out, bar, err);
@@ -133,5 +198,5 @@ export async function receiveCommand(r: Resolved): Promise<number> {
     } finally {
       // The node's links close when it stops.
     }
-  });
+  }, { beforeLink: "Interrupted before any peer connected; nothing was received." });
 }

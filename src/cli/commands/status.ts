@@ -7,7 +7,8 @@ import { UsageError } from "../errors.ts";
 import type { Resolved } from "../options.ts";
 import { paint } from "../output.ts";
 import { statusDirFor } from "../paths.ts";
-import { readStatuses, type StatusSnapshot } from "../status.ts";
+import { type AppStatus, readStatuses, type StatusSnapshot } from "../status.ts";
+import { formatBytes } from "../../apps/file_proto.ts";
 
 export const STATUS_HELP = `mailmeet status — what the mailmeet nodes on this machine are doing
 
@@ -26,6 +27,43 @@ function ago(iso: string | undefined, now: number): string {
   const s = Math.max(0, Math.round((now - t) / 1000));
   const span = s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : `${Math.floor(s / 3600)} h`;
   return `${new Date(t).toTimeString().slice(0, 8)} (${span} ago)`;
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function share(bytes: number, total: number): string {
+  const pct = total > 0 ? Math.floor((bytes / total) * 100) : 100;
+  return `${formatBytes(bytes)} of ${formatBytes(total)} (${pct}%)`;
+}
+
+/** One line for what the app of a node does. */
+export function describeApp(a: AppStatus): string {
+  switch (a.app) {
+    case "send":
+      return a.state === "waiting"
+        ? `send: waiting for ${a.peer} to connect (${formatBytes(a.total)} to send)`
+        : a.state === "offering"
+        ? `send: offered ${formatBytes(a.total)} to ${a.peer}, waiting for an answer`
+        : `send: sending to ${a.peer}, ${share(a.bytes, a.total)}`;
+    case "receive":
+      return a.state === "waiting"
+        ? `receive: waiting for a peer to send files into ${a.out}`
+        : a.state === "offered"
+        ? `receive: ${a.peer} offers ${formatBytes(a.total)}, waiting for the answer`
+        : `receive: from ${a.peer} into ${a.out}, ${share(a.bytes, a.total)}`;
+    case "tunnel":
+      return a.side === "expose"
+        ? `tunnel: linked peers reach ${a.proto} port ${a.port} here; ${plural(a.open, "connection")} open`
+        : `tunnel: ${a.proto} 127.0.0.1:${a.port} reaches ${a.peer ?? "the first linked peer"}; ${
+          plural(a.open, "connection")
+        } open`;
+    case "chat":
+      return a.room.length === 0
+        ? "chat: nobody else in the room yet"
+        : `chat: in the room with ${a.room.join(", ")}`;
+  }
 }
 
 export function describeStatus(s: StatusSnapshot, now: number): string[] {
@@ -57,13 +95,23 @@ export function describeStatus(s: StatusSnapshot, now: number): string[] {
     }
     lines.push(`  last request sent: ${ago(s.last_request, now)}; last reply: ${ago(s.last_reply, now)}`);
   }
+  if (s.unreachable?.length) {
+    lines.push(`  known but not reachable: ${s.unreachable.length} (they may still dial us)`);
+    for (const u of s.unreachable) {
+      lines.push(`    ${u.peer} at ${u.address} — ${u.reason}; tried ${ago(u.since, now)}`);
+    }
+  }
+  if (s.app) lines.push(`  ${describeApp(s.app)}`);
   if (s.host) {
-    const size = s.host.table_size === undefined ? "" : `table holds ${s.host.table_size} peer(s); `;
-    lines.push(
-      `  host: ${size}${s.host.requests} request(s) answered ${s.host.replies} time(s); last request ${
-        ago(s.host.last_request, now)
-      }`,
-    );
+    const size = s.host.table_size === undefined
+      ? ""
+      : `the table holds ${plural(s.host.table_size, "peer")}; `;
+    const traffic = s.host.requests === 0
+      ? "no requests yet"
+      : `${plural(s.host.requests, "request")} answered with ${
+        plural(s.host.replies, "reply", "replies")
+      }, the last ${ago(s.host.last_request, now)}`;
+    lines.push(`  host: ${size}${traffic}`);
   }
   if (s.last_error) lines.push(`  last error: ${s.last_error}`);
   return lines;

@@ -2,6 +2,7 @@ import { flag, requireAddress } from "../context.ts";
 import type { Resolved } from "../options.ts";
 import { openTable, tablePath } from "./host.ts";
 import { formatAddress } from "../../roles/peer.ts";
+import { UsageError } from "../errors.ts";
 
 export const TABLE_HELP = `mailmeet table — print the host's peer table
 
@@ -13,6 +14,18 @@ Example:
 
 export function tableCommand(r: Resolved): number {
   const address = r.values.db ? "unused@local" : requireAddress(r);
+  const path = tablePath(r, address);
+  // Opening creates the file: a node that never hosted has none, and that is what to say.
+  try {
+    Deno.statSync(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    throw new UsageError(
+      r.values.db
+        ? `There is no host table at ${path}; check --db.`
+        : `${address} is not a host on this machine: it keeps no table (${path} does not exist); start one with \`mailmeet --host\`, or name a table with --db.`,
+    );
+  }
   using table = openTable(r, address);
   const rows = table.entries(Date.now());
   if (flag(r, "json")) {
@@ -29,7 +42,7 @@ export function tableCommand(r: Resolved): number {
     return 0;
   }
   if (rows.length === 0) {
-    console.log(`The table ${tablePath(r, address)} is empty.`);
+    console.log(`The table ${path} is empty: no peer asked this host in the last --ttl.`);
     return 0;
   }
   const head = ["USER", "ADDRESS", "E-MAIL", "FLAG", "STORED"];

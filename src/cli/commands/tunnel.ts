@@ -2,6 +2,7 @@ import { TunnelExpose, TunnelLocal } from "../../apps/tunnel.ts";
 import type { AppEvent } from "../../apps/links.ts";
 import type { ExtraOption, Resolved } from "../options.ts";
 import { UsageError } from "../errors.ts";
+import type { AppStatus } from "../status.ts";
 import { aborted, appOutput, portOption, runApp } from "./app_common.ts";
 
 export const TUNNEL_HELP = `mailmeet tunnel — carry a TCP or UDP port to a peer (games, any service)
@@ -20,10 +21,10 @@ Example:
   mailmeet tunnel --local 25565 --address bob@isp-b.test --via lan-host@game.test --key-file group.key`;
 
 export const TUNNEL_EXTRAS: ExtraOption[] = [
-  { name: "expose", kind: "string" },
-  { name: "local", kind: "string" },
-  { name: "udp", kind: "boolean" },
-  { name: "to", kind: "string" },
+  { name: "expose", kind: "string", arg: "PORT", help: "the service on this port here is what peers reach" },
+  { name: "local", kind: "string", arg: "PORT", help: "programs here connect to 127.0.0.1:PORT" },
+  { name: "udp", kind: "boolean", help: "carry UDP instead of TCP" },
+  { name: "to", kind: "string", arg: "ID", help: "which linked peer (default: the first)" },
 ];
 
 function describe(e: AppEvent): string | undefined {
@@ -56,16 +57,30 @@ export async function tunnelCommand(r: Resolved): Promise<number> {
   const udp = r.extra.udp === true;
   const to = typeof r.extra.to === "string" ? r.extra.to : undefined;
   const out = appOutput(r);
-  const emit = (e: AppEvent) => out.app(e, describe(e));
   const proto = udp ? "UDP" : "TCP";
+  // `mailmeet status` shows the port and the connections open now.
+  let shown: { setApp(a: AppStatus): void } | undefined;
+  let state: AppStatus | undefined;
+  const emit = (e: AppEvent) => {
+    out.app(e, describe(e));
+    if (state?.app === "tunnel" && typeof e.open === "number" && e.event !== "udp_session") {
+      state = { ...state, open: e.open };
+      shown?.setApp(state);
+    }
+  };
+  const sentences = { interrupted: "Interrupted; the tunnel is closed." };
   if (expose !== undefined) {
     const app = new TunnelExpose({ port: expose, udp, emit });
     try {
       return await runApp(r, out.node, app, async (run) => {
+        shown = run.status;
+        state = { app: "tunnel", side: "expose", proto, port: expose, open: 0 };
+        shown.setApp(state);
         emit({ event: "tunnel_exposed", proto, port: expose });
-        if (await run.firstLink()) await aborted(run.signal);
+        await run.firstLink();
+        await aborted(run.signal);
         return 0;
-      });
+      }, sentences);
     } finally {
       await app.close();
     }
@@ -78,10 +93,14 @@ export async function tunnelCommand(r: Resolved): Promise<number> {
   }
   try {
     return await runApp(r, out.node, app, async (run) => {
+      shown = run.status;
+      state = { app: "tunnel", side: "local", proto, port: app.port, open: 0, ...(to ? { peer: to } : {}) };
+      shown.setApp(state);
       emit({ event: "tunnel_listening", proto, address: `127.0.0.1:${app.port}`, port: app.port, peer: to });
-      if (await run.firstLink()) await aborted(run.signal);
+      await run.firstLink();
+      await aborted(run.signal);
       return 0;
-    });
+    }, sentences);
   } finally {
     await app.close();
   }

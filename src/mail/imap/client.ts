@@ -20,8 +20,10 @@ import {
   type ContinuationResponse,
   type ImapResponse,
   parseResponse,
+  preview,
   type StatusResponse,
 } from "./parser.ts";
+import { silentGreetingHint, wrongProtocol } from "../greeting.ts";
 
 export interface ClientOptions {
   caCerts?: string[];
@@ -327,7 +329,7 @@ export class ImapClient {
             new MailError(
               `${this.where} sent no IMAP greeting within ${
                 Math.round(this.#opts.greetingTimeoutMs / 1000)
-              } s.`,
+              } s${silentGreetingHint(this.#conn.opts.port, this.#conn.opts.implicitTls)}.`,
               "timeout",
             ),
           ),
@@ -466,6 +468,11 @@ export class ImapClient {
         if (raw === null) {
           const why = this.#bye ? ` ("${this.scrub(this.#bye)}")` : "";
           throw new MailError(`${this.where} closed the connection${why}.`, "closed");
+        }
+        if (this.#greeting) {
+          // imaps:// on the SMTP port and the like: say which server it is, not how its line fails to parse.
+          const other = wrongProtocol(this.where, "IMAP", preview(raw));
+          if (other) throw other;
         }
         if (this.#dispatch(parseResponse(raw))) return;
       }

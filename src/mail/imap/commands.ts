@@ -77,6 +77,23 @@ export async function searchSubject(client: ImapClient, marker: string): Promise
   return [...new Set(uids)].sort((a, b) => a - b);
 }
 
+/**
+ * UID SEARCH HEADER (RFC 3501 §6.4.4): messages whose `field` holds `value` (a substring match),
+ * e.g. Content-Type "delivery-status" for bounces.
+ */
+export async function searchHeader(client: ImapClient, field: string, value: string): Promise<number[]> {
+  const r = await client.command(["UID SEARCH HEADER ", stringArg(field), " ", stringArg(value)]);
+  const uids: number[] = [];
+  for (const u of r.untagged) {
+    if (u.kind !== "data" || u.name !== "SEARCH") continue;
+    for (const v of u.values) {
+      const n = numberValue(v);
+      if (n !== undefined) uids.push(n);
+    }
+  }
+  return [...new Set(uids)].sort((a, b) => a - b);
+}
+
 export interface HeaderInfo {
   readonly uid: number;
   readonly size: number;

@@ -21,6 +21,7 @@ import {
   fetchHeaders,
   fetchSize,
   moveTo,
+  searchHeader,
   searchSubject,
   select,
   storeDeleted,
@@ -177,6 +178,18 @@ export class ImapMailbox implements Mailbox {
         out.push(date ? { ...info, date } : info);
       }
       return out;
+    });
+  }
+
+  async listReports(): Promise<MessageInfo[]> {
+    return await this.#op("list", async (c) => {
+      const uids = await searchHeader(c, "Content-Type", "delivery-status");
+      if (uids.length === 0) return [];
+      const validity = this.#uidValidity!;
+      return (await fetchHeaders(c, uids)).sort((a, b) => a.uid - b.uid).map((h) => {
+        const info: MessageInfo = { id: `${validity}:${h.uid}`, subject: "", size: h.size };
+        return h.internalDate ? { ...info, date: h.internalDate } : info;
+      });
     });
   }
 

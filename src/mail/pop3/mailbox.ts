@@ -9,6 +9,7 @@
  */
 import { type Account, durationParam, where } from "../account.ts";
 import { CONNECT_TIMEOUT_MS } from "../connection.ts";
+import { isDeliveryReport } from "../dsn.ts";
 import { isRetriableError, MailError } from "../errors.ts";
 import { type Mailbox, type MailboxOptions, type MessageInfo, subjectHasMarker } from "../mailbox.ts";
 import { parseMail } from "../parse.ts";
@@ -56,6 +57,8 @@ export const DEFAULT_TUNING: Pop3Tuning = {
 interface Header {
   subject: string;
   date?: Date;
+  /** A delivery status notification (RFC 3464). */
+  report?: boolean;
 }
 
 export class Pop3Mailbox implements Mailbox {
@@ -121,6 +124,22 @@ export class Pop3Mailbox implements Mailbox {
         }
       }
       for (const id of this.#headers.keys()) if (!s.messages.has(id)) this.#headers.delete(id);
+      return out;
+    }, { refreshAfterMs: this.pollIntervalMs });
+  }
+
+  listReports(): Promise<MessageInfo[]> {
+    return this.#op(async (s) => {
+      const out: MessageInfo[] = [];
+      for (const [id, { n, size }] of s.messages) {
+        if (s.deleted.has(id)) continue;
+        let head = this.#headers.get(id);
+        if (!head) {
+          head = await readHeader(await s.top(n));
+          this.#headers.set(id, head);
+        }
+        if (head.report) out.push({ id, subject: head.subject, size, date: head.date });
+      }
       return out;
     }, { refreshAfterMs: this.pollIntervalMs });
   }
@@ -371,7 +390,7 @@ export class Pop3Mailbox implements Mailbox {
 async function readHeader(head: Uint8Array): Promise<Header> {
   try {
     const m = await parseMail(head);
-    return { subject: m.subject, date: m.date };
+    return { subject: m.subject, date: m.date, report: isDeliveryReport(head) };
   } catch {
     return { subject: "" }; // unreadable headers never match a marker
   }

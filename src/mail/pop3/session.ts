@@ -8,6 +8,7 @@
 import type { Account } from "../account.ts";
 import { TextConnection, withTimeout } from "../connection.ts";
 import { MailError } from "../errors.ts";
+import { silentGreetingHint, wrongProtocol } from "../greeting.ts";
 import {
   type Capabilities,
   checkArgument,
@@ -100,7 +101,21 @@ export class Pop3Session {
   }
 
   async #start(account: Account): Promise<void> {
-    const greeting = await this.#status(this.#opts.greetingTimeoutMs);
+    let greeting: Status;
+    try {
+      greeting = await this.#status(this.#opts.greetingTimeoutMs);
+    } catch (err) {
+      // pop3:// on the IMAP or SMTP port: say which server it is, not how its greeting fails to parse.
+      const other = err instanceof MailError && err.response
+        ? wrongProtocol(this.where, "POP3", err.response)
+        : undefined;
+      if (other) throw other;
+      const hint = silentGreetingHint(this.#conn.opts.port, this.#conn.opts.implicitTls);
+      if (err instanceof MailError && err.code === "timeout" && hint) {
+        throw new MailError(`${err.message.replace(/\.$/, "")}${hint}.`, "timeout", { cause: err });
+      }
+      throw err;
+    }
     if (greeting.kind !== "+OK") {
       throw new MailError(`${this.where} refused the POP3 session: "${shown(greeting.line)}".`, "temporary", {
         response: shown(greeting.line),
