@@ -4,6 +4,7 @@
  * Plus the small pieces the apps share: piping a TCP connection to a stream, and their events.
  */
 import type { MuxStream } from "../net/mux.ts";
+import { type ChannelRoute, type ExposedService, takesChannel } from "./tunnel_services.ts";
 
 /**
  * The part of a link's multiplexer an app uses: open streams, send datagrams. A real Mux in the
@@ -35,6 +36,19 @@ export interface Member {
   readonly mux: MemberMux;
   /** Resolves when the link is gone (undefined after a clean close, else the reason). */
   readonly closed: Promise<string | undefined>;
+  /** What the member's tunnels expose, as it told us over the link (src/apps/tunnel_services.ts). */
+  readonly services: readonly ExposedService[];
+}
+
+/**
+ * Which of its protocols' streams and which datagrams an app takes, when several apps take the same
+ * protocol (two tunnels): data, so it crosses the control socket of an attached app.
+ */
+export interface AppRoute {
+  /** A stream is taken when each key here is absent from its metadata or has this value. */
+  meta?: Record<string, string | number>;
+  /** Datagram channels taken; without it, every datagram no other app takes. */
+  channels?: ChannelRoute[];
 }
 
 /** An app running on the node's links. */
@@ -44,8 +58,43 @@ export interface LinkApp {
   /** A member linked (called for those linked already when the app attaches, too). */
   added?(m: Member): void;
   stream?(stream: MuxStream, m: Member): void;
-  /** Datagrams of the link (the UDP tunnel; one app takes them). */
+  /** Datagrams of the link (the UDP tunnel), on the channels `route` names. */
   datagram?(channel: number, data: Uint8Array, m: Member): void;
+  readonly route?: AppRoute;
+  /** A member's exposed services changed. */
+  servicesChanged?(m: Member): void;
+}
+
+/**
+ * The app that takes a stream of `protocol`: one whose route names every key of its metadata
+ * exactly first, then one that does not contradict it (a stream from an older peer names no port).
+ */
+export function streamApp<A extends LinkApp>(
+  apps: Iterable<A>,
+  protocol: string,
+  meta: unknown,
+): A | undefined {
+  const m = (typeof meta === "object" && meta !== null ? meta : {}) as Record<string, unknown>;
+  let lenient: A | undefined;
+  for (const app of apps) {
+    if (!app.protocols?.includes(protocol)) continue;
+    const want = Object.entries(app.route?.meta ?? {});
+    if (want.every(([k, v]) => m[k] === v)) return app;
+    if (!lenient && want.every(([k, v]) => m[k] === undefined || m[k] === v)) lenient = app;
+  }
+  return lenient;
+}
+
+/** The app that takes a datagram on `channel`: one that names the channel, else one that names none. */
+export function datagramApp<A extends LinkApp>(apps: Iterable<A>, channel: number): A | undefined {
+  let fallback: A | undefined;
+  for (const app of apps) {
+    if (!app.datagram) continue;
+    const routes = app.route?.channels;
+    if (routes === undefined) fallback ??= app;
+    else if (takesChannel(routes, channel)) return app;
+  }
+  return fallback;
 }
 
 /** Where apps attach: the node's links. */

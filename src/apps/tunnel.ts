@@ -11,7 +11,12 @@
  * back. Sessions quiet for the idle timeout are dropped on both sides.
  *
  * Only the exposed port is reachable: the exposing side never reads an address or port from the
- * other side, whatever a stream's metadata says.
+ * other side; a stream's metadata only picks which of the exposed tunnels takes it.
+ *
+ * Each exposing tunnel tells every member what it exposes (src/apps/tunnel_services.ts), so the
+ * local side finds the member that runs the port without --to, and several tunnels — in one
+ * process or in several attached to the same node — share the links, each taking only its port's
+ * streams and datagrams.
  *
  * UDP sockets come from node:dgram, not Deno.listenDatagram: Deno's own UDP API still needs the
  * --unstable-net flag, and the bundled CLI (`deno run -A dist/mailmeet.js`) and `deno compile`
@@ -20,12 +25,23 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import type { Buffer } from "node:buffer";
 import type { MuxStream } from "../net/mux.ts";
-import { type AppSink, type LinkApp, type Member, type MemberMux, pipeConn } from "./links.ts";
+import { type AppRoute, type AppSink, type LinkApp, type Member, type MemberMux, pipeConn } from "./links.ts";
+import {
+  channelSession,
+  datagramChannel,
+  encodeServices,
+  exposeChannels,
+  type ExposedService,
+  localChannels,
+  MAX_SESSION,
+  SERVICES_PROTOCOL,
+  TO_LOCAL,
+} from "./tunnel_services.ts";
 
 export const TUNNEL_PROTOCOL = "tunnel";
 /** A UDP session nobody used for this long is forgotten. */
 export const UDP_IDLE_MS = 60_000;
-/** A TCP connection that arrives before the peer is linked waits this long for the link. */
+/** A TCP connection that arrives before the service's member is linked waits this long for it. */
 export const HOLD_UNLINKED_MS = 15_000;
 /** UDP sessions held at once per side; the oldest idle ones go first when full. */
 export const MAX_UDP_SESSIONS = 1024;
@@ -48,16 +64,33 @@ interface UdpSession {
   backlog?: Uint8Array[];
 }
 
+const encoder = new TextEncoder();
+
+function writeJsonLine(stream: MuxStream, value: unknown): void {
+  stream.write(encoder.encode(`${JSON.stringify(value)}\n`)).catch(() => {});
+}
+
 /** The side that runs the service: takes streams and datagrams, reaches only 127.0.0.1:port. */
 export class TunnelExpose implements LinkApp {
   readonly protocols = [TUNNEL_PROTOCOL];
+  readonly route: AppRoute;
   readonly #muxes = new Set<MemberMux>();
   readonly #udp = new Map<MemberMux, Map<number, UdpSession>>();
   readonly #conns = new Set<Promise<unknown>>();
+  /** One "services" stream per member: what this tunnel exposes. */
+  readonly #told = new Map<Member, MuxStream>();
+  #service: ExposedService;
   #sweeper?: ReturnType<typeof setInterval>;
   #connections = 0;
 
-  constructor(readonly opts: TunnelOptions) {
+  constructor(readonly opts: TunnelOptions & { game?: string; announce?: string }) {
+    this.route = { meta: { port: opts.port }, channels: opts.udp ? [exposeChannels(opts.port)] : [] };
+    this.#service = {
+      proto: opts.udp ? "udp" : "tcp",
+      port: opts.port,
+      ...(opts.game ? { game: opts.game } : {}),
+      ...(opts.announce !== undefined ? { announce: opts.announce } : {}),
+    };
     if (opts.udp) {
       const idle = opts.udpIdleMs ?? UDP_IDLE_MS;
       this.#sweeper = setInterval(() => this.#sweep(idle), Math.max(50, Math.min(idle / 2, 5000)));
@@ -68,11 +101,30 @@ export class TunnelExpose implements LinkApp {
     return this.#connections;
   }
 
+  get service(): ExposedService {
+    return this.#service;
+  }
+
+  /** What the game announces on this LAN changed (a new MOTD): members hear it at once. */
+  setAnnounce(announce: string): void {
+    if (this.#service.announce === announce) return;
+    this.#service = { ...this.#service, announce };
+    for (const s of this.#told.values()) writeJsonLine(s, encodeServices([this.#service]));
+  }
+
   added(m: Member): void {
     const mux = m.mux;
     this.#muxes.add(mux);
     this.#udp.set(mux, new Map());
+    try {
+      const s = mux.open(SERVICES_PROTOCOL, {});
+      this.#told.set(m, s);
+      writeJsonLine(s, encodeServices([this.#service]));
+    } catch {
+      // the link ended already
+    }
     void m.closed.then(() => {
+      this.#told.delete(m);
       this.#muxes.delete(mux);
       for (const s of this.#udp.get(mux)?.values() ?? []) s.socket?.close();
       this.#udp.delete(mux);
@@ -122,9 +174,10 @@ export class TunnelExpose implements LinkApp {
       const session: UdpSession = { socket, last: Date.now(), connected: false, backlog: [] };
       s = session;
       sessions.set(channel, session);
+      const back = (channel | TO_LOCAL) >>> 0;
       socket.on("message", (msg: Buffer) => {
         session.last = Date.now();
-        mux.sendDatagram(channel, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
+        mux.sendDatagram(back, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
       });
       socket.on("error", () => {}); // ICMP port unreachable and the like: UDP has no errors to report back
       socket.connect(this.opts.port, "127.0.0.1", () => {
@@ -132,7 +185,12 @@ export class TunnelExpose implements LinkApp {
         for (const d of session.backlog!) socket.send(d);
         session.backlog = [];
       });
-      this.opts.emit({ event: "udp_session", peer: mux.peer, session: channel, open: sessions.size });
+      this.opts.emit({
+        event: "udp_session",
+        peer: mux.peer,
+        session: channelSession(channel),
+        open: sessions.size,
+      });
     }
     s.last = Date.now();
     // Datagrams sent before connect() finished would throw ERR_SOCKET_DGRAM_NOT_CONNECTED.
@@ -155,14 +213,34 @@ export class TunnelExpose implements LinkApp {
   /** Call after the node stopped (its links closing ends every connection). */
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
+    for (const s of this.#told.values()) s.closeWrite();
     for (const sessions of this.#udp.values()) for (const s of sessions.values()) s.socket?.close();
     await Promise.allSettled([...this.#conns]);
   }
 }
 
+/** The member a local tunnel carries to, and its port there. */
+export interface TunnelTarget {
+  user: string;
+  mux: MemberMux;
+  port: number;
+  /** What the member told of the service (undefined: it told nothing, an older peer named by --to). */
+  service?: ExposedService;
+}
+
+export interface TunnelLocalOptions extends TunnelOptions {
+  /** The port on the exposing side; undefined: whichever port a member exposes (the first). */
+  remote?: number;
+  /** Where the local port listens (default 127.0.0.1; 0.0.0.0 offers it to the LAN). */
+  bind?: string;
+  /** Only this member; otherwise the one that exposes the port. */
+  to?: string;
+}
+
 /** The side users connect to: a local TCP listener or UDP socket, carried to one peer. */
 export class TunnelLocal implements LinkApp {
-  readonly #muxes: { user: string; mux: MemberMux }[] = [];
+  readonly route: AppRoute;
+  readonly #members: Member[] = [];
   readonly #conns = new Set<Promise<unknown>>();
   #listener?: Deno.TcpListener;
   #udpSocket?: Socket;
@@ -173,8 +251,12 @@ export class TunnelLocal implements LinkApp {
   #sweeper?: ReturnType<typeof setInterval>;
   #accepting?: Promise<void>;
   #connections = 0;
+  #linkWaiters: (() => void)[] = [];
+  #shown?: string;
 
-  constructor(readonly opts: TunnelOptions & { bind?: string; to?: string }) {}
+  constructor(readonly opts: TunnelLocalOptions) {
+    this.route = { channels: opts.udp ? [localChannels(opts.remote)] : [] };
+  }
 
   /** Where the local side listens (port 0 in the options picks one). */
   get port(): number {
@@ -183,8 +265,12 @@ export class TunnelLocal implements LinkApp {
     return a ? a.port : this.opts.port;
   }
 
+  get bind(): string {
+    return this.opts.bind ?? "127.0.0.1";
+  }
+
   async start(): Promise<void> {
-    const hostname = this.opts.bind ?? "127.0.0.1";
+    const hostname = this.bind;
     if (!this.opts.udp) {
       this.#listener = Deno.listen({ hostname, port: this.opts.port });
       this.#accepting = this.#accept(this.#listener);
@@ -214,43 +300,99 @@ export class TunnelLocal implements LinkApp {
   }
 
   added(m: Member): void {
-    const entry = { user: m.user, mux: m.mux };
-    this.#muxes.push(entry);
-    const waiting = this.#linkWaiters;
-    this.#linkWaiters = [];
-    for (const w of waiting) w();
+    this.#members.push(m);
     void m.closed.then(() => {
-      const i = this.#muxes.indexOf(entry);
-      if (i >= 0) this.#muxes.splice(i, 1);
+      const i = this.#members.indexOf(m);
+      if (i >= 0) this.#members.splice(i, 1);
+      this.#changed();
     });
+    this.#changed();
+  }
+
+  servicesChanged(): void {
+    this.#changed();
   }
 
   datagram(channel: number, data: Uint8Array): void {
     this.#fromPeer(channel, data);
   }
 
-  #linkWaiters: (() => void)[] = [];
+  /**
+   * Who carries the tunnel: a member that exposes the port (with --to, only that one; an older
+   * peer named by --to that tells nothing is taken at its word), the lowest round trip first.
+   */
+  target(): TunnelTarget | undefined {
+    const { to, remote, udp } = this.opts;
+    const proto = udp ? "udp" : "tcp";
+    const found: TunnelTarget[] = [];
+    for (const m of this.#members) {
+      if (m.mux.isClosed || (to !== undefined && m.user !== to)) continue;
+      const service = m.services.find((s) =>
+        s.proto === proto && (remote === undefined || s.port === remote)
+      );
+      if (service) found.push({ user: m.user, mux: m.mux, port: service.port, service });
+      else if (to !== undefined && m.services.length === 0) {
+        found.push({ user: m.user, mux: m.mux, port: remote ?? this.opts.port });
+      }
+    }
+    found.sort((a, b) =>
+      Number(!a.service) - Number(!b.service) || rtt(a, this.#members) - rtt(b, this.#members)
+    );
+    return found[0];
+  }
 
-  async #waitForTarget(ms: number): Promise<MemberMux | undefined> {
+  /** Members or what they expose changed: wake held connections, say where the tunnel goes now. */
+  #changed(): void {
+    const t = this.target();
+    const shown = t ? `${t.user}:${t.port}` : undefined;
+    if (shown !== this.#shown) {
+      this.#shown = shown;
+      if (t) {
+        this.opts.emit({
+          event: "tunnel_target",
+          peer: t.user,
+          port: t.port,
+          proto: this.opts.udp ? "UDP" : "TCP",
+          ...(t.service?.game ? { game: t.service.game } : {}),
+        });
+      }
+      this.onTarget?.(t);
+    }
+    if (!t) return;
+    const waiting = this.#linkWaiters;
+    this.#linkWaiters = [];
+    for (const w of waiting) w();
+  }
+
+  /** Called whenever the target changes (the LAN announcer follows it). */
+  onTarget?: (t: TunnelTarget | undefined) => void;
+
+  async #waitForTarget(ms: number): Promise<TunnelTarget | undefined> {
     const until = Date.now() + ms;
     while (Date.now() < until) {
-      const mux = this.#target();
-      if (mux) return mux;
+      const t = this.target();
+      if (t) return t;
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, until - Date.now());
+        const timer = setTimeout(resolve, until - Date.now());
         this.#linkWaiters.push(() => {
-          clearTimeout(t);
+          clearTimeout(timer);
           resolve();
         });
       });
     }
-    return this.#target();
+    return this.target();
   }
 
-  /** The peer that carries the tunnel: --to, else the first one linked. */
-  #target(): MemberMux | undefined {
-    const to = this.opts.to;
-    return this.#muxes.find((m) => (to === undefined || m.user === to) && !m.mux.isClosed)?.mux;
+  /** Why target() found nobody, in words. */
+  whyNoTarget(): string {
+    const { to, remote, udp } = this.opts;
+    const what = `${udp ? "UDP" : "TCP"} port ${remote ?? "(any)"}`;
+    if (to !== undefined) {
+      return this.#members.some((m) => m.user === to)
+        ? `${to} does not expose ${what}`
+        : `not linked to ${to}`;
+    }
+    return this.#members.length === 0 ? "no peer linked yet" : `no linked member exposes ${what}`;
   }
 
   async #accept(listener: Deno.TcpListener): Promise<void> {
@@ -263,22 +405,19 @@ export class TunnelLocal implements LinkApp {
       }
       conn.setNoDelay(true);
       const task = (async () => {
-        // A game may connect before the peer is linked (it is being reached): hold it a while.
-        const mux = this.#target() ?? await this.#waitForTarget(HOLD_UNLINKED_MS);
-        if (!mux) {
-          this.opts.emit({
-            event: "tunnel_refused",
-            reason: this.opts.to ? `not linked to ${this.opts.to}` : "no peer linked yet",
-          });
+        // A game may connect before its member is linked (it is being reached): hold it a while.
+        const t = this.target() ?? await this.#waitForTarget(HOLD_UNLINKED_MS);
+        if (!t) {
+          this.opts.emit({ event: "tunnel_refused", reason: this.whyNoTarget() });
           conn.close();
           return;
         }
-        const stream = mux.open(TUNNEL_PROTOCOL, {});
+        const stream = t.mux.open(TUNNEL_PROTOCOL, { port: t.port });
         this.#connections++;
-        this.opts.emit({ event: "tunnel_open", peer: mux.peer, port: this.port, open: this.#connections });
+        this.opts.emit({ event: "tunnel_open", peer: t.user, port: this.port, open: this.#connections });
         const reason = await pipeConn(conn, stream);
         this.#connections--;
-        this.opts.emit({ event: "tunnel_closed", peer: mux.peer, open: this.#connections, reason });
+        this.opts.emit({ event: "tunnel_closed", peer: t.user, open: this.#connections, reason });
       })();
       this.#conns.add(task);
       void task.finally(() => this.#conns.delete(task));
@@ -286,8 +425,8 @@ export class TunnelLocal implements LinkApp {
   }
 
   #fromLocal(msg: Buffer, from: RemoteInfo): void {
-    const mux = this.#target();
-    if (!mux) return;
+    const t = this.target();
+    if (!t) return;
     const key = `${from.address}:${from.port}`;
     let ch = this.#bySource.get(key);
     if (ch === undefined) {
@@ -295,23 +434,35 @@ export class TunnelLocal implements LinkApp {
         const oldest = evictOldest(this.#sessions);
         if (oldest) this.#bySource.delete(`${oldest.to!.address}:${oldest.to!.port}`);
       }
-      ch = this.#nextSession++;
+      ch = this.#newSession();
       this.#bySource.set(key, ch);
       this.#sessions.set(ch, { to: from, last: Date.now() });
       this.opts.emit({
         event: "udp_session",
-        peer: mux.peer,
+        peer: t.user,
         session: ch,
         source: key,
         open: this.#sessions.size,
       });
     }
     this.#sessions.get(ch)!.last = Date.now();
-    mux.sendDatagram(ch, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
+    t.mux.sendDatagram(
+      datagramChannel(t.port, false, ch),
+      new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
+    );
+  }
+
+  /** A session number not in use (they fit in 15 bits of the channel). */
+  #newSession(): number {
+    for (;;) {
+      const ch = this.#nextSession;
+      this.#nextSession = ch >= MAX_SESSION ? 1 : ch + 1;
+      if (!this.#sessions.has(ch)) return ch;
+    }
   }
 
   #fromPeer(channel: number, data: Uint8Array): void {
-    const s = this.#sessions.get(channel);
+    const s = this.#sessions.get(channelSession(channel));
     if (!s || !this.#udpSocket) return;
     s.last = Date.now();
     this.#udpSocket.send(data.slice(), s.to!.port, s.to!.address);
@@ -328,6 +479,10 @@ export class TunnelLocal implements LinkApp {
     if (this.#udpSocket) await new Promise<void>((r) => this.#udpSocket!.close(() => r()));
     await Promise.allSettled([...this.#conns]);
   }
+}
+
+function rtt(t: TunnelTarget, members: readonly Member[]): number {
+  return members.find((m) => m.mux === t.mux)?.route.rttMs ?? Infinity;
 }
 
 function evictOldest(sessions: Map<number, UdpSession>): UdpSession | undefined {

@@ -97,7 +97,7 @@ export async function startNode(
   r: Resolved,
   events: EventSink,
   signal: AbortSignal,
-  app?: LinkApp,
+  app?: LinkApp | readonly LinkApp[],
 ): Promise<RunningNode> {
   const mail = await mailSettings(r);
   const key = await loadKey(r);
@@ -126,7 +126,7 @@ export async function startNode(
       if (vias.length > 0) ref.peer?.announce().catch(() => {});
     });
     stack.defer(() => network.close());
-    if (app) network.links.attach(app);
+    for (const a of [app ?? []].flat()) network.links.attach(a);
     // Apps started later attach here instead of meeting the group again.
     const started = new Date().toISOString();
     const control = await ControlServer.open({

@@ -7,8 +7,9 @@
  * (owner-only, like the status files). Over it runs the mux of src/net/mux.ts, unencrypted
  * (src/node/control_channel.ts):
  *  - "hello": the node says who it is (pid, since when) and closes the stream;
- *  - "attach" {protocols, datagrams}: the app's streams of those protocols and the link's
- *    datagrams come to it; the node writes one JSON line per member that links or leaves;
+ *  - "attach" {protocols, datagrams, route}: the app's streams of those protocols and the link's
+ *    datagrams (those `route` names: src/apps/links.ts) come to it; the node writes one JSON line
+ *    per member that links or leaves, and one whenever what a member exposes changes;
  *  - "open" {member, protocol, meta}: a stream to a member, spliced by the node to a stream on
  *    that member's link; the node does the same the other way ("incoming");
  *  - datagrams carry a 4-byte member id before the payload, on the app's own channel numbers.
@@ -17,7 +18,8 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fromUtf8, utf8 } from "../protocol/bytes.ts";
 import { Mux, type MuxStream } from "../net/mux.ts";
-import type { LinkApp, Member } from "../apps/links.ts";
+import type { AppRoute, LinkApp, Member } from "../apps/links.ts";
+import { decodeServices, encodeServices } from "../apps/tunnel_services.ts";
 import { ControlChannel } from "./control_channel.ts";
 
 export interface NodeIdentity {
@@ -80,6 +82,32 @@ export async function* readLines(stream: MuxStream): AsyncGenerator<Record<strin
     }
     if (rest.length > 64 * 1024) return;
   }
+}
+
+/** An attached app's route, as far as it is well formed. */
+function parseRoute(v: unknown): AppRoute | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  const route: AppRoute = {};
+  if (typeof o.meta === "object" && o.meta !== null) {
+    route.meta = Object.fromEntries(
+      Object.entries(o.meta).filter(([, x]) => typeof x === "string" || typeof x === "number"),
+    ) as Record<string, string | number>;
+  }
+  if (Array.isArray(o.channels)) {
+    route.channels = o.channels
+      .filter((c) => typeof c?.mask === "number" && typeof c?.value === "number")
+      .slice(0, 16)
+      .map((c) => ({ mask: c.mask, value: c.value }));
+  }
+  return route;
+}
+
+/** The services of a "member" or "services" line (see encodeServices). */
+export function servicesOf(line: unknown) {
+  return typeof line === "object" && line !== null
+    ? decodeServices({ ...(line as Record<string, unknown>), t: "expose" }) ?? []
+    : [];
 }
 
 export function memberPrefix(id: number, data: Uint8Array): Uint8Array {
@@ -169,11 +197,21 @@ export class ControlServer {
               : [];
             const app: LinkApp = {
               protocols,
+              route: parseRoute(meta.route),
               added: (m) => {
                 const id = idOf(m);
-                writeLine(s, { t: "member", id, user: m.user, address: m.address, route: m.route });
+                writeLine(s, {
+                  t: "member",
+                  id,
+                  user: m.user,
+                  address: m.address,
+                  route: m.route,
+                  services: encodeServices(m.services),
+                });
                 void m.closed.then((reason) => writeLine(s, { t: "gone", id, reason }));
               },
+              servicesChanged: (m) =>
+                writeLine(s, { ...encodeServices(m.services), t: "services", id: idOf(m) }),
               stream: (incoming, m) => {
                 let out: MuxStream;
                 try {

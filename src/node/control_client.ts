@@ -16,12 +16,15 @@ import {
   type NodeIdentity,
   OPEN,
   readLines,
+  servicesOf,
 } from "./control.ts";
+import type { ExposedService } from "../apps/tunnel_services.ts";
 
 class RemoteMember implements Member {
   #gone = Promise.withResolvers<string | undefined>();
   #closed = false;
   readonly mux: MemberMux;
+  services: readonly ExposedService[] = [];
 
   constructor(
     readonly id: number,
@@ -109,7 +112,7 @@ export class ControlClient {
     const members = new Map<number, RemoteMember>();
     const first = Promise.withResolvers<void>();
     const ready = Promise.withResolvers<void>();
-    const stream = this.mux.open(ATTACH, { protocols: app.protocols ?? [], datagrams });
+    const stream = this.mux.open(ATTACH, { protocols: app.protocols ?? [], datagrams, route: app.route });
     this.#incoming.push((s) => {
       const meta = (s.meta ?? {}) as Record<string, unknown>;
       const id = meta[INCOMING];
@@ -135,9 +138,16 @@ export class ControlClient {
               e.route as Member["route"],
               this.mux,
             );
+            m.services = servicesOf(e.services);
             members.set(e.id, m);
             first.resolve();
             app.added?.(m);
+          } else if (e.t === "services" && typeof e.id === "number") {
+            const m = members.get(e.id);
+            if (m) {
+              m.services = servicesOf(e);
+              app.servicesChanged?.(m);
+            }
           } else if (e.t === "ready") {
             ready.resolve();
           } else if (e.t === "gone" && typeof e.id === "number") {

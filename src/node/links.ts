@@ -12,7 +12,9 @@ import { type PathKind, pathRank } from "../protocol/candidate.ts";
 import { b64u } from "../protocol/bytes.ts";
 import { Mux, type MuxStream } from "../net/mux.ts";
 import type { RelayLinks } from "../net/relay.ts";
-import type { LinkApp, Member } from "../apps/links.ts";
+import { datagramApp, type LinkApp, type Member, streamApp } from "../apps/links.ts";
+import { decodeServices, type ExposedService, SERVICES_PROTOCOL } from "../apps/tunnel_services.ts";
+import { readLines } from "./control.ts";
 import type { LinkSet } from "../roles/peer.ts";
 import type { EventSink } from "../roles/events.ts";
 import type { NetPeerLink } from "../roles/net_linker.ts";
@@ -20,6 +22,8 @@ import type { NetPeerLink } from "../roles/net_linker.ts";
 class LinkedMember implements Member {
   readonly mux: Mux;
   readonly closed: Promise<string | undefined>;
+  /** What each of the member's "services" streams said last (one per tunnel it runs). */
+  readonly announced = new Map<MuxStream, ExposedService[]>();
 
   constructor(readonly link: NetPeerLink, route: (m: LinkedMember) => Mux) {
     this.mux = route(this);
@@ -35,6 +39,9 @@ class LinkedMember implements Member {
   }
   get route() {
     return this.link.route;
+  }
+  get services(): ExposedService[] {
+    return [...this.announced.values()].flat();
   }
   get key(): Uint8Array {
     return this.link.link.remoteStatic;
@@ -61,7 +68,28 @@ export class LinkRegistry implements LinkSet, RelayLinks {
   #firstLink = Promise.withResolvers<void>();
   #closed = false;
 
-  constructor(readonly opts: LinkRegistryOptions) {}
+  constructor(readonly opts: LinkRegistryOptions) {
+    this.#services.set(SERVICES_PROTOCOL, (s, m) => void this.#readServices(s, m as LinkedMember));
+  }
+
+  /** A member tells what its tunnels expose; apps hear of every change (src/apps/tunnel_services.ts). */
+  async #readServices(stream: MuxStream, m: LinkedMember): Promise<void> {
+    const changed = () => {
+      if (this.#members.get(m.user) !== m) return;
+      for (const app of this.#apps) app.servicesChanged?.(m);
+    };
+    try {
+      for await (const line of readLines(stream)) {
+        const list = decodeServices(line);
+        if (!list) continue;
+        m.announced.set(stream, list);
+        changed();
+      }
+    } catch {
+      // the stream was reset: the tunnel behind it is gone
+    }
+    if (m.announced.delete(stream)) changed();
+  }
 
   /** Resolves when the first link to a member of the group (not a relay) is up. */
   get firstLink(): Promise<void> {
@@ -179,17 +207,17 @@ export class LinkRegistry implements LinkSet, RelayLinks {
     const service = this.#services.get(stream.protocol);
     if (service) return service(stream, m);
     if (m.relayOnly) return stream.reset(`a relay opens no "${stream.protocol}" streams`);
-    for (const app of this.#apps) {
-      if (app.protocols?.includes(stream.protocol)) return app.stream?.(stream, m);
-    }
-    stream.reset(`nothing here takes "${stream.protocol}" streams`);
+    const app = streamApp(this.#apps, stream.protocol, stream.meta);
+    if (app) return app.stream?.(stream, m);
+    const port = (stream.meta as { port?: unknown } | undefined)?.port;
+    stream.reset(
+      `nothing here takes "${stream.protocol}" streams${typeof port === "number" ? ` for port ${port}` : ""}`,
+    );
   }
 
   #datagram(channel: number, data: Uint8Array, m: LinkedMember): void {
     if (m.relayOnly) return;
-    for (const app of this.#apps) {
-      if (app.datagram) return app.datagram(channel, data, m);
-    }
+    datagramApp(this.#apps, channel)?.datagram!(channel, data, m);
   }
 
   // ─── For the relay service ────────────────────────────────────────────────────────────────

@@ -111,7 +111,7 @@ const WAIT_TICK_MS = 1_000;
 export async function runApp(
   r: Resolved,
   events: EventSink,
-  app: LinkApp | undefined,
+  app: LinkApp | readonly LinkApp[] | undefined,
   body: (run: AppRun) => Promise<number>,
   opts: AppOptions = {},
 ): Promise<number> {
@@ -227,11 +227,12 @@ interface Meeting extends AsyncDisposable {
 async function meet(
   r: Resolved,
   events: EventSink,
-  app: LinkApp | undefined,
+  app: LinkApp | readonly LinkApp[] | undefined,
   ctl: AbortController,
 ): Promise<Meeting> {
-  const client = app ? await findNode(r) : undefined;
-  if (!client || !app) {
+  const apps = [app ?? []].flat();
+  const client = apps.length > 0 ? await findNode(r) : undefined;
+  if (!client || apps.length === 0) {
     const node = await startNode(r, events, ctl.signal, app);
     return {
       attached: false,
@@ -243,7 +244,13 @@ async function meet(
   }
   const h = client.hello;
   events({ event: "info", message: `attached to the running node (pid ${h.pid}, mailmeet ${h.command})` });
-  const attachment = client.attach(app);
+  // One control connection per app: each takes its own streams and datagrams (several tunnels).
+  const more = await Promise.all(apps.slice(1).map(() => findNode(r)));
+  if (more.some((c) => !c)) {
+    throw new UsageError(`The running node (pid ${h.pid}) went away while attaching.`);
+  }
+  const attachments = [client, ...more].map((c, i) => c!.attach(apps[i]));
+  const attachment = attachments[0];
   // What the app does shows in a status file of its own: the node's belongs to the node.
   const identity = await nodeIdentity(r);
   const status = openNodeStatus(r.command, { ...identity, roles: ["app"] });
@@ -263,7 +270,7 @@ async function meet(
     status,
     [Symbol.asyncDispose]: async () => {
       status[Symbol.dispose]();
-      await attachment[Symbol.asyncDispose]();
+      await Promise.all(attachments.map((a) => a[Symbol.asyncDispose]()));
     },
   };
 }

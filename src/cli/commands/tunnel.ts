@@ -1,38 +1,58 @@
 import { TunnelExpose, TunnelLocal } from "../../apps/tunnel.ts";
-import type { AppEvent } from "../../apps/links.ts";
+import type { AppEvent, LinkApp } from "../../apps/links.ts";
 import type { ExtraOption, Resolved } from "../options.ts";
 import { UsageError } from "../errors.ts";
 import type { AppStatus } from "../status.ts";
-import { aborted, appOutput, portOption, runApp } from "./app_common.ts";
+import { parseBind, parseExpose, parseLocal } from "../tunnel_spec.ts";
+import { aborted, appOutput, runApp } from "./app_common.ts";
 
-export const TUNNEL_HELP = `mailmeet tunnel — carry a TCP or UDP port to a peer (games, any service)
+export const TUNNEL_HELP = `mailmeet tunnel — carry TCP or UDP ports to the group (games, any service)
 
-On the machine that runs the service:   mailmeet tunnel --expose PORT [--udp]
-On the other machine:                   mailmeet tunnel --local PORT [--udp] [--to ID]
+On the machine that runs the service:   mailmeet tunnel --expose PORT[/udp]
+On the other machines:                  mailmeet tunnel --local PORT[/udp]
+                                        mailmeet tunnel --local LOCAL:REMOTE [--bind ADDR] [--to ID]
 
-Both meet like \`mailmeet join\` (same options). Every TCP connection to 127.0.0.1:PORT on the
---local side is carried to 127.0.0.1:PORT on the --expose side, many at once; with --udp each
-sending address is a session of its own (forgotten after 60 s of silence). The exposing side
-reaches only its own exposed port, never an address the other side names. --to picks the peer
-when several are linked (default: the first). Runs until interrupted.
+Both meet like \`mailmeet join\` (same options), or attach to the node that runs already. The
+exposing side tells every member what it exposes, so --local PORT finds the member that runs
+PORT by itself (--to picks one when several do); LOCAL:REMOTE listens on LOCAL for the member's
+REMOTE port, and --local 0 takes a free port for whatever one member exposes. Every TCP
+connection to the local port is carried to 127.0.0.1:PORT on the exposing side, many at once;
+with --udp (or /udp after a port) each sending address is a session of its own (forgotten after
+60 s of silence). The exposing side reaches only its own exposed ports, never an address the
+other side names. The local port listens on 127.0.0.1; --bind 0.0.0.0 offers it to your LAN.
+Repeat --expose or --local (or separate ports with commas) for several tunnels at once.
+Runs until interrupted.
 
 Example:
   mailmeet tunnel --expose 25565 --address ann@isp-a.test --via lan-host@game.test --key-file group.key
-  mailmeet tunnel --local 25565 --address bob@isp-b.test --via lan-host@game.test --key-file group.key`;
+  mailmeet tunnel --local 25565 --address bob@isp-b.test --via lan-host@game.test --key-file group.key
+  mailmeet tunnel --local 25566:25565,27015/udp --bind 0.0.0.0`;
 
 export const TUNNEL_EXTRAS: ExtraOption[] = [
-  { name: "expose", kind: "string", arg: "PORT", help: "the service on this port here is what peers reach" },
-  { name: "local", kind: "string", arg: "PORT", help: "programs here connect to 127.0.0.1:PORT" },
-  { name: "udp", kind: "boolean", help: "carry UDP instead of TCP" },
-  { name: "to", kind: "string", arg: "ID", help: "which linked peer (default: the first)" },
+  { name: "expose", kind: "list", arg: "PORT", help: "the service on this port here is what peers reach" },
+  {
+    name: "local",
+    kind: "list",
+    arg: "PORT",
+    help: "programs here connect to PORT (LOCAL:REMOTE remaps; /udp for UDP)",
+  },
+  { name: "udp", kind: "boolean", help: "carry UDP instead of TCP (for every port without /tcp)" },
+  { name: "to", kind: "string", arg: "ID", help: "which member (default: the one that exposes the port)" },
+  { name: "bind", kind: "string", arg: "ADDR", help: "where --local ports listen (default 127.0.0.1)" },
 ];
 
 function describe(e: AppEvent): string | undefined {
   switch (e.event) {
     case "tunnel_listening":
-      return `tunnel: connect to ${e.address} to reach ${e.peer ?? "the peer"}`;
+      return `tunnel: connect to ${e.address} to reach ${
+        e.remote ? `port ${e.remote} of ${e.peer ?? "the member that exposes it"}` : e.peer ?? "the peer"
+      }`;
     case "tunnel_exposed":
       return `tunnel: linked peers can reach ${e.proto} port ${e.port} here`;
+    case "tunnel_target":
+      return `tunnel: ${e.peer} exposes ${e.proto} port ${e.port}${
+        e.game ? ` (${e.game})` : ""
+      }; traffic goes there`;
     case "tunnel_open":
       return `tunnel: connection through ${e.peer} (${e.open} open)`;
     case "tunnel_closed":
@@ -47,61 +67,107 @@ function describe(e: AppEvent): string | undefined {
 }
 
 export async function tunnelCommand(r: Resolved): Promise<number> {
-  const expose = portOption(r.extra.expose, "expose");
-  const local = r.extra.local === "0" ? 0 : portOption(r.extra.local, "local");
-  if ((expose === undefined) === (local === undefined)) {
+  const udp = r.extra.udp === true;
+  const exposes = parseExpose(strings(r.extra.expose), udp);
+  const locals = parseLocal(strings(r.extra.local), udp);
+  if ((exposes.length === 0) === (locals.length === 0)) {
     throw new UsageError(
       "Say either --expose PORT (the service is here) or --local PORT (users connect here).",
     );
   }
-  const udp = r.extra.udp === true;
+  const bind = parseBind(r.extra.bind);
+  if (bind !== undefined && locals.length === 0) throw new UsageError("--bind goes with --local.");
   const to = typeof r.extra.to === "string" ? r.extra.to : undefined;
   const out = appOutput(r);
-  const proto = udp ? "UDP" : "TCP";
-  // `mailmeet status` shows the port and the connections open now.
+  // `mailmeet status` shows the first tunnel's port and the connections open now.
   let shown: { setApp(a: AppStatus): void } | undefined;
   let state: AppStatus | undefined;
-  const emit = (e: AppEvent) => {
+  const emitFor = (first: boolean) => (e: AppEvent) => {
     out.app(e, describe(e));
-    if (state?.app === "tunnel" && typeof e.open === "number" && e.event !== "udp_session") {
+    if (first && state?.app === "tunnel" && typeof e.open === "number" && e.event !== "udp_session") {
       state = { ...state, open: e.open };
       shown?.setApp(state);
     }
   };
   const sentences = { interrupted: "Interrupted; the tunnel is closed." };
-  if (expose !== undefined) {
-    const app = new TunnelExpose({ port: expose, udp, emit });
+  if (exposes.length > 0) {
+    const apps = exposes.map((x, i) =>
+      new TunnelExpose({ port: x.port, udp: x.udp, emit: emitFor(i === 0) })
+    );
+    const dup = exposes.find((x, i) => exposes.findIndex((y) => y.port === x.port && y.udp === x.udp) !== i);
+    if (dup) throw new UsageError(`--expose ${dup.port} is named twice.`);
     try {
-      return await runApp(r, out.node, app, async (run) => {
+      return await runApp(r, out.node, apps, async (run) => {
         shown = run.status;
-        state = { app: "tunnel", side: "expose", proto, port: expose, open: 0 };
+        const first = exposes[0];
+        state = {
+          app: "tunnel",
+          side: "expose",
+          proto: first.udp ? "UDP" : "TCP",
+          port: first.port,
+          open: 0,
+        };
         shown.setApp(state);
-        emit({ event: "tunnel_exposed", proto, port: expose });
+        for (const x of exposes) {
+          emitFor(false)({ event: "tunnel_exposed", proto: x.udp ? "UDP" : "TCP", port: x.port });
+        }
         await run.firstLink();
         await aborted(run.signal);
         return 0;
       }, sentences);
     } finally {
-      await app.close();
+      await Promise.all(apps.map((a) => a.close()));
     }
   }
-  const app = new TunnelLocal({ port: local!, udp, emit, to });
+  const apps = locals.map((l, i) =>
+    new TunnelLocal({ port: l.local, remote: l.remote, udp: l.udp, emit: emitFor(i === 0), to, bind })
+  );
+  const started: TunnelLocal[] = [];
   try {
-    await app.start();
-  } catch (err) {
-    throw new UsageError(`Cannot listen on ${proto} 127.0.0.1:${local}: ${(err as Error).message}.`);
-  }
-  try {
-    return await runApp(r, out.node, app, async (run) => {
+    for (const [i, app] of apps.entries()) {
+      try {
+        await app.start();
+        started.push(app);
+      } catch (err) {
+        const l = locals[i];
+        throw new UsageError(
+          `Cannot listen on ${l.udp ? "UDP" : "TCP"} ${app.bind}:${l.local}: ${(err as Error).message}.`,
+        );
+      }
+    }
+    return await runApp(r, out.node, apps as LinkApp[], async (run) => {
       shown = run.status;
-      state = { app: "tunnel", side: "local", proto, port: app.port, open: 0, ...(to ? { peer: to } : {}) };
+      const first = apps[0];
+      state = {
+        app: "tunnel",
+        side: "local",
+        proto: locals[0].udp ? "UDP" : "TCP",
+        port: first.port,
+        open: 0,
+        ...(to ? { peer: to } : {}),
+      };
       shown.setApp(state);
-      emit({ event: "tunnel_listening", proto, address: `127.0.0.1:${app.port}`, port: app.port, peer: to });
+      for (const [i, app] of apps.entries()) {
+        const l = locals[i];
+        emitFor(false)({
+          event: "tunnel_listening",
+          proto: l.udp ? "UDP" : "TCP",
+          address: `${app.bind.includes(":") ? `[${app.bind}]` : app.bind}:${app.port}`,
+          port: app.port,
+          ...(l.remote !== undefined ? { remote: l.remote } : {}),
+          peer: to,
+        });
+      }
       await run.firstLink();
       await aborted(run.signal);
       return 0;
     }, sentences);
   } finally {
-    await app.close();
+    await Promise.all(started.map((a) => a.close()));
   }
+}
+
+/** A repeatable option's values (one string when given once through a config file). */
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.map(String) : typeof v === "string" ? [v] : [];
 }
