@@ -217,7 +217,7 @@ export class LinkRegistry implements LinkSet, RelayLinks {
 
   #datagram(channel: number, data: Uint8Array, m: LinkedMember): void {
     if (m.relayOnly) return;
-    datagramApp(this.#apps, channel)?.datagram!(channel, data, m);
+    datagramApp(this.#apps, channel)?.datagram?.(channel, data, m);
   }
 
   // ─── For the relay service ────────────────────────────────────────────────────────────────
