@@ -105,10 +105,10 @@ export class TunnelExpose implements LinkApp {
     return this.#service;
   }
 
-  /** What the game announces on this LAN changed (a new MOTD): members hear it at once. */
-  setAnnounce(announce: string): void {
-    if (this.#service.announce === announce) return;
-    this.#service = { ...this.#service, announce };
+  /** The game behind the port and what it announces on this LAN (a new MOTD): members hear it at once. */
+  setGame(game: string, announce: string): void {
+    if (this.#service.game === game && this.#service.announce === announce) return;
+    this.#service = { ...this.#service, game, announce };
     for (const s of this.#told.values()) writeJsonLine(s, encodeServices([this.#service]));
   }
 
@@ -235,6 +235,11 @@ export interface TunnelLocalOptions extends TunnelOptions {
   bind?: string;
   /** Only this member; otherwise the one that exposes the port. */
   to?: string;
+  /**
+   * A UDP datagram from a program here that the tunnel answers itself (a LAN browser's query the
+   * member told the answer to: src/apps/lan/); undefined: it goes through the tunnel.
+   */
+  answer?: (datagram: Uint8Array, target: TunnelTarget, localPort: number) => Uint8Array | undefined;
 }
 
 /** The side users connect to: a local TCP listener or UDP socket, carried to one peer. */
@@ -356,15 +361,15 @@ export class TunnelLocal implements LinkApp {
           ...(t.service?.game ? { game: t.service.game } : {}),
         });
       }
-      this.onTarget?.(t);
     }
+    this.onTarget?.(t);
     if (!t) return;
     const waiting = this.#linkWaiters;
     this.#linkWaiters = [];
     for (const w of waiting) w();
   }
 
-  /** Called whenever the target changes (the LAN announcer follows it). */
+  /** Called whenever members or their services change, with the target (LAN announcers follow it). */
   onTarget?: (t: TunnelTarget | undefined) => void;
 
   async #waitForTarget(ms: number): Promise<TunnelTarget | undefined> {
@@ -427,6 +432,12 @@ export class TunnelLocal implements LinkApp {
   #fromLocal(msg: Buffer, from: RemoteInfo): void {
     const t = this.target();
     if (!t) return;
+    const answer = this.opts.answer?.(
+      new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
+      t,
+      this.port,
+    );
+    if (answer) return void this.#udpSocket?.send(answer, from.port, from.address);
     const key = `${from.address}:${from.port}`;
     let ch = this.#bySource.get(key);
     if (ch === undefined) {

@@ -72,3 +72,24 @@ export function parseBind(value: unknown): string | undefined {
   }
   return v;
 }
+
+/** `--broadcast PORT` and `--multicast GROUP:PORT` (IPv4 groups, 224.0.0.0/4). */
+export function parseLanChannels(
+  broadcast: readonly string[],
+  multicast: readonly string[],
+): { port: number; group?: string }[] {
+  const out: { port: number; group?: string }[] = split(broadcast).map((spec) => ({
+    port: port(spec, spec, "broadcast", false),
+  }));
+  for (const spec of split(multicast)) {
+    const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d+)$/.exec(spec);
+    const first = m ? Number(m[1].split(".")[0]) : 0;
+    if (!m || first < 224 || first > 239 || m[1].split(".").some((x) => Number(x) > 255)) {
+      throw new UsageError(
+        `--multicast ${spec}: say GROUP:PORT with an IPv4 multicast group (224.0.0.0–239.255.255.255).`,
+      );
+    }
+    out.push({ group: m[1], port: port(m[2], spec, "multicast", false) });
+  }
+  return out;
+}

@@ -1,9 +1,13 @@
 import { TunnelExpose, TunnelLocal } from "../../apps/tunnel.ts";
+import { exposeGames, gameProto, GAMES, isGame, localGames, sourceAnswer } from "../../apps/lan/games.ts";
+import { LanForwarder } from "../../apps/lan/forwarder.ts";
+import { scopeOf } from "../../apps/lan/lan_socket.ts";
+import { LoopGuard } from "../../apps/lan/loop_guard.ts";
 import type { AppEvent, LinkApp } from "../../apps/links.ts";
 import type { ExtraOption, Resolved } from "../options.ts";
 import { UsageError } from "../errors.ts";
 import type { AppStatus } from "../status.ts";
-import { parseBind, parseExpose, parseLocal } from "../tunnel_spec.ts";
+import { parseBind, parseExpose, parseLanChannels, parseLocal } from "../tunnel_spec.ts";
 import { aborted, appOutput, runApp } from "./app_common.ts";
 
 export const TUNNEL_HELP = `mailmeet tunnel — carry TCP or UDP ports to the group (games, any service)
@@ -23,6 +27,13 @@ other side names. The local port listens on 127.0.0.1; --bind 0.0.0.0 offers it 
 Repeat --expose or --local (or separate ports with commas) for several tunnels at once.
 Runs until interrupted.
 
+Game LAN lists: a Minecraft world opened to LAN on an exposed port is announced on the other
+members' machines with their local port, so it shows in the multiplayer screen (--game minecraft
+announces a dedicated server too). --game source on a UDP port answers the Source LAN browser's
+A2S_INFO queries with the server's own answer. --broadcast PORT and --multicast GROUP:PORT
+(on every member) carry any other game's discovery datagrams both ways and replay them locally.
+Announcements stay on this machine unless --bind offers the ports to your LAN.
+
 Example:
   mailmeet tunnel --expose 25565 --address ann@isp-a.test --via lan-host@game.test --key-file group.key
   mailmeet tunnel --local 25565 --address bob@isp-b.test --via lan-host@game.test --key-file group.key
@@ -39,6 +50,14 @@ export const TUNNEL_EXTRAS: ExtraOption[] = [
   { name: "udp", kind: "boolean", help: "carry UDP instead of TCP (for every port without /tcp)" },
   { name: "to", kind: "string", arg: "ID", help: "which member (default: the one that exposes the port)" },
   { name: "bind", kind: "string", arg: "ADDR", help: "where --local ports listen (default 127.0.0.1)" },
+  {
+    name: "game",
+    kind: "string",
+    arg: "NAME",
+    help: `the exposed port runs this game (${GAMES.join(", ")})`,
+  },
+  { name: "broadcast", kind: "list", arg: "PORT", help: "carry this port's LAN broadcasts both ways" },
+  { name: "multicast", kind: "list", arg: "GROUP:PORT", help: "carry this multicast group's datagrams" },
 ];
 
 function describe(e: AppEvent): string | undefined {
@@ -59,6 +78,14 @@ function describe(e: AppEvent): string | undefined {
       return e.reason ? `tunnel: a connection ended: ${e.reason}` : undefined;
     case "tunnel_refused":
       return `tunnel: refused a connection: ${e.reason}`;
+    case "lan_heard":
+      return `tunnel: heard ${e.game} announce "${e.motd}" on port ${e.port}; the group sees it`;
+    case "lan_announced":
+      return `tunnel: ${e.peer}'s ${e.game} game "${e.motd}" is announced here at port ${e.port}${
+        e.scope === "lan" ? " (and on your LAN)" : ""
+      }`;
+    case "lan_forwarding":
+      return `tunnel: carrying LAN discovery (${e.channel}) between members`;
     case "udp_session":
       return `tunnel: UDP session ${e.session} via ${e.peer}`;
     default:
@@ -67,17 +94,6 @@ function describe(e: AppEvent): string | undefined {
 }
 
 export async function tunnelCommand(r: Resolved): Promise<number> {
-  const udp = r.extra.udp === true;
-  const exposes = parseExpose(strings(r.extra.expose), udp);
-  const locals = parseLocal(strings(r.extra.local), udp);
-  if ((exposes.length === 0) === (locals.length === 0)) {
-    throw new UsageError(
-      "Say either --expose PORT (the service is here) or --local PORT (users connect here).",
-    );
-  }
-  const bind = parseBind(r.extra.bind);
-  if (bind !== undefined && locals.length === 0) throw new UsageError("--bind goes with --local.");
-  const to = typeof r.extra.to === "string" ? r.extra.to : undefined;
   const out = appOutput(r);
   // `mailmeet status` shows the first tunnel's port and the connections open now.
   let shown: { setApp(a: AppStatus): void } | undefined;
@@ -89,16 +105,83 @@ export async function tunnelCommand(r: Resolved): Promise<number> {
       shown?.setApp(state);
     }
   };
-  const sentences = { interrupted: "Interrupted; the tunnel is closed." };
-  if (exposes.length > 0) {
-    const apps = exposes.map((x, i) =>
-      new TunnelExpose({ port: x.port, udp: x.udp, emit: emitFor(i === 0) })
+  const udp = r.extra.udp === true;
+  const game = typeof r.extra.game === "string" ? r.extra.game.toLowerCase() : undefined;
+  if (game !== undefined && !isGame(game)) {
+    throw new UsageError(`--game ${game} is not a game mailmeet knows (${GAMES.join(", ")}).`);
+  }
+  const exposes = parseExpose(
+    strings(r.extra.expose),
+    udp || (game !== undefined && gameProto(game) === "udp"),
+  );
+  const locals = parseLocal(strings(r.extra.local), udp);
+  const lan = parseLanChannels(strings(r.extra.broadcast), strings(r.extra.multicast));
+  if (exposes.length > 0 && locals.length > 0) {
+    throw new UsageError(
+      "Say either --expose PORT (the service is here) or --local PORT (users connect here), not both.",
     );
-    const dup = exposes.find((x, i) => exposes.findIndex((y) => y.port === x.port && y.udp === x.udp) !== i);
-    if (dup) throw new UsageError(`--expose ${dup.port} is named twice.`);
+  }
+  if (exposes.length === 0 && locals.length === 0 && lan.length === 0) {
+    throw new UsageError(
+      "Say either --expose PORT (the service is here) or --local PORT (users connect here).",
+    );
+  }
+  if (game !== undefined && exposes.length === 0) throw new UsageError("--game goes with --expose.");
+  const bind = parseBind(r.extra.bind);
+  if (bind !== undefined && locals.length === 0 && lan.length === 0) {
+    throw new UsageError("--bind goes with --local.");
+  }
+  const scope = scopeOf(bind);
+  const guard = new LoopGuard();
+  const games: Disposable[] = [];
+  const forwarder = lan.length > 0
+    ? new LanForwarder({ channels: lan, scope, emit: emitFor(false) })
+    : undefined;
+  const to = typeof r.extra.to === "string" ? r.extra.to : undefined;
+  const sentences = { interrupted: "Interrupted; the tunnel is closed." };
+  const dup = exposes.find((x, i) => exposes.findIndex((y) => y.port === x.port && y.udp === x.udp) !== i);
+  if (dup) throw new UsageError(`--expose ${dup.port} is named twice.`);
+  const exposed = exposes.map((x, i) =>
+    new TunnelExpose({
+      port: x.port,
+      udp: x.udp,
+      emit: emitFor(i === 0),
+      ...(game && gameProto(game) === (x.udp ? "udp" : "tcp") ? { game } : {}),
+    })
+  );
+  const locally = locals.map((l, i) =>
+    new TunnelLocal({
+      port: l.local,
+      remote: l.remote,
+      udp: l.udp,
+      emit: emitFor(i === 0),
+      to,
+      bind,
+      ...(l.udp ? { answer: sourceAnswer } : {}),
+    })
+  );
+  const apps: LinkApp[] = [...exposed, ...locally, ...(forwarder ? [forwarder] : [])];
+  try {
+    for (const [i, app] of locally.entries()) {
+      try {
+        await app.start();
+      } catch (err) {
+        const l = locals[i];
+        throw new UsageError(
+          `Cannot listen on ${l.udp ? "UDP" : "TCP"} ${app.bind}:${l.local}: ${(err as Error).message}.`,
+        );
+      }
+    }
     try {
-      return await runApp(r, out.node, apps, async (run) => {
-        shown = run.status;
+      await forwarder?.start();
+    } catch (err) {
+      throw new UsageError(`Cannot listen for LAN discovery datagrams: ${(err as Error).message}.`);
+    }
+    for (const app of exposed) games.push(await exposeGames(app, guard, emitFor(false)));
+    for (const app of locally) games.push(localGames(app, guard, scope, emitFor(false)));
+    return await runApp(r, out.node, apps, async (run) => {
+      shown = run.status;
+      if (exposes.length > 0) {
         const first = exposes[0];
         state = {
           app: "tunnel",
@@ -108,46 +191,21 @@ export async function tunnelCommand(r: Resolved): Promise<number> {
           open: 0,
         };
         shown.setApp(state);
-        for (const x of exposes) {
-          emitFor(false)({ event: "tunnel_exposed", proto: x.udp ? "UDP" : "TCP", port: x.port });
-        }
-        await run.firstLink();
-        await aborted(run.signal);
-        return 0;
-      }, sentences);
-    } finally {
-      await Promise.all(apps.map((a) => a.close()));
-    }
-  }
-  const apps = locals.map((l, i) =>
-    new TunnelLocal({ port: l.local, remote: l.remote, udp: l.udp, emit: emitFor(i === 0), to, bind })
-  );
-  const started: TunnelLocal[] = [];
-  try {
-    for (const [i, app] of apps.entries()) {
-      try {
-        await app.start();
-        started.push(app);
-      } catch (err) {
-        const l = locals[i];
-        throw new UsageError(
-          `Cannot listen on ${l.udp ? "UDP" : "TCP"} ${app.bind}:${l.local}: ${(err as Error).message}.`,
-        );
+      } else if (locals.length > 0) {
+        state = {
+          app: "tunnel",
+          side: "local",
+          proto: locals[0].udp ? "UDP" : "TCP",
+          port: locally[0].port,
+          open: 0,
+          ...(to ? { peer: to } : {}),
+        };
+        shown.setApp(state);
       }
-    }
-    return await runApp(r, out.node, apps as LinkApp[], async (run) => {
-      shown = run.status;
-      const first = apps[0];
-      state = {
-        app: "tunnel",
-        side: "local",
-        proto: locals[0].udp ? "UDP" : "TCP",
-        port: first.port,
-        open: 0,
-        ...(to ? { peer: to } : {}),
-      };
-      shown.setApp(state);
-      for (const [i, app] of apps.entries()) {
+      for (const x of exposes) {
+        emitFor(false)({ event: "tunnel_exposed", proto: x.udp ? "UDP" : "TCP", port: x.port });
+      }
+      for (const [i, app] of locally.entries()) {
         const l = locals[i];
         emitFor(false)({
           event: "tunnel_listening",
@@ -158,12 +216,21 @@ export async function tunnelCommand(r: Resolved): Promise<number> {
           peer: to,
         });
       }
+      for (const c of lan) {
+        emitFor(false)({
+          event: "lan_forwarding",
+          channel: c.group ? `${c.group}:${c.port}` : `broadcast ${c.port}`,
+          scope,
+        });
+      }
       await run.firstLink();
       await aborted(run.signal);
       return 0;
     }, sentences);
   } finally {
-    await Promise.all(started.map((a) => a.close()));
+    for (const g of games) g[Symbol.dispose]();
+    forwarder?.close();
+    await Promise.all([...exposed, ...locally].map((a) => a.close()));
   }
 }
 
