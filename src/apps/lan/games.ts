@@ -100,7 +100,10 @@ export function localGames(
     }
   };
   let chain = Promise.resolve();
-  app.onTarget = (t) => void (chain = chain.then(() => follow(t)).catch(() => {}));
+  app.onTarget = (t) =>
+    void (chain = chain.then(() => follow(t)).catch((err) =>
+      emit({ event: "info", message: `cannot announce the game here: ${(err as Error).message}` })
+    ));
   app.onTarget(app.target());
   return {
     [Symbol.dispose]: () => {

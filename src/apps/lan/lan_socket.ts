@@ -69,7 +69,8 @@ export class LanSender {
     await bound(socket, 0);
     socket.setBroadcast(true);
     socket.setMulticastLoopback(true);
-    socket.setMulticastTTL(scope === "loopback" ? 0 : 1);
+    // One hop: the LAN, never beyond a router (on lo it goes nowhere else anyway).
+    socket.setMulticastTTL(1);
     if (scope === "loopback") socket.setMulticastInterface(LOOPBACK);
     for (const g of groups) join(socket, g);
     return new LanSender(socket, scope);
