@@ -91,4 +91,14 @@ Deno.test("[maildir] tunnel --local without --to reaches the member that exposes
   await bob.waitFor(is("tunnel_target", { peer: "carol", port: carolService.port }), 30_000, "carol found");
   assert.equal(await ask(Number(toAnn.port), "hi"), "ann:hi");
   assert.equal(await ask(Number(toCarol.port), "hi"), "carol:hi");
+
+  // `peers` shows what each member exposes.
+  const peers = await w.run(["peers", ...w.common(w.account("bob")), "--user", "bob"]);
+  assert.equal(peers.code, 0, peers.stderr);
+  const listed = peers.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  const exposes = Object.fromEntries(listed.map((p) => [p.peer, p.exposes]));
+  assert.deepEqual(exposes, {
+    ann: [{ proto: "tcp", port: annService.port }],
+    carol: [{ proto: "tcp", port: carolService.port }],
+  });
 });

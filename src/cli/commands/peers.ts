@@ -11,7 +11,8 @@ export const PEERS_HELP = `mailmeet peers — the members your running node is l
 
 Asks the node of this config (a \`mailmeet join\`, or an app that started one) for its links: each
 member's user id, whether the link is direct or relayed, TCP or QUIC, which address worked and
-the round-trip time the link measured. Exits 1 when no node runs.
+the round-trip time the link measured, and the ports its tunnels expose (with the game, when
+one announces itself). Exits 1 when no node runs.
 
 Examples:
   mailmeet peers
@@ -38,6 +39,11 @@ export async function peersCommand(r: Resolved): Promise<number> {
         transport: m.route.transport,
         kind: m.route.kind,
         rtt_ms: Math.round(m.route.rttMs * 10) / 10,
+        exposes: m.services.map((x) => ({
+          proto: x.proto,
+          port: x.port,
+          ...(x.game ? { game: x.game } : {}),
+        })),
       }));
     }
     return 0;
@@ -48,8 +54,11 @@ export async function peersCommand(r: Resolved): Promise<number> {
   }
   for (const m of members) {
     const how = m.route.path === "relay" ? "relayed" : `direct (${m.route.kind})`;
+    const exposes = m.services.map((x) => `${x.proto} ${x.port}${x.game ? ` (${x.game})` : ""}`).join(", ");
     console.log(
-      `${m.user.padEnd(16)} ${how} over ${m.route.transport}, ${m.route.rttMs.toFixed(1)} ms — ${m.address}`,
+      `${m.user.padEnd(16)} ${how} over ${m.route.transport}, ${m.route.rttMs.toFixed(1)} ms — ${m.address}${
+        exposes ? `; exposes ${exposes}` : ""
+      }`,
     );
   }
   return 0;
