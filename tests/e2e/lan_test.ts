@@ -8,8 +8,10 @@ import assert from "node:assert/strict";
 import { type CliEvent, type CliProcess, spawnCli } from "../../scripts/lib/cli_process.ts";
 import { type Account, type World, world } from "../helpers/world.ts";
 import { is } from "../helpers/events.ts";
+import { lanPair, lanPairSkipReason } from "../helpers/lan_pair.ts";
 
 const FIXTURE = new URL("./fixtures/minecraft_lan.ts", import.meta.url).pathname;
+const DATAGRAMS = new URL("./fixtures/lan_datagrams.ts", import.meta.url).pathname;
 
 function app(w: World, name: string, host: Account, args: string[]): CliProcess {
   return spawnCli(name, [
@@ -28,9 +30,10 @@ function app(w: World, name: string, host: Account, args: string[]): CliProcess 
 }
 
 /** A fixture process (a game's LAN role): JSON lines out, awaited like the CLI's events. */
-function fixture(args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", FIXTURE, ...args],
+function fixture(args: string[], script = FIXTURE, netns?: string) {
+  const deno = ["run", "-A", script, ...args];
+  const child = new Deno.Command(netns ? "ip" : Deno.execPath(), {
+    args: netns ? ["netns", "exec", netns, Deno.execPath(), ...deno] : deno,
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -114,4 +117,69 @@ Deno.test("[maildir] a Minecraft world opened to LAN on one member is listed by 
   // Loop prevention: ann never took bob's replay (another port) for her world, nor bob his own.
   assert.ok(!ann.events.some((e) => e.event === "lan_heard" && e.port !== worldPort));
   assert.ok(!bob.events.some(is("lan_heard")));
+});
+
+const skip = await lanPairSkipReason();
+
+Deno.test({
+  name:
+    "[maildir] two machines: --broadcast carries a game's LAN broadcasts both ways and replays them, never in a loop",
+  ignore: skip !== undefined,
+  async fn() {
+    await using w = await world("maildir");
+    await using pair = await lanPair();
+    const hostAcct = w.account("host", "game.test");
+    w.host("host", hostAcct);
+    const port = 34197;
+    const member = (name: string, machine: { ns: string; ip: string }) =>
+      spawnCli(
+        name,
+        [
+          "tunnel",
+          ...w.common(w.account(name)),
+          "--user",
+          name,
+          "--via",
+          hostAcct.address,
+          "--listen",
+          `${machine.ip}:0`,
+          "--timeout",
+          "60",
+          "--broadcast",
+          String(port),
+        ],
+        w.env,
+        undefined,
+        { netns: machine.ns },
+      );
+    await using ann = member("ann", pair.a);
+    await ann.waitFor(is("lan_forwarding"), 30_000, "ann forwarding");
+    await using bob = member("bob", pair.b);
+    await bob.waitFor(is("connected", { peer: "ann" }), 30_000, "bob linked to ann");
+    await ann.waitFor(is("connected", { peer: "bob" }), 30_000, "ann linked to bob");
+    // A game on each machine: each broadcasts on its own loopback, which the other cannot hear.
+    await using server = fixture(["peer", String(port), "server"], DATAGRAMS, pair.a.ns);
+    await using browser = fixture(["peer", String(port), "browser"], DATAGRAMS, pair.b.ns);
+    const heardServer = (e: CliEvent) => e.event === "heard" && String(e.text).startsWith("server hello");
+    const heardBrowser = (e: CliEvent) => e.event === "heard" && String(e.text).startsWith("browser hello");
+    await browser.waitFor(heardServer, 20_000, "the server's broadcast on bob's machine");
+    await server.waitFor(heardBrowser, 20_000, "the browser's broadcast on ann's machine");
+    // Let a few more rounds go (each side sends every 300 ms), then count.
+    await browser.waitFor((e) => e.event === "heard" && e.text === "server hello 8", 20_000, "more rounds");
+    // Each broadcast arrives once on the other machine: no copy, no echo of a replay.
+    const texts = browser.events.filter(heardServer).map((e) => e.text);
+    assert.equal(new Set(texts).size, texts.length, `duplicates: ${texts.join(", ")}`);
+    // Nobody's own broadcast came back to it through the other member (that would be a loop).
+    const ownSource = (f: typeof server) => String(f.events.find(is("ready"))!.source);
+    for (const [f, self] of [[server, "server"], [browser, "browser"]] as const) {
+      const echoes = f.events.filter((e) =>
+        e.event === "heard" && String(e.text).startsWith(self) && !String(e.from).endsWith(`:${ownSource(f)}`)
+      );
+      assert.deepEqual(echoes, [], `${self} heard its own broadcast come back`);
+    }
+    assert.ok(
+      !ann.events.some(is("lan_replayed", { peer: "ann" })) &&
+        !bob.events.some(is("lan_replayed", { peer: "bob" })),
+    );
+  },
 });
