@@ -1,14 +1,19 @@
-/** `deno task bench [mail|rendezvous|link|nat|all] [--runs N]`: each figure printed beside its reference. */
+/** `deno task bench [mail|rendezvous|link|nat|game|all] [--runs N] [--file-mib N]`: each figure printed beside its reference. */
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
 import { benchLink } from "./link.ts";
 import { benchNat } from "./nat.ts";
+import { benchGame } from "./game_udp.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
   allowPositionals: true,
-  options: { runs: { type: "string", default: "30" }, poll: { type: "string", default: "500" } },
+  options: {
+    runs: { type: "string", default: "30" },
+    poll: { type: "string", default: "500" },
+    "file-mib": { type: "string", default: "1024" },
+  },
 });
 const runs = Number(values.runs);
 const which = positionals[0] ?? "all";
@@ -17,6 +22,7 @@ const benches: Record<string, () => Promise<void>> = {
   rendezvous: () => benchRendezvous({ runs }),
   link: () => benchLink(),
   nat: () => benchNat({ runs: Math.min(runs, 10) }),
+  game: () => benchGame({ fileMib: Number(values["file-mib"]) }),
 };
 if (which !== "all" && !benches[which]) {
   console.error(`Unknown benchmark "${which}"; choose ${Object.keys(benches).join(", ")} or all.`);

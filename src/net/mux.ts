@@ -25,7 +25,12 @@
  * Link.sendv) and come in as views of the opened frame.
  *
  * Datagrams (the UDP tunnel) ride the same ordered link, but are dropped rather than queued once
- * DATAGRAM_QUEUE_BYTES wait to be sent: a game wants the next packet, not a late one.
+ * DATAGRAM_QUEUE_BYTES wait to be sent: a game wants the next packet, not a late one. They go
+ * before stream data in every frame, but on an ordered link a datagram still waits behind the
+ * bulk bytes sealed or in flight before it. So while datagrams flow (one in the last GAME_MS,
+ * either way), bulk streams take smaller turns (GAME_FRAME) and keep at most GAME_INFLIGHT bytes
+ * each unconsumed at the other side (issue 16: game UDP stays fast while a file moves; measured
+ * in scripts/bench/game_udp.ts).
  *
  * A peer that vanishes without closing (power cut, Wi-Fi gone) would otherwise go unnoticed until
  * TCP gives up, which takes many minutes: a link that has heard nothing for DEAD_AFTER_MS is cut.
@@ -43,6 +48,15 @@ export const STREAM_WINDOW = 4 * 1024 * 1024;
 export const CREDIT_THRESHOLD = 256 * 1024;
 /** At most this much of one stream goes into a frame before other streams get their turn. */
 export const CHUNK = 256 * 1024;
+/** Datagrams within this long (sent or received) make bulk streams yield to them. */
+export const GAME_MS = 1_000;
+/** Stream data per frame while datagrams flow. */
+export const GAME_FRAME = 64 * 1024;
+/**
+ * Bytes of one stream sent but not yet consumed by the other side, while datagrams flow. Above
+ * CREDIT_THRESHOLD, or the reader would never grant more: four steps keep the bulk moving.
+ */
+export const GAME_INFLIGHT = 4 * CREDIT_THRESHOLD;
 /** Datagrams waiting to be sent beyond this are dropped. */
 export const DATAGRAM_QUEUE_BYTES = 512 * 1024;
 /** The largest datagram carried (a UDP payload is at most 65507 bytes on IPv4). */
@@ -100,6 +114,8 @@ export interface MuxOptions {
   peer?: string;
   /** Tests shrink the window to exercise flow control. */
   window?: number;
+  /** Milliseconds, monotonic (tests inject a clock); performance.now by default. */
+  now?: () => number;
   /** Tests shorten the keepalive (0 turns it off). */
   keepaliveMs?: number;
   deadAfterMs?: number;
@@ -111,6 +127,7 @@ type Waiter = { resolve: () => void; reject: (err: Error) => void };
 export class MuxStream {
   /** Bytes the other side still lets us send. */
   #credit: number;
+  readonly #sendWindow: number;
   /** Bytes we still let the other side send (it must never exceed this). */
   #window: number;
   #consumed = 0;
@@ -144,6 +161,7 @@ export class MuxStream {
     window: number,
   ) {
     this.#credit = window;
+    this.#sendWindow = window;
     this.#window = window;
     this.#threshold = Math.min(CREDIT_THRESHOLD, Math.max(1, Math.floor(window / 4)));
     this.#done.promise.catch(() => {});
@@ -168,11 +186,27 @@ export class MuxStream {
     while (off < data.length) {
       if (this.#failure) throw this.#failure;
       if (this.finQueued) throw new MuxError("Cannot write to a stream after closeWrite().", "closed");
-      if (this.#credit === 0) {
-        await new Promise<void>((resolve, reject) => this.#creditWaiter = { resolve, reject });
+      // While a game's datagrams flow, keep less of this stream in flight (see GAME_INFLIGHT).
+      const inflight = this.#sendWindow - this.#credit;
+      const room = this.mux.gaming
+        ? Math.min(this.#credit, Math.max(0, GAME_INFLIGHT - inflight))
+        : this.#credit;
+      if (room === 0) {
+        const credit = new Promise<void>((resolve, reject) => this.#creditWaiter = { resolve, reject });
+        if (this.#credit === 0) {
+          await credit;
+          continue;
+        }
+        // Held back for a game only: once datagrams stop, the window is ours again, credit or not.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        try {
+          await Promise.race([credit, new Promise((r) => timer = setTimeout(r, GAME_MS))]);
+        } finally {
+          clearTimeout(timer);
+        }
         continue;
       }
-      const n = Math.min(this.#credit, data.length - off);
+      const n = Math.min(room, data.length - off);
       this.#credit -= n;
       this.out.push(off === 0 && n === data.length ? data : data.subarray(off, off + n));
       this.outBytes += n;
@@ -410,6 +444,7 @@ export class Mux {
    */
   sendDatagram(channel: number, data: Uint8Array): boolean {
     if (this.#ended || data.length > MAX_DATAGRAM) return false;
+    this.#lastDatagram = this.#now();
     if (this.#datagramBytes + data.length > DATAGRAM_QUEUE_BYTES) {
       this.droppedDatagrams++;
       return false;
@@ -418,6 +453,17 @@ export class Mux {
     this.#datagramBytes += data.length;
     this.#pump();
     return true;
+  }
+
+  #lastDatagram = -Infinity;
+
+  /** Datagrams flowed in the last GAME_MS: bulk streams yield to them. */
+  get gaming(): boolean {
+    return this.#now() - this.#lastDatagram < GAME_MS;
+  }
+
+  #now(): number {
+    return this.#opts.now?.() ?? performance.now();
   }
 
   /** Sends what is queued, then closes the link (authenticated close). Open streams end with "closed". */
@@ -518,6 +564,7 @@ export class Mux {
   #batch(sent: [MuxStream, number][]): Uint8Array[] {
     const parts: Uint8Array[] = [];
     let size = 0;
+    const limit = this.gaming ? GAME_FRAME : MAX_FRAME_PLAINTEXT;
     while (
       this.#control.length > 0 &&
       size + this.#control[0].length + this.#control[1].length <= MAX_FRAME_PLAINTEXT
@@ -534,14 +581,14 @@ export class Mux {
       parts.push(h, body);
       size += HEADER + body.length;
     }
-    while (this.#ready.length > 0 && size + HEADER < MAX_FRAME_PLAINTEXT) {
+    while (this.#ready.length > 0 && size + HEADER < limit) {
       const s = this.#ready.shift()!;
       if (s.failure) {
         this.#scheduled.delete(s);
         continue;
       }
       if (s.outBytes > 0) {
-        let room = Math.min(CHUNK, MAX_FRAME_PLAINTEXT - size - HEADER);
+        let room = Math.min(CHUNK, limit - size - HEADER);
         const h = new Uint8Array(HEADER);
         parts.push(h);
         let len = 0;
@@ -633,6 +680,7 @@ export class Mux {
   #handle(type: number, id: number, body: Uint8Array, ref: FrameRef | null): void {
     if (type === T_PING) return;
     if (type === T_DGRAM) {
+      this.#lastDatagram = this.#now();
       try {
         this.#opts.onDatagram?.(id, body);
       } catch {

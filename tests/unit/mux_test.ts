@@ -1,6 +1,17 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DATAGRAM_QUEUE_BYTES, Mux, MuxError, type MuxOptions, type MuxStream } from "../../src/net/mux.ts";
+import {
+  CREDIT_THRESHOLD,
+  DATAGRAM_QUEUE_BYTES,
+  GAME_FRAME,
+  GAME_INFLIGHT,
+  GAME_MS,
+  Mux,
+  MuxError,
+  type MuxOptions,
+  type MuxStream,
+  STREAM_WINDOW,
+} from "../../src/net/mux.ts";
 import { ends } from "../helpers/mem_link.ts";
 
 function pair(a: MuxOptions = {}, b: MuxOptions = {}, capacity?: number) {
@@ -287,4 +298,31 @@ Deno.test("an idle link carries keepalive pings, and a peer silent past the limi
   clearTimeout(timer);
   assert.match(String(reason), /has not been heard from/);
   b.abort();
+});
+
+Deno.test("while datagrams flow, a bulk stream keeps little in flight and small frames; once they stopped, its whole window", async () => {
+  let now = 0;
+  const clock = () => now;
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b, x } = pair({ now: clock }, { now: clock, onStream: (t) => accepted.resolve(t) });
+  const s = a.open("bulk", {});
+  // A game's datagram: from now on (for GAME_MS) bulk yields to datagrams.
+  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
+  const writing = s.write(new Uint8Array(2 * STREAM_WINDOW));
+  await settle();
+  await settle();
+  assert.equal(s.written, GAME_INFLIGHT, "no more than GAME_INFLIGHT unconsumed at the other side");
+  assert.ok(x.sent >= GAME_INFLIGHT / GAME_FRAME, `small frames (${x.sent} for ${GAME_INFLIGHT} bytes)`);
+  // No datagram for GAME_MS: as the reader consumes, the writer may fill the whole window again.
+  now += GAME_MS;
+  const t = await accepted.promise;
+  let consumed = 0;
+  while (consumed < GAME_INFLIGHT) consumed += (await t.read())!.length;
+  for (let i = 0; i < 4; i++) await settle();
+  // (Credit comes back in CREDIT_THRESHOLD steps: up to one step of what was read is not granted yet.)
+  const inFlight = s.written - consumed;
+  assert.ok(inFlight > STREAM_WINDOW - CREDIT_THRESHOLD, `the whole window in flight again (${inFlight})`);
+  s.reset("done");
+  await writing.catch(() => {});
+  await shut(a, b);
 });

@@ -1,0 +1,237 @@
+/**
+ * `deno task bench game` (issue 16, "game traffic stays fast while files move"): 64-byte UDP
+ * round trips (p50/p99) through `mailmeet tunnel --udp`, on an idle link and while a file of
+ * `fileMib` MiB moves over the same link (`send`/`receive` attached to the same two nodes), beside
+ * the same pings straight to the UDP echo. Loopback, one machine: it shows what the link adds
+ * (queueing behind bulk data in the link's frames and the TCP socket), not a network's latency.
+ * Then the link alone in one process (two muxes over a loopback TCP link, datagram ping-pong
+ * while one stream moves 512 MiB), which leaves out the four processes and the control sockets
+ * of the CLI run — on a busy machine those, not the link, decide its p99.
+ */
+import { createSocket, type Socket } from "node:dgram";
+import type { Buffer } from "node:buffer";
+import { type CliProcess, spawnCli } from "../lib/cli_process.ts";
+import { generateKeyText, networkKeyFromSecret } from "../../src/protocol/keys.ts";
+import { generateKeyPair } from "../../src/protocol/noise.ts";
+import { acceptLink, initiateLink } from "../../src/net/link.ts";
+import { Mux } from "../../src/net/mux.ts";
+import { percentile } from "./stats.ts";
+
+const MIB = 1024 * 1024;
+
+export interface GameBenchOptions {
+  rounds?: number;
+  fileMib?: number;
+}
+
+function udpEcho(): Promise<Socket> {
+  const s = createSocket("udp4");
+  s.on("message", (m: Buffer, from) => s.send(m, from.port, from.address));
+  return new Promise((r) => s.bind(0, "127.0.0.1", () => r(s)));
+}
+
+/** Round trips (µs) of 64-byte datagrams to 127.0.0.1:port, one at a time; lost ones counted. */
+async function udpPings(
+  port: number,
+  rounds: number,
+  keepGoing: () => boolean = () => true,
+): Promise<{ samples: number[]; lost: number }> {
+  const s = createSocket("udp4");
+  await new Promise<void>((r) => s.bind(0, "127.0.0.1", () => r()));
+  const samples: number[] = [];
+  let lost = 0;
+  let waiting: ((seq: number) => void) | undefined;
+  s.on("message", (m: Buffer) => waiting?.(m.readUInt32BE(0)));
+  const msg = new Uint8Array(64);
+  for (let i = 0; i < rounds && keepGoing(); i++) {
+    new DataView(msg.buffer).setUint32(0, i);
+    const t0 = performance.now();
+    const ok = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 1000);
+      waiting = (seq) => {
+        if (seq !== i) return;
+        clearTimeout(timer);
+        resolve(true);
+      };
+      s.send(msg, port, "127.0.0.1");
+    });
+    if (ok) samples.push((performance.now() - t0) * 1000);
+    else lost++;
+  }
+  s.close();
+  return { samples: samples.sort((a, b) => a - b), lost };
+}
+
+async function makeFile(path: string, mib: number): Promise<void> {
+  using f = await Deno.open(path, { write: true, create: true, truncate: true });
+  const block = new Uint8Array(MIB);
+  for (let i = 0; i < block.length; i += 65536) crypto.getRandomValues(block.subarray(i, i + 65536));
+  for (let m = 0; m < mib; m++) {
+    new DataView(block.buffer).setUint32(0, m);
+    let off = 0;
+    while (off < block.length) off += await f.write(block.subarray(off));
+  }
+}
+
+const fmt = (r: { samples: number[]; lost: number }) =>
+  `p50 ${(percentile(r.samples, 50) / 1000).toFixed(3)} ms  p99 ${
+    (percentile(r.samples, 99) / 1000).toFixed(3)
+  } ms  (${r.samples.length} answered, ${r.lost} lost)`;
+
+export async function benchGame(opts: GameBenchOptions = {}): Promise<void> {
+  const rounds = opts.rounds ?? 2000;
+  const fileMib = opts.fileMib ?? 1024;
+  const dir = await Deno.makeTempDir({ prefix: "mailmeet-bench-game-" });
+  const spool = `maildir://${dir}/spool`;
+  const key = generateKeyText();
+  // Our own names and run folder: apps attach to these nodes only, whoever else benches here.
+  const tag = crypto.randomUUID().slice(0, 8);
+  const env = {
+    XDG_RUNTIME_DIR: `${dir}/run`,
+    XDG_CONFIG_HOME: `${dir}/config`,
+    XDG_DATA_HOME: `${dir}/data`,
+  };
+  await Deno.mkdir(`${dir}/run`, { mode: 0o700 });
+  const procs: CliProcess[] = [];
+  const run = (name: string, args: string[]) => {
+    const p = spawnCli(name, [
+      args[0],
+      "--address",
+      `${name}-${tag}@bench.test`,
+      "--user",
+      name,
+      "--smtp",
+      spool,
+      "--inbox",
+      spool,
+      "--key",
+      key,
+      "--json",
+      "--via",
+      `host-${tag}@bench.test`,
+      "--listen",
+      "127.0.0.1:0",
+      ...args.slice(1),
+    ], env);
+    procs.push(p);
+    return p;
+  };
+  const echo = await udpEcho();
+  try {
+    procs.push(spawnCli("host", [
+      "host",
+      "--address",
+      `host-${tag}@bench.test`,
+      "--smtp",
+      spool,
+      "--inbox",
+      spool,
+      "--key",
+      key,
+      "--json",
+      "--db",
+      `${dir}/host.db`,
+    ], env));
+    const echoPort = echo.address().port;
+    const ann = run("ann", ["tunnel", "--expose", `${echoPort}/udp`]);
+    await ann.waitFor((e) => e.event === "waiting", 30_000, "ann waiting");
+    const bob = run("bob", ["tunnel", "--local", `0:${echoPort}/udp`]);
+    const local = (await bob.waitFor((e) => e.event === "tunnel_listening", 30_000, "bob listening"))
+      .port as number;
+    await bob.waitFor((e) => e.event === "tunnel_target", 30_000, "bob finding ann's port");
+
+    await udpPings(local, 200); // warm up
+    const direct = await udpPings(echoPort, rounds);
+    const idle = await udpPings(local, rounds);
+
+    const src = `${dir}/big.bin`;
+    await makeFile(src, fileMib);
+    // Both attach to the running nodes: the file moves on the very link the pings use.
+    const recv = run("bob", ["receive", "--out", `${dir}/in`, "--yes"]);
+    await recv.waitFor((e) => e.event === "waiting_offer", 30_000, "bob ready to receive");
+    const send = run("ann", ["send", src, "--to", "bob"]);
+    await recv.waitFor(
+      (e) => e.event === "accepted" || e.event === "progress",
+      60_000,
+      "the transfer starting",
+    );
+    let moving = true;
+    const t0 = performance.now();
+    void recv.status.then(() => moving = false);
+    const loaded = await udpPings(local, rounds * 50, () => moving);
+    const status = await Promise.all([send.status, recv.status]);
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`64-byte UDP round trips, loopback (${rounds} each; under load: while ${fileMib} MiB moved)`);
+    console.log(`  direct to the echo         ${fmt(direct)}`);
+    console.log(`  through the tunnel, idle   ${fmt(idle)}`);
+    console.log(
+      `  through the tunnel, bulk   ${fmt(loaded)}   transfer ${seconds.toFixed(1)} s, ${
+        status.every((s) => s.success) ? "ok" : "FAILED"
+      }`,
+    );
+    const ratio = percentile(loaded.samples, 99) / percentile(idle.samples, 99);
+    console.log(`  p99 under load / idle p99  ${ratio.toFixed(2)}× (goal ≤ 2×)`);
+    await linkAlone();
+  } finally {
+    echo.close();
+    for (const p of procs) p.kill("SIGTERM");
+    await Promise.allSettled(procs.map((p) => p.status));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Datagram round trips (µs) over one link in this process, idle and while a stream moves `mib` MiB. */
+export async function linkAlone(mib = 512, rounds = 2000): Promise<void> {
+  const secret = networkKeyFromSecret(crypto.getRandomValues(new Uint8Array(32))).secret;
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [ka, kb] = [generateKeyPair(), generateKeyPair()];
+  const [ca, cb] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+    listener.accept(),
+  ]);
+  listener.close();
+  const [la, lb] = await Promise.all([
+    initiateLink(ca, { staticKey: ka, remoteStatic: kb.publicKey, networkKey: secret, localInfo: {} }),
+    acceptLink(cb, { staticKey: kb, networkKey: secret, localInfo: {} }),
+  ]);
+  let pong: ((ch: number) => void) | undefined;
+  let received = 0;
+  const theirs: Mux = new Mux(lb, {
+    peer: "b",
+    onStream: (s) =>
+      void (async () => {
+        for (let c = await s.read(); c; c = await s.read()) received += c.length;
+      })(),
+    onDatagram: (ch, d) => theirs.sendDatagram(ch, d.slice()),
+  });
+  const ours = new Mux(la, { peer: "a", onDatagram: (ch) => pong?.(ch) });
+  const pings = async (n: number, go = () => true) => {
+    const out: number[] = [];
+    for (let i = 0; i < n && go(); i++) {
+      const t0 = performance.now();
+      await new Promise<void>((r) => {
+        pong = (ch) => ch === i && r();
+        ours.sendDatagram(i, new Uint8Array(64));
+      });
+      out.push((performance.now() - t0) * 1000);
+    }
+    return { samples: out.sort((a, b) => a - b), lost: 0 };
+  };
+  const idle = await pings(rounds);
+  const total = mib * MIB;
+  const s = ours.open("bulk", {});
+  const t0 = performance.now();
+  const bulk = (async () => {
+    for (let sent = 0; sent < total; sent += 256 * 1024) await s.write(new Uint8Array(256 * 1024));
+    s.closeWrite();
+  })();
+  const loaded = await pings(rounds * 100, () => received < total);
+  await bulk;
+  const rate = total / MIB / ((performance.now() - t0) / 1000);
+  console.log(
+    `the link alone, one process: datagram round trips, idle and while ${mib} MiB move on a stream`,
+  );
+  console.log(`  idle                       ${fmt(idle)}`);
+  console.log(`  bulk                       ${fmt(loaded)}   stream ${rate.toFixed(0)} MiB/s`);
+  await Promise.all([ours.close(), theirs.close()]);
+}
