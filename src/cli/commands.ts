@@ -16,6 +16,7 @@ import { DOCTOR_HELP, doctorCommand } from "./commands/doctor.ts";
 import { CONFIG_HELP, configCommand } from "./commands/config.ts";
 import { STATUS_HELP, statusCommand } from "./commands/status.ts";
 import { PEERS_HELP, peersCommand } from "./commands/peers.ts";
+import { PING_EXTRAS, PING_HELP, pingCommand } from "./commands/ping.ts";
 
 export interface Command {
   name: string;
@@ -99,6 +100,14 @@ export const COMMANDS: readonly Command[] = [
     summary: "the members your running node is linked to, and how",
     help: PEERS_HELP,
     run: peersCommand,
+  },
+  {
+    name: "ping",
+    summary: "round trips to a linked member, like ping(8)",
+    help: PING_HELP,
+    extras: PING_EXTRAS,
+    args: "USER",
+    run: pingCommand,
   },
   {
     name: "status",

@@ -15,6 +15,7 @@ import type { RelayLinks } from "../net/relay.ts";
 import { datagramApp, type LinkApp, type Member, streamApp } from "../apps/links.ts";
 import { decodeServices, type ExposedService, SERVICES_PROTOCOL } from "../apps/tunnel_services.ts";
 import { readLines } from "./control.ts";
+import { echoProbes, RTT_EVERY_MS, RTT_PROTOCOL, RttProber, smoothRtt } from "./rtt.ts";
 import type { LinkSet } from "../roles/peer.ts";
 import type { EventSink } from "../roles/events.ts";
 import type { NetPeerLink } from "../roles/net_linker.ts";
@@ -37,8 +38,11 @@ class LinkedMember implements Member {
   get address(): string {
     return this.link.address;
   }
+  /** The link's round trip, smoothed over the probes since it came up (src/node/rtt.ts). */
+  rtt?: number;
+
   get route() {
-    return this.link.route;
+    return this.rtt === undefined ? this.link.route : { ...this.link.route, rttMs: this.rtt };
   }
   get services(): ExposedService[] {
     return [...this.announced.values()].flat();
@@ -70,6 +74,7 @@ export class LinkRegistry implements LinkSet, RelayLinks {
 
   constructor(readonly opts: LinkRegistryOptions) {
     this.#services.set(SERVICES_PROTOCOL, (s, m) => void this.#readServices(s, m as LinkedMember));
+    this.#services.set(RTT_PROTOCOL, (s) => void echoProbes(s));
   }
 
   /** A member tells what its tunnels expose; apps hear of every change (src/apps/tunnel_services.ts). */
@@ -181,7 +186,10 @@ export class LinkRegistry implements LinkSet, RelayLinks {
     if (!m.relayOnly) this.#firstLink.resolve();
     for (const w of this.#keyWaiters.get(b64u(m.key)) ?? []) w(m.mux);
     this.#keyWaiters.delete(b64u(m.key));
-    if (!m.relayOnly) { for (const app of this.#apps) app.added?.(m); }
+    if (!m.relayOnly) {
+      for (const app of this.#apps) app.added?.(m);
+      this.#measure(m);
+    }
     void m.closed.then((reason) => {
       if (this.#members.get(link.user) !== m) return;
       this.#members.delete(link.user);
@@ -190,6 +198,22 @@ export class LinkRegistry implements LinkSet, RelayLinks {
       }
     });
     return true;
+  }
+
+  /** Probes the member's round trip now and every RTT_EVERY_MS while the link lasts. */
+  #measure(m: LinkedMember): void {
+    let prober: RttProber;
+    try {
+      prober = new RttProber(m.mux.open(RTT_PROTOCOL, {}), (_seq, ms) => m.rtt = smoothRtt(m.rtt, ms));
+    } catch {
+      return; // the link ended already
+    }
+    prober.send();
+    const timer = setInterval(() => prober.send(), RTT_EVERY_MS);
+    Deno.unrefTimer(timer);
+    const stop = () => clearInterval(timer);
+    void m.closed.then(stop);
+    void prober.ended.then(stop); // an older member that does not echo
   }
 
   /** Whether `a` should replace `b` (both ends decide alike). */

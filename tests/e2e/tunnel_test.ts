@@ -101,4 +101,15 @@ Deno.test("[maildir] tunnel --local without --to reaches the member that exposes
     ann: [{ proto: "tcp", port: annService.port }],
     carol: [{ proto: "tcp", port: carolService.port }],
   });
+  assert.ok(listed.every((p) => typeof p.rtt_ms === "number" && p.rtt_ms >= 0));
+
+  // `ping` measures round trips to a member over its link.
+  const ping = await w.run(["ping", "ann", ...w.common(w.account("bob")), "--user", "bob", "--count", "2"]);
+  assert.equal(ping.code, 0, ping.stderr);
+  const rtts = ping.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(rtts.map((e) => e.event), ["rtt", "rtt", "ping_summary"]);
+  assert.equal(rtts[2].answered, 2);
+  const nobody = await w.run(["ping", "zed", ...w.common(w.account("bob")), "--user", "bob"]);
+  assert.equal(nobody.code, 3, nobody.stderr);
+  assert.match(nobody.stderr, /zed is not linked to this node/);
 });
