@@ -35,6 +35,13 @@ export class ChatRoom implements LinkApp {
     return [...new Set([...this.#members].map((m) => m.user))].sort();
   }
 
+  /** One link per user in the room (for `/ping`). */
+  links(): LinkedMember[] {
+    const seen = new Map<string, LinkedMember>();
+    for (const m of this.#members) seen.set(m.user, m.link);
+    return [...seen.values()];
+  }
+
   added(link: LinkedMember): void {
     const joined = !this.users.includes(link.user);
     let out: MuxStream;

@@ -105,6 +105,11 @@ Deno.test("[maildir] chat, a tunnel and a transfer run at once on the links of o
   assert.equal(heard.text, "anyone up for a round?");
   await annChat.input("yes, starting the server\n");
   await bobChat.waitFor(is("chat", { peer: "ann" }), 20_000, "ann's line at bob");
+  // The room shows a member's latency on demand (and says nothing of it to the others).
+  await bobChat.input("/ping ann\n");
+  const latency = await bobChat.waitFor(is("latency", { peer: "ann" }), 20_000, "ann's round trip");
+  assert.equal(typeof latency.rtt_ms, "number");
+  assert.equal(latency.path, "direct");
 
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(listening.port) });
   await conn.write(new TextEncoder().encode("ping through the node"));

@@ -1,4 +1,5 @@
 import { ChatRoom } from "../../apps/chat.ts";
+import { RTT_PROTOCOL, RttProber } from "../../node/rtt.ts";
 import type { AppEvent } from "../../apps/links.ts";
 import type { Resolved } from "../options.ts";
 import { aborted, appOutput, runApp } from "./app_common.ts";
@@ -7,9 +8,10 @@ export const CHAT_HELP = `mailmeet chat — one chat room with everyone you are 
 
 Meets your group like \`mailmeet join\` (same options), then every line you type goes to every
 linked peer, and their lines appear as "HH:MM:SS <user> text", with "* user joined/left" notices.
-Works piped too: lines on stdin are said, the room's lines come out on stdout (the meeting's own
-messages go to stderr); lines said before anyone is linked go to the first peer who comes. End of
-input (Ctrl-D) leaves the room. With --json every line is an event: chat, joined, left.
+"/ping" (or "/ping USER") shows the round trip to each member over its link. Works piped too:
+lines on stdin are said, the room's lines come out on stdout (the meeting's own messages go to
+stderr); lines said before anyone is linked go to the first peer who comes. End of input (Ctrl-D)
+leaves the room. With --json every line is an event: chat, joined, left, latency.
 Exits 3 if nobody connected within --timeout.
 
 Example:
@@ -24,6 +26,10 @@ function describe(e: AppEvent, color: boolean): string | undefined {
       return `${hhmmss(e.sent)} <${name(e.peer)}> ${e.text}`;
     case "joined":
       return `${hhmmss(new Date().toISOString())} * ${e.peer} joined`;
+    case "latency":
+      return `${hhmmss(new Date().toISOString())} * ${e.peer}: ${
+        typeof e.rtt_ms === "number" ? `${e.rtt_ms} ms` : "no answer"
+      } (${e.path} ${e.transport})`;
     case "left":
       return `${hhmmss(new Date().toISOString())} * ${e.peer} left${e.reason ? ` (${e.reason})` : ""}`;
     default:
@@ -45,6 +51,40 @@ async function readStdinLines(onLine: (line: string) => void): Promise<void> {
   if (rest) onLine(rest);
 }
 
+/** `/ping [USER]` in the room: one round trip to each member (or USER), over its link. */
+async function latency(room: ChatRoom, user: string | undefined, emit: (e: AppEvent) => void): Promise<void> {
+  const links = room.links().filter((l) => user === undefined || l.user === user);
+  if (links.length === 0) {
+    emit({ event: "latency", peer: user ?? "nobody", path: "not", transport: "in the room" });
+    return;
+  }
+  await Promise.all(links.map(async (l) => {
+    let prober: RttProber;
+    try {
+      prober = new RttProber(l.mux.open(RTT_PROTOCOL, {}), (_seq, ms) => got.resolve(ms));
+    } catch {
+      return;
+    }
+    const got = Promise.withResolvers<number | undefined>();
+    const timer = setTimeout(() => got.resolve(undefined), PING_LOST_MS);
+    prober.send();
+    void prober.ended.then(() => got.resolve(undefined));
+    const ms = await got.promise;
+    clearTimeout(timer);
+    prober.close();
+    emit({
+      event: "latency",
+      peer: l.user,
+      path: l.route.path,
+      transport: l.route.transport,
+      ...(ms !== undefined ? { rtt_ms: Math.round(ms * 100) / 100 } : {}),
+    });
+  }));
+}
+
+/** A `/ping` probe unanswered this long is reported as no answer. */
+const PING_LOST_MS = 2_000;
+
 export async function chatCommand(r: Resolved): Promise<number> {
   const out = appOutput(r, "stderr");
   const color = !out.json && Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
@@ -60,7 +100,9 @@ export async function chatCommand(r: Resolved): Promise<number> {
     onRoom = () => status.setApp({ app: "chat", room: [...room.users] });
     try {
       const input = readStdinLines((line) => {
-        if (line.trim() !== "") room.say(line);
+        const ping = /^\/ping(?:\s+(\S+))?\s*$/.exec(line);
+        if (ping) void latency(room, ping[1], (e) => out.app(e, describe(e, color)));
+        else if (line.trim() !== "") room.say(line);
       });
       input.catch(() => {});
       onRoom();
