@@ -12,6 +12,7 @@ import { lanPair, lanPairSkipReason } from "../helpers/lan_pair.ts";
 
 const FIXTURE = new URL("./fixtures/minecraft_lan.ts", import.meta.url).pathname;
 const DATAGRAMS = new URL("./fixtures/lan_datagrams.ts", import.meta.url).pathname;
+const SOURCE = new URL("./fixtures/source_lan.ts", import.meta.url).pathname;
 
 function app(w: World, name: string, host: Account, args: string[]): CliProcess {
   return spawnCli(name, [
@@ -117,6 +118,27 @@ Deno.test("[maildir] a Minecraft world opened to LAN on one member is listed by 
   // Loop prevention: ann never took bob's replay (another port) for her world, nor bob his own.
   assert.ok(!ann.events.some((e) => e.event === "lan_heard" && e.port !== worldPort));
   assert.ok(!bob.events.some(is("lan_heard")));
+});
+
+Deno.test("[maildir] a Source server's A2S_INFO answer reaches the other member, whose tunnel answers the LAN browser with its own port", async () => {
+  await using w = await world("maildir");
+  const hostAcct = w.account("host", "game.test");
+  w.host("host", hostAcct);
+  const serverPort = freePort();
+  const name = `ann's CS:S ${crypto.randomUUID().slice(0, 6)}`;
+  await using server = fixture(["server", String(serverPort), name], SOURCE);
+  await server.waitFor(is("serving"), 20_000, "the server");
+  await using ann = app(w, "ann", hostAcct, ["tunnel", "--expose", String(serverPort), "--game", "source"]);
+  await ann.waitFor(is("lan_heard", { game: "source", motd: name }), 30_000, "ann asking her server");
+  await using bob = app(w, "bob", hostAcct, ["tunnel", "--local", `0:${serverPort}/udp`]);
+  const listening = await bob.waitFor(is("tunnel_listening"), 30_000, "bob's tunnel port");
+  const local = Number(listening.port);
+  await bob.waitFor(is("tunnel_target", { peer: "ann", game: "source" }), 30_000, "bob finding the server");
+  await using browser = fixture(["browser", String(local)], SOURCE);
+  const info = await browser.waitFor(is("info", { name }), 20_000, "the server in the browser");
+  assert.equal(info.port, local, "the game port is the tunnel's, not the server's");
+  const played = await browser.waitFor(is("played"), 20_000, "game traffic through the tunnel");
+  assert.equal(played.reply, "ok 1");
 });
 
 const skip = await lanPairSkipReason();
