@@ -205,3 +205,48 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "[maildir] two machines: a Minecraft world opened to LAN on ann's is listed on bob's, where only the tunnel announces it, and joined",
+  ignore: skip !== undefined,
+  async fn() {
+    await using w = await world("maildir");
+    await using pair = await lanPair();
+    const hostAcct = w.account("host", "game.test");
+    w.host("host", hostAcct);
+    const motd = `ann - World ${crypto.randomUUID().slice(0, 8)}`;
+    const member = (name: string, machine: { ns: string; ip: string }, args: string[]) =>
+      spawnCli(
+        name,
+        [
+          "tunnel",
+          ...w.common(w.account(name)),
+          "--user",
+          name,
+          "--via",
+          hostAcct.address,
+          "--listen",
+          `${machine.ip}:0`,
+          "--timeout",
+          "60",
+          ...args,
+        ],
+        w.env,
+        undefined,
+        { netns: machine.ns },
+      );
+    // Each machine its own: the world and bob's tunnel both use Minecraft's usual port.
+    await using game = fixture(["world", "25565", motd], FIXTURE, pair.a.ns);
+    await game.waitFor(is("announcing"), 20_000, "the world announcing");
+    await using ann = member("ann", pair.a, ["--expose", "25565"]);
+    await ann.waitFor(is("lan_heard", { motd }), 30_000, "ann hearing her world");
+    await using bob = member("bob", pair.b, ["--local", "25565"]);
+    await bob.waitFor(is("lan_announced", { peer: "ann", motd, port: 25565 }), 30_000, "bob announcing");
+    await using browser = fixture(["browser", "--join", motd, "25565"], FIXTURE, pair.b.ns);
+    const listed = await browser.waitFor(is("listed", { motd }), 20_000, "the world listed on bob's machine");
+    assert.equal(listed.from, "127.0.0.1", "announced by bob's tunnel on his own machine");
+    const joined = await browser.waitFor(is("joined"), 20_000, "the browser joining");
+    assert.equal(joined.said, `hello from ${motd}`);
+  },
+});
