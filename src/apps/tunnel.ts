@@ -223,7 +223,8 @@ export class TunnelExpose implements LinkApp {
 export interface TunnelTarget {
   user: string;
   mux: MemberMux;
-  port: number;
+  /** The port there; undefined: a member named by --to that told nothing yet (it takes the stream anyway). */
+  port?: number;
   /** What the member told of the service (undefined: it told nothing, an older peer named by --to). */
   service?: ExposedService;
 }
@@ -337,7 +338,7 @@ export class TunnelLocal implements LinkApp {
       );
       if (service) found.push({ user: m.user, mux: m.mux, port: service.port, service });
       else if (to !== undefined && m.services.length === 0) {
-        found.push({ user: m.user, mux: m.mux, port: remote ?? this.opts.port });
+        found.push({ user: m.user, mux: m.mux, ...(remote !== undefined ? { port: remote } : {}) });
       }
     }
     found.sort((a, b) =>
@@ -349,10 +350,10 @@ export class TunnelLocal implements LinkApp {
   /** Members or what they expose changed: wake held connections, say where the tunnel goes now. */
   #changed(): void {
     const t = this.target();
-    const shown = t ? `${t.user}:${t.port}` : undefined;
+    const shown = t ? `${t.user}:${t.port ?? "?"}` : undefined;
     if (shown !== this.#shown) {
       this.#shown = shown;
-      if (t) {
+      if (t?.port !== undefined) {
         this.opts.emit({
           event: "tunnel_target",
           peer: t.user,
@@ -417,7 +418,8 @@ export class TunnelLocal implements LinkApp {
           conn.close();
           return;
         }
-        const stream = t.mux.open(TUNNEL_PROTOCOL, { port: t.port });
+        // No port known (a member named by --to that told nothing): its one tunnel takes it.
+        const stream = t.mux.open(TUNNEL_PROTOCOL, t.port !== undefined ? { port: t.port } : {});
         this.#connections++;
         this.opts.emit({ event: "tunnel_open", peer: t.user, port: this.port, open: this.#connections });
         const reason = await pipeConn(conn, stream);
@@ -431,7 +433,8 @@ export class TunnelLocal implements LinkApp {
 
   #fromLocal(msg: Buffer, from: RemoteInfo): void {
     const t = this.target();
-    if (!t) return;
+    // Datagrams need the port for their channel: until the member says it, they are lost (as UDP may be).
+    if (t?.port === undefined) return;
     const answer = this.opts.answer?.(
       new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
       t,

@@ -26,7 +26,7 @@ function app(w: World, name: string, host: Account, args: string[], acct = w.acc
     "--timeout",
     "60",
     ...args.slice(1),
-  ]);
+  ], w.env); // its own run folder: never attach to a node of another test on this machine
 }
 
 /** A CLI process with stdin as a pipe (chat): lines in, JSON events out. */
@@ -50,7 +50,7 @@ function chatProcess(w: World, name: string, host: Account) {
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...w.env },
   }).spawn();
   const events: CliEvent[] = [];
   const waiters = new Set<() => void>();

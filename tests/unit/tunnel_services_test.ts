@@ -217,3 +217,23 @@ Deno.test("two UDP tunnels on one link: each source's datagrams come back from i
   for (const s of servers) s.s.close();
   for (const t of [...locals, ...exposes]) await t.close();
 });
+
+Deno.test("a member named by --to that told nothing yet is the target, with no port named (its tunnel takes the stream)", () => {
+  const member = {
+    user: "bob",
+    address: "mem",
+    route: { path: "direct" as const, transport: "tcp" as const, kind: "lan", rttMs: 1 },
+    mux: { open: () => undefined as never, sendDatagram: () => true, peer: "bob", isClosed: false },
+    closed: new Promise<string | undefined>(() => {}),
+    services: [],
+  };
+  const named = new TunnelLocal({ port: 0, udp: false, emit: () => {}, to: "bob" });
+  named.added(member);
+  assert.deepEqual(named.target(), { user: "bob", mux: member.mux });
+  const remapped = new TunnelLocal({ port: 0, remote: 25565, udp: false, emit: () => {}, to: "bob" });
+  remapped.added(member);
+  assert.equal(remapped.target()?.port, 25565);
+  const unnamed = new TunnelLocal({ port: 0, remote: 25565, udp: false, emit: () => {} });
+  unnamed.added(member);
+  assert.equal(unnamed.target(), undefined, "without --to only a member that exposes the port");
+});
