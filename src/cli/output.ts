@@ -34,6 +34,7 @@ export function paint(code: string, text: string, on: boolean = useColor()): str
 const QUIET_OK = new Set(["error", "connected", "bounced"]);
 const VERBOSE_ONLY = new Set([
   "listening",
+  "rtt",
   "info",
   "reply_ignored",
   "host_dropped",
@@ -72,6 +73,8 @@ export function describe(e: NodeEvent): string {
       return `connected to ${e.peer} (${
         e.path === "relay" ? `relayed ${e.address}` : `${e.kind} ${e.address}`
       }, ${e.transport}, ${e.direction === "out" ? "we dialed" : "they dialed"}, ${e.rtt_ms} ms)`;
+    case "rtt":
+      return `round trip to ${e.peer} now ${e.rtt_ms} ms`;
     case "link_replaced":
       return `now linked to ${e.peer} over a better path (${
         e.path === "relay" ? "relayed" : e.kind

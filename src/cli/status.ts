@@ -188,6 +188,9 @@ export class NodeStatus implements Disposable {
           rtt_ms: e.rtt_ms,
         });
         break;
+      case "rtt":
+        for (const p of s.peers) if (p.peer === e.peer) p.rtt_ms = e.rtt_ms;
+        break;
       case "link_replaced":
         for (const p of s.peers) {
           if (p.peer !== e.peer) continue;

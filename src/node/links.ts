@@ -15,7 +15,15 @@ import type { RelayLinks } from "../net/relay.ts";
 import { datagramApp, type LinkApp, type Member, streamApp } from "../apps/links.ts";
 import { decodeServices, type ExposedService, SERVICES_PROTOCOL } from "../apps/tunnel_services.ts";
 import { readLines } from "./control.ts";
-import { echoProbes, RTT_EVERY_MS, RTT_PROTOCOL, RttProber, smoothRtt } from "./rtt.ts";
+import {
+  echoProbes,
+  RTT_EVERY_MS,
+  RTT_PROTOCOL,
+  RTT_TELL_MS,
+  RTT_TELL_SHARE,
+  RttProber,
+  smoothRtt,
+} from "./rtt.ts";
 import type { LinkSet } from "../roles/peer.ts";
 import type { EventSink } from "../roles/events.ts";
 import type { NetPeerLink } from "../roles/net_linker.ts";
@@ -204,7 +212,17 @@ export class LinkRegistry implements LinkSet, RelayLinks {
   #measure(m: LinkedMember): void {
     let prober: RttProber;
     try {
-      prober = new RttProber(m.mux.open(RTT_PROTOCOL, {}), (_seq, ms) => m.rtt = smoothRtt(m.rtt, ms));
+      let told = m.route.rttMs;
+      prober = new RttProber(m.mux.open(RTT_PROTOCOL, {}), (_seq, ms) => {
+        m.rtt = smoothRtt(m.rtt, ms);
+        // Said when it moved noticeably, not at every probe: `status` shows it, logs stay quiet.
+        if (Math.abs(m.rtt - told) >= Math.max(RTT_TELL_MS, told * RTT_TELL_SHARE)) {
+          told = m.rtt;
+          if (this.#members.get(m.user) === m) {
+            this.opts.events({ event: "rtt", peer: m.user, rtt_ms: Math.round(m.rtt * 10) / 10 });
+          }
+        }
+      });
     } catch {
       return; // the link ended already
     }

@@ -11,6 +11,9 @@ import type { MuxStream } from "../net/mux.ts";
 
 export const RTT_PROTOCOL = "rtt";
 export const RTT_EVERY_MS = 5_000;
+/** A round trip is told again (an "rtt" event) when it moved by this much and this share. */
+export const RTT_TELL_MS = 1;
+export const RTT_TELL_SHARE = 0.2;
 export const PROBE_BYTES = 8;
 /** Probes buffered per echo stream at most before the echo gives up on a misbehaving member. */
 const MAX_PENDING = 64 * PROBE_BYTES;

@@ -48,6 +48,8 @@ export type NodeEvent =
   | { event: "punch"; peer: string; stage: string; detail?: string }
   | { event: "relayed"; from: string; to: string; outcome: string; reason?: string }
   | { event: "disconnected"; peer: string; address: string; reason?: string }
+  /** A link's smoothed round trip moved noticeably (src/node/rtt.ts). */
+  | { event: "rtt"; peer: string; rtt_ms: number }
   | { event: "link_refused"; address: string; reason: string }
   // host
   | { event: "host_request"; peer: string; address: string; outcome: "stored" | "older" | "retry" }

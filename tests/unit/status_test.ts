@@ -11,7 +11,7 @@ async function withDir(fn: (dir: string) => Promise<void>) {
   }
 }
 
-Deno.test("a node's events become its status file: roles, peers, last request and reply, table size", async () => {
+Deno.test("a node's events become its status file: roles, peers and their latest round trip, last request and reply, table size", async () => {
   await withDir(async (dir) => {
     let now = Date.parse("2030-01-01T10:00:00Z");
     const seen: string[] = [];
@@ -50,11 +50,12 @@ Deno.test("a node's events become its status file: roles, peers, last request an
       rtt_ms: 2,
     });
     events({ event: "disconnected", peer: "carol", address: "10.0.0.3:4000" });
+    events({ event: "rtt", peer: "alice", rtt_ms: 12.5 }); // measured over the link since
     events({ event: "promoted", reason: "a request reached our inbox" });
     status.tableSize = () => 3;
     events({ event: "host_request", peer: "dave", address: "10.0.0.4:1", outcome: "stored" });
     events({ event: "host_reply", peer: "dave", peers: 1, ms: 5 });
-    assert.equal(seen.length, 9, "every event is passed on");
+    assert.equal(seen.length, 10, "every event is passed on");
     status.write();
 
     const [found] = await readStatuses(dir, now);
@@ -71,7 +72,7 @@ Deno.test("a node's events become its status file: roles, peers, last request an
     const text = describeStatus(s, now).join("\n");
     assert.match(text, /peer \+ host/);
     assert.match(text, /peers linked: 1/);
-    assert.match(text, /alice at 10\.0\.0\.2:4000 — direct \(lan\) over tcp, 1 ms, we dialed/);
+    assert.match(text, /alice at 10\.0\.0\.2:4000 — direct \(lan\) over tcp, 12\.5 ms, we dialed/);
     assert.match(text, /table holds 3 peer/);
 
     const mode = (await Deno.stat(found.path)).mode;
