@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseBind, parseExpose, parseLocal } from "../../src/cli/tunnel_spec.ts";
+import { parseBind, parseExpose, parseLanChannels, parseLocal } from "../../src/cli/tunnel_spec.ts";
 import { UsageError } from "../../src/cli/errors.ts";
 
 Deno.test("--local takes PORT, LOCAL:REMOTE and /udp, repeated or comma-separated", () => {
@@ -27,4 +27,15 @@ Deno.test("--bind takes an IP address, not a name", () => {
   assert.equal(parseBind("[::]"), "::");
   assert.equal(parseBind(undefined), undefined);
   assert.throws(() => parseBind("lan"), UsageError);
+});
+
+Deno.test("--broadcast takes ports, --multicast GROUP:PORT with an IPv4 multicast group", () => {
+  assert.deepEqual(parseLanChannels(["34197,6112"], ["239.255.42.99:1900"]), [
+    { port: 34197 },
+    { port: 6112 },
+    { group: "239.255.42.99", port: 1900 },
+  ]);
+  assert.throws(() => parseLanChannels([], ["192.0.2.1:1900"]), /multicast group/);
+  assert.throws(() => parseLanChannels([], ["224.0.2.60"]), /GROUP:PORT/);
+  assert.throws(() => parseLanChannels(["0"], []), /not a port number/);
 });
