@@ -4,9 +4,10 @@
  * `fileMib` MiB moves over the same link (`send`/`receive` attached to the same two nodes), beside
  * the same pings straight to the UDP echo. Loopback, one machine: it shows what the link adds
  * (queueing behind bulk data in the link's frames and the TCP socket), not a network's latency.
- * Then the link alone in one process (two muxes over a loopback TCP link, datagram ping-pong
- * while one stream moves 512 MiB), which leaves out the four processes and the control sockets
- * of the CLI run — on a busy machine those, not the link, decide its p99.
+ * Then the link alone in one process (two muxes over a loopback TCP link, then over QUIC where
+ * datagrams take QUIC's own lane; datagram ping-pong while one stream moves 512 MiB), which
+ * leaves out the four processes and the control sockets of the CLI run — on a busy machine
+ * those, not the link, decide its p99.
  */
 import { createSocket, type Socket } from "node:dgram";
 import type { Buffer } from "node:buffer";
@@ -15,6 +16,8 @@ import { generateKeyText, networkKeyFromSecret } from "../../src/protocol/keys.t
 import { generateKeyPair } from "../../src/protocol/noise.ts";
 import { acceptLink, initiateLink } from "../../src/net/link.ts";
 import { Mux } from "../../src/net/mux.ts";
+import { acceptQuic, connectQuic, quicAvailable } from "../../src/net/quic.ts";
+import { quicIdentity } from "../../src/net/quic_identity.ts";
 import { percentile } from "./stats.ts";
 
 const MIB = 1024 * 1024;
@@ -171,7 +174,8 @@ export async function benchGame(opts: GameBenchOptions = {}): Promise<void> {
     );
     const ratio = percentile(loaded.samples, 99) / percentile(idle.samples, 99);
     console.log(`  p99 under load / idle p99  ${ratio.toFixed(2)}× (goal ≤ 2×)`);
-    await linkAlone();
+    await linkAlone(512, rounds, "tcp");
+    if (quicAvailable()) await linkAlone(512, rounds, "quic");
   } finally {
     echo.close();
     for (const p of procs) p.kill("SIGTERM");
@@ -180,20 +184,42 @@ export async function benchGame(opts: GameBenchOptions = {}): Promise<void> {
   }
 }
 
-/** Datagram round trips (µs) over one link in this process, idle and while a stream moves `mib` MiB. */
-export async function linkAlone(mib = 512, rounds = 2000): Promise<void> {
+/** Two free UDP ports on loopback. */
+async function freeUdpPorts(): Promise<[number, number]> {
+  const a = createSocket("udp4");
+  const b = createSocket("udp4");
+  await Promise.all([a, b].map((s) => new Promise<void>((r) => s.bind(0, "127.0.0.1", () => r()))));
+  const ports: [number, number] = [a.address().port, b.address().port];
+  await Promise.all([a, b].map((s) => new Promise<void>((r) => s.close(() => r()))));
+  return ports;
+}
+
+/** Two ends of one link in this process, over loopback TCP or QUIC. */
+async function linkPair(transport: "tcp" | "quic") {
   const secret = networkKeyFromSecret(crypto.getRandomValues(new Uint8Array(32))).secret;
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const [ka, kb] = [generateKeyPair(), generateKeyPair()];
+  const dial = { staticKey: ka, remoteStatic: kb.publicKey, networkKey: secret, localInfo: {} };
+  const accept = { staticKey: kb, networkKey: secret, localInfo: {} };
+  if (transport === "quic") {
+    const identity = quicIdentity(secret);
+    const [pa, pb] = await freeUdpPorts();
+    return await Promise.all([
+      connectQuic(pa, identity, { host: "127.0.0.1", port: pb }, 5_000).then((q) => initiateLink(q, dial)),
+      acceptQuic(pb, identity, { host: "127.0.0.1", port: pa }, 5_000).then((q) => acceptLink(q, accept)),
+    ]);
+  }
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const [ca, cb] = await Promise.all([
     Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
     listener.accept(),
   ]);
   listener.close();
-  const [la, lb] = await Promise.all([
-    initiateLink(ca, { staticKey: ka, remoteStatic: kb.publicKey, networkKey: secret, localInfo: {} }),
-    acceptLink(cb, { staticKey: kb, networkKey: secret, localInfo: {} }),
-  ]);
+  return await Promise.all([initiateLink(ca, dial), acceptLink(cb, accept)]);
+}
+
+/** Datagram round trips (µs) over one link in this process, idle and while a stream moves `mib` MiB. */
+export async function linkAlone(mib = 512, rounds = 2000, transport: "tcp" | "quic" = "tcp"): Promise<void> {
+  const [la, lb] = await linkPair(transport);
   let pong: ((ch: number) => void) | undefined;
   let received = 0;
   const theirs: Mux = new Mux(lb, {
@@ -228,8 +254,9 @@ export async function linkAlone(mib = 512, rounds = 2000): Promise<void> {
   const loaded = await pings(rounds * 100, () => received < total);
   await bulk;
   const rate = total / MIB / ((performance.now() - t0) / 1000);
+  const lane = transport === "quic" ? ` (${ours.laneDatagrams} on QUIC's datagram lane)` : "";
   console.log(
-    `the link alone, one process: datagram round trips, idle and while ${mib} MiB move on a stream`,
+    `the link alone over ${transport}, one process: datagram round trips, idle and while ${mib} MiB move${lane}`,
   );
   console.log(`  idle                       ${fmt(idle)}`);
   console.log(`  bulk                       ${fmt(loaded)}   stream ${rate.toFixed(0)} MiB/s`);

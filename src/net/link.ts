@@ -24,6 +24,7 @@ import {
 } from "../protocol/noise.ts";
 import {
   type ByteStream,
+  type DatagramLane,
   encodeFrame,
   FrameReader,
   type ReceiveOptions,
@@ -117,6 +118,11 @@ export class Link {
     readonly rttMs: number = 0,
   ) {
     this.#channel = channel;
+  }
+
+  /** Datagrams beside the link's frames, where the transport has them (QUIC). */
+  get datagrams(): DatagramLane | undefined {
+    return this.#channel.datagrams;
   }
 
   /** Who is on the other side, as "address:port". */

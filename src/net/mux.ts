@@ -30,7 +30,9 @@
  * bulk bytes sealed or in flight before it. So while datagrams flow (one in the last GAME_MS,
  * either way), bulk streams take smaller turns (GAME_FRAME) and keep at most GAME_INFLIGHT bytes
  * each unconsumed at the other side (issue 16: game UDP stays fast while a file moves; measured
- * in scripts/bench/game_udp.ts).
+ * in scripts/bench/game_udp.ts). Where the link runs over QUIC, datagrams skip all that: they go
+ * as QUIC datagrams (the transport's DatagramLane), a lane of their own beside the stream, each
+ * with its channel (u32) in front.
  *
  * A peer that vanishes without closing (power cut, Wi-Fi gone) would otherwise go unnoticed until
  * TCP gives up, which takes many minutes: a link that has heard nothing for DEAD_AFTER_MS is cut.
@@ -40,7 +42,7 @@
  */
 import { fromUtf8, utf8 } from "../protocol/bytes.ts";
 import { LinkError } from "../protocol/noise.ts";
-import { MAX_FRAME_PLAINTEXT } from "./secure_channel.ts";
+import { type DatagramLane, MAX_FRAME_PLAINTEXT } from "./secure_channel.ts";
 
 /** Bytes of one stream that may be in flight or unread at the receiver. */
 export const STREAM_WINDOW = 4 * 1024 * 1024;
@@ -88,6 +90,8 @@ export interface MuxTransport {
   abort(): void;
   /** Takes back the buffer of a received frame once no view of it is in use (optional). */
   recycle?(buffer: ArrayBuffer): void;
+  /** The transport's own datagrams (QUIC): when there, datagrams go there, not in the frames. */
+  readonly datagrams?: DatagramLane;
 }
 
 /** A received frame's buffer and how many holders (queued or last-read chunks) still refer to it. */
@@ -377,6 +381,8 @@ export class Mux {
   #closed = Promise.withResolvers<string | undefined>();
   /** Datagrams dropped because the link was busy (reported by the UDP tunnel). */
   droppedDatagrams = 0;
+  /** Datagrams sent on the transport's own lane (QUIC) instead of in frames. */
+  laneDatagrams = 0;
   #lastSent = Date.now();
   #lastHeard = Date.now();
   #keepalive?: ReturnType<typeof setInterval>;
@@ -388,6 +394,8 @@ export class Mux {
     this.#window = opts.window ?? STREAM_WINDOW;
     this.#nextId = link.role === "dialer" ? 1 : 2;
     void this.#readLoop();
+    const lane = link.datagrams;
+    if (lane) void this.#laneLoop(lane);
     const every = opts.keepaliveMs ?? KEEPALIVE_MS;
     if (every > 0) {
       const deadAfter = opts.deadAfterMs ?? DEAD_AFTER_MS;
@@ -445,6 +453,15 @@ export class Mux {
   sendDatagram(channel: number, data: Uint8Array): boolean {
     if (this.#ended || data.length > MAX_DATAGRAM) return false;
     this.#lastDatagram = this.#now();
+    const lane = this.#link.datagrams;
+    if (lane && data.length + 4 <= lane.maxSize) {
+      const d = new Uint8Array(4 + data.length);
+      new DataView(d.buffer).setUint32(0, channel);
+      d.set(data, 4);
+      lane.send(d);
+      this.laneDatagrams++;
+      return true;
+    }
     if (this.#datagramBytes + data.length > DATAGRAM_QUEUE_BYTES) {
       this.droppedDatagrams++;
       return false;
@@ -631,6 +648,19 @@ export class Mux {
   }
 
   // ── receiving ──
+
+  /** Datagrams from the transport's own lane: [channel u32][payload]. */
+  async #laneLoop(lane: DatagramLane): Promise<void> {
+    for (let d = await lane.receive(); d !== null && !this.#ended; d = await lane.receive()) {
+      if (d.length < 4) continue;
+      this.#lastDatagram = this.#now();
+      try {
+        this.#opts.onDatagram?.(new DataView(d.buffer, d.byteOffset).getUint32(0), d.subarray(4));
+      } catch {
+        // an application's failure with one datagram must not take the link down
+      }
+    }
+  }
 
   async #readLoop(): Promise<void> {
     let reason: string | undefined;

@@ -7,7 +7,7 @@
  */
 import { LinkError } from "../protocol/noise.ts";
 import { QUIC_ALPN, QUIC_SERVER_NAME, type QuicIdentity } from "./quic_identity.ts";
-import type { ByteStream } from "./secure_channel.ts";
+import type { ByteStream, DatagramLane } from "./secure_channel.ts";
 import { formatHp } from "./punch.ts";
 import type { HostPort } from "./stun.ts";
 
@@ -34,6 +34,9 @@ export class QuicByteStream implements ByteStream {
   #rest: Uint8Array | null = null;
   #closed = false;
 
+  /** QUIC's own datagrams (RFC 9221): game packets that never wait behind the link's stream. */
+  readonly datagrams: DatagramLane;
+
   constructor(
     readonly conn: Deno.QuicConn,
     stream: Deno.QuicBidirectionalStream,
@@ -41,6 +44,19 @@ export class QuicByteStream implements ByteStream {
   ) {
     this.#reader = stream.readable.getReader();
     this.#writer = stream.writable.getWriter();
+    this.datagrams = {
+      get maxSize() {
+        return conn.maxDatagramSize ?? 0;
+      },
+      send: (data) => void conn.sendDatagram(data).catch(() => {}),
+      receive: async () => {
+        try {
+          return await conn.readDatagram();
+        } catch {
+          return null; // the connection is gone
+        }
+      },
+    };
   }
 
   async read(p: Uint8Array): Promise<number | null> {

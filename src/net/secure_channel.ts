@@ -27,6 +27,22 @@ export interface ByteStream {
   close(): void;
   /** Half-close (TCP FIN) so a close frame is followed by an orderly end of stream. */
   closeWrite?(): Promise<void>;
+  /** Unreliable, unordered datagrams beside the byte stream, where the transport has them (QUIC). */
+  readonly datagrams?: DatagramLane;
+}
+
+/**
+ * A transport's own datagrams (QUIC, RFC 9221), protected by the transport, not by our frames: on
+ * QUIC the connection's keys are its own, and the Noise handshake ran over a stream of that very
+ * connection, so a datagram on it can only come from the peer that handshake authenticated.
+ */
+export interface DatagramLane {
+  /** The largest datagram the path takes now (0: none; the peer does not take datagrams). */
+  readonly maxSize: number;
+  /** Best effort: dropped when too large or when the transport's queue is full. */
+  send(data: Uint8Array): void;
+  /** The next datagram, or null once the connection is gone. */
+  receive(): Promise<Uint8Array | null>;
 }
 
 /** Application bytes per frame; larger sends are split. */
@@ -219,6 +235,11 @@ type Incoming = { kind: "data"; body: Uint8Array } | { kind: "close" } | { kind:
 export class SecureChannel {
   readonly peer: string;
   readonly #conn: ByteStream;
+
+  /** The transport's datagram lane, if it has one (src/net/quic.ts). */
+  get datagrams(): DatagramLane | undefined {
+    return this.#conn.datagrams;
+  }
   readonly #reader: FrameReader;
   readonly #tx: CipherState;
   readonly #rx: CipherState;
