@@ -120,6 +120,29 @@ Deno.test("[maildir] a Minecraft world opened to LAN on one member is listed by 
   assert.ok(!bob.events.some(is("lan_heard")));
 });
 
+Deno.test("[maildir] a dedicated Minecraft server (it announces nothing) exposed with --game minecraft is listed on the other side", async () => {
+  await using w = await world("maildir");
+  const hostAcct = w.account("host", "game.test");
+  w.host("host", hostAcct);
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serverPort = (server.addr as Deno.NetAddr).port;
+  await using ann = app(w, "ann", hostAcct, [
+    "tunnel",
+    "--expose",
+    String(serverPort),
+    "--game",
+    "minecraft",
+  ]);
+  await ann.waitFor(is("waiting"), 30_000, "ann waiting");
+  await using bob = app(w, "bob", hostAcct, ["tunnel", "--local", `0:${serverPort}`]);
+  const local = Number((await bob.waitFor(is("tunnel_listening"), 30_000, "bob's port")).port);
+  const motd = "ann's server (mailmeet)";
+  await bob.waitFor(is("lan_announced", { peer: "ann", motd, port: local }), 30_000, "bob announcing");
+  await using browser = fixture(["browser"]);
+  await browser.waitFor((e) => e.event === "listed" && e.motd === motd && e.port === local, 20_000, "listed");
+  server.close();
+});
+
 Deno.test("[maildir] a Source server's A2S_INFO answer reaches the other member, whose tunnel answers the LAN browser with its own port", async () => {
   await using w = await world("maildir");
   const hostAcct = w.account("host", "game.test");
