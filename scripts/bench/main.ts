@@ -1,13 +1,23 @@
-/** `deno task bench [mail|rendezvous|link|all] [--runs N]`: each figure printed beside its reference. */
+/** `deno task bench [mail|rendezvous|link|host|all] [--runs N]`: each figure printed beside its reference. */
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
 import { benchLink } from "./link.ts";
+import { benchHost } from "./host.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
   allowPositionals: true,
-  options: { runs: { type: "string", default: "30" }, poll: { type: "string", default: "500" } },
+  options: {
+    runs: { type: "string", default: "30" },
+    poll: { type: "string", default: "500" },
+    // bench host: reference/run pairs, requests per table run, requests queued per capacity run
+    pairs: { type: "string", default: "3" },
+    requests: { type: "string", default: "300" },
+    queued: { type: "string", default: "10000" },
+    entry: { type: "string" },
+    only: { type: "string", multiple: true },
+  },
 });
 const runs = Number(values.runs);
 const which = positionals[0] ?? "all";
@@ -15,6 +25,14 @@ const benches: Record<string, () => Promise<void>> = {
   mail: () => benchMail({ runs, pollMs: Number(values.poll) }),
   rendezvous: () => benchRendezvous({ runs }),
   link: () => benchLink(),
+  host: () =>
+    benchHost({
+      pairs: Number(values.pairs),
+      requests: Number(values.requests),
+      queued: Number(values.queued),
+      entry: values.entry,
+      only: values.only,
+    }),
 };
 if (which !== "all" && !benches[which]) {
   console.error(`Unknown benchmark "${which}"; choose ${Object.keys(benches).join(", ")} or all.`);

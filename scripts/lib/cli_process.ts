@@ -20,6 +20,8 @@ export interface CliEvent {
 
 export interface CliProcess extends AsyncDisposable {
   readonly name: string;
+  /** The process id (benchmarks read its memory from /proc). */
+  readonly pid: number;
   readonly events: CliEvent[];
   /** Lines on stdout that were not JSON, and everything on stderr. */
   readonly text: string[];
@@ -156,6 +158,7 @@ export function spawnCli(
 
   return {
     name,
+    pid: child.pid,
     events,
     text,
     stderr,
