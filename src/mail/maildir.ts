@@ -9,7 +9,7 @@ import { type Account, durationParam } from "./account.ts";
 import { MailError } from "./errors.ts";
 import type { Mailbox, MailboxOptions, MessageInfo } from "./mailbox.ts";
 import { subjectHasMarker } from "./mailbox.ts";
-import { headerBlock, parseMail } from "./parse.ts";
+import { parseHeader } from "./parse.ts";
 
 /** inotify can miss events on some file systems; a slow poll underneath costs little. */
 const SAFETY_POLL_MS = 5_000;
@@ -320,7 +320,7 @@ export class MaildirMailbox implements Mailbox {
         if (n === null) break;
         got += n;
       }
-      const head = await parseMail(headerBlock(buf.subarray(0, got)));
+      const head = parseHeader(buf.subarray(0, got));
       return { id, subject: head.subject, size, date: head.date };
     } finally {
       file.close();

@@ -13,7 +13,7 @@ import { type Account, durationParam, where } from "../account.ts";
 import { CONNECT_TIMEOUT_MS } from "../connection.ts";
 import { isRetriableError, MailError } from "../errors.ts";
 import { type Mailbox, type MailboxOptions, type MessageInfo, subjectHasMarker } from "../mailbox.ts";
-import { parseMail } from "../parse.ts";
+import { parseHeader } from "../parse.ts";
 import { ImapClient } from "./client.ts";
 import {
   expunge,
@@ -160,15 +160,10 @@ export class ImapMailbox implements Mailbox {
       const validity = this.#uidValidity!;
       const out: MessageInfo[] = [];
       for (const h of (await fetchHeaders(c, uids)).sort((a, b) => a.uid - b.uid)) {
-        let subject = "";
-        let date: Date | undefined;
-        try {
-          const parsed = await parseMail(h.header);
-          subject = parsed.subject;
-          date = parsed.date;
-        } catch {
-          // unreadable headers: fall back to what the server says
-        }
+        // Bounded and never throws: unreadable headers give "" and fall back to the server's date.
+        const parsed = parseHeader(h.header);
+        const subject = parsed.subject;
+        let date = parsed.date;
         // The server matched; matching again here keeps "never touch other mail" true even for a
         // server whose SEARCH is fuzzier than a substring match.
         if (!subjectHasMarker(subject, marker)) continue;

@@ -11,7 +11,7 @@ import { type Account, durationParam, where } from "../account.ts";
 import { CONNECT_TIMEOUT_MS } from "../connection.ts";
 import { isRetriableError, MailError } from "../errors.ts";
 import { type Mailbox, type MailboxOptions, type MessageInfo, subjectHasMarker } from "../mailbox.ts";
-import { parseMail } from "../parse.ts";
+import { parseHeader } from "../parse.ts";
 import { Pop3Session, type SessionOptions } from "./session.ts";
 import { backoffDelay, sleep } from "../backoff.ts";
 
@@ -113,7 +113,7 @@ export class Pop3Mailbox implements Mailbox {
         if (s.deleted.has(id)) continue;
         let head = this.#headers.get(id);
         if (!head) {
-          head = await readHeader(await s.top(n));
+          head = parseHeader(await s.top(n));
           this.#headers.set(id, head);
         }
         if (subjectHasMarker(head.subject, marker)) {
@@ -365,15 +365,6 @@ export class Pop3Mailbox implements Mailbox {
 
   #log(line: string): void {
     this.#opts.log?.(`pop3 ${this.label}: ${line}`);
-  }
-}
-
-async function readHeader(head: Uint8Array): Promise<Header> {
-  try {
-    const m = await parseMail(head);
-    return { subject: m.subject, date: m.date };
-  } catch {
-    return { subject: "" }; // unreadable headers never match a marker
   }
 }
 
