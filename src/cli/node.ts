@@ -127,7 +127,7 @@ export async function startNode(
       events,
       promote: flag(r, "no-host") ? undefined : () => {
         table = openTable(r, mail.address);
-        status.tableSize = () => table?.entries(Date.now()).length ?? 0;
+        status.tableSize = () => table?.size() ?? 0;
         const host = new Host(
           {
             address: mail.address,

@@ -44,7 +44,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
   using status = openNodeStatus("host", { address: mail.address, roles: ["host"] });
   const events = status.track(sinkFor(r));
   using table = openTable(r, mail.address);
-  status.tableSize = () => table.entries(Date.now()).length;
+  status.tableSize = () => table.size();
   await using sender = openSender(mail.smtp, { caCerts: mail.caCerts });
   await using inbox = await openMailbox(mail.inbox, {
     address: mail.address,
@@ -107,7 +107,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       await host.bootstrap(bootstrap, num(r, "timeout"));
       events({
         event: "info",
-        message: `table filled from ${bootstrap}: ${table.entries(Date.now()).length} entries`,
+        message: `table filled from ${bootstrap}: ${table.size()} entries`,
       });
     } catch (err) {
       throw new UsageError(`Could not bootstrap from ${bootstrap}: ${(err as Error).message}.`);
