@@ -84,17 +84,35 @@ export class Host {
       this.#drop(m, s.reason);
       return m.message instanceof ProtocolError ? "quarantine" : "delete";
     }
+    if (s.seen === "answered") {
+      this.deps.events({
+        event: "host_dropped",
+        reason: `its ${s.message.kind} was answered before a restart; deleted without answering again`,
+        detail: `mail ${m.id}`,
+      });
+      return "delete";
+    }
     switch (s.message.kind) {
       case "request":
-        return await this.#request(s.message, m, s.retry, now);
+        return await this.#request(s.message, m, s.nonce, s.seen === "retry", now);
       case "failure":
-        return this.#failure(s.message);
-      case "sync":
-        return await this.#sync(s.message, now);
+        return this.#failure(s.message, s.nonce, now);
+      case "sync": {
+        const d = await this.#sync(s.message, now);
+        // Learning is idempotent and done by now; noting it lets a restart skip the answers it sent.
+        this.deps.table.settle(s.nonce, now, () => {});
+        return d;
+      }
     }
   }
 
-  async #request(req: Request, m: InboundMail, retry: boolean, now: number): Promise<Disposition> {
+  async #request(
+    req: Request,
+    m: InboundMail,
+    nonce: string,
+    retry: boolean,
+    now: number,
+  ): Promise<Disposition> {
     const entry: TableEntry = {
       user: req.user,
       host: req.host,
@@ -105,16 +123,19 @@ export class Host {
       stored: req.time,
       origin: "",
     };
-    const stored = this.deps.table.register(entry, now);
+    // The reply is made before the row is written (it never lists the requester anyway), so the
+    // row and the note "answered" go in one transaction once SMTP accepted the reply: a crash
+    // between the two repeats at most this one reply, and a restart deletes what was answered.
+    const peers = this.#offer(req.user, now);
+    const reply: Reply = { kind: "reply", session: req.session, time: now, peers };
+    await this.#mail([req.replyTo], reply);
+    const stored = this.deps.table.settle(nonce, now, () => this.deps.table.register(entry, now));
     this.deps.events({
       event: "host_request",
       peer: req.user,
       address: `${req.host}:${req.port}`,
       outcome: retry ? "retry" : stored ? "stored" : "older",
     });
-    const peers = this.#offer(req.user, now);
-    const reply: Reply = { kind: "reply", session: req.session, time: now, peers };
-    await this.#mail([req.replyTo], reply);
     this.deps.events({
       event: "host_reply",
       peer: req.user,
@@ -122,6 +143,8 @@ export class Host {
       ms: Math.round(performance.now() - m.wokeAt),
     });
     // 【0059】: the other hosts a peer mailed at once are hosts of the same group: exchange tables.
+    // These syncs come after the note "answered": one lost to a crash is made good by the
+    // periodic sync (runSync), which is cheaper than answering the request twice.
     const me = this.settings.address;
     for (const other of m.mail.recipients) {
       if (other === me || this.settings.upstream?.includes(other)) continue;
@@ -140,9 +163,9 @@ export class Host {
     return "delete";
   }
 
-  #failure(f: Failure): Disposition {
+  #failure(f: Failure, nonce: string, now: number): Disposition {
     // 【0047】: look the peer up by user id, not by address (addresses change; ids do not).
-    const flagged = this.deps.table.flag(f.target);
+    const flagged = this.deps.table.settle(nonce, now, () => this.deps.table.flag(f.target));
     this.deps.events({ event: "host_failure", reporter: f.user, peer: f.target, flagged });
     return "delete";
   }
@@ -262,7 +285,7 @@ export class Host {
 
   #recent(now: number): PeerEntry[] {
     const self = this.deps.self?.();
-    const rows = this.deps.table.entries(now).slice(0, MAX_SYNC_ENTRIES).map(toPeerEntry);
+    const rows = this.deps.table.entries(now, MAX_SYNC_ENTRIES).map(toPeerEntry);
     return self ? [self, ...rows.filter((e) => e.user !== self.user)].slice(0, MAX_SYNC_ENTRIES) : rows;
   }
 
