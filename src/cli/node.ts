@@ -6,6 +6,8 @@ import { openMailbox } from "../mail/open.ts";
 import { openSender } from "../mail/smtp.ts";
 import type { Mailbox } from "../mail/mailbox.ts";
 import type { Sender } from "../mail/smtp.ts";
+import type { MailError } from "../mail/errors.ts";
+import { Patience, patientSender } from "../mail/patience.ts";
 import { detectAdvertiseHost } from "../net/address.ts";
 import { NetLinker, type NetPeerLink } from "../net/peer_link.ts";
 import { AutoNode } from "../roles/auto.ts";
@@ -25,6 +27,8 @@ export interface RunningNode extends AsyncDisposable {
   user: string;
   /** Settles (rejects) if the inbox loop fails for good. */
   inboxLoop: Promise<void>;
+  /** The mail server failure being waited out right now, if any (what a --timeout that passes should report). */
+  mailError(): MailError | undefined;
 }
 
 export async function startNode(
@@ -42,6 +46,27 @@ export async function startNode(
   const blocked = new Set(list(r, "block"));
   const linker = new NetLinker(key.secret, user);
   const stack = new AsyncDisposableStack();
+  // A started node waits out mail server outages (issue 11): until --timeout while it has no link,
+  // for ever once it has one (mail is then only for meeting newcomers).
+  const timeoutMs = num(r, "timeout");
+  const startedAt = Date.now();
+  let linked = false;
+  const patience = new Patience({
+    deadline: () => (linked || timeoutMs <= 0 ? Infinity : startedAt + timeoutMs),
+    onWaiting: (what, err, deadline) =>
+      events({
+        event: "waiting",
+        reason: `waiting for the mail server (${what}): ${err.message}` +
+          (deadline < Infinity
+            ? ` Retrying for up to ${Math.max(1, Math.round((deadline - Date.now()) / 1000))} s.`
+            : ""),
+      }),
+    onRecovered: (what, ms) =>
+      events({
+        event: "info",
+        message: `the mail server answers again (${what}, after ${Math.round(ms / 1000)} s)`,
+      }),
+  });
   // What `mailmeet status` shows comes from this node's own events (src/cli/status.ts).
   const status = stack.use(openNodeStatus(r.command, { address: mail.address, user, roles: ["peer"] }));
   events = status.track(events);
@@ -85,14 +110,16 @@ export async function startNode(
       advertise: formatAddress(advertise.host, advertise.port),
     });
 
-    const sender: Sender = openSender(mail.smtp, { caCerts: mail.caCerts });
-    stack.use(sender);
-    const inbox: Mailbox = await openMailbox(mail.inbox, {
-      address: mail.address,
-      caCerts: mail.caCerts,
-      pollIntervalMs: mail.pollMs,
-      log: (line) => events({ event: "info", message: line }),
-    });
+    const smtp: Sender = openSender(mail.smtp, { caCerts: mail.caCerts });
+    stack.use(smtp);
+    const sender = patientSender(smtp, patience, signal);
+    const inbox: Mailbox = await patience.run("reading", () =>
+      openMailbox(mail.inbox, {
+        address: mail.address,
+        caCerts: mail.caCerts,
+        pollIntervalMs: mail.pollMs,
+        log: (line) => events({ event: "info", message: line }),
+      }), signal);
     stack.use(inbox);
 
     const peer = new Peer(
@@ -119,6 +146,7 @@ export async function startNode(
     );
     ref.peer = peer;
     stack.defer(() => peer.close());
+    peer.firstLink.then(() => (linked = true));
 
     let table: PeerTable | undefined;
     stack.defer(() => table?.close());
@@ -163,9 +191,14 @@ export async function startNode(
       marker: str(r, "marker")!,
       key,
       onError: (id, err) => events({ event: "error", message: `mail ${id}: ${(err as Error).message}` }),
+      durable: async () => {
+        await sender.flush?.();
+        table?.sync();
+      },
+      patience,
     });
     // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
-    await reader.pass(auto.handle);
+    await patience.run("reading", () => reader.pass(auto.handle), signal);
     if (vias.length > 0) {
       await peer.announce();
       // Long sessions: stay in the hosts' tables (--ttl) and hear of peers that came meanwhile.
@@ -186,6 +219,7 @@ export async function startNode(
       peer,
       user,
       inboxLoop,
+      mailError: () => patience.lastError,
       [Symbol.asyncDispose]: () => stack.disposeAsync(),
     };
   } catch (err) {

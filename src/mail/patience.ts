@@ -7,6 +7,7 @@
  */
 import { backoffDelay, sleep } from "./backoff.ts";
 import { isRetriableError, type MailError } from "./errors.ts";
+import type { OutgoingMail, Sender, SentInfo } from "./smtp.ts";
 
 export const PATIENCE_BASE_DELAY_MS = 500;
 export const PATIENCE_MAX_DELAY_MS = 10_000;
@@ -27,22 +28,19 @@ export interface PatienceOptions {
 export class Patience {
   #opts: PatienceOptions;
   #clock: () => number;
-  /** Per kind of work ("sending", "reading"): failures in a row and when the outage began. */
-  #outages = new Map<string, { attempts: number; since: number }>();
+  /** Per kind of work ("sending", "reading"): failures in a row, when the outage began, the last error. */
+  #outages = new Map<string, { attempts: number; since: number; last: MailError }>();
 
   constructor(opts: PatienceOptions) {
     this.#opts = opts;
     this.#clock = opts.clock ?? Date.now;
   }
 
-  /** True while `what` is failing (some retriable error since it last worked). */
-  get troubled(): boolean {
-    return this.#outages.size > 0;
-  }
-
-  /** The last kinds of work that are failing, for a message. */
-  get troubles(): string[] {
-    return [...this.#outages.keys()];
+  /** The latest failure of an outage still going on, if any: what a deadline that passes should report. */
+  get lastError(): MailError | undefined {
+    let out: MailError | undefined;
+    for (const o of this.#outages.values()) out = o.last;
+    return out;
   }
 
   /** Runs fn until it succeeds, retrying retriable mail failures with backoff until the deadline. */
@@ -68,10 +66,11 @@ export class Patience {
     const now = this.#clock();
     let o = this.#outages.get(what);
     if (!o) {
-      o = { attempts: 0, since: now };
+      o = { attempts: 0, since: now, last: err as MailError };
       this.#outages.set(what, o);
     }
     o.attempts++;
+    o.last = err as MailError;
     const delay = backoffDelay(o.attempts, {
       reconnectBaseDelayMs: PATIENCE_BASE_DELAY_MS,
       reconnectMaxDelayMs: PATIENCE_MAX_DELAY_MS,
@@ -93,4 +92,15 @@ export class Patience {
     this.#outages.delete(what);
     this.#opts.onRecovered?.(what, this.#clock() - o.since);
   }
+}
+
+/** A sender that waits out mail server outages with `patience` (each send until its deadline). */
+export function patientSender(inner: Sender, patience: Patience, signal?: AbortSignal): Sender {
+  return {
+    label: inner.label,
+    send: (mail: OutgoingMail): Promise<SentInfo> => patience.run("sending", () => inner.send(mail), signal),
+    flush: () => inner.flush?.() ?? Promise.resolve(),
+    close: () => inner.close(),
+    [Symbol.asyncDispose]: () => inner.close(),
+  };
 }

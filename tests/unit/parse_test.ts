@@ -10,19 +10,9 @@ import {
   parseMail,
 } from "../../src/mail/parse.ts";
 import { composeMail } from "../../src/mail/smtp.ts";
+import { nestedMail } from "../helpers/poison.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s.replace(/\r?\n/g, "\r\n"));
-
-/** A multipart mail nested `depth` levels deep, the text/plain part at the bottom. */
-export function nestedMail(depth: number, subject = "mailmeet rendezvous"): Uint8Array {
-  let body = "";
-  for (let i = 0; i < depth; i++) {
-    body += `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n`;
-  }
-  body += "Content-Type: text/plain\r\n\r\nhello\r\n";
-  for (let i = depth - 1; i >= 0; i--) body += `--b${i}--\r\n`;
-  return enc(`From: a@isp-a.test\r\nTo: h@game.test\r\nSubject: ${subject}\r\nMIME-Version: 1.0\r\n${body}`);
-}
 
 Deno.test("parseMail reads what nodemailer writes: subject, date, from, recipients, quoted-printable text", async () => {
   const text = "A long first line that nodemailer folds with soft breaks, because it is longer than " +

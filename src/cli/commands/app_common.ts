@@ -85,6 +85,9 @@ export async function runApp(
         node.inboxLoop.then(() => "stop" as const),
       ]);
       if (first === "timeout") {
+        // Still waiting for the mail server at the deadline: that is the reason (exit 2), not the peers.
+        const mail = node.mailError();
+        if (mail) throw mail;
         throw new NoPeerError(
           `No peer connected within ${Math.round(timeoutMs / 1000)} s; try again later or check --via.`,
         );

@@ -12,6 +12,8 @@ import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { openNodeStatus } from "../status.ts";
 import { DEFAULT_SKEW_MS } from "../../roles/host.ts";
+import { Patience, patientSender } from "../../mail/patience.ts";
+import type { EventSink } from "../../roles/events.ts";
 
 export const HOST_HELP = `mailmeet host (or mailmeet --host) — answer rendezvous requests from a mailbox
 
@@ -45,13 +47,20 @@ export async function hostCommand(r: Resolved): Promise<number> {
   const events = status.track(sinkFor(r));
   using table = openTable(r, mail.address);
   status.tableSize = () => table.size();
-  await using sender = openSender(mail.smtp, { caCerts: mail.caCerts });
-  await using inbox = await openMailbox(mail.inbox, {
-    address: mail.address,
-    caCerts: mail.caCerts,
-    pollIntervalMs: mail.pollMs,
-    log: (line) => events({ event: "info", message: line }),
-  });
+  using stop = interruptSignal();
+  const once = flag(r, "once");
+  // A host runs for days: a mail server outage is waited out, however long (--once fails at once).
+  const patience = once ? undefined : hostPatience(events);
+  await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts });
+  const sender = patience ? patientSender(smtp, patience, stop.signal) : smtp;
+  const open = () =>
+    openMailbox(mail.inbox, {
+      address: mail.address,
+      caCerts: mail.caCerts,
+      pollIntervalMs: mail.pollMs,
+      log: (line) => events({ event: "info", message: line }),
+    });
+  await using inbox = patience ? await patience.run("reading", open, stop.signal) : await open();
   const marker = str(r, "marker")!;
   const reader = new InboxReader(inbox, {
     marker,
@@ -62,8 +71,14 @@ export async function hostCommand(r: Resolved): Promise<number> {
         event: "error",
         message: `mail ${id} stays in the box for a retry: ${(err as Error).message}`,
       }),
+    // Replies and rows (with their "answered" notes) survive a power cut before the requests are
+    // deleted: maildir replies are fsynced in the background until here, the table's WAL here.
+    durable: async () => {
+      await sender.flush?.();
+      table.sync();
+    },
+    patience,
   });
-  using stop = interruptSignal();
 
   const workers = addresses(r, "forward-to");
   if (workers.length > 0) {
@@ -72,7 +87,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       { address: mail.address, marker, workers, maxAgeMs: num(r, "max-age"), skewMs: DEFAULT_SKEW_MS },
       { sender, table, events },
     );
-    if (flag(r, "once")) await reader.pass((m) => forwarder.handle(m));
+    if (once) await reader.pass((m) => forwarder.handle(m));
     else {
       events({ event: "info", message: `representing ${workers.join(", ")} at ${mail.address}` });
       await reader.run(stop.signal, (m) => forwarder.handle(m));
@@ -116,7 +131,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       await loop;
     }
   }
-  if (flag(r, "once")) {
+  if (once) {
     await reader.pass((m) => host.handle(m));
     return 0;
   }
@@ -125,4 +140,18 @@ export async function hostCommand(r: Resolved): Promise<number> {
   await reader.run(stop.signal, (m) => host.handle(m));
   await syncing;
   return 0;
+}
+
+/** Waits out mail server outages for ever, saying so once per outage. */
+export function hostPatience(events: EventSink): Patience {
+  return new Patience({
+    deadline: () => Infinity,
+    onWaiting: (what, err) =>
+      events({ event: "waiting", reason: `waiting for the mail server (${what}): ${err.message}` }),
+    onRecovered: (what, ms) =>
+      events({
+        event: "info",
+        message: `the mail server answers again (${what}, after ${Math.round(ms / 1000)} s)`,
+      }),
+  });
 }

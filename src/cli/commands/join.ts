@@ -40,6 +40,9 @@ export async function joinCommand(r: Resolved): Promise<number> {
     ]);
     if (first === "timeout") {
       ctl.abort();
+      // Still waiting for the mail server at the deadline: that is the reason (exit 2), not the peers.
+      const mail = node.mailError();
+      if (mail) throw mail;
       throw new NoPeerError(
         `No peer connected within ${Math.round(timeoutMs / 1000)} s; try again later or check --via.`,
       );

@@ -91,6 +91,8 @@ type IdleEnd = "new" | "refresh" | "preempted" | "aborted" | "dead";
 
 export class ImapMailbox implements Mailbox {
   readonly label: string;
+  /** UID STORE + UID EXPUNGE per 16 messages: two round trips, and a crash re-reads at most 16. */
+  readonly deleteBatch = 16;
   readonly pollIntervalMs: number;
   #account: Account;
   #opts: ImapMailboxOptions;
