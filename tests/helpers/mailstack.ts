@@ -41,6 +41,9 @@ export interface MailStack extends AsyncDisposable {
    */
   url(kind: UrlKind | string, address: string): string;
   restartDovecot(): Promise<void>;
+  /** Stops Postfix (SMTP refused on every port) until startPostfix(). */
+  stopPostfix(): Promise<void>;
+  startPostfix(): Promise<void>;
   /** Raw RFC 5322 files currently in an address's Maildir (new/ and cur/), oldest first. */
   rawMessages(address: string): Promise<Uint8Array[]>;
   /** Delivers a raw message with plain SMTP to the MX port; resolves once it is in the Maildir. */
@@ -282,6 +285,12 @@ export async function mailStack(): Promise<MailStack> {
     url,
     async restartDovecot() {
       await script("restart-dovecot");
+    },
+    async stopPostfix() {
+      await script("stop-postfix");
+    },
+    async startPostfix() {
+      await script("start-postfix");
     },
     rawMessages: (address) => readMaildir(maildirOf(env.spool, address)),
     async deliverRaw(to, raw) {

@@ -112,6 +112,8 @@ export class ImapMailbox implements Mailbox {
   #seenArrivals = 0;
   /** Bumped on every successful (re)connect. */
   #generation = 0;
+  /** RFC822.SIZE by UID, as list() saw it: fetch() need not ask again (one round trip less per message). */
+  #sizes = new Map<number, number>();
   /** UID → the connection generation on which we set \Deleted (re-set after a reconnect). */
   #pendingDeletes = new Map<number, number>();
   /** Operations waiting for the connection: IDLE gives way to them. */
@@ -161,6 +163,7 @@ export class ImapMailbox implements Mailbox {
       if (uids.length === 0) return [];
       const validity = this.#uidValidity!;
       const out: MessageInfo[] = [];
+      this.#sizes.clear();
       for (const h of (await fetchHeaders(c, uids)).sort((a, b) => a.uid - b.uid)) {
         // Bounded and never throws: unreadable headers give "" and fall back to the server's date.
         const parsed = parseHeader(h.header);
@@ -170,6 +173,7 @@ export class ImapMailbox implements Mailbox {
         // server whose SEARCH is fuzzier than a substring match.
         if (!subjectHasMarker(subject, marker)) continue;
         date ??= h.internalDate;
+        this.#sizes.set(h.uid, h.size);
         const info: MessageInfo = { id: `${validity}:${h.uid}`, subject, size: h.size };
         out.push(date ? { ...info, date } : info);
       }
@@ -181,7 +185,10 @@ export class ImapMailbox implements Mailbox {
     return await this.#op("fetch", async (c) => {
       const uid = this.#uidOf(id);
       if (uid === undefined) throw this.#notFound(id);
-      const size = await fetchSize(c, uid);
+      const known = this.#sizes.get(uid);
+      this.#sizes.delete(uid);
+      // A message's size never changes (RFC 3501 §2.3.4): what list() saw still holds.
+      const size = known ?? await fetchSize(c, uid);
       if (size === undefined) throw this.#notFound(id);
       if (size > maxBytes) {
         throw new MailError(
@@ -321,6 +328,7 @@ export class ImapMailbox implements Mailbox {
             `earlier message ids no longer apply.`,
         );
         this.#pendingDeletes.clear();
+        this.#sizes.clear();
       }
       this.#uidValidity = sel.uidValidity;
       this.#exists = sel.exists;
