@@ -89,22 +89,22 @@ export class InboxReader {
       (a.date?.getTime() ?? 0) - (b.date?.getTime() ?? 0)
     );
     let finished = false;
+    // The next mail is fetched and read while the handler works on this one (its reply waits for a
+    // mail server's answer): one message ahead, never more.
+    const ahead = (i: number) => {
+      if (i >= fresh.length) return undefined;
+      const p = this.#fetch(fresh[i]);
+      p.catch(() => {}); // seen when awaited; an abandoned one (a failed pass) is moot
+      return p;
+    };
+    let next = ahead(0);
     try {
-      for (const info of fresh) {
-        let raw: Uint8Array;
-        try {
-          raw = await this.mailbox.fetch(info.id, this.opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-        } catch (err) {
-          if (err instanceof MailError && err.code === "too_large") {
-            // Not one of ours (they are a few KiB): leave it for its owner, never read it again.
-            this.opts.onSkip?.(info.id, err.message);
-            this.#settled.add(info.id);
-            continue;
-          }
-          if (err instanceof MailError && err.code === "not_found") continue;
-          throw err;
-        }
-        const { mail, message } = read(raw, this.opts.key);
+      for (let i = 0; i < fresh.length; i++) {
+        const info = fresh[i];
+        const got = await next!;
+        next = ahead(i + 1);
+        if (got === "skip") continue;
+        const { mail, message } = got;
         let disposition: Disposition;
         try {
           disposition = await handler({ id: info.id, mail, message, wokeAt });
@@ -183,6 +183,26 @@ export class InboxReader {
       next.catch(() => {});
       Promise.resolve(it.return?.()).catch(() => {});
     }
+  }
+
+  /** One mail fetched and read, or "skip" when it is gone or too large (reported and settled). */
+  async #fetch(
+    info: { id: string },
+  ): Promise<{ mail: ParsedMail; message: Message | ProtocolError } | "skip"> {
+    let raw: Uint8Array;
+    try {
+      raw = await this.mailbox.fetch(info.id, this.opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+    } catch (err) {
+      if (err instanceof MailError && err.code === "too_large") {
+        // Not one of ours (they are a few KiB): leave it for its owner, never read it again.
+        this.opts.onSkip?.(info.id, err.message);
+        this.#settled.add(info.id);
+        return "skip";
+      }
+      if (err instanceof MailError && err.code === "not_found") return "skip";
+      throw err;
+    }
+    return read(raw, this.opts.key);
   }
 
   get #batch(): number {
