@@ -16,6 +16,14 @@
 # Three providers (isp-a.test, isp-b.test, game.test); any local part is an account, every account's
 # password is "mailmeet-test", and each keeps a standard Maildir at $MAILSTACK_DIR/spool/<address>.
 set -euo pipefail
+# A caller may hold the test suite's lock (flock /tmp/mailmeet-suite.lock …) on a descriptor we
+# inherit; a daemon started here would inherit it too and hold the lock until it exits, and every
+# later run would wait for ever. Close every inherited descriptor but the standard three (and the
+# script's own, 255).
+for fd in /proc/$$/fd/*; do
+  fd="${fd##*/}"
+  case "$fd" in 0 | 1 | 2 | 255 | *[!0-9]*) ;; *) eval "exec $fd>&-" 2>/dev/null || true ;; esac
+done
 # postfix, dovecot and postconf live in sbin, which a non-login root shell may not have on its PATH.
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
