@@ -156,6 +156,9 @@ class SmtpSender implements Sender {
       },
       pool: true,
       maxConnections: 2,
+      // nodemailer reconnects after 100 messages by default: a busy host would pay a TLS handshake and
+      // AUTH every 100 replies for nothing.
+      maxMessages: Infinity,
       connectionTimeout: CONNECTION_TIMEOUT_MS,
       greetingTimeout: CONNECTION_TIMEOUT_MS,
       socketTimeout: SOCKET_TIMEOUT_MS,

@@ -39,7 +39,7 @@ for (const transport of ["maildir", "imap", "pop3"] as Transport[]) {
     const host = w.host("host", hostAcct);
     await host.waitForCount(is("host_reply"), 3, 60_000, "three replies");
     // Poison arriving while it runs, then more requests: still alive, still answering.
-    for (const raw of poisons(hostAcct.address)) await w.deliverRaw(hostAcct, raw);
+    for (const raw of poisons(hostAcct.address)) await w.deliverRaw(hostAcct, raw, { wait: false });
     for (let i = 3; i < 5; i++) await w.send(askers[i], [hostAcct], MARKER, sealToText(key, sent[i]));
     await host.waitForCount(is("host_reply"), 5, 60_000, "five replies");
     await host.waitForCount(is("host_dropped"), 6, 30_000, "six poisoned mails set aside");
@@ -73,7 +73,7 @@ for (const transport of ["maildir", "imap", "pop3"] as Transport[]) {
     w.host("host", hostAcct);
     const bob = w.peer("bob", bobAcct, [hostAcct]);
     await bob.waitFor(is("waiting"), 60_000, "bob waiting for peers");
-    for (const raw of poisons(bobAcct.address)) await w.deliverRaw(bobAcct, raw);
+    for (const raw of poisons(bobAcct.address)) await w.deliverRaw(bobAcct, raw, { wait: false });
     await bob.waitForCount(is("reply_ignored"), 6, 60_000, "six ignored mails");
     const carol = w.peer("carol", w.account("carol", "isp-b.test"), [hostAcct]);
     await carol.waitFor(is("connected", { peer: "bob" }), 60_000, "carol linked to bob");

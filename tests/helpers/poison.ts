@@ -29,11 +29,12 @@ export function hugeHeaderMail(
   );
 }
 
-/** Tens of thousands of empty parts, then base64 garbage in a part claiming to be text. */
+/** Thousands of parts (under the 256 KiB fetch cap), then base64 garbage in a part claiming to be text. */
 export function partBombMail(subject = "mailmeet rendezvous", to = "h@game.test"): Uint8Array {
   return enc(
     `From: mallory@isp-b.test\r\nTo: ${to}\r\nSubject: ${subject}\r\nMIME-Version: 1.0\r\n` +
-      `Content-Type: multipart/mixed; boundary=b\r\n\r\n${"--b\r\n\r\n".repeat(20_000)}` +
+      `Content-Type: multipart/mixed; boundary=b\r\n\r\n` +
+      "--b\r\nContent-Type: application/x\r\n\r\n".repeat(6_000) +
       `--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n${
         "!@#$".repeat(5_000)
       }\r\n--b--\r\n`,
