@@ -20,7 +20,7 @@ import { composeMail } from "../../src/mail/smtp.ts";
 import { maildirFor } from "../../src/mail/maildir.ts";
 import { request } from "../../tests/helpers/events.ts";
 import { type MailStack, mailStack } from "../../tests/helpers/mailstack.ts";
-import { measureHops } from "./mail_hop.ts";
+import { HopMeter } from "./mail_hop.ts";
 import { line, percentile, ratio, summarize } from "./stats.ts";
 
 const MARKER = "mailmeet rendezvous";
@@ -420,8 +420,10 @@ async function benchPop3(args: HostBenchArgs): Promise<void> {
   const times: number[] = [];
   const hops: number[] = [];
   const runs = Math.max(args.pairs * 3, 5);
+  await using meter = await HopMeter.open(stack, "imap");
+  await meter.hop(); // cold
   for (let i = 0; i <= runs; i++) {
-    const hop = await measureHops(stack, "imap", 2);
+    const hop = await meter.hop();
     await using peer = spawnCli("peer", [
       "join",
       ...common(peerAddr, "imap"),
@@ -440,7 +442,7 @@ async function benchPop3(args: HostBenchArgs): Promise<void> {
       "connected",
     );
     if (i === 0) continue; // warm-up
-    hops.push(hop.hop[1]);
+    hops.push(hop.hop);
     times.push(Date.parse(String(conn.time)) - Date.parse(String(sent.time)));
   }
   const b = summarize(hops);

@@ -10,7 +10,8 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     runs: { type: "string", default: "30" },
-    poll: { type: "string", default: "500" },
+    // bench mail: POP3 polling interval, by default the CLI's own (--poll 2)
+    poll: { type: "string", default: "2000" },
     // bench host: reference/run pairs, requests per table run, requests queued per capacity run
     pairs: { type: "string", default: "3" },
     requests: { type: "string", default: "300" },

@@ -55,7 +55,10 @@ export interface InboxOptions {
   maxBytes?: number;
   /** Called for mail skipped before any handler saw it (too large, unreadable). */
   onSkip?: (id: string, reason: string) => void;
-  /** Called when a handler failed: the mail stays in the box and is tried again after a pause. */
+  /**
+   * Called when a handler failed: the mail stays in the box and is tried again (after RETRY_PASS_MS
+   * when the failure may pass, else at the next wake-up).
+   */
   onError?: (id: string, err: unknown) => void;
   /** Makes what the handlers recorded durable; called before any deletion is made permanent. */
   durable?: () => void | Promise<void>;
@@ -112,7 +115,9 @@ export class InboxReader {
           if (err instanceof MailError && !isRetriableError(err) && this.opts.onError === undefined) {
             throw err;
           }
-          this.#failed = true;
+          // A failure that may pass (a server restarting) gets a retry pass soon; a permanent one
+          // (a 5xx) waits for the next wake-up instead of hammering the server every few seconds.
+          if (isRetriableError(err)) this.#failed = true;
           this.opts.onError?.(info.id, err);
           continue;
         }

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { CliProcess } from "../../scripts/lib/cli_process.ts";
 import { is } from "../helpers/events.ts";
 import { type Transport, world } from "../helpers/world.ts";
+import { mailStack } from "../helpers/mailstack.ts";
 
 const env = (name: string, fallback: number) => Number(Deno.env.get(`MAILMEET_FAULT_${name}`) ?? fallback);
 const JOINS = env("JOINS", 12);
@@ -89,4 +90,41 @@ for (const transport of ["imap", "pop3"] as Transport[]) {
     const late = w.peer("late", w.account("late", "isp-b.test"), [hostAcct]);
     await late.waitFor(is("reply"), 60_000, "a reply after the faults");
   });
+}
+
+Deno.test("a mail server restarted by a command that holds a lock does not inherit the lock", async () => {
+  await using stack = await mailStack();
+  const lockFile = await Deno.makeTempFile({ prefix: "mailmeet-lock-" });
+  const script = new URL("../../scripts/mailstack.sh", import.meta.url).pathname;
+  try {
+    // As `flock FILE deno test …` runs the suite: the lock on a descriptor every child inherits.
+    const out = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `exec 7<"${lockFile}"; bash "${script}" restart-dovecot && bash "${script}" restart-postfix`,
+      ],
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    for (const comm of ["dovecot", "master"]) {
+      for (const pid of await pidsOf(comm)) {
+        for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
+          const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "");
+          assert.notEqual(target, lockFile, `${comm} (pid ${pid}) holds the lock file open`);
+        }
+      }
+    }
+    assert.ok(stack.host);
+  } finally {
+    await Deno.remove(lockFile);
+  }
+});
+
+async function pidsOf(comm: string): Promise<number[]> {
+  const out: number[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const c = await Deno.readTextFile(`/proc/${e.name}/comm`).catch(() => "");
+    if (c.trim() === comm) out.push(Number(e.name));
+  }
+  return out;
 }
