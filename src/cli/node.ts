@@ -7,7 +7,7 @@ import { openSender } from "../mail/smtp.ts";
 import type { Mailbox } from "../mail/mailbox.ts";
 import type { Sender } from "../mail/smtp.ts";
 import type { MailError } from "../mail/errors.ts";
-import { Patience, patientSender } from "../mail/patience.ts";
+import { patientSender } from "../mail/patience.ts";
 import { detectAdvertiseHost } from "../net/address.ts";
 import { NetLinker, type NetPeerLink } from "../net/peer_link.ts";
 import { AutoNode } from "../roles/auto.ts";
@@ -20,7 +20,7 @@ import { UsageError } from "./errors.ts";
 import { addresses, flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
 import type { Resolved } from "./options.ts";
 import { openNodeStatus } from "./status.ts";
-import { openTable } from "./commands/host.ts";
+import { mailPatience, openTable } from "./commands/host.ts";
 
 export interface RunningNode extends AsyncDisposable {
   peer: Peer;
@@ -51,22 +51,7 @@ export async function startNode(
   const timeoutMs = num(r, "timeout");
   const startedAt = Date.now();
   let linked = false;
-  const patience = new Patience({
-    deadline: () => (linked || timeoutMs <= 0 ? Infinity : startedAt + timeoutMs),
-    onWaiting: (what, err, deadline) =>
-      events({
-        event: "waiting",
-        reason: `waiting for the mail server (${what}): ${err.message}` +
-          (deadline < Infinity
-            ? ` Retrying for up to ${Math.max(1, Math.round((deadline - Date.now()) / 1000))} s.`
-            : ""),
-      }),
-    onRecovered: (what, ms) =>
-      events({
-        event: "info",
-        message: `the mail server answers again (${what}, after ${Math.round(ms / 1000)} s)`,
-      }),
-  });
+  const patience = mailPatience(events, () => (linked || timeoutMs <= 0 ? Infinity : startedAt + timeoutMs));
   // What `mailmeet status` shows comes from this node's own events (src/cli/status.ts).
   const status = stack.use(openNodeStatus(r.command, { address: mail.address, user, roles: ["peer"] }));
   events = status.track(events);

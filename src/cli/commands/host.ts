@@ -50,7 +50,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
   using stop = interruptSignal();
   const once = flag(r, "once");
   // A host runs for days: a mail server outage is waited out, however long (--once fails at once).
-  const patience = once ? undefined : hostPatience(events);
+  const patience = once ? undefined : mailPatience(events);
   await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts });
   const sender = patience ? patientSender(smtp, patience, stop.signal) : smtp;
   const open = () =>
@@ -142,12 +142,21 @@ export async function hostCommand(r: Resolved): Promise<number> {
   return 0;
 }
 
-/** Waits out mail server outages for ever, saying so once per outage. */
-export function hostPatience(events: EventSink): Patience {
+/**
+ * Waits out mail server outages until `deadline()` (Infinity: for ever), saying once per outage
+ * that it waits (a `waiting` event, shown in human mode) and, in --verbose, when it is over.
+ */
+export function mailPatience(events: EventSink, deadline: () => number = () => Infinity): Patience {
   return new Patience({
-    deadline: () => Infinity,
-    onWaiting: (what, err) =>
-      events({ event: "waiting", reason: `waiting for the mail server (${what}): ${err.message}` }),
+    deadline,
+    onWaiting: (what, err, until) =>
+      events({
+        event: "waiting",
+        reason: `waiting for the mail server (${what}): ${err.message}` +
+          (until < Infinity
+            ? ` Retrying for up to ${Math.max(1, Math.round((until - Date.now()) / 1000))} s.`
+            : ""),
+      }),
     onRecovered: (what, ms) =>
       events({
         event: "info",
