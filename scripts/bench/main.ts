@@ -1,14 +1,25 @@
-/** `deno task bench [mail|rendezvous|link|nat|all] [--runs N]`: each figure printed beside its reference. */
+/** `deno task bench [mail|rendezvous|link|nat|host|all] [--runs N]`: each figure printed beside its reference. */
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
 import { benchLink } from "./link.ts";
 import { benchNat } from "./nat.ts";
+import { benchHost } from "./host.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
   allowPositionals: true,
-  options: { runs: { type: "string", default: "30" }, poll: { type: "string", default: "500" } },
+  options: {
+    runs: { type: "string", default: "30" },
+    // bench mail: POP3 polling interval, by default the CLI's own (--poll 2)
+    poll: { type: "string", default: "2000" },
+    // bench host: reference/run pairs, requests per table run, requests queued per capacity run
+    pairs: { type: "string", default: "3" },
+    requests: { type: "string", default: "300" },
+    queued: { type: "string", default: "10000" },
+    entry: { type: "string" },
+    only: { type: "string", multiple: true },
+  },
 });
 const runs = Number(values.runs);
 const which = positionals[0] ?? "all";
@@ -17,6 +28,14 @@ const benches: Record<string, () => Promise<void>> = {
   rendezvous: () => benchRendezvous({ runs }),
   link: () => benchLink(),
   nat: () => benchNat({ runs: Math.min(runs, 10) }),
+  host: () =>
+    benchHost({
+      pairs: Number(values.pairs),
+      requests: Number(values.requests),
+      queued: Number(values.queued),
+      entry: values.entry,
+      only: values.only,
+    }),
 };
 if (which !== "all" && !benches[which]) {
   console.error(`Unknown benchmark "${which}"; choose ${Object.keys(benches).join(", ")} or all.`);

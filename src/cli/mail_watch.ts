@@ -71,6 +71,7 @@ export function recordingSender(sender: Sender, sent: SentMail): Sender {
       if (info.messageId) sent.record(info.messageId, mail.to);
       return info;
     },
+    flush: sender.flush ? () => sender.flush!() : undefined,
     close: () => sender.close(),
     [Symbol.asyncDispose]: () => sender.close(),
   };

@@ -166,6 +166,9 @@ export async function runApp(
           );
         }
         if (first === "timeout") {
+          // Still waiting for the mail server at the deadline: that is the reason (exit 2), not the peers.
+          const mail = meeting.mailError?.();
+          if (mail) throw mail;
           throw new NoPeerError(
             sentences.timeout?.({ linked, answered: waiting.answered }) ?? waiting.timeoutSentence(timeoutMs),
           );
@@ -217,6 +220,8 @@ interface Meeting extends AsyncDisposable {
   /** Settles when the node stops on its own: rejects with why (the inbox failed, the node went). */
   ended: Promise<void>;
   status: AppStatusBoard;
+  /** The mail server failure being waited out right now, if any (what a --timeout that passes should report). */
+  mailError?(): Error | undefined;
 }
 
 /**
@@ -238,6 +243,7 @@ async function meet(
       firstLink: node.firstLink,
       ended: node.inboxLoop,
       status: node.status,
+      mailError: () => node.mailError(),
       [Symbol.asyncDispose]: () => node[Symbol.asyncDispose](),
     };
   }

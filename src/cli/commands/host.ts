@@ -16,6 +16,7 @@ import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { openNodeStatus } from "../status.ts";
 import { DEFAULT_SKEW_MS } from "../../roles/host.ts";
+import { Patience, patientSender } from "../../mail/patience.ts";
 
 export const HOST_HELP = `mailmeet host (or mailmeet --host) — answer rendezvous requests from a mailbox
 
@@ -69,14 +70,21 @@ export async function hostCommand(r: Resolved): Promise<number> {
   using status = openNodeStatus("host", { address: mail.address, roles: ["host"] });
   const events = status.track(sinkFor(r));
   using table = openTable(r, mail.address);
-  status.tableSize = () => table.entries(Date.now()).length;
-  await using sender = openSender(mail.smtp, { caCerts: mail.caCerts });
-  await using inbox = await openMailbox(mail.inbox, {
-    address: mail.address,
-    caCerts: mail.caCerts,
-    pollIntervalMs: mail.pollMs,
-    log: (line) => events({ event: "info", message: line }),
-  });
+  status.tableSize = () => table.size();
+  using stop = interruptSignal();
+  const once = flag(r, "once");
+  // A host runs for days: a mail server outage is waited out, however long (--once fails at once).
+  const patience = once ? undefined : mailPatience(events);
+  await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts });
+  const sender = patience ? patientSender(smtp, patience, stop.signal) : smtp;
+  const open = () =>
+    openMailbox(mail.inbox, {
+      address: mail.address,
+      caCerts: mail.caCerts,
+      pollIntervalMs: mail.pollMs,
+      log: (line) => events({ event: "info", message: line }),
+    });
+  await using inbox = patience ? await patience.run("reading", open, stop.signal) : await open();
   const marker = str(r, "marker")!;
   const interrupted = () => new InterruptedError("Interrupted; the host stopped.");
   const reader = new InboxReader(inbox, {
@@ -88,8 +96,14 @@ export async function hostCommand(r: Resolved): Promise<number> {
         event: "error",
         message: `mail ${id} stays in the box for a retry: ${(err as Error).message}`,
       }),
+    // Replies and rows (with their "answered" notes) survive a power cut before the requests are
+    // deleted: maildir replies are fsynced in the background until here, the table's WAL here.
+    durable: async () => {
+      await sender.flush?.();
+      table.sync();
+    },
+    patience,
   });
-  using stop = interruptSignal();
 
   const workers = addresses(r, "forward-to");
   if (workers.length === 0 && !flag(r, "once")) {
@@ -107,7 +121,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       { sender, table, events },
     );
     const handle = reportUnreadable((m) => forwarder.handle(m), events);
-    if (flag(r, "once")) await reader.pass(handle);
+    if (once) await reader.pass(handle);
     else {
       events({ event: "info", message: `representing ${workers.join(", ")} at ${mail.address}` });
       await reader.run(stop.signal, handle);
@@ -162,7 +176,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       await host.bootstrap(bootstrap, num(r, "timeout"));
       events({
         event: "info",
-        message: `table filled from ${bootstrap}: ${table.entries(Date.now()).length} entries`,
+        message: `table filled from ${bootstrap}: ${table.size()} entries`,
       });
     } catch (err) {
       throw new UsageError(`Could not bootstrap from ${bootstrap}: ${(err as Error).message}.`);
@@ -172,7 +186,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
     }
   }
   const handle = reportUnreadable((m) => host.handle(m), events);
-  if (flag(r, "once")) {
+  if (once) {
     await reader.pass(handle);
     if (stop.interrupted) throw interrupted();
     return 0;
@@ -182,4 +196,27 @@ export async function hostCommand(r: Resolved): Promise<number> {
   await syncing;
   if (stop.interrupted) throw interrupted();
   return 0;
+}
+
+/**
+ * Waits out mail server outages until `deadline()` (Infinity: for ever), saying once per outage
+ * that it waits (a `waiting` event, shown in human mode) and, in --verbose, when it is over.
+ */
+export function mailPatience(events: EventSink, deadline: () => number = () => Infinity): Patience {
+  return new Patience({
+    deadline,
+    onWaiting: (what, err, until) =>
+      events({
+        event: "waiting",
+        reason: `waiting for the mail server (${what}): ${err.message}` +
+          (until < Infinity
+            ? ` Retrying for up to ${Math.max(1, Math.round((until - Date.now()) / 1000))} s.`
+            : ""),
+      }),
+    onRecovered: (what, ms) =>
+      events({
+        event: "info",
+        message: `the mail server answers again (${what}, after ${Math.round(ms / 1000)} s)`,
+      }),
+  });
 }
