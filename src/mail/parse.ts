@@ -28,6 +28,11 @@ export interface ParsedMail {
   /** To and Cc addresses, lower-cased. */
   recipients: string[];
   messageId?: string;
+  /**
+   * X-Mailmeet-Hops: how many hosts passed this mail on (a request chained upward). Not sealed: it
+   * only bounds a chain (the sealed nonce is what stops loops), so a forged value costs nothing.
+   */
+  hops?: number;
   /** The first text/plain part, decoded ("" when there is none). */
   text: string;
   /** Why no text could be read (too deep, too many parts, no end of header): set the mail aside. */
@@ -51,6 +56,7 @@ const WANTED = new Set([
   "message-id",
   "content-type",
   "content-transfer-encoding",
+  "x-mailmeet-hops",
 ]);
 
 /** Subject and Date of a header block (or of a whole mail: reading stops at the blank line). */
@@ -78,6 +84,8 @@ export function parseMail(raw: Uint8Array): ParsedMail {
   if (from) out.from = from;
   const id = f.get("message-id")?.trim();
   if (id) out.messageId = id;
+  const hops = f.get("x-mailmeet-hops")?.trim();
+  if (hops && /^\d{1,3}$/.test(hops)) out.hops = Number(hops);
   if (head.bodyStart < 0) {
     out.problem = `its header does not end within the first ${MAX_HEADER_BYTES} bytes`;
     return out;

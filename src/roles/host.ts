@@ -184,14 +184,36 @@ export class Host {
         await this.#sendSync(other, this.#recent(now), false, [me]);
       }
     }
-    // 【0065】: pass the newcomer upward, unless it asked that host itself.
+    // 【0065】: pass the newcomer upward, unless it asked that host itself (or sent it to us).
     if (stored && !retry) {
       const up = (this.settings.upstream ?? []).filter((h) =>
-        !m.mail.recipients.includes(h) && h !== req.replyTo
+        !m.mail.recipients.includes(h) && h !== req.replyTo && h !== m.mail.from
       );
-      for (const h of up) await this.#sendSync(h, [toPeerEntry(entry)], false, [me]);
+      const hops = m.mail.hops ?? 0;
+      for (const h of up) {
+        // A first request goes up as it came, so the upstream host answers the newcomer itself
+        // from its own, fresher table and introduces it to its members: a chain no longer answers
+        // only from what it was told at its own join (issue 10). The sealed nonce ends loops (a
+        // host that saw it drops it as a replay); the hop count bounds a chain. A re-announce
+        // needs no answer: a sync keeps the upstream's row fresh for one mail instead of two.
+        if (req.quiet || hops >= MAX_HOPS) await this.#sendSync(h, [toPeerEntry(entry)], false, [me]);
+        else await this.#passUp(h, m, req.user, hops + 1);
+      }
     }
     return "delete";
+  }
+
+  /** The request mail, unchanged but for the hop count, to an upstream host. */
+  async #passUp(to: string, m: InboundMail, user: string, hops: number): Promise<void> {
+    await this.deps.sender.send({
+      from: this.settings.address,
+      to: [to],
+      subject: this.settings.marker,
+      text: m.mail.text,
+      headers: { "X-Mailmeet-Hops": String(hops) },
+    });
+    this.deps.events({ event: "mail_sent", kind: "forward", recipients: 1 });
+    this.deps.events({ event: "info", message: `passed ${user}'s request up to ${to}` });
   }
 
   /** `doctor` asks: answered like a request, but never stored, introduced or passed on. */
