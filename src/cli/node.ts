@@ -206,7 +206,7 @@ export async function startNode(
     ref.peer = peer;
     stack.defer(() => peer.close());
     // Runs before the sender closes (deferred earlier): the hosts hear we go.
-    stack.defer(() => peer.leave());
+    stack.defer(() => peer.leave(undefined, sentMail.failed));
     network.links.firstLink.then(() => (linked = true));
 
     let table: PeerTable | undefined;
