@@ -5,6 +5,7 @@
 import type { AppEvent } from "../../apps/links.ts";
 import { formatBytes, Progress, TransferError, TransferInterrupted } from "../../apps/file_proto.ts";
 import type { LinkApp } from "../../apps/links.ts";
+import type { RoomHost } from "../../apps/chat.ts";
 import type { EventSink } from "../../roles/events.ts";
 import { addresses, flag, num } from "../context.ts";
 import { EXIT, InterruptedError, NoPeerError, UsageError } from "../errors.ts";
@@ -55,7 +56,10 @@ export function appOutput(r: Resolved, nodeTo: "stdout" | "stderr" = "stdout"): 
     live,
     app: (e, text) => {
       if (json) line(JSON.stringify({ time: new Date().toISOString(), ...e }));
-      else if (text !== undefined && !(quiet && e.event !== "error")) line(text);
+      // --quiet hides what the node and apps report, never what people say in the chat.
+      else if (
+        text !== undefined && !(quiet && e.event !== "error" && e.event !== "chat" && e.event !== "said")
+      ) line(text);
     },
     stderr: (l) => {
       live?.clear();
@@ -77,12 +81,14 @@ export interface AppRun {
   status: AppStatusBoard;
   /** Settles when the node stops on its own; rejects with why (the inbox failed for good, …). */
   ended: Promise<void>;
+  /** The node's chat room (undefined on a node that carries none). */
+  room?: RoomHost;
   /**
    * Resolves once a first link is up. Throws NoPeerError (exit 3) when --timeout passes first
-   * (--timeout 0 waits for ever), InterruptedError (exit 130) on Ctrl-C, and UsageError (exit 1)
-   * when every --via address bounced.
+   * (--timeout 0 or --wait waits for ever, as does `untimed`), InterruptedError (exit 130) on
+   * Ctrl-C, and UsageError (exit 1) when every --via address bounced.
    */
-  firstLink(): Promise<void>;
+  firstLink(opts?: { untimed?: boolean }): Promise<void>;
   /**
    * The same wait for something else (a link to one given peer): `sentences.timeout` (given what
    * the wait saw) replaces the generic --timeout sentence, `sentences.interrupted` the Ctrl-C one.
@@ -177,13 +183,14 @@ export async function runApp(
         clearInterval(ticker);
       }
     };
-    const firstLink = () => waitFor(meeting.firstLink);
+    const firstLink = (o: { untimed?: boolean } = {}) => waitFor(meeting.firstLink, o);
     let code: number;
     try {
       code = await body({
         signal: ctl.signal,
         status: meeting.status,
         ended: meeting.ended,
+        room: meeting.room,
         firstLink,
         waitFor,
       });
@@ -217,6 +224,7 @@ interface Meeting extends AsyncDisposable {
   /** Settles when the node stops on its own: rejects with why (the inbox failed, the node went). */
   ended: Promise<void>;
   status: AppStatusBoard;
+  room?: RoomHost;
 }
 
 /**
@@ -238,12 +246,14 @@ async function meet(
       firstLink: node.firstLink,
       ended: node.inboxLoop,
       status: node.status,
+      room: node.network.room,
       [Symbol.asyncDispose]: () => node[Symbol.asyncDispose](),
     };
   }
   const h = client.hello;
   events({ event: "info", message: `attached to the running node (pid ${h.pid}, mailmeet ${h.command})` });
   const attachment = client.attach(app);
+  const room = client.room();
   // What the app does shows in a status file of its own: the node's belongs to the node.
   const identity = await nodeIdentity(r);
   const status = openNodeStatus(r.command, { ...identity, roles: ["app"] });
@@ -261,6 +271,7 @@ async function meet(
     firstLink: attachment.firstLink,
     ended,
     status,
+    room,
     [Symbol.asyncDispose]: async () => {
       status[Symbol.dispose]();
       await attachment[Symbol.asyncDispose]();
