@@ -69,6 +69,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "120",
   },
   {
+    name: "wait",
+    kind: "boolean",
+    help: "wait for others for ever (same as --timeout 0; interactive chat waits by default)",
+    default: false,
+  },
+  {
     name: "dial-timeout",
     kind: "duration",
     arg: "SECONDS",

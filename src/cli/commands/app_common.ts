@@ -85,10 +85,10 @@ export interface AppRun {
   room?: RoomHost;
   /**
    * Resolves once a first link is up. Throws NoPeerError (exit 3) when --timeout passes first
-   * (--timeout 0 or --wait waits for ever, as does `untimed`), InterruptedError (exit 130) on
-   * Ctrl-C, and UsageError (exit 1) when every --via address bounced.
+   * (see firstLinkTimeoutMs), InterruptedError (exit 130) on Ctrl-C, and UsageError (exit 1)
+   * when every --via address bounced.
    */
-  firstLink(opts?: { untimed?: boolean }): Promise<void>;
+  firstLink(opts?: { interactive?: boolean }): Promise<void>;
   /**
    * The same wait for something else (a link to one given peer): `sentences.timeout` (given what
    * the wait saw) replaces the generic --timeout sentence, `sentences.interrupted` the Ctrl-C one.
@@ -100,6 +100,8 @@ export interface AppRun {
       interrupted?: string;
       /** No --timeout for this wait (it bounds only the wait for a first link). */
       untimed?: boolean;
+      /** A person at a terminal waits for the others (see firstLinkTimeoutMs). */
+      interactive?: boolean;
     },
   ): Promise<T>;
 }
@@ -109,6 +111,17 @@ export interface AppOptions {
   beforeLink?: string;
   /** The sentence for Ctrl-C once the app ran. */
   interrupted?: string;
+}
+
+/**
+ * How long to wait for a first link, ms (0: for ever). Waiting is a state, not a failure: --wait
+ * and --timeout 0 wait for ever, and so does an app a person started at a terminal (the first
+ * one in waits for the others) unless --timeout was set; scripts keep the --timeout default.
+ */
+export function firstLinkTimeoutMs(r: Resolved, interactive = false): number {
+  if (flag(r, "wait")) return 0;
+  if (interactive && r.sources.timeout === "default") return 0;
+  return num(r, "timeout");
 }
 
 /** How often the waiting node is asked whether to say it still waits. */
@@ -149,9 +162,10 @@ export async function runApp(
         timeout?: (seen: { linked: boolean; answered: boolean }) => string | undefined;
         interrupted?: string;
         untimed?: boolean;
+        interactive?: boolean;
       } = {},
     ): Promise<T> => {
-      const timeoutMs = sentences.untimed ? 0 : num(r, "timeout");
+      const timeoutMs = sentences.untimed ? 0 : firstLinkTimeoutMs(r, sentences.interactive);
       let timer: ReturnType<typeof setTimeout> | undefined;
       type Outcome = { got: T } | "timeout" | "stop" | { bounced: string };
       try {
@@ -161,7 +175,6 @@ export async function runApp(
           meeting.ended.then(() => "stop" as const),
           gaveUp.promise.then((bounced) => ({ bounced })),
         ];
-        // --timeout 0 waits for ever.
         if (timeoutMs > 0) {
           waits.push(new Promise((resolve) => timer = setTimeout(() => resolve("timeout"), timeoutMs)));
         }
@@ -183,7 +196,7 @@ export async function runApp(
         clearInterval(ticker);
       }
     };
-    const firstLink = (o: { untimed?: boolean } = {}) => waitFor(meeting.firstLink, o);
+    const firstLink = (o: { interactive?: boolean } = {}) => waitFor(meeting.firstLink, o);
     let code: number;
     try {
       code = await body({

@@ -14,7 +14,8 @@ Works piped too: lines on stdin are said, the room's lines come out on stdout (t
 messages go to stderr); lines said before anyone is linked go to the first peer who comes. End of
 input (Ctrl-D) leaves the room. With --json every line is an event: room, chat, said (your own line), joined,
 left, unreachable. --quiet hides notices, never chat lines.
-Exits 3 if nobody connected within --timeout.
+Typed at a terminal, chat waits for others as long as it takes ("no one else is online yet");
+piped, it exits 3 if nobody connected within --timeout (--timeout 0 or --wait: for ever).
 
 Example:
   mailmeet chat --address bob@isp-b.test --via lan-host@game.test --key-file group.key`;
@@ -77,7 +78,8 @@ export async function chatCommand(r: Resolved): Promise<number> {
       });
       input.catch(() => {});
       onRoom();
-      await run.firstLink();
+      // The first one in waits for the others: typed at a terminal, for as long as it takes.
+      await run.firstLink({ interactive: typing });
       // End of input (Ctrl-D) leaves the room: exit 0. Ctrl-C: exit 130.
       await Promise.race([input.catch(() => {}), aborted(run.signal)]);
       return 0;
