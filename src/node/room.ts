@@ -12,7 +12,11 @@
  * Hostile members hold the network key, so the room bounds what one can do: frames from each link
  * go through a token bucket, a frame naming a member we are linked to is taken only from that
  * member's own link (a neighbour cannot put words in its mouth), ids far ahead or from the future
- * are refused, every table is capped, and a slow reader's queue is capped. A line from a member
+ * are refused, every table is capped, and a slow reader's queue is capped.
+ *
+ * "Only its own link" starts once the member's link has told us its run and the number of its
+ * next line (its presence over that link, listing us): lines it said before, which went out
+ * through others while the link was being made, still come through them. A line from a member
  * we hold no link to is hearsay from `via`, and says so.
  */
 import { type Random, systemRandom } from "../protocol/bytes.ts";
@@ -61,6 +65,8 @@ interface Neighbour {
   out: LineQueue;
   bucket: TokenBucket;
   dropped: number;
+  /** Once its own link spoke: its run, and its first line said with us linked. */
+  speaks?: { run: string; from: number };
 }
 
 export class RoomService implements LinkApp, RoomHost {
@@ -225,8 +231,15 @@ export class RoomService implements LinkApp, RoomHost {
     }
     const f = decodeFrame(raw);
     if (!f || f.o === this.#o.user) return;
-    // Linked to the origin: only its own link speaks for it.
-    if (f.o !== from && this.#neighbours.has(f.o)) return;
+    if (f.o === from) {
+      if (f.k === "here" && f.l.includes(this.#o.user) && n.speaks?.run !== f.r) {
+        n.speaks = { run: f.r, from: f.n };
+      }
+    } else {
+      // Linked to the origin: only its own link speaks for it, from the line it said linked to us on.
+      const speaks = this.#neighbours.get(f.o)?.speaks;
+      if (speaks && (f.k === "here" || f.r !== speaks.run || f.s >= speaks.from)) return;
+    }
     const ahead = this.#now() + MAX_CLOCK_AHEAD_MS;
     if (f.at > ahead || (f.k === "here" && f.since > ahead)) return;
     if (f.k === "say") {
@@ -252,6 +265,7 @@ export class RoomService implements LinkApp, RoomHost {
       since: this.#since,
       v: this.#version++,
       l: [...this.#neighbours.keys()].slice(0, MAX_LISTED_LINKS),
+      n: this.#seq,
       bye,
     };
     this.#lastHere = f.at;

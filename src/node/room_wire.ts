@@ -2,7 +2,7 @@
  * The frames of the one chat room (src/node/room.ts), one JSON object per line on a "room" stream:
  *  - say: a chat line of `o` (origin user), the `s`-th of its run `r`;
  *  - here: `o`'s presence, version `v` of its run `r` started at `since`: whom it is linked to
- *    (`l`), or that it leaves (`bye`).
+ *    (`l`), the sequence number of its next line (`n`), or that it leaves (`bye`).
  * Every frame carries `h`, the hops it may still travel. Decoding checks every field: a frame
  * that fails is dropped whole (one failure policy), never half-read.
  */
@@ -38,6 +38,8 @@ export interface HereFrame extends FrameBase {
   since: number;
   v: number;
   l: string[];
+  /** The sequence number the origin's next line will carry. */
+  n: number;
   bye: boolean;
 }
 
@@ -51,7 +53,7 @@ export function encodeFrame(f: RoomFrame): Record<string, unknown> {
   const base = { k: f.k, o: f.o, r: f.r, h: f.h, at: f.at };
   return f.k === "say"
     ? { ...base, s: f.s, t: f.t }
-    : { ...base, since: f.since, v: f.v, l: f.l, ...(f.bye ? { bye: 1 } : {}) };
+    : { ...base, since: f.since, v: f.v, l: f.l, n: f.n, ...(f.bye ? { bye: 1 } : {}) };
 }
 
 export function decodeFrame(w: unknown): RoomFrame | undefined {
@@ -67,11 +69,15 @@ export function decodeFrame(w: unknown): RoomFrame | undefined {
     return { k: "say", ...base, s: o.s, t: o.t };
   }
   if (o.k === "here") {
-    if (!isTime(o.since) || !isCount(o.v) || !Array.isArray(o.l) || o.l.length > MAX_LISTED_LINKS) {
+    if (
+      !isTime(o.since) || !isCount(o.v) || !isCount(o.n) || !Array.isArray(o.l) ||
+      o.l.length > MAX_LISTED_LINKS
+    ) {
       return undefined;
     }
     if (!o.l.every(isValidUserId)) return undefined;
-    return { k: "here", ...base, since: o.since, v: o.v, l: [...new Set(o.l as string[])], bye: o.bye === 1 };
+    const l = [...new Set(o.l as string[])];
+    return { k: "here", ...base, since: o.since, v: o.v, l, n: o.n, bye: o.bye === 1 };
   }
   return undefined;
 }

@@ -26,8 +26,8 @@ const say = (o: string, s: number, t = `line ${s}`, h = MAX_HOPS): SayFrame => (
 Deno.test("room frames round-trip through their wire form, and a frame with a bad field is dropped whole", () => {
   const frames: RoomFrame[] = [
     say("ann", 7, "hi"),
-    { k: "here", o: "bob", r: RUN, h: 3, at: 5, since: 4, v: 2, l: ["ann", "cy"], bye: false },
-    { k: "here", o: "bob", r: RUN, h: 0, at: 5, since: 4, v: 3, l: [], bye: true },
+    { k: "here", o: "bob", r: RUN, h: 3, at: 5, since: 4, v: 2, l: ["ann", "cy"], n: 0, bye: false },
+    { k: "here", o: "bob", r: RUN, h: 0, at: 5, since: 4, v: 3, l: [], n: 12, bye: true },
   ];
   for (const f of frames) assert.deepEqual(decodeFrame(JSON.parse(JSON.stringify(encodeFrame(f)))), f);
   const good = encodeFrame(say("ann", 1));
@@ -43,8 +43,9 @@ Deno.test("room frames round-trip through their wire form, and a frame with a ba
       { ...good, t: "x".repeat(16 * 1024 + 1) },
       { ...good, k: "shout" },
       { ...good, at: "now" },
-      { k: "here", o: "bob", r: RUN, h: 1, at: 5, since: 4, v: 1, l: ["ok", 7] },
-      { k: "here", o: "bob", r: RUN, h: 1, at: 5, since: 4, v: 1, l: Array(65).fill("a") },
+      { k: "here", o: "bob", r: RUN, h: 1, at: 5, since: 4, v: 1, n: 0, l: ["ok", 7] },
+      { k: "here", o: "bob", r: RUN, h: 1, at: 5, since: 4, v: 1, n: 0, l: Array(65).fill("a") },
+      { k: "here", o: "bob", r: RUN, h: 1, at: 5, since: 4, v: 1, l: [] },
       null,
       [],
       "say",
@@ -282,6 +283,7 @@ Deno.test("a presence never renewed is forgotten: its member leaves the room eve
     since: 1,
     v,
     l,
+    n: 0,
     bye,
   });
   roster.setDirect(["bob"]);
@@ -298,4 +300,22 @@ Deno.test("a presence never renewed is forgotten: its member leaves the room eve
   t += 1;
   roster.expire();
   assert.deepEqual(roster.members(), ["bob"], "cy's presence expired; bob's was renewed");
+});
+
+Deno.test("a line said before its member linked to us still comes through others; after, only that member's link speaks for it", async () => {
+  const net = new RoomNet();
+  const [ann, bob, cy] = ["ann", "bob", "cy"].map((n) => net.member(n));
+  const cyRun = "63".repeat(8); // RoomNet's runs: the name's first letter, repeated
+  net.link(ann, bob);
+  net.link(bob, cy);
+  await net.settle();
+  cy.room.say("said while only bob linked us"); // on its way through bob…
+  net.link(ann, cy); // …while ann and cy link directly
+  await net.settle();
+  assert.deepEqual(ann.lines().map((l) => l.replace(/ via bob/, "")), ["cy: said while only bob linked us"]);
+  // bob forging cy's next line (right run, next number) is refused: cy's own link says it.
+  ann.room.receive(encodeFrame({ ...say("cy", 1, "bob is right"), r: cyRun }), "bob");
+  cy.room.say("real line");
+  await net.settle();
+  assert.deepEqual(ann.lines().slice(1), ["cy: real line"]);
 });
