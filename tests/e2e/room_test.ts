@@ -4,11 +4,15 @@
  * bob, who runs only `join`, and dan, who chats. A line that reaches cy by several paths is shown
  * once, in order; dan leaving is announced and the room still carries lines through bob; a
  * latecomer's arrival is announced, and its own lines echo in room form even with --quiet.
+ * And the first one in, at a terminal, waits for the others as long as it takes.
  */
 import assert from "node:assert/strict";
 import { type CliProcess, spawnCli } from "../../scripts/lib/cli_process.ts";
 import { type Account, type World, world } from "../helpers/world.ts";
 import { is } from "../helpers/events.ts";
+import { personArgs } from "../helpers/people.ts";
+import { terminal } from "../helpers/terminal.ts";
+import { BUNDLE, OFFLINE_ENV } from "../../scripts/lib/cli_process.ts";
 
 function chat(w: World, name: string, host: Account, extra: string[] = [], json = true): CliProcess {
   const common = w.common(w.account(name));
@@ -118,4 +122,35 @@ Deno.test("[maildir] chat reaches a member with no direct link through the other
   );
   assert.match(seen(), /^\d\d:\d\d:\d\d <eve> hello all$/m, "our own line in room form");
   assert.ok(!/joined/.test(seen()), `--quiet hides the notices:\n${seen()}`);
+});
+
+Deno.test("[tty] the first one in at a terminal waits with no --timeout, says no one else is online yet, then chats with whoever comes", async () => {
+  await using w = await world("maildir");
+  const hostAcct = w.account("host", "game.test");
+  w.host("host", hostAcct);
+  // What a person types: no --timeout (the helper's --timeout 60 is left out).
+  const args = personArgs(w, "ann", hostAcct, ["chat"], w.account("ann"));
+  const at = args.indexOf("--timeout");
+  args.splice(at, 2);
+  await using ann = await terminal([Deno.execPath(), "run", "-A", "--unstable-net", BUNDLE, ...args], {
+    width: 110,
+    height: 30,
+    env: { ...OFFLINE_ENV, ...w.env },
+  });
+  await ann.waitFor(/answered: nobody else yet/, 30_000, "ann's host answer");
+  await ann.waitFor(
+    /no one else is online yet \(host@game\.test answered 1\d s ago\); waiting for them/,
+    30_000,
+  );
+  await using bob = chat(w, "bob", hostAcct);
+  await ann.waitFor(/\* bob joined$/m, 30_000, "bob in ann's room");
+  await ann.type("hi bob");
+  await ann.keys("Enter");
+  const screen = await ann.waitFor(/^\d\d:\d\d:\d\d <ann> hi bob$/m, 10_000, "ann's own line in room form");
+  assert.equal(screen.match(/hi bob/g)?.length, 1, `the typed line is replaced by its room form:\n${screen}`);
+  await bob.waitFor(is("chat", { peer: "ann", text: "hi bob" }), 20_000, "ann's line at bob");
+  await bob.input("hi ann\n");
+  await ann.waitFor(/^\d\d:\d\d:\d\d <bob> hi ann$/m, 20_000, "bob's line at ann");
+  await ann.keys("C-d");
+  assert.equal(await ann.exit(10_000), 0, await ann.screen());
 });
