@@ -49,6 +49,8 @@ export const MAX_CLOCK_AHEAD_MS = 10 * 60_000;
 export const MAX_PENDING_LINES = 100;
 /** A member we could not reach is named as unreachable if the room does not bring it this soon. */
 export const UNREACHABLE_GRACE_MS = 10_000;
+/** Members waiting to be named unreachable, at most (dial failures a lying member could multiply). */
+const MAX_HINTS = 256;
 /** How often the node calls tick() (gaps, presence renewal, unreachable members). */
 export const ROOM_TICK_MS = 1_000;
 
@@ -145,6 +147,7 @@ export class RoomService implements LinkApp, RoomHost {
   /** A dial to `user` failed: if the room does not bring it soon, the chat is told. */
   unreachable(user: string, reason: string): void {
     if (user === this.#o.user || this.#members.includes(user) || this.#hints.has(user)) return;
+    if (this.#hints.size >= MAX_HINTS) return;
     this.#hints.set(user, { at: this.#now(), reason });
   }
 
