@@ -166,7 +166,10 @@ export class RoomService implements LinkApp, RoomHost {
       this.#emit({
         event: "unreachable",
         peer: user,
-        reason: `${user} is in the group but neither we nor anyone in the room reach it (${h.reason})`,
+        reason:
+          `${user} is in the group but not reachable: neither we nor anyone in the room is linked to it (${
+            h.reason.replace(/\.$/, "")
+          })`,
       });
     }
   }

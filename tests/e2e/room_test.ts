@@ -126,6 +126,21 @@ Deno.test("[maildir] chat reaches a member with no direct link through the other
   assert.ok(!/joined/.test(seen()), `--quiet hides the notices:\n${seen()}`);
 });
 
+Deno.test("[maildir] a member the host still lists but nobody reaches is named in the chat as not reachable", async () => {
+  await using w = await world("maildir");
+  const hostAcct = w.account("host", "game.test");
+  w.host("host", hostAcct);
+  // zed vanishes without a word (no goodbye mail): the host still lists it.
+  const zed = w.peer("zed", w.account("zed"), [hostAcct], ["--timeout", "0"]);
+  await zed.waitFor(is("reply"), 30_000, "zed's reply");
+  zed.kill("SIGKILL");
+  await zed.status;
+  await using ann = chat(w, "ann", hostAcct, ["--dial-window", "3"]);
+  const e = await ann.waitFor(is("unreachable", { peer: "zed" }), 60_000, "zed named unreachable");
+  assert.match(String(e.reason), /^zed is in the group but not reachable: .*the connection was refused\)$/);
+  assert.ok(ann.events.some(is("dial_failed", { peer: "zed" })));
+});
+
 Deno.test("[tty] the first one in at a terminal waits with no --timeout, says no one else is online yet, then chats with whoever comes", async () => {
   await using w = await world("maildir");
   const hostAcct = w.account("host", "game.test");

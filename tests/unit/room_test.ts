@@ -257,7 +257,10 @@ Deno.test("a member of the group no dial reached is named unreachable unless the
   net.after(1);
   assert.deepEqual(said(), ["zed"]);
   const e = ann.heard.find((e) => e.event === "unreachable");
-  assert.match(String(e?.reason), /^zed is in the group but neither we nor anyone in the room reach it/);
+  assert.match(
+    String(e?.reason),
+    /^zed is in the group but not reachable: neither we nor anyone in the room is linked to it \(connection refused\)$/,
+  );
   net.after(UNREACHABLE_GRACE_MS);
   assert.deepEqual(said(), ["zed"], "said once");
 });
