@@ -17,8 +17,8 @@ import {
   OPEN,
   readLines,
   ROOM,
-  writeLine,
 } from "./control.ts";
+import { LineQueue } from "./line_queue.ts";
 import type { AppSink } from "../apps/links.ts";
 import type { RoomHost } from "../apps/chat.ts";
 
@@ -169,6 +169,8 @@ export class ControlClient {
   room(): RoomHost {
     const listeners = new Set<AppSink>();
     const stream = this.mux.open(ROOM, {});
+    // A pasted page of lines goes out in order, one write at a time.
+    const out = new LineQueue(stream);
     void (async () => {
       try {
         for await (const e of readLines(stream)) {
@@ -180,7 +182,7 @@ export class ControlClient {
       }
     })();
     return {
-      say: (text) => writeLine(stream, { say: text }),
+      say: (text) => void out.send({ say: text }),
       subscribe: (l) => {
         listeners.add(l);
         return () => void listeners.delete(l);
