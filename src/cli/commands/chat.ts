@@ -9,13 +9,14 @@ Meets your group like \`mailmeet join\` (same options; with a \`join\` running, 
 then every line you type reaches everyone in the group — also members you hold no link to: every
 node passes the room on over its links. Lines appear as "HH:MM:SS <user> text" (your own too;
 "<user via bob>" when user is reached through bob), with "* user joined/left" notices, and
-"* user … not reachable" when someone of the group is out of everyone's reach.
+"* user is in the group but not reachable" when no one in the room is linked to a member.
 Works piped too: lines on stdin are said, the room's lines come out on stdout (the meeting's own
 messages go to stderr); lines said before anyone is linked go to the first peer who comes. End of
-input (Ctrl-D) leaves the room. With --json every line is an event: room, chat, said (your own line), joined,
-left, unreachable. --quiet hides notices, never chat lines.
-Typed at a terminal, chat waits for others as long as it takes ("no one else is online yet");
-piped, it exits 3 if nobody connected within --timeout (--timeout 0 or --wait: for ever).
+input (Ctrl-D) leaves the room. With --json every line is an event: room, chat, said (your own
+line), joined, left, unreachable. --quiet hides notices, never chat lines.
+Typed at a terminal, chat waits for the others as long as it takes ("no one else is online yet")
+unless --timeout is given; piped, it exits 3 if nobody connected within --timeout (--timeout 0 or
+--wait: for ever).
 
 Example:
   mailmeet chat --address bob@isp-b.test --via lan-host@game.test --key-file group.key`;
