@@ -286,7 +286,13 @@ export class RoomService implements LinkApp, RoomHost {
   #forward(f: RoomFrame, from: string): void {
     if (f.h === 0) return;
     const line = encodeFrame(hop(f));
-    for (const [user, n] of this.#neighbours) if (user !== from && user !== f.o) n.out.send(line);
+    for (const [user, n] of this.#neighbours) {
+      if (user === from || user === f.o) continue;
+      // The origin sent it to that member itself, who would drop our copy: in a full mesh a line
+      // costs one frame per member, not one per pair.
+      if (f.k === "here" ? f.l.includes(user) : this.#roster.sentDirect(f.o, f.s, user)) continue;
+      n.out.send(line);
+    }
   }
 
   #show(arrivals: Arrival[]): void {

@@ -19,6 +19,8 @@ interface Presence {
   since: number;
   v: number;
   links: Set<string>;
+  /** The sequence number of the member's next line when it said this. */
+  next: number;
   bye: boolean;
   heard: number;
   frame: HereFrame;
@@ -53,6 +55,7 @@ export class Roster {
       since: f.since,
       v: f.v,
       links: new Set(f.l),
+      next: f.n,
       bye: f.bye,
       heard: this.opts.now(),
       frame: f,
@@ -77,6 +80,15 @@ export class Roster {
   /** The latest presence of every member we know (a newly linked member is told them). */
   frames(): HereFrame[] {
     return [...this.#presence.values()].map((p) => p.frame);
+  }
+
+  /**
+   * Whether `origin` sent its line number `seq` to `user` itself: its latest presence lists
+   * `user`, and the line was said after that presence (so `user` was its neighbour by then).
+   */
+  sentDirect(origin: string, seq: number, user: string): boolean {
+    const p = this.#presence.get(origin);
+    return p !== undefined && !p.bye && p.links.has(user) && seq >= p.next;
   }
 
   /** Whether `user` said it leaves (its last presence was a goodbye). */

@@ -322,3 +322,21 @@ Deno.test("a line said before its member linked to us still comes through others
   await net.settle();
   assert.deepEqual(ann.lines().slice(1), ["cy: real line"]);
 });
+
+Deno.test("in a full mesh a line costs one frame per member; in a chain, one per link", async () => {
+  for (const [n, full, frames] of [[6, true, 5], [12, true, 11], [5, false, 4]] as const) {
+    const net = new RoomNet();
+    const ms = Array.from({ length: n }, (_, i) => net.member(`m${String(i).padStart(2, "0")}`));
+    for (let i = 0; i < n; i++) {
+      for (let j = i + 1; j < n; j++) if (full || j === i + 1) net.link(ms[i], ms[j]);
+    }
+    await net.settle();
+    const before = net.sent;
+    ms[0].room.say("x");
+    await net.settle();
+    assert.equal(net.sent - before, frames, `${n} members, ${full ? "full mesh" : "chain"}`);
+    for (const m of ms.slice(1)) {
+      assert.deepEqual(m.lines().map((l) => l.replace(/ via \w+/, "")), ["m00: x"]);
+    }
+  }
+});
