@@ -254,7 +254,7 @@ export class RoomService implements LinkApp, RoomHost {
       this.#show(due);
       return;
     }
-    if (!this.#roster.admit(f)) return;
+    if (!this.#roster.admit(f, f.o === from)) return;
     this.#forward(f, from);
     this.#update(new Map());
   }

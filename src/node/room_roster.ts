@@ -39,14 +39,18 @@ export class Roster {
 
   constructor(readonly opts: RosterOptions) {}
 
-  /** Takes a presence: true when it is newer than what we hold (then it is forwarded). */
-  admit(f: HereFrame): boolean {
+  /**
+   * Takes a presence: true when it is newer than what we hold (then it is forwarded). `own`: it
+   * came over the member's own link, which speaks for its current run whatever its clock says.
+   */
+  admit(f: HereFrame, own = false): boolean {
     if (f.o === this.opts.self) return false;
     const old = this.#presence.get(f.o);
     if (old) {
       // A later run of the member (it started again) wins; within a run, a later version.
-      const newer = f.since > old.since || (f.since === old.since && f.r > old.run) ||
-        (f.r === old.run && f.v > old.v);
+      const newer = f.r === old.run
+        ? f.v > old.v
+        : own || f.since > old.since || (f.since === old.since && f.r > old.run);
       if (!newer) return false;
       this.#presence.delete(f.o);
     }

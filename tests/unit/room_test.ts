@@ -298,6 +298,9 @@ Deno.test("a presence never renewed is forgotten: its member leaves the room eve
   // A link only one end claims does not count: cy cannot pull dan in alone.
   assert.ok(roster.admit(here("cy", 2, ["bob", "dan"])));
   assert.deepEqual(roster.members(), ["bob", "cy"]);
+  // A new run of a member is taken over its own link even if its clock went back.
+  assert.equal(roster.admit({ ...here("bob", 0, ["ann", "cy"]), r: "ffffffffffffffff", since: 0 }), false);
+  assert.ok(roster.admit({ ...here("bob", 0, ["ann", "cy"]), r: "ffffffffffffffff", since: 0 }, true));
   t += HERE_EXPIRE_MS - 1;
   assert.ok(roster.admit(here("bob", 2, ["ann", "cy"])));
   t += 1;
