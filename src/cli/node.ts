@@ -143,6 +143,7 @@ export async function startNode(
       dir: controlDir(),
       identity: { address: mail.address, user },
       host: network.links,
+      room: network.room,
       hello: () => ({ pid: Deno.pid, since: started, address: mail.address, user, command: r.command }),
       onApp: (e) =>
         events({
@@ -195,7 +196,11 @@ export async function startNode(
         sender,
         linker: network.linker,
         links: network.links,
-        events,
+        // A member no dial reached may still be in the room through others; if not, chat says so.
+        events: (e) => {
+          if (e.event === "dial_failed") network.room?.unreachable(e.peer, e.reason);
+          events(e);
+        },
         onPeers: (peers, via) => {
           network.learn(peers);
           auto.heard(peers, via);
