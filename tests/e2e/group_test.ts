@@ -57,3 +57,16 @@ Deno.test("[maildir] a member who stops leaves the host's table with its next ma
     "ann sees bob's link close",
   );
 });
+
+Deno.test("[maildir] the first person in waits five minutes, still reachable, and links when a friend comes", async () => {
+  await using w = await world("maildir");
+  const hostAcct = w.account("host", "game.test");
+  w.host("host", hostAcct);
+  const early = w.peer("early", w.account("early"), [hostAcct], ["--wait"]);
+  await early.waitFor(is("waiting"), 30_000, "early says it waits");
+  await new Promise((r) => setTimeout(r, 5 * 60_000));
+  assert.ok(!early.events.some(is("error")), "no error while waiting");
+  const late = w.peer("late", w.account("late", "isp-b.test"), [hostAcct]);
+  await late.waitFor(is("connected", { peer: "early" }), 30_000, "late → early");
+  await early.waitFor(is("connected", { peer: "late" }), 30_000, "early → late");
+});
