@@ -9,11 +9,21 @@
 #   bash scripts/mailstack.sh status           # exit 0 only when Postfix and Dovecot both run
 #   bash scripts/mailstack.sh env [--json]     # how to reach it (KEY=value lines, or one JSON object)
 #   bash scripts/mailstack.sh restart-dovecot  # for tests that check clients reconnect
+#   bash scripts/mailstack.sh restart-postfix  # the same for SMTP
+#   bash scripts/mailstack.sh stop-postfix | start-postfix   # an SMTP outage of any length
 #   bash scripts/mailstack.sh logs             # the tail of both logs
 #
 # Three providers (isp-a.test, isp-b.test, game.test); any local part is an account, every account's
 # password is "mailmeet-test", and each keeps a standard Maildir at $MAILSTACK_DIR/spool/<address>.
 set -euo pipefail
+# A caller may hold the test suite's lock (flock /tmp/mailmeet-suite.lock …) on a descriptor we
+# inherit; a daemon started here would inherit it too and hold the lock until it exits, and every
+# later run would wait for ever. Close every inherited descriptor but the standard three (and the
+# script's own, 255).
+for fd in /proc/$$/fd/*; do
+  fd="${fd##*/}"
+  case "$fd" in 0 | 1 | 2 | 255 | *[!0-9]*) ;; *) eval "exec $fd>&-" 2>/dev/null || true ;; esac
+done
 # postfix, dovecot and postconf live in sbin, which a non-login root shell may not have on its PATH.
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
@@ -652,6 +662,27 @@ cmd_restart_dovecot() {
   postfix_pid >/dev/null && postqueue -c "$PF_ETC" -f >/dev/null 2>&1 9>&- || true
 }
 
+cmd_stop_postfix() {
+  need_root "stop-postfix"
+  lock
+  [ -f "$PF_ETC/main.cf" ] || die "the stack was never started (no $PF_ETC/main.cf)"
+  stop_postfix
+}
+
+cmd_start_postfix() {
+  need_root "start-postfix"
+  lock
+  [ -f "$PF_ETC/main.cf" ] || die "the stack was never started (no $PF_ETC/main.cf)"
+  start_postfix
+  wait_or_die "${POSTFIX_PORTS[@]}"
+}
+
+cmd_restart_postfix() {
+  cmd_stop_postfix
+  exec 9>&-
+  cmd_start_postfix
+}
+
 cmd_status() {
   local ok=0 pid
   if pid="$(postfix_pid)"; then echo "postfix: running (pid $pid)"; else
@@ -715,7 +746,8 @@ cmd_logs() {
 }
 
 usage() {
-  echo "usage: $0 start | stop [--purge] | status | env [--json] | restart-dovecot | logs [N]" >&2
+  echo "usage: $0 start | stop [--purge] | status | env [--json] | restart-dovecot | restart-postfix |" \
+    "stop-postfix | start-postfix | logs [N]" >&2
   exit 2
 }
 
@@ -727,6 +759,9 @@ case "$cmd" in
   status) cmd_status ;;
   env) cmd_env "$@" ;;
   restart-dovecot) cmd_restart_dovecot ;;
+  restart-postfix) cmd_restart_postfix ;;
+  stop-postfix) cmd_stop_postfix ;;
+  start-postfix) cmd_start_postfix ;;
   logs) cmd_logs "$@" ;;
   *) usage ;;
 esac

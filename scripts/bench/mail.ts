@@ -1,17 +1,33 @@
-/** `deno task bench mail`: B (one mail hop, SMTP 250 → IDLE), and POP3 polling beside it. */
+/**
+ * `deno task bench mail`: B (one mail hop, SMTP 250 → IDLE), and POP3 polling beside it at the
+ * CLI's own default interval (--poll), the two interleaved (IMAP hop, POP3 hop, IMAP hop, …).
+ */
 import { mailStack } from "../../tests/helpers/mailstack.ts";
-import { measureHops } from "./mail_hop.ts";
+import { HopMeter } from "./mail_hop.ts";
 import { line, ratio, summarize } from "./stats.ts";
 
 export async function benchMail(args: { runs: number; pollMs: number }): Promise<void> {
   await using stack = await mailStack();
   console.log(`mail hop on Postfix + Dovecot at ${stack.host} (submission STARTTLS+AUTH → LMTP → maildir)`);
-  const imap = await measureHops(stack, "imap", args.runs + 1);
-  const b = summarize(imap.hop.slice(1));
-  console.log(line("first hop (cold), IMAP IDLE", summarize(imap.hop.slice(0, 1))));
-  console.log(line("B: SMTP 250 → IDLE wake-up", b));
-  console.log(line("   (SMTP submit → 250)", summarize(imap.submit.slice(1))));
-  const pop = await measureHops(stack, "pop3", args.runs + 1, args.pollMs);
-  const p = summarize(pop.hop.slice(1));
-  console.log(line(`POP3 polling every ${args.pollMs} ms: 250 → seen`, p, `p50 = ${ratio(p.p50, b.p50)} B`));
+  await using imap = await HopMeter.open(stack, "imap");
+  await using pop = await HopMeter.open(stack, "pop3", args.pollMs);
+  const cold = await imap.hop();
+  await pop.hop();
+  const b: number[] = [];
+  const submit: number[] = [];
+  const p: number[] = [];
+  for (let i = 0; i < args.runs; i++) {
+    const h = await imap.hop();
+    b.push(h.hop);
+    submit.push(h.submit);
+    p.push((await pop.hop()).hop);
+  }
+  const bs = summarize(b);
+  console.log(line("first hop (cold), IMAP IDLE", summarize([cold.hop])));
+  console.log(line("B: SMTP 250 → IDLE wake-up", bs));
+  console.log(line("   (SMTP submit → 250)", summarize(submit)));
+  const ps = summarize(p);
+  console.log(
+    line(`POP3 polling every ${args.pollMs} ms: 250 → seen`, ps, `p50 = ${ratio(ps.p50, bs.p50)} B`),
+  );
 }

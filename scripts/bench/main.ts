@@ -1,9 +1,10 @@
-/** `deno task bench [mail|rendezvous|link|nat|game|all] [--runs N] [--file-mib N]`: each figure printed beside its reference. */
+/** `deno task bench [mail|rendezvous|link|nat|host|game|all] [--runs N] [--file-mib N]`: each figure printed beside its reference. */
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
 import { benchLink } from "./link.ts";
 import { benchNat } from "./nat.ts";
+import { benchHost } from "./host.ts";
 import { benchGame } from "./game_udp.ts";
 
 const { values, positionals } = parseArgs({
@@ -11,7 +12,15 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     runs: { type: "string", default: "30" },
-    poll: { type: "string", default: "500" },
+    // bench mail: POP3 polling interval, by default the CLI's own (--poll 2)
+    poll: { type: "string", default: "2000" },
+    // bench host: reference/run pairs, requests per table run, requests queued per capacity run
+    pairs: { type: "string", default: "3" },
+    requests: { type: "string", default: "300" },
+    queued: { type: "string", default: "10000" },
+    entry: { type: "string" },
+    only: { type: "string", multiple: true },
+    // bench game: the file moved while the UDP round trips are measured
     "file-mib": { type: "string", default: "1024" },
   },
 });
@@ -22,6 +31,14 @@ const benches: Record<string, () => Promise<void>> = {
   rendezvous: () => benchRendezvous({ runs }),
   link: () => benchLink(),
   nat: () => benchNat({ runs: Math.min(runs, 10) }),
+  host: () =>
+    benchHost({
+      pairs: Number(values.pairs),
+      requests: Number(values.requests),
+      queued: Number(values.queued),
+      entry: values.entry,
+      only: values.only,
+    }),
   game: () => benchGame({ fileMib: Number(values["file-mib"]) }),
 };
 if (which !== "all" && !benches[which]) {

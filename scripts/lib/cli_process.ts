@@ -30,7 +30,7 @@ export interface CliEvent {
 
 export interface CliProcess extends AsyncDisposable {
   readonly name: string;
-  /** The process id (to stop and continue it: SIGSTOP / SIGCONT make a stall). */
+  /** The process id (to stop and continue it: SIGSTOP / SIGCONT make a stall; benchmarks read its memory from /proc). */
   readonly pid: number;
   readonly events: CliEvent[];
   /** Lines on stdout that were not JSON, and everything on stderr. */

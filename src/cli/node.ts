@@ -11,6 +11,8 @@ import type { Sender } from "../mail/smtp.ts";
 import { LinkError } from "../protocol/noise.ts";
 import { formatHostPort } from "../protocol/candidate.ts";
 import { NodeNetwork } from "../node/network.ts";
+import type { MailError } from "../mail/errors.ts";
+import { patientSender } from "../mail/patience.ts";
 import { AutoNode } from "../roles/auto.ts";
 import type { EventSink } from "../roles/events.ts";
 import { DEFAULT_SKEW_MS, Host } from "../roles/host.ts";
@@ -26,7 +28,7 @@ import { addresses, flag, list, loadKey, mailSettings, num, parseHostPort, str, 
 import type { Resolved } from "./options.ts";
 import { type NodeStatus, openNodeStatus } from "./status.ts";
 import { bounceReports, recordingSender, reportUnreadable, SentMail } from "./mail_watch.ts";
-import { openTable } from "./commands/host.ts";
+import { mailPatience, openTable } from "./commands/host.ts";
 
 export interface RunningNode extends AsyncDisposable {
   peer: Peer;
@@ -38,6 +40,8 @@ export interface RunningNode extends AsyncDisposable {
   status: NodeStatus;
   /** Settles (rejects) if the inbox loop fails for good. */
   inboxLoop: Promise<void>;
+  /** The mail server failure being waited out right now, if any (what a --timeout that passes should report). */
+  mailError(): MailError | undefined;
 }
 
 /** The network options every command shares (join, apps, host, doctor). */
@@ -116,6 +120,12 @@ export async function startNode(
   // No --via: the first node of a group; it waits to be asked (and hosts) or dialed.
   const vias = addresses(r, "via");
   const stack = new AsyncDisposableStack();
+  // A started node waits out mail server outages (issue 11): until --timeout while it has no link,
+  // for ever once it has one (mail is then only for meeting newcomers).
+  const timeoutMs = num(r, "timeout");
+  const startedAt = Date.now();
+  let linked = false;
+  const patience = mailPatience(events, () => (linked || timeoutMs <= 0 ? Infinity : startedAt + timeoutMs));
   // What `mailmeet status` shows comes from this node's own events (src/cli/status.ts).
   const status = stack.use(openNodeStatus(r.command, { address: mail.address, user, roles: ["peer"] }));
   events = status.track(events);
@@ -133,6 +143,7 @@ export async function startNode(
       dir: controlDir(),
       identity: { address: mail.address, user },
       host: network.links,
+      room: network.room,
       hello: () => ({ pid: Deno.pid, since: started, address: mail.address, user, command: r.command }),
       onApp: (e) =>
         events({
@@ -156,14 +167,16 @@ export async function startNode(
 
     // Bounces of our own mail (a mistyped --via) are matched to it by Message-ID (mail_watch.ts).
     const sentMail = new SentMail();
-    const sender: Sender = recordingSender(openSender(mail.smtp, { caCerts: mail.caCerts }), sentMail);
-    stack.use(sender);
-    const inbox: Mailbox = await openMailbox(mail.inbox, {
-      address: mail.address,
-      caCerts: mail.caCerts,
-      pollIntervalMs: mail.pollMs,
-      log: (line) => events({ event: "info", message: line }),
-    });
+    const smtp: Sender = recordingSender(openSender(mail.smtp, { caCerts: mail.caCerts }), sentMail);
+    stack.use(smtp);
+    const sender = patientSender(smtp, patience, signal);
+    const inbox: Mailbox = await patience.run("reading", () =>
+      openMailbox(mail.inbox, {
+        address: mail.address,
+        caCerts: mail.caCerts,
+        pollIntervalMs: mail.pollMs,
+        log: (line) => events({ event: "info", message: line }),
+      }), signal);
     stack.use(inbox);
 
     const peer = new Peer(
@@ -183,7 +196,11 @@ export async function startNode(
         sender,
         linker: network.linker,
         links: network.links,
-        events,
+        // A member no dial reached may still be in the room through others; if not, chat says so.
+        events: (e) => {
+          if (e.event === "dial_failed") network.room?.unreachable(e.peer, e.reason);
+          events(e);
+        },
         onPeers: (peers, via) => {
           network.learn(peers);
           auto.heard(peers, via);
@@ -194,7 +211,8 @@ export async function startNode(
     ref.peer = peer;
     stack.defer(() => peer.close());
     // Runs before the sender closes (deferred earlier): the hosts hear we go.
-    stack.defer(() => peer.leave());
+    stack.defer(() => peer.leave(undefined, sentMail.failed));
+    network.links.firstLink.then(() => (linked = true));
 
     let table: PeerTable | undefined;
     stack.defer(() => table?.close());
@@ -203,7 +221,7 @@ export async function startNode(
       events,
       promote: flag(r, "no-host") ? undefined : () => {
         table = openTable(r, mail.address);
-        status.tableSize = () => table?.entries(Date.now()).length ?? 0;
+        status.tableSize = () => table?.size() ?? 0;
         const host = new Host(
           {
             address: mail.address,
@@ -241,10 +259,15 @@ export async function startNode(
       key,
       onError: (id, err) => events({ event: "error", message: `mail ${id}: ${(err as Error).message}` }),
       reports: bounceReports(sentMail, events),
+      durable: async () => {
+        await sender.flush?.();
+        table?.sync();
+      },
+      patience,
     });
     const handle = reportUnreadable(auto.handle, events);
     // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
-    await reader.pass(handle);
+    await patience.run("reading", () => reader.pass(handle), signal);
     if (vias.length > 0) {
       await peer.announce();
       // Long sessions: stay in the hosts' tables (--ttl) and hear of peers that came meanwhile.
@@ -268,6 +291,7 @@ export async function startNode(
       firstLink: network.links.firstLink,
       status,
       inboxLoop,
+      mailError: () => patience.lastError,
       [Symbol.asyncDispose]: () => stack.disposeAsync(),
     };
   } catch (err) {

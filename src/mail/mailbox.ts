@@ -31,6 +31,12 @@ export interface Mailbox extends AsyncDisposable {
   /** The account URL without its password, for messages. */
   readonly label: string;
 
+  /**
+   * How many settled messages a reader gathers before commit(): small where removing is cheap
+   * (IMAP UID EXPUNGE, maildir unlink), larger where each commit ends a session (POP3 QUIT).
+   */
+  readonly deleteBatch?: number;
+
   /** Messages whose Subject contains `marker` (case-insensitive), without downloading bodies. */
   list(marker: string): Promise<MessageInfo[]>;
 

@@ -10,11 +10,12 @@ import { MailError } from "./errors.ts";
 import type { Mailbox, MailboxOptions, MessageInfo } from "./mailbox.ts";
 import { subjectHasMarker } from "./mailbox.ts";
 import { isDeliveryReport } from "./dsn.ts";
-import { headerBlock, parseMail } from "./parse.ts";
+import { parseHeader } from "./parse.ts";
 
 /** inotify can miss events on some file systems; a slow poll underneath costs little. */
 const SAFETY_POLL_MS = 5_000;
-const WATCH_DEBOUNCE_MS = 20;
+/** A burst of deliveries becomes one wake-up; short, since a lone request waits for it too. */
+const WATCH_DEBOUNCE_MS = 2;
 const HEADER_READ_BYTES = 16 * 1024;
 
 let counter = 0;
@@ -67,31 +68,78 @@ function uniqueName(): string {
   }P${Deno.pid}Q${counter}R${rand}.${Deno.hostname().replace(/[/:]/g, "_")}`;
 }
 
-/** Delivers one raw message into each recipient's new/ folder. */
+/** Maildirs this process made sure of, and spool owners it looked up: not asked again per message. */
+const ensured = new Set<string>();
+const owners = new Map<string, Promise<{ uid: number; gid: number } | undefined>>();
+
+/**
+ * Delivers one raw message into each recipient's new/ folder, durable before it is visible — or,
+ * with `later`, visible at once and made durable in the background (`later` receives the promise):
+ * concurrent fsyncs share the file system's journal commits, so a sender that can wait for
+ * durability in batches (a host, before it deletes requests) pays a fraction of one per message.
+ *
+ * The file steps are synchronous calls: each is a few microseconds (fsync apart), while an async
+ * call costs a hop to a worker thread and back — most of what a reply cost a busy host (issue 12).
+ */
 export async function deliverToMaildir(
   spool: string,
   recipients: readonly string[],
   raw: Uint8Array,
+  later?: (durable: Promise<void>) => void,
 ): Promise<void> {
-  const owner = await spoolOwner(spool);
+  let ownerOf = owners.get(spool);
+  if (!ownerOf) owners.set(spool, ownerOf = spoolOwner(spool));
+  const owner = await ownerOf;
   for (const rcpt of recipients) {
     const dir = maildirFor(spool, rcpt);
-    await ensureMaildir(dir, owner);
+    if (!ensured.has(dir)) {
+      await ensureMaildir(dir, owner);
+      ensured.add(dir);
+    }
     const name = `${uniqueName()},S=${raw.length}`;
     const tmp = join(dir, "tmp", name);
+    let f: Deno.FsFile | undefined;
     try {
-      await Deno.writeFile(tmp, raw, { mode: 0o600 });
-      if (owner) await Deno.chown(tmp, owner.uid, owner.gid);
-      // Durability before the message is visible: the host deletes requests only after the reply is "sent".
-      using f = await Deno.open(tmp, { read: true });
-      await f.sync();
-      await Deno.rename(tmp, join(dir, "new", name));
+      try {
+        f = writeFile(tmp, raw, owner);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+        // The folder went away since we made it (someone cleaned up): make it again, once.
+        await ensureMaildir(dir, owner);
+        f = writeFile(tmp, raw, owner);
+      }
+      if (!later) f.syncDataSync();
+      Deno.renameSync(tmp, join(dir, "new", name));
     } catch (err) {
-      await Deno.remove(tmp).catch(() => {});
+      f?.close();
+      ensured.delete(dir);
+      try {
+        Deno.removeSync(tmp);
+      } catch {
+        // never written
+      }
       throw new MailError(`Cannot deliver to the maildir ${dir}: ${(err as Error).message}.`, "rejected", {
         cause: err,
       });
     }
+    if (later) {
+      const file = f;
+      later(file.syncData().finally(() => file.close()));
+    } else f.close();
+  }
+}
+
+/** Creates and writes a file (left open for its fsync). */
+function writeFile(path: string, raw: Uint8Array, owner?: { uid: number; gid: number }): Deno.FsFile {
+  const f = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+  try {
+    let off = 0;
+    while (off < raw.length) off += f.writeSync(raw.subarray(off));
+    if (owner) Deno.chownSync(path, owner.uid, owner.gid);
+    return f;
+  } catch (err) {
+    f.close();
+    throw err;
   }
 }
 
@@ -123,6 +171,7 @@ export function compareNames(a: string, b: string): number {
 
 export class MaildirMailbox implements Mailbox {
   readonly label: string;
+  readonly deleteBatch = 16;
   #dir: string;
   #cache = new Map<string, MessageInfo>();
   /** Ids of delivery status notifications (RFC 3464), noted when their headers are read. */
@@ -163,28 +212,25 @@ export class MaildirMailbox implements Mailbox {
   async fetch(id: string, maxBytes: number): Promise<Uint8Array> {
     let path = this.#paths.get(id) ?? (await this.#scan(), this.#paths.get(id));
     if (!path) throw new MailError(`Message ${id} is no longer in ${this.#dir}.`, "not_found");
-    let stat: Deno.FileInfo;
-    try {
-      stat = await Deno.stat(path);
-    } catch {
+    let raw = readCapped(path, maxBytes);
+    if (raw === undefined) {
+      // Moved (new/ → cur/ by another reader) or removed since the last scan.
       await this.#scan();
       path = this.#paths.get(id);
-      if (!path) throw new MailError(`Message ${id} is no longer in ${this.#dir}.`, "not_found");
-      stat = await Deno.stat(path);
+      raw = path === undefined ? undefined : readCapped(path, maxBytes);
+      if (raw === undefined || path === undefined) {
+        throw new MailError(`Message ${id} is no longer in ${this.#dir}.`, "not_found");
+      }
     }
-    if (stat.size > maxBytes) {
-      throw new MailError(
-        `Message ${id} is ${stat.size} bytes, over the ${maxBytes}-byte cap; skipped.`,
-        "too_large",
-      );
+    if (raw === "too_large") {
+      throw new MailError(`Message ${id} is over the ${maxBytes}-byte cap; skipped.`, "too_large");
     }
-    const raw = await Deno.readFile(path);
     // Maildir convention: a message that has been read lives in cur/ with an info suffix.
     if (path.includes(`${"/new/"}`)) {
       const name = path.slice(path.lastIndexOf("/") + 1);
       const dest = join(this.#dir, "cur", `${name}:2,S`);
       try {
-        await Deno.rename(path, dest);
+        Deno.renameSync(path, dest);
         this.#paths.set(id, dest);
       } catch {
         // another reader moved it first; the content is the same
@@ -200,10 +246,17 @@ export class MaildirMailbox implements Mailbox {
 
   async commit(): Promise<void> {
     if (this.#pending.size === 0) return;
-    await this.#scan();
+    let rescanned = false;
     for (const id of this.#pending) {
-      const path = this.#paths.get(id);
-      if (path) await Deno.remove(path).catch(() => {});
+      // By the path we know (no directory listing per commit: the box may hold thousands); a
+      // message moved meanwhile (new/ → cur/ by another reader) is looked up again, once.
+      let path = this.#paths.get(id);
+      if (path && !removeFile(path) && !rescanned) {
+        await this.#scan();
+        rescanned = true;
+        path = this.#paths.get(id);
+        if (path) removeFile(path);
+      }
       this.#paths.delete(id);
       this.#cache.delete(id);
     }
@@ -214,7 +267,9 @@ export class MaildirMailbox implements Mailbox {
     if (signal.aborted) return;
     let watcher: Deno.FsWatcher | undefined;
     try {
-      watcher = Deno.watchFs([join(this.#dir, "new"), join(this.#dir, "cur")], { recursive: false });
+      // Every delivery ends with a rename into new/ (tmp → new); cur/ only changes when a reader
+      // (we) moves or removes what it read, which is no news.
+      watcher = Deno.watchFs(join(this.#dir, "new"), { recursive: false });
     } catch {
       watcher = undefined; // fall back to polling alone
     }
@@ -328,13 +383,52 @@ export class MaildirMailbox implements Mailbox {
         if (n === null) break;
         got += n;
       }
-      const block = headerBlock(buf.subarray(0, got));
-      const head = await parseMail(block);
+      const block = buf.subarray(0, got);
+      const head = parseHeader(block);
       if (isDeliveryReport(block)) this.#reports.add(id);
       return { id, subject: head.subject, size, date: head.date };
     } finally {
       file.close();
     }
+  }
+}
+
+/**
+ * A small file's bytes (synchronous: a few microseconds for our few KiB, see deliverToMaildir), or
+ * "too_large" without reading it, or undefined when it is not there.
+ */
+function readCapped(path: string, maxBytes: number): Uint8Array | "too_large" | undefined {
+  let f: Deno.FsFile;
+  try {
+    f = Deno.openSync(path, { read: true });
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  try {
+    const size = f.statSync().size;
+    if (size > maxBytes) return "too_large";
+    const buf = new Uint8Array(size);
+    let got = 0;
+    while (got < size) {
+      const n = f.readSync(buf.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    f.close();
+  }
+}
+
+/** Removes a file; false when it was not there. */
+function removeFile(path: string): boolean {
+  try {
+    Deno.removeSync(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
   }
 }
 

@@ -6,12 +6,14 @@
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
 import { isIP } from "node:net";
+import { Buffer } from "node:buffer";
 import { type Account, parseAccount, redact, where } from "./account.ts";
 import { certificateProblem, connectError, MailError } from "./errors.ts";
 import { silentGreetingHint, wrongProtocol } from "./greeting.ts";
 
 const SMTP_PORTS = "sending is usually smtps:// on port 465 or smtp:// on 587";
 import { deliverToMaildir } from "./maildir.ts";
+import { composePlain } from "./compose.ts";
 
 export interface OutgoingMail {
   from: string;
@@ -33,6 +35,11 @@ export interface SentInfo {
 export interface Sender extends AsyncDisposable {
   readonly label: string;
   send(mail: OutgoingMail): Promise<SentInfo>;
+  /**
+   * Resolves when everything sent so far is durable, for a transport whose send() returns before
+   * that (maildir: fsyncs run in the background). SMTP's 250 already means durable (RFC 5321 §4.1.1.4).
+   */
+  flush?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,6 +69,8 @@ export function openSender(url: string, opts: SenderOptions = {}): Sender {
 const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: "\r\n" });
 
 export async function composeMail(mail: OutgoingMail): Promise<{ raw: Uint8Array; messageId: string }> {
+  const plain = mail.headers ? undefined : composePlain(mail);
+  if (plain) return plain;
   const info = await composer.sendMail({
     from: mail.from,
     to: [...mail.to],
@@ -73,25 +82,53 @@ export async function composeMail(mail: OutgoingMail): Promise<{ raw: Uint8Array
   return { raw: new Uint8Array(info.message as unknown as Uint8Array), messageId: info.messageId };
 }
 
+/** fsyncs a maildir sender leaves running at most; the next send waits for the oldest. */
+const MAX_PENDING_SYNCS = 32;
+
 class MaildirSender implements Sender {
   readonly label: string;
+  #syncing = new Set<Promise<void>>();
+  #failure?: unknown;
+
   constructor(readonly account: Account) {
     this.label = `maildir://${account.path}`;
   }
+
   async send(mail: OutgoingMail): Promise<SentInfo> {
+    if (this.#syncing.size >= MAX_PENDING_SYNCS) await Promise.race(this.#syncing);
     const { raw, messageId } = await composeMail(mail);
-    await deliverToMaildir(this.account.path, mail.to, raw);
+    await deliverToMaildir(this.account.path, mail.to, raw, (durable) => {
+      const p = durable.catch((err) => void (this.#failure ??= err)).finally(() => this.#syncing.delete(p));
+      this.#syncing.add(p);
+    });
     return { messageId, response: "delivered" };
   }
-  close(): Promise<void> {
-    return Promise.resolve();
+
+  async flush(): Promise<void> {
+    await Promise.all(this.#syncing);
+    const failure = this.#failure;
+    this.#failure = undefined;
+    if (failure !== undefined) {
+      throw new MailError(
+        `Cannot make mail delivered to ${this.label} durable: ${(failure as Error).message}.`,
+        "rejected",
+        {
+          cause: failure,
+        },
+      );
+    }
   }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#syncing);
+  }
+
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
 }
 
-interface NodemailerError extends Error {
+export interface NodemailerError extends Error {
   code?: string;
   responseCode?: number;
   response?: string;
@@ -122,6 +159,9 @@ class SmtpSender implements Sender {
       },
       pool: true,
       maxConnections: 2,
+      // nodemailer reconnects after 100 messages by default: a busy host would pay a TLS handshake and
+      // AUTH every 100 replies for nothing.
+      maxMessages: Infinity,
       connectionTimeout: CONNECTION_TIMEOUT_MS,
       greetingTimeout: CONNECTION_TIMEOUT_MS,
       socketTimeout: SOCKET_TIMEOUT_MS,
@@ -133,15 +173,22 @@ class SmtpSender implements Sender {
   async send(mail: OutgoingMail): Promise<SentInfo> {
     for (let attempt = 0;; attempt++) {
       try {
-        const info = await this.#transport.sendMail({
-          from: mail.from,
-          to: [...mail.to],
-          subject: mail.subject,
-          text: mail.text,
-          headers: mail.headers,
-          date: mail.date,
-        });
-        return { messageId: info.messageId, response: info.response };
+        // Our own sealed mail is composed in microseconds (compose.ts); nodemailer then only sends it.
+        const plain = mail.headers ? undefined : composePlain(mail);
+        const info = plain
+          ? await this.#transport.sendMail({
+            envelope: { from: mail.from, to: [...mail.to] },
+            raw: Buffer.from(plain.raw.buffer, plain.raw.byteOffset, plain.raw.byteLength),
+          })
+          : await this.#transport.sendMail({
+            from: mail.from,
+            to: [...mail.to],
+            subject: mail.subject,
+            text: mail.text,
+            headers: mail.headers,
+            date: mail.date,
+          });
+        return { messageId: plain?.messageId ?? info.messageId, response: info.response };
       } catch (err) {
         const e = toMailError(err as NodemailerError, this.account);
         if (e.code !== "temporary" && e.code !== "closed" || attempt >= RETRY_DELAYS_MS.length) throw e;
@@ -166,10 +213,20 @@ class SmtpSender implements Sender {
   }
 }
 
-function toMailError(err: NodemailerError, account: Account): MailError {
+/** nodemailer's error as a MailError: what it was (code) and one sentence. */
+export function toMailError(err: NodemailerError, account: Account): MailError {
   const at = where(account);
   const opts = { cause: err, command: err.command, response: err.response };
   const text = (err.message ?? "").replace(account.password ? account.password : "\u0000", "***");
+  if (err.code === "EAUTH" && err.responseCode && err.responseCode >= 400 && err.responseCode < 500) {
+    // RFC 4954 §6: 454 4.7.0 "Temporary authentication failure" (the SASL backend is down): not a
+    // wrong password, and worth another try.
+    return new MailError(
+      `${at} cannot check the password right now (${err.response}); try again later.`,
+      "temporary",
+      opts,
+    );
+  }
   if (err.code === "EAUTH") {
     return new MailError(
       `Cannot log in to ${at} as "${account.user}": the server refused the password. Check it, or use an app password.`,

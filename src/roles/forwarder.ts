@@ -54,12 +54,21 @@ export class Forwarder {
       this.deps.events({ event: "host_dropped", reason: s.reason, detail: `mail ${m.id}` });
       return m.message instanceof ProtocolError ? "quarantine" : "delete";
     }
+    if (s.seen === "answered") {
+      this.deps.events({
+        event: "host_dropped",
+        reason: "it was passed on before a restart; deleted without passing it on again",
+        detail: `mail ${m.id}`,
+      });
+      return "delete";
+    }
     if (s.message.kind === "request") {
       await this.#toOne(m, s.message.user, now);
     } else {
       // A failure notice or sync concerns every worker's table.
       for (const w of this.#workers) await this.#send(w, m, now).catch(() => {});
     }
+    this.deps.table.settle(s.nonce, now, () => {});
     return "delete";
   }
 

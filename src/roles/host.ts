@@ -98,23 +98,46 @@ export class Host {
       this.#drop(m, s.reason);
       return m.message instanceof ProtocolError ? "quarantine" : "delete";
     }
+    if (s.seen === "answered") {
+      this.deps.events({
+        event: "host_dropped",
+        reason: `its ${s.message.kind} was answered before a restart; deleted without answering again`,
+        detail: `mail ${m.id}`,
+      });
+      return "delete";
+    }
     switch (s.message.kind) {
       case "request":
-        return await this.#request(s.message, m, s.retry, now);
+        return await this.#request(s.message, m, s.nonce, s.seen === "retry", now);
       case "failure":
-        return this.#failure(s.message);
-      case "sync":
-        return await this.#sync(s.message, now);
+        return this.#failure(s.message, s.nonce, now);
+      case "sync": {
+        const d = await this.#sync(s.message, now);
+        // Learning is idempotent and done by now; noting it lets a restart skip the answers it sent.
+        this.deps.table.settle(s.nonce, now, () => {});
+        return d;
+      }
       case "leave": {
-        const gone = this.deps.table.forget(s.message.user, s.message.linkKey);
-        this.deps.events({ event: "host_leave", peer: s.message.user, forgotten: gone });
+        const leave = s.message;
+        const gone = this.deps.table.settle(
+          s.nonce,
+          now,
+          () => this.deps.table.forget(leave.user, leave.linkKey),
+        );
+        this.deps.events({ event: "host_leave", peer: leave.user, forgotten: gone });
         return "delete";
       }
     }
   }
 
-  async #request(req: Request, m: InboundMail, retry: boolean, now: number): Promise<Disposition> {
-    if (req.probe) return await this.#answerProbe(req, m, now);
+  async #request(
+    req: Request,
+    m: InboundMail,
+    nonce: string,
+    retry: boolean,
+    now: number,
+  ): Promise<Disposition> {
+    if (req.probe) return await this.#answerProbe(req, m, nonce, now);
     const entry: TableEntry = {
       user: req.user,
       host: req.host,
@@ -129,16 +152,19 @@ export class Host {
       relay: req.relay,
       role: req.role,
     };
-    const stored = this.deps.table.register(entry, now);
+    // The reply is made before the row is written (it never lists the requester anyway), so the
+    // row and the note "answered" go in one transaction once SMTP accepted the reply: a crash
+    // between the two repeats at most this one reply, and a restart deletes what was answered.
+    const { peers, rows } = this.#offer(req.user, now);
+    const reply: Reply = { kind: "reply", session: req.session, time: now, peers };
+    await this.#mail([req.replyTo], reply);
+    const stored = this.deps.table.settle(nonce, now, () => this.deps.table.register(entry, now));
     this.deps.events({
       event: "host_request",
       peer: req.user,
       address: `${req.host}:${req.port}`,
       outcome: retry ? "retry" : stored ? "stored" : "older",
     });
-    const { peers, rows } = this.#offer(req.user, now);
-    const reply: Reply = { kind: "reply", session: req.session, time: now, peers };
-    await this.#mail([req.replyTo], reply);
     this.deps.events({
       event: "host_reply",
       peer: req.user,
@@ -148,6 +174,8 @@ export class Host {
     // Best effort, once: a retry after a crash re-sends the reply but not the introductions.
     if (!req.quiet && !retry) await this.#introduce(toPeerEntry(entry), peers, rows, now);
     // 【0059】: the other hosts a peer mailed at once are hosts of the same group: exchange tables.
+    // These syncs come after the note "answered": one lost to a crash is made good by the
+    // periodic sync (runSync), which is cheaper than answering the request twice.
     const me = this.settings.address;
     for (const other of m.mail.recipients) {
       if (other === me || this.settings.upstream?.includes(other)) continue;
@@ -156,20 +184,43 @@ export class Host {
         await this.#sendSync(other, this.#recent(now), false, [me]);
       }
     }
-    // 【0065】: pass the newcomer upward, unless it asked that host itself.
+    // 【0065】: pass the newcomer upward, unless it asked that host itself (or sent it to us).
     if (stored && !retry) {
       const up = (this.settings.upstream ?? []).filter((h) =>
-        !m.mail.recipients.includes(h) && h !== req.replyTo
+        !m.mail.recipients.includes(h) && h !== req.replyTo && h !== m.mail.from
       );
-      for (const h of up) await this.#sendSync(h, [toPeerEntry(entry)], false, [me]);
+      const hops = m.mail.hops ?? 0;
+      for (const h of up) {
+        // A first request goes up as it came, so the upstream host answers the newcomer itself
+        // from its own, fresher table and introduces it to its members: a chain no longer answers
+        // only from what it was told at its own join (issue 10). The sealed nonce ends loops (a
+        // host that saw it drops it as a replay); the hop count bounds a chain. A re-announce
+        // needs no answer: a sync keeps the upstream's row fresh for one mail instead of two.
+        if (req.quiet || hops >= MAX_HOPS) await this.#sendSync(h, [toPeerEntry(entry)], false, [me]);
+        else await this.#passUp(h, m, req.user, hops + 1);
+      }
     }
     return "delete";
   }
 
+  /** The request mail, unchanged but for the hop count, to an upstream host. */
+  async #passUp(to: string, m: InboundMail, user: string, hops: number): Promise<void> {
+    await this.deps.sender.send({
+      from: this.settings.address,
+      to: [to],
+      subject: this.settings.marker,
+      text: m.mail.text,
+      headers: { "X-Mailmeet-Hops": String(hops) },
+    });
+    this.deps.events({ event: "mail_sent", kind: "forward", recipients: 1 });
+    this.deps.events({ event: "info", message: `passed ${user}'s request up to ${to}` });
+  }
+
   /** `doctor` asks: answered like a request, but never stored, introduced or passed on. */
-  async #answerProbe(req: Request, m: InboundMail, now: number): Promise<Disposition> {
+  async #answerProbe(req: Request, m: InboundMail, nonce: string, now: number): Promise<Disposition> {
     const { peers } = this.#offer(req.user, now);
     await this.#mail([req.replyTo], { kind: "reply", session: req.session, time: now, peers });
+    this.deps.table.settle(nonce, now, () => {});
     this.deps.events({
       event: "host_reply",
       peer: req.user,
@@ -179,15 +230,14 @@ export class Host {
     return "delete";
   }
 
-  #failure(f: Failure): Disposition {
+  #failure(f: Failure, nonce: string, now: number): Disposition {
     // 【0047】: look the peer up by user id, not by address (addresses change; ids do not) — and
     // only while the row is still the run the reporter tried (a restarted peer is alive).
-    const row = f.targetKey
-      ? this.deps.table.entries(this.#clock()).find((e) => e.user === f.target)
-      : undefined;
-    const stale = f.targetKey !== undefined && row !== undefined &&
-      b64u(row.linkKey) !== b64u(f.targetKey);
-    const flagged = stale ? false : this.deps.table.flag(f.target);
+    const flagged = this.deps.table.settle(nonce, now, () => {
+      const row = f.targetKey ? this.deps.table.store.get(f.target) : undefined;
+      const stale = f.targetKey !== undefined && row !== undefined && b64u(row.linkKey) !== b64u(f.targetKey);
+      return stale ? false : this.deps.table.flag(f.target);
+    });
     this.deps.events({ event: "host_failure", reporter: f.user, peer: f.target, flagged });
     return "delete";
   }
@@ -347,7 +397,7 @@ export class Host {
 
   #recent(now: number): PeerEntry[] {
     const self = this.deps.self?.();
-    const rows = this.deps.table.entries(now).slice(0, MAX_SYNC_ENTRIES).map(toPeerEntry);
+    const rows = this.deps.table.entries(now, MAX_SYNC_ENTRIES).map(toPeerEntry);
     return self ? [self, ...rows.filter((e) => e.user !== self.user)].slice(0, MAX_SYNC_ENTRIES) : rows;
   }
 

@@ -1,12 +1,19 @@
 /**
  * One loop over a node's inbox: wait for mail (push or poll), open each mailmeet message once and
  * hand it to whoever handles its kind. A message is deleted only when its handler says its work is
- * durable; a handler that fails leaves it in the box for the next round (at-least-once).
+ * durable; a handler that fails leaves it in the box and it is tried again after a pause
+ * (at-least-once).
+ *
+ * Deleting goes as the work goes (issue 11): settled messages are removed in small batches during a
+ * pass, after `durable()` has made the handlers' records safe, so a crash re-reads at most one batch,
+ * and those the handler recorded as done are deleted without doing them again.
  */
 import { isRetriableError, MailError } from "../mail/errors.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, type Mailbox } from "../mail/mailbox.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import { type DeliveryReport, parseDeliveryReport } from "../mail/dsn.ts";
+import type { Patience } from "../mail/patience.ts";
+import { sleep } from "../mail/backoff.ts";
 import { openText } from "../protocol/envelope.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
@@ -16,7 +23,7 @@ export interface InboundMail {
   /** The mailbox's id for this mail (stable across reconnects and restarts). */
   id: string;
   mail: ParsedMail;
-  /** The opened message, or why it could not be opened. */
+  /** The opened message, or why it could not be opened (or read at all). */
   message: Message | ProtocolError;
   /** performance.now() when the pass that found it began (the wake-up): for timing the host. */
   wokeAt: number;
@@ -25,6 +32,7 @@ export interface InboundMail {
 /**
  * "delete": its work is durable, remove it. "keep": not ours; leave it and don't look again this run.
  * "later": not now (a host still bootstrapping); leave it and look again on the next pass.
+ * "quarantine": marker mail that does not open: set aside (see QUARANTINE_FOLDER).
  */
 export type Disposition = "delete" | "keep" | "later" | "quarantine";
 
@@ -35,6 +43,11 @@ export type Disposition = "delete" | "keep" | "later" | "quarantine";
  */
 export const QUARANTINE_FOLDER = "mailmeet-quarantine";
 
+/** Settled messages gathered before they are removed, where the mailbox does not say otherwise. */
+export const DEFAULT_DELETE_BATCH = 16;
+/** After a handler failed (its mail stays), the next pass comes this soon even without new mail. */
+export const RETRY_PASS_MS = 5_000;
+
 export type InboxHandler = (m: InboundMail) => Promise<Disposition>;
 
 export interface InboxOptions {
@@ -43,16 +56,28 @@ export interface InboxOptions {
   maxBytes?: number;
   /** Called for mail skipped before any handler saw it (too large, unreadable). */
   onSkip?: (id: string, reason: string) => void;
-  /** Called when a handler failed: the mail stays in the box and is tried again on the next wake-up. */
+  /**
+   * Called when a handler failed: the mail stays in the box and is tried again (after RETRY_PASS_MS
+   * when the failure may pass, else at the next wake-up).
+   */
   onError?: (id: string, err: unknown) => void;
   /**
    * Bounces (RFC 3464 delivery status notifications), looked at on each pass while `wanted()`:
-   * `handle` says "delete" for a report about our own mail (it is used up), "keep" for any other.
+   * `handle` says "delete" for a report about our own mail (it is used up), "keep" for any other;
+   * `settled` runs once the deletions are committed (what a report causes — a command that gives
+   * up — must not outrun the deletion of the report, or the bounce would stay in the box).
    */
   reports?: {
     wanted(): boolean;
     handle(id: string, report: DeliveryReport): "delete" | "keep";
+    settled?(): void;
   };
+  /** Makes what the handlers recorded durable; called before any deletion is made permanent. */
+  durable?: () => void | Promise<void>;
+  /** Keeps run() going through mail server outages until its deadline; without it the first failure ends run(). */
+  patience?: Patience;
+  /** The pause before a retry pass (tests shorten it). */
+  retryPassMs?: number;
 }
 
 export class InboxReader {
@@ -60,15 +85,19 @@ export class InboxReader {
   #settled = new Set<string>();
   /** The same for delivery reports. */
   #settledReports = new Set<string>();
+  #toDelete: string[] = [];
+  #toQuarantine: string[] = [];
+  /** A handler failed in the last pass: its mail waits for a retry pass. */
+  #failed = false;
 
   constructor(readonly mailbox: Mailbox, readonly opts: InboxOptions) {}
 
   /** One pass over what is in the box now. Returns how many messages were handled. */
   async pass(handler: InboxHandler): Promise<number> {
     const wokeAt = performance.now();
+    this.#failed = false;
     const list = await this.mailbox.list(this.opts.marker);
     let handled = 0;
-    let deleted = false;
     const present = new Set(list.map((m) => m.id));
     for (const id of this.#settled) if (!present.has(id)) this.#settled.delete(id);
     // Oldest first: requests are answered in the order they were sent (Date has whole seconds;
@@ -76,56 +105,58 @@ export class InboxReader {
     const fresh = list.filter((m) => !this.#settled.has(m.id)).sort((a, b) =>
       (a.date?.getTime() ?? 0) - (b.date?.getTime() ?? 0)
     );
-    for (const info of fresh) {
-      let raw: Uint8Array;
-      try {
-        raw = await this.mailbox.fetch(info.id, this.opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-      } catch (err) {
-        if (err instanceof MailError && err.code === "too_large") {
-          // Not one of ours (they are a few KiB): leave it for its owner, never read it again.
-          this.opts.onSkip?.(info.id, err.message);
-          this.#settled.add(info.id);
+    let finished = false;
+    // The next mail is fetched and read while the handler works on this one (its reply waits for a
+    // mail server's answer): one message ahead, never more.
+    const ahead = (i: number) => {
+      if (i >= fresh.length) return undefined;
+      const p = this.#fetch(fresh[i]);
+      p.catch(() => {}); // seen when awaited; an abandoned one (a failed pass) is moot
+      return p;
+    };
+    let next = ahead(0);
+    try {
+      for (let i = 0; i < fresh.length; i++) {
+        const info = fresh[i];
+        const got = await next!;
+        next = ahead(i + 1);
+        if (got === "skip") continue;
+        const { mail, message } = got;
+        let disposition: Disposition;
+        try {
+          disposition = await handler({ id: info.id, mail, message, wokeAt });
+        } catch (err) {
+          if (err instanceof MailError && !isRetriableError(err) && this.opts.onError === undefined) {
+            throw err;
+          }
+          // A failure that may pass (a server restarting) gets a retry pass soon; a permanent one
+          // (a 5xx) waits for the next wake-up instead of hammering the server every few seconds.
+          if (isRetriableError(err)) this.#failed = true;
+          this.opts.onError?.(info.id, err);
           continue;
         }
-        if (err instanceof MailError && err.code === "not_found") continue;
-        throw err;
+        handled++;
+        if (disposition === "later") continue;
+        this.#settled.add(info.id);
+        if (disposition === "quarantine") this.#toQuarantine.push(info.id);
+        else if (disposition === "delete") this.#toDelete.push(info.id);
+        if (this.#toDelete.length + this.#toQuarantine.length >= this.#batch) await this.#flush();
       }
-      const mail = await parseMail(raw);
-      let message: Message | ProtocolError;
-      try {
-        message = openText(this.opts.key, mail.text);
-      } catch (err) {
-        if (!(err instanceof ProtocolError)) throw err;
-        message = err;
-      }
-      let disposition: Disposition;
-      try {
-        disposition = await handler({ id: info.id, mail, message, wokeAt });
-      } catch (err) {
-        if (err instanceof MailError && !isRetriableError(err) && this.opts.onError === undefined) throw err;
-        this.opts.onError?.(info.id, err);
-        continue;
-      }
-      handled++;
-      if (disposition === "later") continue;
-      this.#settled.add(info.id);
-      if (disposition === "quarantine" && this.mailbox.quarantine) {
-        await this.mailbox.quarantine([info.id], QUARANTINE_FOLDER);
-        deleted = true;
-      } else if (disposition === "delete" || disposition === "quarantine") {
-        await this.mailbox.delete([info.id]);
-        deleted = true;
-      }
+      finished = true;
+    } finally {
+      // What was settled before a failure is still removed if the mailbox lets us; if not, it stays
+      // queued for the next pass, and the handlers' records keep it from being done twice.
+      if (finished) await this.#flush();
+      else await this.#flush().catch(() => {});
     }
-    if (await this.#reports()) deleted = true;
-    if (deleted) await this.mailbox.commit();
+    await this.#reports();
     return handled;
   }
 
-  /** Reads the bounces in the box once each; true when one was deleted. */
-  async #reports(): Promise<boolean> {
+  /** Reads the bounces in the box once each; those about our mail are deleted, then settled. */
+  async #reports(): Promise<void> {
     const reports = this.opts.reports;
-    if (!reports?.wanted() || !this.mailbox.listReports) return false;
+    if (!reports?.wanted() || !this.mailbox.listReports) return;
     const list = await this.mailbox.listReports();
     const present = new Set(list.map((m) => m.id));
     for (const id of this.#settledReports) if (!present.has(id)) this.#settledReports.delete(id);
@@ -146,14 +177,130 @@ export class InboxReader {
         deleted = true;
       }
     }
-    return deleted;
+    if (deleted) await this.mailbox.commit();
+    reports.settled?.();
   }
 
-  /** Passes on every wake-up until `signal` aborts. */
+  /**
+   * Passes on every wake-up until `signal` aborts; after a handler failure, also RETRY_PASS_MS later.
+   * With `patience`, a mail server that stops answering is waited for (until its deadline).
+   */
   async run(signal: AbortSignal, handler: InboxHandler): Promise<void> {
-    for await (const _ of this.mailbox.watch(signal)) {
-      if (signal.aborted) break;
-      await this.pass(handler);
+    const patience = this.opts.patience;
+    while (!signal.aborted) {
+      try {
+        await this.#watch(signal, handler);
+        return;
+      } catch (err) {
+        if (signal.aborted) return;
+        if (!patience) throw err;
+        await patience.wait("reading", err, signal);
+      }
     }
+  }
+
+  async #watch(outer: AbortSignal, handler: InboxHandler): Promise<void> {
+    // Its own signal: a watch left behind by a failure must end before the next one starts, or two
+    // would share (and steal wake-ups from) one connection.
+    const ctl = new AbortController();
+    const signal = AbortSignal.any([outer, ctl.signal]);
+    const it = this.mailbox.watch(signal)[Symbol.asyncIterator]();
+    let next = it.next();
+    try {
+      for (;;) {
+        let woke: IteratorResult<void> | "retry";
+        if (this.#failed) {
+          const pause = new AbortController();
+          woke = await Promise.race([
+            next,
+            sleep(this.opts.retryPassMs ?? RETRY_PASS_MS, signal, pause.signal).then(() => "retry" as const),
+          ]);
+          pause.abort();
+        } else woke = await next;
+        if (signal.aborted) return;
+        if (woke !== "retry") {
+          if (woke.done) return;
+          next = it.next();
+        }
+        await this.pass(handler);
+        this.opts.patience?.ok("reading");
+      }
+    } finally {
+      ctl.abort();
+      // Whatever the abandoned watch still says (a failure while we were failing anyway) is moot.
+      next.catch(() => {});
+      Promise.resolve(it.return?.()).catch(() => {});
+    }
+  }
+
+  /** One mail fetched and read, or "skip" when it is gone or too large (reported and settled). */
+  async #fetch(
+    info: { id: string },
+  ): Promise<{ mail: ParsedMail; message: Message | ProtocolError } | "skip"> {
+    let raw: Uint8Array;
+    try {
+      raw = await this.mailbox.fetch(info.id, this.opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+    } catch (err) {
+      if (err instanceof MailError && err.code === "too_large") {
+        // Not one of ours (they are a few KiB): leave it for its owner, never read it again.
+        this.opts.onSkip?.(info.id, err.message);
+        this.#settled.add(info.id);
+        return "skip";
+      }
+      if (err instanceof MailError && err.code === "not_found") return "skip";
+      throw err;
+    }
+    return read(raw, this.opts.key);
+  }
+
+  get #batch(): number {
+    return Math.max(1, this.mailbox.deleteBatch ?? DEFAULT_DELETE_BATCH);
+  }
+
+  /** Removes what was settled so far, once the handlers' records are durable. */
+  async #flush(): Promise<void> {
+    if (this.#toDelete.length + this.#toQuarantine.length === 0) return;
+    await this.opts.durable?.();
+    const quarantine = this.#toQuarantine;
+    const del = this.#toDelete;
+    if (quarantine.length > 0) {
+      if (this.mailbox.quarantine) await this.mailbox.quarantine(quarantine, QUARANTINE_FOLDER);
+      else await this.mailbox.delete(quarantine);
+      this.#toQuarantine = [];
+    }
+    if (del.length > 0) await this.mailbox.delete(del);
+    this.#toDelete = [];
+    await this.mailbox.commit();
+  }
+}
+
+/**
+ * Reads and opens one mail. Never throws: a mail that cannot be read (nested too deep, no end of
+ * header, no block, another key, anything unexpected) comes back as a ProtocolError for the
+ * handler to set aside — one poisoned mail must not take a node down (issue 11).
+ */
+function read(raw: Uint8Array, key: NetworkKey): { mail: ParsedMail; message: Message | ProtocolError } {
+  let mail: ParsedMail;
+  try {
+    mail = parseMail(raw);
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    return {
+      mail: { subject: "", recipients: [], text: "" },
+      message: new ProtocolError(`The mail cannot be read: ${text}.`, "malformed", { cause: err }),
+    };
+  }
+  if (mail.problem) {
+    return { mail, message: new ProtocolError(`The mail cannot be read: ${mail.problem}.`, "malformed") };
+  }
+  try {
+    return { mail, message: openText(key, mail.text) };
+  } catch (err) {
+    if (err instanceof ProtocolError) return { mail, message: err };
+    const text = err instanceof Error ? err.message : String(err);
+    return {
+      mail,
+      message: new ProtocolError(`The mail cannot be opened: ${text}.`, "malformed", { cause: err }),
+    };
   }
 }

@@ -16,7 +16,14 @@ export interface ScreenSettings {
 }
 
 export type Screened =
-  | { ok: true; message: Request | Failure | Sync | Leave; retry: boolean }
+  | {
+    ok: true;
+    message: Request | Failure | Sync | Leave;
+    /** The nonce as the table keys it: settle() it once the message's work is done. */
+    nonce: string;
+    /** Seen in this mail before a restart: "retry" (not done yet) or "answered" (done; just delete it). */
+    seen: "new" | "retry" | "answered";
+  }
   | { ok: false; reason: string };
 
 export function screen(m: InboundMail, table: PeerTable, s: ScreenSettings, now: number): Screened {
@@ -34,7 +41,8 @@ export function screen(m: InboundMail, table: PeerTable, s: ScreenSettings, now:
       reason: fresh === "old" ? "it was sealed longer ago than --max-age" : "it is dated in the future",
     };
   }
-  const verdict = table.checkNonce(b64u(msg.nonce), m.id, msg.time, now - s.maxAgeMs - s.skewMs);
+  const nonce = b64u(msg.nonce);
+  const verdict = table.checkNonce(nonce, m.id, msg.time, now - s.maxAgeMs - s.skewMs);
   if (verdict === "replay") return { ok: false, reason: "its nonce was already used: a replayed request" };
-  return { ok: true, message: msg, retry: verdict === "retry" };
+  return { ok: true, message: msg, nonce, seen: verdict };
 }

@@ -37,11 +37,22 @@ export interface TablePolicy {
 export const DEFAULT_POLICY: TablePolicy = { capacity: 1000, ttlMs: 12 * 3600_000, replyLimit: 16 };
 
 export function isExpired(e: Pick<TableEntry, "stored">, now: number, ttlMs: number): boolean {
-  return e.stored + ttlMs <= now;
+  return e.stored <= expiredAtOrBefore(now, ttlMs);
 }
 
-/** Newest first; equal times in a stable order by user id. */
-function byRecency(a: TableEntry, b: TableEntry): number {
+/** Rows stored at or before this time are expired: one range over the `stored` order. */
+export function expiredAtOrBefore(now: number, ttlMs: number): number {
+  return now - ttlMs;
+}
+
+/**
+ * Newest first; equal times in a stable order by user id. Replies take from the front of this
+ * order, eviction from the back: storage keeps an index in exactly this order.
+ */
+export function byRecency(
+  a: Pick<TableEntry, "stored" | "user">,
+  b: Pick<TableEntry, "stored" | "user">,
+): number {
   return b.stored - a.stored || (a.user < b.user ? -1 : a.user > b.user ? 1 : 0);
 }
 
@@ -65,21 +76,40 @@ export function admit(
   now: number,
 ): Admission {
   const same = rows.find((r) => r.user === incoming.user);
-  if (same && same.stored > incoming.stored) return { accept: false, evict: [] };
-  if (incoming.origin !== "") {
-    if (isExpired(incoming, now, policy.ttlMs)) return { accept: false, evict: [] };
-    if (same && same.stored === incoming.stored && (same.flagged || !incoming.flagged)) {
-      return { accept: false, evict: [] };
-    }
-  }
+  if (!accepts(same, incoming, policy, now)) return { accept: false, evict: [] };
   const evict = rows.filter((r) => r.user !== incoming.user && isExpired(r, now, policy.ttlMs)).map((r) =>
     r.user
   );
   const gone = new Set(evict);
   const kept = rows.filter((r) => r.user !== incoming.user && !gone.has(r.user)).sort(byRecency);
-  const room = Math.max(0, policy.capacity - 1);
-  for (const r of kept.slice(room)) evict.push(r.user);
+  for (const r of kept.slice(kept.length - overflow(kept.length, policy))) evict.push(r.user);
   return { accept: true, evict };
+}
+
+/**
+ * admit() one row at a time, for storage that cannot afford to read the table: whether `incoming`
+ * replaces `same` (the row of the same user, if any).
+ */
+export function accepts(
+  same: TableEntry | undefined,
+  incoming: TableEntry,
+  policy: TablePolicy,
+  now: number,
+): boolean {
+  if (same && same.stored > incoming.stored) return false;
+  if (incoming.origin !== "") {
+    if (isExpired(incoming, now, policy.ttlMs)) return false;
+    if (same && same.stored === incoming.stored && (same.flagged || !incoming.flagged)) return false;
+  }
+  return true;
+}
+
+/**
+ * admit() one row at a time: with `others` live rows of other users left after expiry, how many of
+ * the oldest (the back of byRecency) must go so that the newcomer fits within capacity.
+ */
+export function overflow(others: number, policy: TablePolicy): number {
+  return Math.max(0, others - Math.max(0, policy.capacity - 1));
 }
 
 /** The reply's peers: the most recent live others, never the requester itself (【0043】). */

@@ -1,12 +1,18 @@
-/** The host's peer table: the policy (policy.ts) applied to durable storage (store.ts). */
-import { admit, isExpired, pickForReply, type TableEntry, type TablePolicy } from "./policy.ts";
+/**
+ * The host's peer table: the policy (policy.ts) applied to durable storage (store.ts), one row at a
+ * time — admit()'s rules through accepts()/overflow() over indexed lookups, pickForReply() as an
+ * index range — so no request reads the whole table.
+ */
+import { accepts, expiredAtOrBefore, overflow, type TableEntry, type TablePolicy } from "./policy.ts";
 import { TableStore } from "./store.ts";
 
 export type NonceVerdict =
   /** Never seen: recorded now. */
   | "new"
-  /** Seen in this same mail before (a restart after a crash): answer again, it is harmless. */
+  /** Seen in this same mail before, not answered yet (a crash before its reply): answer it. */
   | "retry"
+  /** Seen in this same mail and answered before a restart: delete it without answering again. */
+  | "answered"
   /** Seen in another mail: somebody re-sent a captured request. */
   | "replay";
 
@@ -20,9 +26,9 @@ export class PeerTable implements Disposable {
   /** Stores a peer (one row per user id, capacity kept); false if a newer request from it is already held. */
   register(entry: TableEntry, now: number): boolean {
     return this.store.transaction(() => {
-      const verdict = admit(this.store.rows(), entry, this.policy, now);
-      if (!verdict.accept) return false;
-      this.store.remove(verdict.evict);
+      const same = this.store.get(entry.user);
+      if (!accepts(same, entry, this.policy, now)) return false;
+      this.#makeRoom(entry.user, same !== undefined, now);
       this.store.put(entry);
       return true;
     });
@@ -34,25 +40,31 @@ export class PeerTable implements Disposable {
    */
   learn(entry: TableEntry, now: number): boolean {
     return this.store.transaction(() => {
-      const rows = this.store.rows();
-      const verdict = admit(rows, entry, this.policy, now);
-      if (!verdict.accept) return false;
-      const same = rows.find((r) => r.user === entry.user);
+      const same = this.store.get(entry.user);
+      if (!accepts(same, entry, this.policy, now)) return false;
       if (same && same.stored === entry.stored) return this.store.flag(entry.user);
-      this.store.remove(verdict.evict);
+      this.#makeRoom(entry.user, same !== undefined, now);
       this.store.put(entry);
       return true;
     });
   }
 
+  /** admit()'s evictions: expired rows, then the oldest beyond capacity (the newcomer keeps its own row). */
+  #makeRoom(user: string, hasRow: boolean, now: number): void {
+    this.store.evictExpired(now, this.policy.ttlMs, user);
+    const others = this.store.count() - (hasRow ? 1 : 0);
+    this.store.evictOldest(overflow(others, this.policy), user);
+  }
+
+  /** pickForReply(): the most recent live others, never the requester (【0043】). */
   replyFor(requester: string, now: number): TableEntry[] {
-    return pickForReply(this.store.rows(), requester, this.policy, now);
+    return this.store.recent(expiredAtOrBefore(now, this.policy.ttlMs), requester, this.policy.replyLimit);
   }
 
   /** Forgets a peer that said it leaves, if the row is of that run (its link key); false otherwise. */
   forget(user: string, linkKey: Uint8Array): boolean {
     return this.store.transaction(() => {
-      const row = this.store.rows().find((r) => r.user === user);
+      const row = this.store.get(user);
       if (!row || row.linkKey.length !== linkKey.length || !row.linkKey.every((b, i) => b === linkKey[i])) {
         return false;
       }
@@ -68,25 +80,48 @@ export class PeerTable implements Disposable {
 
   /**
    * Replay check keyed by the request's nonce and the mailbox id of the mail it came in: the same
-   * mail seen again after a crash is a retry, the same nonce in another mail is a replay.
+   * mail seen again after a crash is a retry (or, if it was answered, done), the same nonce in
+   * another mail is a replay.
    */
   checkNonce(nonce: string, mailId: string, time: number, forgetBefore: number): NonceVerdict {
     return this.store.transaction(() => {
-      const first = this.store.nonceMessage(nonce);
+      const first = this.store.nonce(nonce);
       if (first === undefined) {
         this.store.forgetNonces(forgetBefore);
         this.store.recordNonce(nonce, mailId, time);
         return "new";
       }
-      return first === mailId ? "retry" : "replay";
+      if (first.message !== mailId) return "replay";
+      return first.answered ? "answered" : "retry";
     });
   }
 
-  /** Live rows, newest first (for `mailmeet table`). */
-  entries(now: number): TableEntry[] {
-    return this.store.rows().filter((r) => !isExpired(r, now, this.policy.ttlMs)).sort((a, b) =>
-      b.stored - a.stored
-    );
+  /**
+   * Runs `work` (the table change a message causes) and notes, in the same transaction, that the
+   * message with `nonce` is done, so a host restarted before its mail was deleted does not answer
+   * it again (issue 11). Called once its reply was accepted.
+   */
+  settle<T>(nonce: string, now: number, work: () => T): T {
+    return this.store.transaction(() => {
+      const out = work();
+      this.store.answerNonce(nonce, now);
+      return out;
+    });
+  }
+
+  /** Makes everything committed durable against a power cut (before mail is deleted). */
+  sync(): void {
+    this.store.sync();
+  }
+
+  /** Live rows, newest first, at most `limit` (for `mailmeet table` and syncs). */
+  entries(now: number, limit = Number.MAX_SAFE_INTEGER): TableEntry[] {
+    return this.store.recent(expiredAtOrBefore(now, this.policy.ttlMs), null, limit);
+  }
+
+  /** Rows held, from a kept count (status files read it often). */
+  size(): number {
+    return this.store.count();
   }
 
   close(): void {

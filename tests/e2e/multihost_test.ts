@@ -165,9 +165,38 @@ Deno.test("[imap] through a chain A → B → C, a peer that knows only B meets 
   await bea.waitFor(is("promoted"), 30_000, "bea promoted");
   await pat.waitFor(is("connected", { peer: "zed" }), 30_000, "pat → zed, learned through B");
   await pat.waitFor(is("connected", { peer: "bea" }), 30_000, "pat → bea");
-  // and B passed pat upward: C knows pat now, learned from B
+  // and B passed pat's request upward: C answered pat itself and keeps pat in its table
   await until("pat in C's table", async () => "pat" in await table(w, "C"));
-  assert.ok(hostC.events.some(info(new RegExp(`sync from ${ba.address}`))));
+  assert.ok(hostC.events.some(is("host_request", { peer: "pat" })));
+  assert.ok(bea.events.some(info(new RegExp(`passed pat's request up to ${c.address}`))));
+});
+
+Deno.test("[maildir] a chain answers from fresh knowledge: a member that came back with a new key is reached through the upstream host", async () => {
+  await using w = await world("maildir");
+  const c = w.account("hostc", "game.test");
+  const hostC = w.host("C", c);
+  const daveAcct = w.account("dave", "isp-b.test");
+  // dave comes back on the same port: the stale entry then reaches a listener with another key.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const daveArgs = ["--listen", `127.0.0.1:${port}`, "--timeout", "0"];
+  const dave1 = w.peer("dave", daveAcct, [c], daveArgs);
+  await hostC.waitFor(is("host_request", { peer: "dave" }), 30_000, "dave's first run at C");
+  const ba = w.account("bea", "isp-a.test");
+  const bea = w.peer("bea", ba, [c], ["--timeout", "0"]);
+  await bea.waitFor(is("connected", { peer: "dave" }), 30_000, "bea (B) → dave's first run");
+  dave1.kill("SIGINT");
+  await dave1.status;
+  const dave2 = w.peer("dave", daveAcct, [c], daveArgs);
+  await hostC.waitForCount(is("host_request", { peer: "dave" }), 2, 30_000, "dave's second run at C");
+  const alice = w.peer("alice", w.account("alice"), [ba]);
+  await alice.waitFor(is("connected", { peer: "dave" }), 30_000, "alice → dave's current run");
+  await dave2.waitFor(is("connected", { peer: "alice" }), 30_000, "dave → alice");
+  // B passed alice's request up; C answered her from its own table, where dave is current.
+  await hostC.waitFor(is("host_request", { peer: "alice" }), 30_000, "C answered alice itself");
+  assert.ok(bea.events.some(info(new RegExp(`passed alice's request up to ${c.address}`))));
+  assert.ok(!alice.events.some(is("error")), "no error on alice's side");
 });
 
 Deno.test("[imap] two nodes that name each other as host settle: the loop ends, mail stays bounded", async () => {

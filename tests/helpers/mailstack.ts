@@ -41,10 +41,16 @@ export interface MailStack extends AsyncDisposable {
    */
   url(kind: UrlKind | string, address: string): string;
   restartDovecot(): Promise<void>;
+  /** Stops Postfix (SMTP refused on every port) until startPostfix(). */
+  stopPostfix(): Promise<void>;
+  startPostfix(): Promise<void>;
   /** Raw RFC 5322 files currently in an address's Maildir (new/ and cur/), oldest first. */
   rawMessages(address: string): Promise<Uint8Array[]>;
-  /** Delivers a raw message with plain SMTP to the MX port; resolves once it is in the Maildir. */
-  deliverRaw(to: string, raw: string): Promise<void>;
+  /**
+   * Delivers a raw message with plain SMTP to the MX port; resolves once it is in the Maildir
+   * (or, with `wait: false`, once Postfix accepted it: for a box a running reader empties).
+   */
+  deliverRaw(to: string, raw: string, opts?: { wait?: boolean }): Promise<void>;
   /** Waits until `address`'s Maildir holds at least n messages; throws after timeoutMs. */
   waitForMessages(address: string, n: number, timeoutMs?: number): Promise<void>;
 }
@@ -283,9 +289,16 @@ export async function mailStack(): Promise<MailStack> {
     async restartDovecot() {
       await script("restart-dovecot");
     },
+    async stopPostfix() {
+      await script("stop-postfix");
+    },
+    async startPostfix() {
+      await script("start-postfix");
+    },
     rawMessages: (address) => readMaildir(maildirOf(env.spool, address)),
-    async deliverRaw(to, raw) {
+    async deliverRaw(to, raw, opts = {}) {
       const id = await smtpDeliver(env.host, env.ports.smtp, to, raw);
+      if (opts.wait === false) return;
       // Postfix's Received header names its queue id ("with ESMTP id <ID>"): wait for that file, so
       // that, as with the maildir: transport, the message is in the box when this resolves.
       const needle = `id ${id}`;

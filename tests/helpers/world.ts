@@ -34,8 +34,11 @@ export interface World extends AsyncDisposable {
   run(args: string[]): ReturnType<typeof runCli>;
   /** Raw messages now in an account's mailbox. */
   raw(a: Account): Promise<Uint8Array[]>;
-  /** Puts raw bytes into an account's mailbox as a new mail (a replay, personal mail). */
-  deliverRaw(to: Account, raw: Uint8Array): Promise<void>;
+  /**
+   * Puts raw bytes into an account's mailbox as a new mail (a replay, personal mail); with
+   * `wait: false` on the stack, resolves when Postfix accepted it (for a box a running node empties).
+   */
+  deliverRaw(to: Account, raw: Uint8Array, opts?: { wait?: boolean }): Promise<void>;
   /** Mails `text` from one account to others, as any mail client would. */
   send(from: Account, to: Account[], subject: string, text: string, date?: Date): Promise<void>;
   /** Waits until an account's mailbox holds at least n messages. */
@@ -125,8 +128,8 @@ export async function world(transport: Transport): Promise<World> {
       ),
     run: (args) => runCli(args, isolated),
     raw,
-    async deliverRaw(to, raw) {
-      if (stack) await stack.deliverRaw(to.address, new TextDecoder().decode(raw));
+    async deliverRaw(to, raw, opts) {
+      if (stack) await stack.deliverRaw(to.address, new TextDecoder().decode(raw), opts);
       else await deliverToMaildir(spool, [to.address], raw);
     },
     async send(from, to, subject, text, date) {

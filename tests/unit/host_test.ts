@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import type { OutgoingMail, Sender, SentInfo } from "../../src/mail/smtp.ts";
 import type { ParsedMail } from "../../src/mail/parse.ts";
-import { openText } from "../../src/protocol/envelope.ts";
+import { openText, sealToText } from "../../src/protocol/envelope.ts";
 import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
 import {
   type Intro,
@@ -31,9 +31,14 @@ const rnd = (n: number) => {
 
 class Outbox implements Sender {
   readonly label = "fake";
-  sent: { to: readonly string[]; message: Message }[] = [];
+  sent: { to: readonly string[]; message: Message; text: string; headers?: Record<string, string> }[] = [];
   send(mail: OutgoingMail): Promise<SentInfo> {
-    this.sent.push({ to: mail.to, message: openText(key, mail.text) });
+    this.sent.push({
+      to: mail.to,
+      message: openText(key, mail.text),
+      text: mail.text,
+      headers: mail.headers,
+    });
     return Promise.resolve({ messageId: `<${this.sent.length}@fake>`, response: "250 ok" });
   }
   close() {
@@ -43,7 +48,7 @@ class Outbox implements Sender {
     return this.close();
   }
   of<K extends Message["kind"]>(kind: K) {
-    return this.sent.filter((s) => s.message.kind === kind) as {
+    return this.sent.filter((s) => s.message.kind === kind) as unknown as {
       to: readonly string[];
       message: Extract<Message, { kind: K }>;
     }[];
@@ -89,8 +94,15 @@ async function setup(opts: { upstream?: string[]; self?: PeerEntry; introLimit?:
   };
 }
 
-function mail(message: Message, recipients = ["me@host.test"]): InboundMail {
-  const m: ParsedMail = { subject: "m", date: new Date(NOW), recipients, text: "", from: "x@y.test" };
+function mail(message: Message, recipients = ["me@host.test"], extra: Partial<ParsedMail> = {}): InboundMail {
+  const m: ParsedMail = {
+    subject: "m",
+    date: new Date(NOW),
+    recipients,
+    text: sealToText(key, message, rnd),
+    from: "x@y.test",
+    ...extra,
+  };
   return { id: `id-${++counter}`, mail: m, message, wokeAt: performance.now() };
 }
 
@@ -135,13 +147,38 @@ Deno.test("a promoted node offers itself first, and the peers its own host told 
   assert.deepEqual(reply.peers.map((p) => p.user), ["node", "zed"]);
 });
 
-Deno.test("a newcomer is passed upward once, but not to a host it asked itself", async () => {
+Deno.test("a newcomer's request goes up as it came (the upstream answers it itself), but not to a host it asked itself", async () => {
   await using t = await setup({ upstream: ["up@host.test", "up2@host.test"] });
-  await t.host.handle(mail(request("pat"), ["me@host.test", "up2@host.test"]));
-  const syncs = t.outbox.of("sync");
-  assert.deepEqual(syncs.map((s) => s.to), [["up@host.test"]]);
-  assert.deepEqual(syncs[0].message.entries.map((e) => e.user), ["pat"]);
-  assert.deepEqual(syncs[0].message.visited, ["me@host.test"]);
+  const req = request("pat");
+  const inbound = mail(req, ["me@host.test", "up2@host.test"]);
+  await t.host.handle(inbound);
+  const up = t.outbox.sent.filter((s) => s.to[0] !== req.replyTo);
+  assert.deepEqual(up.map((s) => s.to), [["up@host.test"]], "one mail up, to the host it did not ask");
+  assert.equal(
+    up[0].text,
+    inbound.mail.text,
+    "the very block the newcomer sealed: its nonce, session and reply address",
+  );
+  assert.deepEqual(up[0].headers, { "X-Mailmeet-Hops": "1" });
+  assert.equal(t.outbox.of("sync").length, 0);
+});
+
+Deno.test("a chained request stops going up at the hop limit (a sync carries the row on) and never goes back to its sender", async () => {
+  await using t = await setup({ upstream: ["up@host.test", "down@host.test"] });
+  await t.host.handle(
+    mail(request("pat"), ["me@host.test"], { hops: MAX_HOPS, from: "down@host.test" }),
+  );
+  const up = t.outbox.sent.filter((s) => s.message.kind !== "reply");
+  assert.deepEqual(up.map((s) => [s.to[0], s.message.kind]), [["up@host.test", "sync"]]);
+  assert.deepEqual((up[0].message as Sync).entries.map((e) => e.user), ["pat"]);
+});
+
+Deno.test("a re-announce goes up as a sync: the upstream keeps the row without answering", async () => {
+  await using t = await setup({ upstream: ["up@host.test"] });
+  await t.host.handle(mail(request("pat", NOW, true)));
+  const up = t.outbox.sent.filter((s) => s.to[0] === "up@host.test");
+  assert.deepEqual(up.map((s) => s.message.kind), ["sync"]);
+  assert.equal(up[0].headers, undefined);
 });
 
 Deno.test("hosts named beside us in a request become known hosts and get our table once", async () => {

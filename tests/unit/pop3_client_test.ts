@@ -562,3 +562,23 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+Deno.test("pop3: a server that promises [AUTH] (AUTH-RESP-CODE) and refuses without it is restarting, not refusing the password", async () => {
+  await using server = disposable(new FakePop3());
+  server.capa = ["USER", "UIDL", "TOP", "AUTH-RESP-CODE"];
+  // What Dovecot answers a login while it shuts down.
+  server.hook = (c) => c.startsWith("PASS") ? "-ERR Shutting down\r\n" : "default";
+  await assert.rejects(() => open(server), (e: unknown) => {
+    assert.ok(
+      e instanceof MailError && e.cause instanceof MailError && e.cause.code === "temporary",
+      String(e),
+    );
+    return true;
+  });
+  // With [AUTH] it is the password; without the capability, a bare -ERR still counts as one.
+  server.hook = (c) => c.startsWith("PASS") ? "-ERR [AUTH] Authentication failed.\r\n" : "default";
+  await assert.rejects(() => open(server), (e: unknown) => e instanceof MailError && e.code === "auth");
+  server.capa = ["USER", "UIDL", "TOP"];
+  server.hook = (c) => c.startsWith("PASS") ? "-ERR Shutting down\r\n" : "default";
+  await assert.rejects(() => open(server), (e: unknown) => e instanceof MailError && e.code === "auth");
+});

@@ -180,3 +180,162 @@ Deno.test("a nonce seen in another mail is a replay; in the same mail, a retry",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("property: the SQLite table admits, evicts and answers exactly as the pure policy says", async () => {
+  const dir = await Deno.makeTempDir();
+  let n = 0;
+  try {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5 }),
+        fc.array(
+          fc.record({
+            user: fc.constantFrom("a", "b", "c", "d", "e", "f", "g"),
+            t: fc.integer({ min: 0, max: 40 }),
+            learned: fc.boolean(),
+            flagged: fc.boolean(),
+            flagUser: fc.option(fc.constantFrom("a", "b", "c"), { nil: undefined }),
+          }),
+          { maxLength: 30 },
+        ),
+        (capacity, ops) => {
+          const p = policy({ capacity, ttlMs: 20 * H, replyLimit: 3 });
+          using t = new PeerTable(`${dir}/p${n++}.db`, p);
+          let rows: TableEntry[] = [];
+          for (const [i, op] of ops.entries()) {
+            // Time moves on: rows written early expire later in the run.
+            const now = T0 + i * H;
+            const e = entry(op.user, now - op.t * H, {
+              origin: op.learned ? "h2@x" : "",
+              flagged: op.learned && op.flagged,
+              email: op.learned ? "" : `${op.user}@isp-a.test`,
+            });
+            const v = admit(rows, e, p, now);
+            const same = rows.find((r) => r.user === e.user);
+            const got = op.learned ? t.learn(e, now) : t.register(e, now);
+            if (v.accept && op.learned && same && same.stored === e.stored) {
+              same.flagged = true;
+            } else if (v.accept) {
+              rows = rows.filter((r) => r.user !== e.user && !v.evict.includes(r.user));
+              rows.push({ ...e });
+            }
+            assert.equal(got, v.accept);
+            if (op.flagUser) {
+              const row = rows.find((r) => r.user === op.flagUser);
+              assert.equal(t.flag(op.flagUser), row !== undefined);
+              if (row) row.flagged = true;
+            }
+            const key = (r: TableEntry) => `${r.user}/${r.stored}/${r.flagged}/${r.origin}`;
+            for (const requester of ["a", "z"]) {
+              assert.deepEqual(
+                t.replyFor(requester, now).map(key),
+                pickForReply(rows, requester, p, now).map(key),
+              );
+            }
+            assert.equal(t.size(), rows.length, "the kept count");
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("what a request costs the table does not grow with it: index plans only, same rows read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const perRequest: number[] = [];
+    for (const size of [100, 10_000]) {
+      using t = new PeerTable(`${dir}/t${size}.db`, policy({ capacity: 1_000_000 }));
+      t.store.transaction(() => {
+        for (let i = 0; i < size; i++) t.store.put(entry(`old${i}`, T0 - 1000 - i));
+      });
+      assert.equal(t.size(), size);
+      const before = t.store.rowsRead;
+      for (let i = 0; i < 20; i++) {
+        const now = T0 + i;
+        assert.equal(t.checkNonce(`n${i}`, `m${i}`, now, now - 13 * H), "new");
+        assert.equal(t.replyFor(`new${i}`, now).length, DEFAULT_POLICY.replyLimit);
+        t.settle(`n${i}`, now, () => t.register(entry(`new${i}`, now), now));
+        t.size();
+      }
+      perRequest.push((t.store.rowsRead - before) / 20);
+    }
+    assert.equal(perRequest[0], perRequest[1], `rows read per request: ${perRequest.join(" vs ")}`);
+    using t = new PeerTable(`${dir}/plans.db`, policy());
+    for (const [name, plan] of Object.entries(t.store.plans())) {
+      for (const step of plan) {
+        assert.ok(!/^SCAN (peers|nonces)$/.test(step), `${name} scans a whole table: ${plan.join("; ")}`);
+        assert.ok(!/TEMP B-TREE/.test(step), `${name} sorts outside an index: ${plan.join("; ")}`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a request answered before a crash is known as answered; an unfinished one is a retry", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/t.db`;
+  try {
+    {
+      using t = new PeerTable(path, policy());
+      assert.equal(t.checkNonce("n1", "mail-1", T0, T0 - H), "new");
+      assert.equal(t.checkNonce("n2", "mail-2", T0, T0 - H), "new");
+      t.settle("n1", T0, () => t.register(entry("a", T0), T0));
+      // A settle whose work fails leaves nothing behind: neither the row nor the note.
+      assert.throws(() =>
+        t.settle("n2", T0, () => {
+          t.register(entry("b", T0), T0);
+          throw new Error("boom");
+        })
+      );
+    }
+    using t = new PeerTable(path, policy());
+    assert.equal(t.checkNonce("n1", "mail-1", T0, T0 - H), "answered");
+    assert.equal(t.checkNonce("n2", "mail-2", T0, T0 - H), "retry");
+    assert.equal(t.checkNonce("n1", "mail-9", T0, T0 - H), "replay");
+    assert.deepEqual(t.entries(T0).map((e) => e.user), ["a"]);
+    t.sync();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a schema-2 table is upgraded in place: rows kept, counted, candidates default to none", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/old.db`;
+  try {
+    const { DatabaseSync } = await import("node:sqlite");
+    const db = new DatabaseSync(path);
+    db.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      INSERT INTO meta VALUES ('schema', '2');
+      CREATE TABLE peers (user TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, email TEXT NOT NULL,
+        link_key BLOB NOT NULL, flagged INTEGER NOT NULL DEFAULT 0, stored INTEGER NOT NULL,
+        origin TEXT NOT NULL DEFAULT '');
+      CREATE INDEX peers_stored ON peers(stored);
+      CREATE TABLE nonces (nonce TEXT PRIMARY KEY, message TEXT NOT NULL, seen INTEGER NOT NULL);
+    `);
+    const ins = db.prepare(
+      "INSERT INTO peers (user, host, port, email, link_key, stored) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    for (const u of ["a", "b", "c"]) ins.run(u, "192.0.2.1", 4000, `${u}@x.test`, new Uint8Array(32), T0 - 5);
+    db.prepare("INSERT INTO nonces VALUES ('n', 'mail', ?)").run(T0);
+    db.close();
+    using t = new PeerTable(path, policy());
+    assert.equal(t.size(), 3);
+    assert.equal(t.checkNonce("n", "mail", T0, T0 - H), "retry");
+    const [row] = t.entries(T0, 1);
+    assert.equal(row.candidates, undefined);
+    const lan = { kind: "lan", transport: "tcp", host: "192.0.2.7", port: 4000 } as const;
+    t.register(entry("d", T0, { candidates: [lan], mapping: "eim" }), T0);
+    assert.deepEqual(t.store.get("d")?.candidates, [lan]);
+    assert.equal(t.store.get("d")?.mapping, "eim");
+    assert.equal(t.size(), 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -16,12 +16,15 @@ import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { openNodeStatus } from "../status.ts";
 import { DEFAULT_SKEW_MS } from "../../roles/host.ts";
+import { Patience, patientSender } from "../../mail/patience.ts";
 
 export const HOST_HELP = `mailmeet host (or mailmeet --host) — answer rendezvous requests from a mailbox
 
 Reads mailmeet requests from --inbox, keeps the peer table in --db, and mails each requester the
 most recent other peers. Other mail in the box is never touched. Runs until interrupted, or with
---once answers what is in the box now and exits.
+--once answers what is in the box now and exits. Once the mailbox has answered, mail server
+outages are waited out for as long as they last; a server that never answers ends it after
+--timeout (default 120 s).
 
 Example:
   mailmeet --host --address lan-host@game.test --inbox imaps://lan-host%40game.test:PASS@imap.game.test/INBOX \\
@@ -69,14 +72,29 @@ export async function hostCommand(r: Resolved): Promise<number> {
   using status = openNodeStatus("host", { address: mail.address, roles: ["host"] });
   const events = status.track(sinkFor(r));
   using table = openTable(r, mail.address);
-  status.tableSize = () => table.entries(Date.now()).length;
-  await using sender = openSender(mail.smtp, { caCerts: mail.caCerts });
-  await using inbox = await openMailbox(mail.inbox, {
-    address: mail.address,
-    caCerts: mail.caCerts,
-    pollIntervalMs: mail.pollMs,
-    log: (line) => events({ event: "info", message: line }),
-  });
+  status.tableSize = () => table.size();
+  using stop = interruptSignal();
+  const once = flag(r, "once");
+  // A host runs for days: once its mailbox has answered, a mail server outage is waited out,
+  // however long. Before that, an outage and a mistyped server look alike, so it waits --timeout
+  // (a host started at boot before the network is up), then says so. --once fails at once.
+  const startedAt = Date.now();
+  let reached = false;
+  const patience = once ? undefined : mailPatience(
+    events,
+    () => (reached || num(r, "timeout") <= 0 ? Infinity : startedAt + num(r, "timeout")),
+  );
+  await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts });
+  const sender = patience ? patientSender(smtp, patience, stop.signal) : smtp;
+  const open = () =>
+    openMailbox(mail.inbox, {
+      address: mail.address,
+      caCerts: mail.caCerts,
+      pollIntervalMs: mail.pollMs,
+      log: (line) => events({ event: "info", message: line }),
+    });
+  await using inbox = patience ? await patience.run("reading", open, stop.signal) : await open();
+  reached = true;
   const marker = str(r, "marker")!;
   const interrupted = () => new InterruptedError("Interrupted; the host stopped.");
   const reader = new InboxReader(inbox, {
@@ -88,8 +106,14 @@ export async function hostCommand(r: Resolved): Promise<number> {
         event: "error",
         message: `mail ${id} stays in the box for a retry: ${(err as Error).message}`,
       }),
+    // Replies and rows (with their "answered" notes) survive a power cut before the requests are
+    // deleted: maildir replies are fsynced in the background until here, the table's WAL here.
+    durable: async () => {
+      await sender.flush?.();
+      table.sync();
+    },
+    patience,
   });
-  using stop = interruptSignal();
 
   const workers = addresses(r, "forward-to");
   if (workers.length === 0 && !flag(r, "once")) {
@@ -107,7 +131,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       { sender, table, events },
     );
     const handle = reportUnreadable((m) => forwarder.handle(m), events);
-    if (flag(r, "once")) await reader.pass(handle);
+    if (once) await reader.pass(handle);
     else {
       events({ event: "info", message: `representing ${workers.join(", ")} at ${mail.address}` });
       await reader.run(stop.signal, handle);
@@ -162,7 +186,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       await host.bootstrap(bootstrap, num(r, "timeout"));
       events({
         event: "info",
-        message: `table filled from ${bootstrap}: ${table.entries(Date.now()).length} entries`,
+        message: `table filled from ${bootstrap}: ${table.size()} entries`,
       });
     } catch (err) {
       throw new UsageError(`Could not bootstrap from ${bootstrap}: ${(err as Error).message}.`);
@@ -172,7 +196,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
     }
   }
   const handle = reportUnreadable((m) => host.handle(m), events);
-  if (flag(r, "once")) {
+  if (once) {
     await reader.pass(handle);
     if (stop.interrupted) throw interrupted();
     return 0;
@@ -182,4 +206,27 @@ export async function hostCommand(r: Resolved): Promise<number> {
   await syncing;
   if (stop.interrupted) throw interrupted();
   return 0;
+}
+
+/**
+ * Waits out mail server outages until `deadline()` (Infinity: for ever), saying once per outage
+ * that it waits (a `waiting` event, shown in human mode) and, in --verbose, when it is over.
+ */
+export function mailPatience(events: EventSink, deadline: () => number = () => Infinity): Patience {
+  return new Patience({
+    deadline,
+    onWaiting: (what, err, until) =>
+      events({
+        event: "waiting",
+        reason: `waiting for the mail server (${what}): ${err.message}` +
+          (until < Infinity
+            ? ` Retrying for up to ${Math.max(1, Math.round((until - Date.now()) / 1000))} s.`
+            : ""),
+      }),
+    onRecovered: (what, ms) =>
+      events({
+        event: "info",
+        message: `the mail server answers again (${what}, after ${Math.round(ms / 1000)} s)`,
+      }),
+  });
 }

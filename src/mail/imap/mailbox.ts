@@ -13,7 +13,7 @@ import { type Account, durationParam, where } from "../account.ts";
 import { CONNECT_TIMEOUT_MS } from "../connection.ts";
 import { isRetriableError, MailError } from "../errors.ts";
 import { type Mailbox, type MailboxOptions, type MessageInfo, subjectHasMarker } from "../mailbox.ts";
-import { parseMail } from "../parse.ts";
+import { parseHeader } from "../parse.ts";
 import { ImapClient } from "./client.ts";
 import {
   expunge,
@@ -92,6 +92,8 @@ type IdleEnd = "new" | "refresh" | "preempted" | "aborted" | "dead";
 
 export class ImapMailbox implements Mailbox {
   readonly label: string;
+  /** UID STORE + UID EXPUNGE per 16 messages: two round trips, and a crash re-reads at most 16. */
+  readonly deleteBatch = 16;
   readonly pollIntervalMs: number;
   #account: Account;
   #opts: ImapMailboxOptions;
@@ -111,6 +113,8 @@ export class ImapMailbox implements Mailbox {
   #seenArrivals = 0;
   /** Bumped on every successful (re)connect. */
   #generation = 0;
+  /** RFC822.SIZE by UID, as list() saw it: fetch() need not ask again (one round trip less per message). */
+  #sizes = new Map<number, number>();
   /** UID → the connection generation on which we set \Deleted (re-set after a reconnect). */
   #pendingDeletes = new Map<number, number>();
   /** Operations waiting for the connection: IDLE gives way to them. */
@@ -160,20 +164,17 @@ export class ImapMailbox implements Mailbox {
       if (uids.length === 0) return [];
       const validity = this.#uidValidity!;
       const out: MessageInfo[] = [];
+      this.#sizes.clear();
       for (const h of (await fetchHeaders(c, uids)).sort((a, b) => a.uid - b.uid)) {
-        let subject = "";
-        let date: Date | undefined;
-        try {
-          const parsed = await parseMail(h.header);
-          subject = parsed.subject;
-          date = parsed.date;
-        } catch {
-          // unreadable headers: fall back to what the server says
-        }
+        // Bounded and never throws: unreadable headers give "" and fall back to the server's date.
+        const parsed = parseHeader(h.header);
+        const subject = parsed.subject;
+        let date = parsed.date;
         // The server matched; matching again here keeps "never touch other mail" true even for a
         // server whose SEARCH is fuzzier than a substring match.
         if (!subjectHasMarker(subject, marker)) continue;
         date ??= h.internalDate;
+        this.#sizes.set(h.uid, h.size);
         const info: MessageInfo = { id: `${validity}:${h.uid}`, subject, size: h.size };
         out.push(date ? { ...info, date } : info);
       }
@@ -197,7 +198,10 @@ export class ImapMailbox implements Mailbox {
     return await this.#op("fetch", async (c) => {
       const uid = this.#uidOf(id);
       if (uid === undefined) throw this.#notFound(id);
-      const size = await fetchSize(c, uid);
+      const known = this.#sizes.get(uid);
+      this.#sizes.delete(uid);
+      // A message's size never changes (RFC 3501 §2.3.4): what list() saw still holds.
+      const size = known ?? await fetchSize(c, uid);
       if (size === undefined) throw this.#notFound(id);
       if (size > maxBytes) {
         throw new MailError(
@@ -337,6 +341,7 @@ export class ImapMailbox implements Mailbox {
             `earlier message ids no longer apply.`,
         );
         this.#pendingDeletes.clear();
+        this.#sizes.clear();
       }
       this.#uidValidity = sel.uidValidity;
       this.#exists = sel.exists;

@@ -10,6 +10,11 @@ export interface Capabilities {
   readonly uidl: boolean;
   /** SASL mechanisms, upper-cased (RFC 2449 §6.3). */
   readonly sasl: ReadonlySet<string>;
+  /**
+   * AUTH-RESP-CODE (RFC 3206 §5): every login failure caused by the credentials carries [AUTH], so
+   * one without it is the server's trouble (Dovecot shutting down says "-ERR Shutting down").
+   */
+  readonly authRespCode: boolean;
 }
 
 export const NO_CAPABILITIES: Capabilities = {
@@ -18,10 +23,11 @@ export const NO_CAPABILITIES: Capabilities = {
   top: false,
   uidl: false,
   sasl: new Set(),
+  authRespCode: false,
 };
 
 export function parseCapa(lines: readonly string[]): Capabilities {
-  let stls = false, user = false, top = false, uidl = false;
+  let stls = false, user = false, top = false, uidl = false, authRespCode = false;
   const sasl = new Set<string>();
   for (const line of lines) {
     const [name = "", ...args] = line.trim().split(/\s+/);
@@ -41,9 +47,12 @@ export function parseCapa(lines: readonly string[]): Capabilities {
       case "SASL":
         for (const m of args) sasl.add(m.toUpperCase());
         break;
+      case "AUTH-RESP-CODE":
+        authRespCode = true;
+        break;
     }
   }
-  return { stls, user, top, uidl, sasl };
+  return { stls, user, top, uidl, sasl, authRespCode };
 }
 
 /** The "n size" lines of LIST (RFC 1939 §5). */

@@ -170,19 +170,30 @@ export class Pop3Session {
           response: shown(st.line),
         });
       }
-      if (st.kind !== "+OK") throw this.#loginError(user, st, hidden, "password");
+      if (st.kind !== "+OK") throw this.#loginError(user, st, hidden, "password", caps);
       return;
     }
     const u = await this.#command(`USER ${user}`);
-    if (u.kind !== "+OK") throw this.#loginError(user, u, `USER ${user}`, "user");
+    if (u.kind !== "+OK") throw this.#loginError(user, u, `USER ${user}`, "user", caps);
     const p = await this.#command(`PASS ${account.password}`, "PASS ***");
-    if (p.kind !== "+OK") throw this.#loginError(user, p, "PASS ***", "password");
+    if (p.kind !== "+OK") throw this.#loginError(user, p, "PASS ***", "password", caps);
   }
 
-  #loginError(user: string, st: Status, command: string, refused: "user" | "password"): MailError {
+  #loginError(
+    user: string,
+    st: Status,
+    command: string,
+    refused: "user" | "password",
+    caps: Capabilities,
+  ): MailError {
     const response = shown(st.line);
-    // RFC 2449 §8.1 / RFC 3206: these say "not now", not "wrong password".
-    if (st.code === "SYS/TEMP" || st.code === "IN-USE" || st.code === "LOGIN-DELAY") {
+    // RFC 2449 §8.1 / RFC 3206: these say "not now", not "wrong password"; and a server that
+    // promises [AUTH] on every credentials failure (AUTH-RESP-CODE) and leaves it out is in trouble
+    // itself (restarting), so that is "not now" too.
+    if (
+      st.code === "SYS/TEMP" || st.code === "IN-USE" || st.code === "LOGIN-DELAY" ||
+      (caps.authRespCode && st.code !== "AUTH" && st.code !== "SYS/PERM")
+    ) {
       return new MailError(
         `Cannot log in to ${this.where} as "${user}": the server is busy or the mailbox is in use ("${
           shown(st.text)
