@@ -56,7 +56,7 @@ async function tunnelPair(
   const b = m.node(`tcli${n}`, siteName(kinds[1], 2), kinds[1], via, [
     "tunnel",
     "--local",
-    String(LOCAL_PORT),
+    `${LOCAL_PORT}:${SERVER_PORT}`,
     "--to",
     `tsrv${n}`,
     "--timeout",
@@ -90,7 +90,7 @@ const out = {};
 {
   const c = await Deno.connect({ hostname: "127.0.0.1", port }); c.setNoDelay(true);
   const msg = new Uint8Array(64).fill(0x50); const buf = new Uint8Array(64); const rtts = [];
-  for (let i = 0; i < ${PINGS}; i++) { const t = performance.now(); await c.write(msg); let got = 0; while (got < 64) got += await c.read(buf.subarray(got)); rtts.push((performance.now() - t) * 1000); }
+  for (let i = 0; i < ${PINGS}; i++) { const t = performance.now(); await c.write(msg); let got = 0; while (got < 64) { const r = await c.read(buf.subarray(got)); if (r === null) throw new Error("the tunnel closed the connection"); got += r; } rtts.push((performance.now() - t) * 1000); }
   c.close(); rtts.sort((a, b) => a - b); out.p50 = rtts[Math.floor(rtts.length / 2)]; out.p99 = rtts[Math.floor(rtts.length * 0.99)];
 }
 {

@@ -82,6 +82,12 @@ export interface ConnectorOptions {
 }
 
 export const DEFAULT_RELAY_AFTER_MS = 8_000;
+/**
+ * When both ends map endpoint-dependently (two symmetric NATs) punching practically never works
+ * (the lab never saw it), so the relay starts after this instead: long enough for a LAN or
+ * forwarded TCP path to win first, short of the 8 s that cost every such pair 6–7 s.
+ */
+export const HARD_PAIR_RELAY_AFTER_MS = 1_000;
 export const DEFAULT_GRACE_MS = 300;
 
 const MIN_GRACE_MS = 50;
@@ -158,7 +164,9 @@ export class Connector {
     if (o.hub?.quic && target.candidates.some((c) => c.transport === "udp")) {
       add("punched", () => this.#punched(target, deadline, stop.signal));
     }
-    const relayTimer = setTimeout(addRelay, o.relayAfterMs ?? DEFAULT_RELAY_AFTER_MS);
+    const hardPair = o.hub?.mapping === "symmetric" && target.mapping === "symmetric";
+    const relayAfter = o.relayAfterMs ?? (hardPair ? HARD_PAIR_RELAY_AFTER_MS : DEFAULT_RELAY_AFTER_MS);
+    const relayTimer = setTimeout(addRelay, relayAfter);
     try {
       for (;;) {
         const now = Date.now();

@@ -127,7 +127,7 @@ labTest("a UDP game tunnel crosses a punched path", async () => {
   const bob = m.node("bob", "symb", "symmetric", via, [
     "tunnel",
     "--local",
-    "27016",
+    "27016:27015",
     "--udp",
     "--to",
     "ann",
