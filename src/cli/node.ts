@@ -29,6 +29,8 @@ import type { Resolved } from "./options.ts";
 import { type NodeStatus, openNodeStatus } from "./status.ts";
 import { bounceReports, recordingSender, reportUnreadable, SentMail } from "./mail_watch.ts";
 import { mailPatience, openTable } from "./commands/host.ts";
+import { openMailBudget } from "./mail_budget.ts";
+import { budgetedSender } from "../mail/budget_sender.ts";
 
 export interface RunningNode extends AsyncDisposable {
   peer: Peer;
@@ -168,7 +170,10 @@ export async function startNode(
     const sentMail = new SentMail();
     const smtp: Sender = recordingSender(openSender(mail.smtp, { caCerts: mail.caCerts }), sentMail);
     stack.use(smtp);
-    const sender = patientSender(smtp, patience, signal);
+    // Free accounts allow a few hundred mails a day: the budget holds back the least important first.
+    const budget = openMailBudget(r, mail.address);
+    status.mailBudget = budget;
+    const sender = patientSender(budgetedSender(smtp, budget), patience, signal);
     const inbox: Mailbox = await patience.run("reading", () =>
       openMailbox(mail.inbox, {
         address: mail.address,
@@ -231,6 +236,7 @@ export async function startNode(
             table,
             sender,
             events,
+            budget,
             // A promoted node is a peer too: it offers itself first (it is online right now).
             self: () => ({
               user,
@@ -269,7 +275,8 @@ export async function startNode(
       const every = num(r, "reannounce");
       if (every > 0) {
         const timer = setInterval(() => {
-          peer.announce().catch((err) =>
+          // Linked: the links keep us in the group; mail only keeps the host's row alive.
+          peer.reannounce().catch((err) =>
             events({ event: "error", message: `Could not ask the host(s) again: ${(err as Error).message}` })
           );
         }, every);

@@ -174,6 +174,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: "no-host", kind: "boolean", help: "never answer requests that reach your inbox", default: false },
   { name: "max-links", kind: "int", arg: "N", help: "links to open by dialing at most", default: 8 },
   {
+    name: "mail-budget",
+    kind: "int",
+    arg: "N",
+    help: "mails a day this account may send at most (free accounts allow a few hundred)",
+    default: 200,
+  },
+  {
     name: "poll",
     kind: "duration",
     arg: "SECONDS",
