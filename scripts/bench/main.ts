@@ -1,10 +1,11 @@
-/** `deno task bench [mail|rendezvous|link|nat|host|all] [--runs N]`: each figure printed beside its reference. */
+/** `deno task bench [mail|rendezvous|link|nat|host|budget|all] [--runs N]`: each figure printed beside its reference. */
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
 import { benchLink } from "./link.ts";
 import { benchNat } from "./nat.ts";
 import { benchHost } from "./host.ts";
+import { benchBudget } from "./budget.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -28,6 +29,7 @@ const benches: Record<string, () => Promise<void>> = {
   rendezvous: () => benchRendezvous({ runs }),
   link: () => benchLink(),
   nat: () => benchNat({ runs: Math.min(runs, 10) }),
+  budget: () => benchBudget(),
   host: () =>
     benchHost({
       pairs: Number(values.pairs),

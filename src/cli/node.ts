@@ -24,13 +24,29 @@ import { ControlServer, type NodeIdentity } from "../node/control.ts";
 import { ControlClient } from "../node/control_client.ts";
 import { statusDirFor } from "./paths.ts";
 import { listenError, UsageError } from "./errors.ts";
-import { addresses, flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
+import {
+  addresses,
+  dataDir,
+  flag,
+  list,
+  loadKey,
+  mailSettings,
+  num,
+  parseHostPort,
+  str,
+  userId,
+} from "./context.ts";
 import type { Resolved } from "./options.ts";
 import { type NodeStatus, openNodeStatus } from "./status.ts";
 import { bounceReports, recordingSender, reportUnreadable, SentMail } from "./mail_watch.ts";
 import { mailPatience, openTable } from "./commands/host.ts";
 import { openMailBudget } from "./mail_budget.ts";
+import { loadRemembered, rememberedPath, saveRemembered } from "./remembered.ts";
 import { budgetedSender } from "../mail/budget_sender.ts";
+
+/** How long a node coming back tries its last run's members before it asks by mail. */
+const COME_BACK_WINDOW_MS = 10_000;
+const REMEMBER_EVERY_MS = 60_000;
 
 export interface RunningNode extends AsyncDisposable {
   peer: Peer;
@@ -138,6 +154,15 @@ export async function startNode(
       if (vias.length > 0) ref.peer?.announce().catch(() => {});
     });
     stack.defer(() => network.close());
+    // Whom we are linked to, for the next run (saved now and then, and last thing before the links close).
+    const rememberAt = rememberedPath(dataDir(), mail.address, user);
+    const remember = () => saveRemembered(rememberAt, network.linkedEntries(), Date.now());
+    const remembering = setInterval(remember, REMEMBER_EVERY_MS);
+    Deno.unrefTimer(remembering);
+    stack.defer(() => {
+      clearInterval(remembering);
+      remember();
+    });
     if (app) network.links.attach(app);
     // Apps started later attach here instead of meeting the group again.
     const started = new Date().toISOString();
@@ -269,8 +294,13 @@ export async function startNode(
     const handle = reportUnreadable(auto.handle, events);
     // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
     await patience.run("reading", () => reader.pass(handle), signal);
+    // Coming back: the members we were linked to may still be online; one link spares the mail.
+    const remembered = loadRemembered(rememberAt, Date.now());
+    const back = remembered.length > 0 &&
+      await peer.comeBack(remembered, Math.min(num(r, "dial-window"), COME_BACK_WINDOW_MS));
+    if (back) events({ event: "info", message: "linked again to members of the last run; no mail needed" });
     if (vias.length > 0) {
-      await peer.announce();
+      if (!back) await peer.announce();
       // Long sessions: stay in the hosts' tables (--ttl) and hear of peers that came meanwhile.
       const every = num(r, "reannounce");
       if (every > 0) {

@@ -48,10 +48,11 @@ export interface Ledger {
 export class MemoryLedger implements Ledger {
   #records = new Map<string, LedgerRecord>();
   load(account: string): LedgerRecord {
-    return structuredClone(this.#records.get(account) ?? { sent: [] });
+    const r = this.#records.get(account);
+    return r ? { ...r, sent: [...r.sent] } : { sent: [] };
   }
   save(account: string, record: LedgerRecord): void {
-    this.#records.set(account, structuredClone(record));
+    this.#records.set(account, { ...record, sent: [...record.sent] });
   }
 }
 

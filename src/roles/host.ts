@@ -166,10 +166,14 @@ export class Host {
     // The reply is made before the row is written (it never lists the requester anyway), so the
     // row and the note "answered" go in one transaction once SMTP accepted the reply: a crash
     // between the two repeats at most this one reply, and a restart deletes what was answered.
-    if (!this.#affords("reply", `${req.user}'s request waits in the mailbox`)) return "later";
+    // A re-announce (quiet: its sender is linked) needs its row kept, not an answer: near the
+    // budget its reply is skipped like a sync. A newcomer's request waits for the budget instead.
+    const answer = req.quiet
+      ? this.#affords("sync", `no reply to ${req.user}'s re-announce (its row is kept)`)
+      : this.#affords("reply", `${req.user}'s request waits in the mailbox`);
+    if (!answer && !req.quiet) return "later";
     const { peers, rows } = this.#offer(req.user, now);
-    const reply: Reply = { kind: "reply", session: req.session, time: now, peers };
-    await this.#mail([req.replyTo], reply);
+    if (answer) await this.#mail([req.replyTo], { kind: "reply", session: req.session, time: now, peers });
     const stored = this.deps.table.settle(nonce, now, () => this.deps.table.register(entry, now));
     this.deps.events({
       event: "host_request",
@@ -177,12 +181,14 @@ export class Host {
       address: `${req.host}:${req.port}`,
       outcome: retry ? "retry" : stored ? "stored" : "older",
     });
-    this.deps.events({
-      event: "host_reply",
-      peer: req.user,
-      peers: peers.length,
-      ms: Math.round(performance.now() - m.wokeAt),
-    });
+    if (answer) {
+      this.deps.events({
+        event: "host_reply",
+        peer: req.user,
+        peers: peers.length,
+        ms: Math.round(performance.now() - m.wokeAt),
+      });
+    }
     // Best effort, once: a retry after a crash re-sends the reply but not the introductions.
     if (!req.quiet && !retry) await this.#introduce(toPeerEntry(entry), peers, rows, now);
     // 【0059】: the other hosts a peer mailed at once are hosts of the same group: exchange tables.

@@ -205,6 +205,29 @@ export class Peer {
     return await this.announce();
   }
 
+  /**
+   * A node coming back first dials the members it was linked to when it last ran: members online
+   * for hours keep their addresses, one link is enough (peer exchange brings the rest), and no mail
+   * is spent — a group with members dropping in and out all day would otherwise cost its host a
+   * reply for every return. True when a link is up; else the caller announces by mail.
+   */
+  async comeBack(remembered: readonly PeerEntry[], windowMs: number): Promise<boolean> {
+    const others = remembered.filter((p) => p.user !== this.settings.user && p.role !== "relay");
+    if (others.length === 0) return false;
+    this.deps.events({
+      event: "info",
+      message: `trying the ${others.length} member(s) we were linked to last time before asking by mail`,
+    });
+    const deadline = this.#clock() + windowMs;
+    const ranked = rankCandidates(others, { friends: this.settings.friends, blocked: this.settings.blocked })
+      .slice(0, this.settings.maxLinks);
+    await Promise.all(ranked.map((e) => this.#dial(e, "", deadline, false)));
+    if (this.deps.links.size === 0) return false;
+    // Our host row is renewed on the linked schedule, not at once (reannounce()).
+    this.#lastAnnounce = this.#clock();
+    return true;
+  }
+
   wants(m: InboundMail): boolean {
     return !(m.message instanceof ProtocolError) &&
       (m.message.kind === "reply" || m.message.kind === "intro");
@@ -268,7 +291,11 @@ export class Peer {
     const deadline = intro.time + intro.window;
     if (deadline <= this.#clock()) {
       // The newcomer stopped trying before we heard of it: ask again, so the host introduces us.
-      if (this.#clock() - this.#lastReask > REASK_AFTER_LATE_INTRO_MS && this.settings.vias.length > 0) {
+      // Not before our first request: a node reading old mail at start is about to ask anyway.
+      if (
+        this.#session !== undefined && this.#clock() - this.#lastReask > REASK_AFTER_LATE_INTRO_MS &&
+        this.settings.vias.length > 0
+      ) {
         this.#lastReask = this.#clock();
         this.deps.events({
           event: "info",
