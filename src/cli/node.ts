@@ -204,6 +204,7 @@ export async function startNode(
         address: mail.address,
         caCerts: mail.caCerts,
         pollIntervalMs: mail.pollMs,
+        idleRenewMs: mail.idleRenewMs,
         log: (line) => events({ event: "info", message: line }),
       }), signal);
     stack.use(inbox);
@@ -298,9 +299,10 @@ export async function startNode(
     const remembered = loadRemembered(rememberAt, Date.now());
     const back = remembered.length > 0 &&
       await peer.comeBack(remembered, Math.min(num(r, "dial-window"), COME_BACK_WINDOW_MS));
-    if (back) events({ event: "info", message: "linked again to members of the last run; no mail needed" });
+    if (back) events({ event: "info", message: "linked again to members of the last run" });
     if (vias.length > 0) {
-      if (!back) await peer.announce();
+      // The hosts still hear of this run (its new key and address); linked, the request is quiet.
+      await peer.announce();
       // Long sessions: stay in the hosts' tables (--ttl) and hear of peers that came meanwhile.
       const every = num(r, "reannounce");
       if (every > 0) {

@@ -187,6 +187,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "polling interval where the server has no push",
     default: "2",
   },
+  {
+    name: "idle-renew",
+    kind: "duration",
+    arg: "DURATION",
+    help: "IMAP: renew IDLE this often; a connection that does not answer then is replaced",
+    default: "5m",
+  },
   { name: "tls-ca", kind: "string", arg: "FILE", help: "trust this CA certificate (PEM) for mail servers" },
   { name: "debug", kind: "boolean", help: "show stack traces", default: false },
   { name: "quiet", kind: "boolean", help: "only errors", default: false },

@@ -87,6 +87,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       address: mail.address,
       caCerts: mail.caCerts,
       pollIntervalMs: mail.pollMs,
+      idleRenewMs: mail.idleRenewMs,
       log: (line) => events({ event: "info", message: line }),
     });
   await using inbox = patience ? await patience.run("reading", open, stop.signal) : await open();
