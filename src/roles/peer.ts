@@ -207,9 +207,10 @@ export class Peer {
 
   /**
    * A node coming back first dials the members it was linked to when it last ran: members online
-   * for hours keep their addresses, one link is enough (peer exchange brings the rest), and no mail
-   * is spent — a group with members dropping in and out all day would otherwise cost its host a
-   * reply for every return. True when a link is up; else the caller announces by mail.
+   * for hours keep their addresses, and one link is enough (peer exchange brings the rest). Its
+   * request then goes quiet — no introductions, and a reply only while the host's budget allows
+   * syncs — so a group with members dropping in and out all day does not spend its host's budget
+   * on returns. True when a link is up.
    */
   async comeBack(remembered: readonly PeerEntry[], windowMs: number): Promise<boolean> {
     const others = remembered.filter((p) => p.user !== this.settings.user && p.role !== "relay");
@@ -223,8 +224,6 @@ export class Peer {
       .slice(0, this.settings.maxLinks);
     await Promise.all(ranked.map((e) => this.#dial(e, "", deadline, false)));
     if (this.deps.links.size === 0) return false;
-    // Our host row is renewed on the linked schedule, not at once (reannounce()).
-    this.#lastAnnounce = this.#clock();
     return true;
   }
 

@@ -237,8 +237,9 @@ export async function simulateGroup(o: SimOptions): Promise<SimResult> {
     m.peer = peer;
     // A node reads what waited in its box before it asks (src/cli/node.ts).
     await readBox(m);
-    const back = o.comeBack && await peer.comeBack(m.remembered, 45_000);
-    if (!back) await peer.announce().catch(() => {});
+    // Linked again or not, the host hears of this run (its new key and address); linked, quietly.
+    if (o.comeBack) await peer.comeBack(m.remembered, 45_000);
+    await peer.announce().catch(() => {});
     m.nextReannounce = now + reannounceMs;
   };
   const leave = async (m: Member) => {
