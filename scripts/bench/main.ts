@@ -1,4 +1,4 @@
-/** `deno task bench [mail|rendezvous|link|nat|host|game|all] [--runs N] [--file-mib N]`: each figure printed beside its reference. */
+/** `deno task bench [mail|rendezvous|link|nat|host|game|budget|all] [--runs N] [--file-mib N]`: each figure printed beside its reference. */
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
@@ -6,6 +6,7 @@ import { benchLink } from "./link.ts";
 import { benchNat } from "./nat.ts";
 import { benchHost } from "./host.ts";
 import { benchGame } from "./game_udp.ts";
+import { benchBudget } from "./budget.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -31,6 +32,7 @@ const benches: Record<string, () => Promise<void>> = {
   rendezvous: () => benchRendezvous({ runs }),
   link: () => benchLink(),
   nat: () => benchNat({ runs: Math.min(runs, 10) }),
+  budget: () => benchBudget(),
   host: () =>
     benchHost({
       pairs: Number(values.pairs),

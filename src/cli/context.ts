@@ -67,6 +67,10 @@ export interface MailSettings {
   inbox: string;
   caCerts?: string[];
   pollMs: number;
+  /** --idle-renew: how often an IMAP inbox renews IDLE (and checks the connection). */
+  idleRenewMs: number;
+  /** --marker: the subject text of mailmeet mail (doctor names it in filter advice). */
+  marker: string;
 }
 
 export async function mailSettings(r: Resolved): Promise<MailSettings> {
@@ -92,7 +96,15 @@ export async function mailSettings(r: Resolved): Promise<MailSettings> {
       throw new UsageError(`Cannot read the CA certificate --tls-ca ${ca}: ${(err as Error).message}.`);
     }
   }
-  return { address, smtp, inbox, caCerts, pollMs: num(r, "poll") };
+  return {
+    address,
+    smtp,
+    inbox,
+    caCerts,
+    pollMs: num(r, "poll"),
+    idleRenewMs: num(r, "idle-renew"),
+    marker: str(r, "marker")!,
+  };
 }
 
 export async function loadKey(r: Resolved): Promise<NetworkKey> {

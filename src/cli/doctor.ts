@@ -11,7 +11,7 @@ import { isIP } from "node:net";
 import { type Account, parseAccount, where } from "../mail/account.ts";
 import { MailError } from "../mail/errors.ts";
 import { ImapClient } from "../mail/imap/client.ts";
-import type { Mailbox } from "../mail/mailbox.ts";
+import type { Mailbox, MessageInfo } from "../mail/mailbox.ts";
 import { openMailbox } from "../mail/open.ts";
 import { Pop3Session } from "../mail/pop3/session.ts";
 import { openSender, type Sender } from "../mail/smtp.ts";
@@ -307,6 +307,13 @@ async function checkReading(mail: MailSettings, report: (c: CheckResult) => void
       title: `reading: POP3 has no push, so replies are polled every ${mail.pollMs / 1000} s`,
       fix: "Fine, only slower; an imaps:// inbox (IMAP IDLE) sees replies the moment they arrive.",
     });
+    report({
+      check: "inbox_junk",
+      status: "warn",
+      title: "reading: POP3 sees only the inbox, so mailmeet mail the provider files as spam cannot be seen",
+      fix:
+        `Use imaps:// if the provider offers it (mailmeet then reads the junk folder too), or add a filter rule that keeps mail whose subject holds "${mail.marker}" in the inbox.`,
+    });
   } else if (capabilities.has("IDLE")) {
     report({ check: "inbox_push", status: "ok", title: "reading: the server pushes new mail (IMAP IDLE)" });
   } else {
@@ -515,8 +522,22 @@ async function checkRoundTrip(
       });
       return false;
     }
-    await inbox.delete(found);
+    await inbox.delete(found.map((m) => m.id));
     await inbox.commit();
+    const junk = found.find((m) => m.junk)?.junk;
+    if (junk) {
+      report({
+        check: "roundtrip",
+        status: "warn",
+        title: `round trip: a mail to yourself arrived (${
+          fmtMs(ms(t0))
+        }), but in the junk folder "${junk}"; mailmeet reads it there too, but providers empty it and may delay it`,
+        fix:
+          `Mark the mail as not spam, or add a filter rule that keeps mail whose subject holds "${mail.marker}" in the inbox.`,
+        ms: ms(t0),
+      });
+      return true;
+    }
     report({
       check: "roundtrip",
       status: "ok",
@@ -548,14 +569,14 @@ async function waitForSubject(
   inbox: Mailbox,
   subject: string,
   waitMs: number,
-): Promise<string[] | undefined> {
+): Promise<MessageInfo[] | undefined> {
   const stop = new AbortController();
   const timer = setTimeout(() => stop.abort(), waitMs);
   try {
     for await (const _ of inbox.watch(stop.signal)) {
       if (stop.signal.aborted) break;
       const found = await inbox.list(subject);
-      if (found.length) return found.map((m) => m.id);
+      if (found.length) return found;
     }
     return undefined;
   } finally {

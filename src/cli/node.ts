@@ -24,11 +24,29 @@ import { ControlServer, type NodeIdentity } from "../node/control.ts";
 import { ControlClient } from "../node/control_client.ts";
 import { statusDirFor } from "./paths.ts";
 import { listenError, UsageError } from "./errors.ts";
-import { addresses, flag, list, loadKey, mailSettings, num, parseHostPort, str, userId } from "./context.ts";
+import {
+  addresses,
+  dataDir,
+  flag,
+  list,
+  loadKey,
+  mailSettings,
+  num,
+  parseHostPort,
+  str,
+  userId,
+} from "./context.ts";
 import type { Resolved } from "./options.ts";
 import { type NodeStatus, openNodeStatus } from "./status.ts";
 import { bounceReports, recordingSender, reportUnreadable, SentMail } from "./mail_watch.ts";
 import { mailPatience, openTable } from "./commands/host.ts";
+import { openMailBudget } from "./mail_budget.ts";
+import { loadRemembered, rememberedPath, saveRemembered } from "./remembered.ts";
+import { budgetedSender } from "../mail/budget_sender.ts";
+
+/** How long a node coming back tries its last run's members before it asks by mail. */
+const COME_BACK_WINDOW_MS = 10_000;
+const REMEMBER_EVERY_MS = 60_000;
 
 export interface RunningNode extends AsyncDisposable {
   peer: Peer;
@@ -136,6 +154,15 @@ export async function startNode(
       if (vias.length > 0) ref.peer?.announce().catch(() => {});
     });
     stack.defer(() => network.close());
+    // Whom we are linked to, for the next run (saved now and then, and last thing before the links close).
+    const rememberAt = rememberedPath(dataDir(), mail.address, user);
+    const remember = () => saveRemembered(rememberAt, network.linkedEntries(), Date.now());
+    const remembering = setInterval(remember, REMEMBER_EVERY_MS);
+    Deno.unrefTimer(remembering);
+    stack.defer(() => {
+      clearInterval(remembering);
+      remember();
+    });
     for (const a of [app ?? []].flat()) network.links.attach(a);
     // Apps started later attach here instead of meeting the group again.
     const started = new Date().toISOString();
@@ -169,12 +196,16 @@ export async function startNode(
     const sentMail = new SentMail();
     const smtp: Sender = recordingSender(openSender(mail.smtp, { caCerts: mail.caCerts }), sentMail);
     stack.use(smtp);
-    const sender = patientSender(smtp, patience, signal);
+    // Free accounts allow a few hundred mails a day: the budget holds back the least important first.
+    const budget = openMailBudget(r, mail.address);
+    status.mailBudget = budget;
+    const sender = patientSender(budgetedSender(smtp, budget), patience, signal);
     const inbox: Mailbox = await patience.run("reading", () =>
       openMailbox(mail.inbox, {
         address: mail.address,
         caCerts: mail.caCerts,
         pollIntervalMs: mail.pollMs,
+        idleRenewMs: mail.idleRenewMs,
         log: (line) => events({ event: "info", message: line }),
       }), signal);
     stack.use(inbox);
@@ -236,6 +267,7 @@ export async function startNode(
             table,
             sender,
             events,
+            budget,
             // A promoted node is a peer too: it offers itself first (it is online right now).
             self: () => ({
               user,
@@ -268,13 +300,20 @@ export async function startNode(
     const handle = reportUnreadable(auto.handle, events);
     // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
     await patience.run("reading", () => reader.pass(handle), signal);
+    // Coming back: the members we were linked to may still be online; one link spares the mail.
+    const remembered = loadRemembered(rememberAt, Date.now());
+    const back = remembered.length > 0 &&
+      await peer.comeBack(remembered, Math.min(num(r, "dial-window"), COME_BACK_WINDOW_MS));
+    if (back) events({ event: "info", message: "linked again to members of the last run" });
     if (vias.length > 0) {
+      // The hosts still hear of this run (its new key and address); linked, the request is quiet.
       await peer.announce();
       // Long sessions: stay in the hosts' tables (--ttl) and hear of peers that came meanwhile.
       const every = num(r, "reannounce");
       if (every > 0) {
         const timer = setInterval(() => {
-          peer.announce().catch((err) =>
+          // Linked: the links keep us in the group; mail only keeps the host's row alive.
+          peer.reannounce().catch((err) =>
             events({ event: "error", message: `Could not ask the host(s) again: ${(err as Error).message}` })
           );
         }, every);

@@ -125,6 +125,8 @@ export function describe(e: NodeEvent): string {
       return `could not open a mailmeet mail from ${e.from}: ${e.reason}`;
     case "mail_sent":
       return `sent a ${e.kind} to ${count(e.recipients, "mailbox", "mailboxes")}`;
+    case "budget_held":
+      return e.message;
     case "error":
       return `error: ${e.message}`;
     case "info":

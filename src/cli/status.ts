@@ -81,6 +81,8 @@ export interface StatusSnapshot {
     last_reply?: string;
   };
   last_error?: string;
+  /** Mails this node's account sent in the last 24 hours, against --mail-budget. */
+  mail?: { sent_today: number; budget: number; paused_until?: string };
   app?: AppStatus;
   /** Members known from a host's reply that did not answer our dial. */
   unreachable?: UnreachableStatus[];
@@ -100,6 +102,8 @@ export class NodeStatus implements Disposable {
   readonly path: string;
   /** Rows in the host's table, read when the file is written (set by whoever opened the table). */
   tableSize?: () => number;
+  /** The node's mail budget, read when the file is written. */
+  mailBudget?: { sent(): number; readonly limit: number; pausedUntil(): number | undefined };
   #snap: StatusSnapshot;
   #clock: () => number;
   #flushTimer?: ReturnType<typeof setTimeout>;
@@ -252,6 +256,18 @@ export class NodeStatus implements Disposable {
         s.host.table_size = this.tableSize();
       } catch {
         // the table is closing; keep the last size
+      }
+    }
+    if (this.mailBudget) {
+      try {
+        const paused = this.mailBudget.pausedUntil();
+        s.mail = {
+          sent_today: this.mailBudget.sent(),
+          budget: this.mailBudget.limit,
+          ...(paused === undefined ? {} : { paused_until: new Date(paused).toISOString() }),
+        };
+      } catch {
+        // the count is a convenience too
       }
     }
     const tmp = `${this.path}.tmp`;

@@ -11,7 +11,9 @@ export type MailErrorCode =
   | "too_large" // a message exceeded the size cap
   | "not_found" // the message is gone
   | "rejected" // the server refused a message permanently (5xx)
-  | "temporary"; // the server refused for now (4xx)
+  | "temporary" // the server refused for now (4xx)
+  | "rate_limited" // the provider says this account sends too much (waiting is the only cure)
+  | "budget"; // our own --mail-budget holds this mail back
 
 export interface MailErrorOptions {
   command?: string;

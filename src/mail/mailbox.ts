@@ -14,6 +14,8 @@ export interface MessageInfo {
   readonly size: number;
   /** The Date header, else the server's arrival time; undefined when neither can be read. */
   readonly date?: Date;
+  /** Set when the message was found in the junk folder rather than the one read (its name). */
+  readonly junk?: string;
 }
 
 export interface MailboxOptions {
@@ -23,6 +25,10 @@ export interface MailboxOptions {
   caCerts?: string[];
   /** Interval for servers without push (POP3, IMAP without IDLE, maildir fallback). */
   pollIntervalMs?: number;
+  /** IMAP: how often IDLE is ended and begun again, which also checks the connection is alive. */
+  idleRenewMs?: number;
+  /** IMAP: also read marker mail in the junk folder (default true when reading INBOX). */
+  junk?: boolean;
   /** One line per notable event (reconnects, skipped messages). Never receives passwords. */
   log?: (line: string) => void;
 }

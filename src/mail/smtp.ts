@@ -10,6 +10,8 @@ import { Buffer } from "node:buffer";
 import { type Account, parseAccount, redact, where } from "./account.ts";
 import { certificateProblem, connectError, MailError } from "./errors.ts";
 import { silentGreetingHint, wrongProtocol } from "./greeting.ts";
+import type { MailPriority } from "./budget.ts";
+import { isRateLimitAnswer } from "./rate_limit.ts";
 
 const SMTP_PORTS = "sending is usually smtps:// on port 465 or smtp:// on 587";
 import { deliverToMaildir } from "./maildir.ts";
@@ -24,6 +26,8 @@ export interface OutgoingMail {
   headers?: Record<string, string>;
   /** The Date header; now when omitted (tests set old dates to prove --max-age). */
   date?: Date;
+  /** What the mail is for: a mail budget near its end holds back the least important first. */
+  priority?: MailPriority;
 }
 
 export interface SentInfo {
@@ -218,6 +222,13 @@ export function toMailError(err: NodemailerError, account: Account): MailError {
   const at = where(account);
   const opts = { cause: err, command: err.command, response: err.response };
   const text = (err.message ?? "").replace(account.password ? account.password : "\u0000", "***");
+  if (isRateLimitAnswer(err.responseCode, err.response)) {
+    return new MailError(
+      `The mail provider limits sending from this account: ${at} answered ${err.response}.`,
+      "rate_limited",
+      opts,
+    );
+  }
   if (err.code === "EAUTH" && err.responseCode && err.responseCode >= 400 && err.responseCode < 500) {
     // RFC 4954 §6: 454 4.7.0 "Temporary authentication failure" (the SASL backend is down): not a
     // wrong password, and worth another try.

@@ -279,6 +279,11 @@ export class NodeNetwork {
     }
   }
 
+  /** How to reach the members linked now, as last heard: what a node coming back dials first. */
+  linkedEntries(): PeerEntry[] {
+    return [...this.#known.values()].filter((e) => this.links.has(e.user));
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#stopDials.abort();

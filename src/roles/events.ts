@@ -67,6 +67,8 @@ export type NodeEvent =
     kind: "request" | "reply" | "failure" | "sync" | "forward" | "intro" | "leave";
     recipients: number;
   }
+  /** The mail budget holds back a kind of mail (sync, intro, reply, own), said once until it flows again. */
+  | { event: "budget_held"; kind: string; message: string }
   | { event: "error"; message: string; code?: string }
   | { event: "info"; message: string };
 

@@ -111,6 +111,7 @@ export class Forwarder {
     try {
       // Unchanged: the same sealed block, so the worker sees the peer's own request (and nonce).
       await this.deps.sender.send({
+        priority: "reply",
         from: this.settings.address,
         to: [w.address],
         subject: this.settings.marker,

@@ -7,6 +7,7 @@
  * Roles-level code: it knows messages and the table, not which mail transport is underneath.
  */
 import type { Sender } from "../mail/smtp.ts";
+import type { MailPriority } from "../mail/budget.ts";
 import { sealToText } from "../protocol/envelope.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
@@ -66,6 +67,11 @@ export interface HostDeps {
   self?: () => PeerEntry;
   /** A newcomer our own peer role should reach (auto-promotion: no mail to ourselves). */
   introduceSelf?: (intro: Intro) => void;
+  /**
+   * The node's mail budget (src/mail/budget.ts): asked before each mail, so a host near it skips
+   * syncs, then introductions, and leaves requests in the box for later, rather than fail.
+   */
+  budget?: { allows(priority: MailPriority, recipients?: number): boolean; explain(): string };
   clock?: () => number;
   random?: Random;
 }
@@ -75,6 +81,8 @@ export class Host {
   #random: Random;
   #bootstrapped = Promise.withResolvers<void>();
   #bootstrapFrom?: string;
+  /** Kinds of mail the budget holds back right now (said once each, not once per mail). */
+  #holding = new Set<MailPriority>();
 
   constructor(readonly settings: HostSettings, readonly deps: HostDeps) {
     this.#clock = deps.clock ?? Date.now;
@@ -137,7 +145,10 @@ export class Host {
     retry: boolean,
     now: number,
   ): Promise<Disposition> {
-    if (req.probe) return await this.#answerProbe(req, m, nonce, now);
+    if (req.probe) {
+      if (!this.#affords("reply", `${req.user}'s probe waits in the mailbox`)) return "later";
+      return await this.#answerProbe(req, m, nonce, now);
+    }
     const entry: TableEntry = {
       user: req.user,
       host: req.host,
@@ -155,9 +166,14 @@ export class Host {
     // The reply is made before the row is written (it never lists the requester anyway), so the
     // row and the note "answered" go in one transaction once SMTP accepted the reply: a crash
     // between the two repeats at most this one reply, and a restart deletes what was answered.
+    // A re-announce (quiet: its sender is linked) needs its row kept, not an answer: near the
+    // budget its reply is skipped like a sync. A newcomer's request waits for the budget instead.
+    const answer = req.quiet
+      ? this.#affords("sync", `no reply to ${req.user}'s re-announce (its row is kept)`)
+      : this.#affords("reply", `${req.user}'s request waits in the mailbox`);
+    if (!answer && !req.quiet) return "later";
     const { peers, rows } = this.#offer(req.user, now);
-    const reply: Reply = { kind: "reply", session: req.session, time: now, peers };
-    await this.#mail([req.replyTo], reply);
+    if (answer) await this.#mail([req.replyTo], { kind: "reply", session: req.session, time: now, peers });
     const stored = this.deps.table.settle(nonce, now, () => this.deps.table.register(entry, now));
     this.deps.events({
       event: "host_request",
@@ -165,12 +181,14 @@ export class Host {
       address: `${req.host}:${req.port}`,
       outcome: retry ? "retry" : stored ? "stored" : "older",
     });
-    this.deps.events({
-      event: "host_reply",
-      peer: req.user,
-      peers: peers.length,
-      ms: Math.round(performance.now() - m.wokeAt),
-    });
+    if (answer) {
+      this.deps.events({
+        event: "host_reply",
+        peer: req.user,
+        peers: peers.length,
+        ms: Math.round(performance.now() - m.wokeAt),
+      });
+    }
     // Best effort, once: a retry after a crash re-sends the reply but not the introductions.
     if (!req.quiet && !retry) await this.#introduce(toPeerEntry(entry), peers, rows, now);
     // 【0059】: the other hosts a peer mailed at once are hosts of the same group: exchange tables.
@@ -205,7 +223,9 @@ export class Host {
 
   /** The request mail, unchanged but for the hop count, to an upstream host. */
   async #passUp(to: string, m: InboundMail, user: string, hops: number): Promise<void> {
+    if (!this.#affords("reply", `${user}'s request is not passed up to ${to}`)) return;
     await this.deps.sender.send({
+      priority: "reply",
       from: this.settings.address,
       to: [to],
       subject: this.settings.marker,
@@ -382,6 +402,8 @@ export class Host {
       }
       const row = rows.find((r) => r.user === p.user);
       if (!row || row.email === "" || row.origin !== "") continue;
+      // The newcomer has its reply and dials; introductions only help it through NATs sooner.
+      if (!this.#affords("intro", `no more introductions of ${newcomer.user}`)) return;
       try {
         await this.#mail([row.email], { ...intro, nonce: this.#random(NONCE_BYTES) });
         this.deps.events({ event: "host_intro", peer: p.user, newcomer: newcomer.user });
@@ -402,6 +424,8 @@ export class Host {
   }
 
   async #sendSync(to: string, entries: PeerEntry[], want: boolean, visited: string[]): Promise<void> {
+    // A skipped sync is made good by the next periodic one, if the budget allows it then.
+    if (!this.#affords("sync", `no sync to ${to}`)) return;
     const msg: Sync = {
       kind: "sync",
       host: this.settings.address,
@@ -415,8 +439,26 @@ export class Host {
     this.deps.table.store.markSynced(to, this.#clock());
   }
 
+  /** Whether the budget lets one more mail of this kind go; says once per kind what it holds back. */
+  #affords(priority: MailPriority, what: string): boolean {
+    if (this.deps.budget?.allows(priority) ?? true) {
+      this.#holding.delete(priority);
+      return true;
+    }
+    if (!this.#holding.has(priority)) {
+      this.#holding.add(priority);
+      this.deps.events({
+        event: "budget_held",
+        kind: priority,
+        message: `${what}: ${this.deps.budget!.explain()}`,
+      });
+    }
+    return false;
+  }
+
   async #mail(to: string[], msg: Reply | Sync | Intro): Promise<void> {
     await this.deps.sender.send({
+      priority: msg.kind === "reply" ? "reply" : msg.kind,
       from: this.settings.address,
       to,
       subject: this.settings.marker,

@@ -97,6 +97,8 @@ export interface PeerSettings {
   maxAgeMs?: number;
   /** `doctor`: ask whether hosts answer, without entering their tables. */
   probe?: boolean;
+  /** While linked, reannounce() mails at most this often (default LINKED_REANNOUNCE_MS). */
+  linkedReannounceMs?: number;
 }
 
 export interface PeerDeps {
@@ -129,6 +131,12 @@ const REASK_AFTER_LATE_INTRO_MS = 60_000;
  * no second one to close. Punching still overlaps: the newcomer keeps at it for its whole window.
  */
 export const INTRO_DIAL_DELAY_MS = 1_000;
+/**
+ * A linked node leaves re-announcing to its links (design: "mail only when it has no link"), but
+ * renews its host row this often so it never expires (--ttl, 12 h by default) and newcomers are
+ * still told of it when the member they reach first has left.
+ */
+export const LINKED_REANNOUNCE_MS = 6 * 3600_000;
 
 export class Peer {
   #clock: () => number;
@@ -140,6 +148,7 @@ export class Peer {
   /** Users being dialled right now: a second reason to dial them joins the first. */
   #inFlight = new Map<string, Promise<void>>();
   #lastReask = 0;
+  #lastAnnounce?: number;
   #closed = false;
   readonly #stop = new AbortController();
 
@@ -158,6 +167,7 @@ export class Peer {
     const s = this.settings;
     this.#session = this.#random(SESSION_BYTES);
     this.#answeredAt = undefined;
+    this.#lastAnnounce = this.#clock();
     const reach = this.deps.linker.reach();
     const req: Request = {
       kind: "request",
@@ -181,6 +191,40 @@ export class Peer {
     this.deps.events({ event: "mail_sent", kind: "request", recipients: s.vias.length });
     this.deps.events({ event: "request_sent", via: s.vias, session: shortHex(this.#session) });
     return req;
+  }
+
+  /**
+   * The periodic re-announce (--reannounce): a node with no link asks again; a linked one is kept
+   * in the group by its links and mails only to keep its host row alive. Undefined when skipped.
+   */
+  async reannounce(): Promise<Request | undefined> {
+    const keepalive = this.settings.linkedReannounceMs ?? LINKED_REANNOUNCE_MS;
+    if (this.deps.links.size > 0 && this.#lastAnnounce !== undefined) {
+      if (this.#clock() - this.#lastAnnounce < keepalive) return undefined;
+    }
+    return await this.announce();
+  }
+
+  /**
+   * A node coming back first dials the members it was linked to when it last ran: members online
+   * for hours keep their addresses, and one link is enough (peer exchange brings the rest). Its
+   * request then goes quiet — no introductions, and a reply only while the host's budget allows
+   * syncs — so a group with members dropping in and out all day does not spend its host's budget
+   * on returns. True when a link is up.
+   */
+  async comeBack(remembered: readonly PeerEntry[], windowMs: number): Promise<boolean> {
+    const others = remembered.filter((p) => p.user !== this.settings.user && p.role !== "relay");
+    if (others.length === 0) return false;
+    this.deps.events({
+      event: "info",
+      message: `trying the ${others.length} member(s) we were linked to last time before asking by mail`,
+    });
+    const deadline = this.#clock() + windowMs;
+    const ranked = rankCandidates(others, { friends: this.settings.friends, blocked: this.settings.blocked })
+      .slice(0, this.settings.maxLinks);
+    await Promise.all(ranked.map((e) => this.#dial(e, "", deadline, false)));
+    if (this.deps.links.size === 0) return false;
+    return true;
   }
 
   wants(m: InboundMail): boolean {
@@ -246,7 +290,11 @@ export class Peer {
     const deadline = intro.time + intro.window;
     if (deadline <= this.#clock()) {
       // The newcomer stopped trying before we heard of it: ask again, so the host introduces us.
-      if (this.#clock() - this.#lastReask > REASK_AFTER_LATE_INTRO_MS && this.settings.vias.length > 0) {
+      // Not before our first request: a node reading old mail at start is about to ask anyway.
+      if (
+        this.#session !== undefined && this.#clock() - this.#lastReask > REASK_AFTER_LATE_INTRO_MS &&
+        this.settings.vias.length > 0
+      ) {
         this.#lastReask = this.#clock();
         this.deps.events({
           event: "info",

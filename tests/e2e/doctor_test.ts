@@ -96,7 +96,7 @@ Deno.test("doctor: good settings (IMAP STARTTLS, submission) pass every step, wi
   assert.equal((await stack.rawMessages(a)).length, 0);
 });
 
-Deno.test("doctor: POP3 passes with a remark that replies are polled", async () => {
+Deno.test("doctor: POP3 passes with a remark that replies are polled and that it cannot see the junk folder", async () => {
   await using stack = await mailStack();
   const a = stack.freshAddress("doc-pop", "isp-b.test");
   const out = await doctor([
@@ -113,6 +113,7 @@ Deno.test("doctor: POP3 passes with a remark that replies are polled", async () 
   ]);
   assert.equal(out.code, 0, out.stdout + out.stderr);
   expect(out.checks, "inbox_push", "warn", /POP3 has no push/);
+  expect(out.checks, "inbox_junk", "warn", /POP3 sees only the inbox/);
   expect(out.checks, "smtp_tls", "ok", /TLS to/);
   expect(out.checks, "roundtrip", "ok");
 });

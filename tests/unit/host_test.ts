@@ -18,6 +18,7 @@ import { Host } from "../../src/roles/host.ts";
 import type { InboundMail } from "../../src/roles/inbox.ts";
 import { DEFAULT_POLICY } from "../../src/table/policy.ts";
 import { PeerTable } from "../../src/table/table.ts";
+import { MailBudget, MemoryLedger } from "../../src/mail/budget.ts";
 
 const key = networkKeyFromSecret(new Uint8Array(32).fill(5));
 const NOW = Date.UTC(2026, 10, 24, 12);
@@ -55,7 +56,9 @@ class Outbox implements Sender {
   }
 }
 
-async function setup(opts: { upstream?: string[]; self?: PeerEntry; introLimit?: number } = {}) {
+async function setup(
+  opts: { upstream?: string[]; self?: PeerEntry; introLimit?: number; budget?: MailBudget } = {},
+) {
   const dir = await Deno.makeTempDir();
   const table = new PeerTable(`${dir}/t.db`, DEFAULT_POLICY);
   const outbox = new Outbox();
@@ -79,6 +82,7 @@ async function setup(opts: { upstream?: string[]; self?: PeerEntry; introLimit?:
       random: rnd,
       self: opts.self && (() => opts.self!),
       introduceSelf: (intro) => introducedSelf.push(intro),
+      budget: opts.budget,
     },
   );
   return {
@@ -325,4 +329,40 @@ Deno.test("a failure notice naming an older run of a peer (another link key) doe
   );
   await t.host.handle(mail(failure(2)));
   assert.equal(t.table.entries(NOW)[0].flagged, true);
+});
+
+Deno.test("a host near its mail budget skips syncs (and replies to re-announces), then introductions, then leaves requests in the box for later", async () => {
+  const budget = new MailBudget({
+    account: "me@host.test",
+    limit: 20,
+    ledger: new MemoryLedger(),
+    clock: () => NOW,
+  });
+  await using t = await setup({ upstream: ["up@host.test"], budget });
+  for (const u of ["ann", "bob", "cat"]) await t.host.handle(mail(request(u, NOW, true)));
+  budget.record(10 - budget.sent()); // half of 20 spent: syncs stop
+  await t.host.handle(mail(request("dan", NOW, true)));
+  assert.notEqual(
+    t.outbox.of("reply").at(-1)?.to[0],
+    "dan@peers.test",
+    "a re-announce's reply is skipped like a sync",
+  );
+  assert.ok(t.table.store.get("dan"), "but its row is kept");
+  assert.equal(
+    t.outbox.sent.filter((s) => s.to[0] === "up@host.test").length,
+    3,
+    "no sync for dan's re-announce",
+  );
+  await t.host.handle(mail(request("eve")));
+  assert.ok(t.outbox.of("intro").length > 0, "introductions still go below 70%");
+  budget.record(14 - budget.sent());
+  const before = t.outbox.of("intro").length;
+  await t.host.handle(mail(request("fay")));
+  assert.equal(t.outbox.of("intro").length, before, "no introductions above 70%");
+  assert.equal(t.outbox.of("reply").at(-1)?.to[0], "fay@peers.test", "but the reply goes");
+  budget.record(18 - budget.sent());
+  assert.equal(await t.host.handle(mail(request("gus"))), "later", "the request waits in the mailbox");
+  assert.notEqual(t.outbox.of("reply").at(-1)?.to[0], "gus@peers.test");
+  const held = t.events.filter((e) => e.event === "budget_held").map((e) => (e as { kind: string }).kind);
+  assert.deepEqual(held, ["sync", "intro", "reply"], "each said once");
 });

@@ -12,7 +12,14 @@ import {
 } from "../../src/protocol/messages.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
 import type { InboundMail } from "../../src/roles/inbox.ts";
-import { type Linker, type LinkSet, Peer, type PeerLink, type Reach } from "../../src/roles/peer.ts";
+import {
+  LINKED_REANNOUNCE_MS,
+  type Linker,
+  type LinkSet,
+  Peer,
+  type PeerLink,
+  type Reach,
+} from "../../src/roles/peer.ts";
 
 const key = networkKeyFromSecret(new Uint8Array(32).fill(4));
 const NOW = Date.UTC(2026, 10, 27, 12);
@@ -159,7 +166,7 @@ Deno.test("an introduction makes the earlier peer dial the newcomer within the i
   assert.equal(t.dialled.length, 1);
 });
 
-Deno.test("an introduction that came after its window makes the peer ask again, at most once a minute", async () => {
+Deno.test("an introduction that came after its window makes the peer ask again, at most once a minute, once it has asked at all", async () => {
   const t = setup(() => true);
   const late: Intro = {
     kind: "intro",
@@ -168,16 +175,21 @@ Deno.test("an introduction that came after its window makes the peer ask again, 
     nonce: new Uint8Array(16),
     window: 45_000,
   };
+  const requests = () => t.outbox.sent.filter((s) => s.message.kind === "request").length;
+  t.peer.handle(mail(late));
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(requests(), 0, "read at start, before our own request (which is about to go): no second one");
+  await t.peer.announce();
   t.peer.handle(mail(late));
   t.peer.handle(mail(late));
   await t.peer.dialing;
   await new Promise((r) => setTimeout(r, 0));
   assert.equal(t.dialled.length, 0, "nobody is trying any more: no dial");
-  assert.equal(t.outbox.sent.filter((s) => s.message.kind === "request").length, 1, "asked again once");
+  assert.equal(requests(), 2, "asked again once");
   t.tick(61_000);
   t.peer.handle(mail(late));
   await new Promise((r) => setTimeout(r, 0));
-  assert.equal(t.outbox.sent.filter((s) => s.message.kind === "request").length, 2);
+  assert.equal(requests(), 3);
 });
 
 Deno.test("a reply to another request is left for its owner until it is old; an introduction of ourselves is ignored", async () => {
@@ -200,4 +212,31 @@ Deno.test("a reply to another request is left for its owner until it is old; an 
   assert.ok(t.events.some((e) => e.event === "reply_ignored"));
   const req = t.outbox.sent[0].message as Request;
   assert.deepEqual(req.candidates, REACH.candidates, "the request carries our candidates");
+});
+
+Deno.test("a linked peer skips re-announcing by mail, but renews its host row before it expires", async () => {
+  const t = setup(() => true);
+  await t.peer.announce();
+  t.tick(30 * 60_000);
+  assert.ok(await t.peer.reannounce(), "no link yet: asks again");
+  t.links.users.add("ann");
+  t.tick(30 * 60_000);
+  assert.equal(await t.peer.reannounce(), undefined, "linked: the links keep it in the group");
+  assert.equal(t.outbox.sent.length, 2);
+  t.tick(LINKED_REANNOUNCE_MS);
+  const renewed = await t.peer.reannounce();
+  assert.equal(renewed?.quiet, true, "a quiet renewal: no introductions wanted");
+  t.links.users.clear();
+  t.tick(60_000);
+  assert.ok(await t.peer.reannounce(), "the links are gone: asks again at once");
+});
+
+Deno.test("a peer coming back dials the members it was linked to last time; linked, its request is quiet", async () => {
+  const t = setup((u) => u === "ann");
+  assert.equal(await t.peer.comeBack([entry("gone"), entry("ann")], 10_000), true);
+  assert.deepEqual(t.dialled.map((d) => d.user).sort(), ["ann", "gone"]);
+  assert.equal(t.outbox.sent.length, 0, "no failure notice for the one that left");
+  assert.equal((await t.peer.announce()).quiet, true, "the host keeps its row; no introductions wanted");
+  const alone = setup(() => false);
+  assert.equal(await alone.peer.comeBack([entry("gone")], 10_000), false, "nobody answered: ask by mail");
 });

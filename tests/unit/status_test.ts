@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { NodeStatus, readStatuses, STALE_MS } from "../../src/cli/status.ts";
 import { describeStatus } from "../../src/cli/commands/status.ts";
+import { MailBudget, MemoryLedger } from "../../src/mail/budget.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "mailmeet-status-" });
@@ -162,4 +163,34 @@ Deno.test("status names the app at work, the members known but not reachable, an
     app: { app: "tunnel", side: "expose", proto: "TCP", port: 25565, open: 2 },
   }, now).join("\n");
   assert.match(tunnel, /tunnel: linked peers reach TCP port 25565 here; 2 connections open/);
+});
+
+Deno.test("status shows the mails sent in the last 24 hours against --mail-budget, and a provider's pause", async () => {
+  await withDir(async (dir) => {
+    const now = Date.parse("2030-01-01T10:00:00Z");
+    using status = new NodeStatus({
+      dir,
+      command: "host",
+      address: "h@x.test",
+      roles: ["host"],
+      pid: 7,
+      clock: () => now,
+    });
+    const budget = new MailBudget({
+      account: "h@x.test",
+      limit: 200,
+      ledger: new MemoryLedger(),
+      clock: () => now,
+    });
+    budget.record(37);
+    status.mailBudget = budget;
+    status.write();
+    let [found] = await readStatuses(dir, now);
+    assert.deepEqual(found.snapshot.mail, { sent_today: 37, budget: 200 });
+    assert.match(describeStatus(found.snapshot, now).join("\n"), /mail sent today \(last 24 h\): 37 of 200/);
+    budget.rateLimited();
+    status.write();
+    [found] = await readStatuses(dir, now);
+    assert.match(describeStatus(found.snapshot, now).join("\n"), /the provider limits sending: paused until/);
+  });
 });

@@ -17,6 +17,8 @@ import { interruptSignal } from "../signals.ts";
 import { openNodeStatus } from "../status.ts";
 import { DEFAULT_SKEW_MS } from "../../roles/host.ts";
 import { Patience, patientSender } from "../../mail/patience.ts";
+import { budgetedSender } from "../../mail/budget_sender.ts";
+import { openMailBudget } from "../mail_budget.ts";
 
 export const HOST_HELP = `mailmeet host (or mailmeet --host) — answer rendezvous requests from a mailbox
 
@@ -85,12 +87,16 @@ export async function hostCommand(r: Resolved): Promise<number> {
     () => (reached || num(r, "timeout") <= 0 ? Infinity : startedAt + num(r, "timeout")),
   );
   await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts });
-  const sender = patience ? patientSender(smtp, patience, stop.signal) : smtp;
+  const budget = openMailBudget(r, mail.address);
+  status.mailBudget = budget;
+  const budgeted = budgetedSender(smtp, budget);
+  const sender = patience ? patientSender(budgeted, patience, stop.signal) : budgeted;
   const open = () =>
     openMailbox(mail.inbox, {
       address: mail.address,
       caCerts: mail.caCerts,
       pollIntervalMs: mail.pollMs,
+      idleRenewMs: mail.idleRenewMs,
       log: (line) => events({ event: "info", message: line }),
     });
   await using inbox = patience ? await patience.run("reading", open, stop.signal) : await open();
@@ -160,6 +166,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       table,
       sender,
       events,
+      budget,
       self: network &&
         (() => ({
           user: network.links.opts.user,

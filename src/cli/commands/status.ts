@@ -113,6 +113,16 @@ export function describeStatus(s: StatusSnapshot, now: number): string[] {
       }, the last ${ago(s.host.last_request, now)}`;
     lines.push(`  host: ${size}${traffic}`);
   }
+  if (s.mail) {
+    const paused = s.mail.paused_until
+      ? `; the provider limits sending: paused until ${
+        new Date(s.mail.paused_until).toTimeString().slice(0, 5)
+      }`
+      : "";
+    lines.push(
+      `  mail sent today (last 24 h): ${s.mail.sent_today} of ${s.mail.budget} (--mail-budget)${paused}`,
+    );
+  }
   if (s.last_error) lines.push(`  last error: ${s.last_error}`);
   return lines;
 }

@@ -220,14 +220,25 @@ export class ImapClient {
   }
 
   /**
-   * Enters IDLE (RFC 2177) and returns once the server accepted with "+". The command's inactivity
-   * timeout becomes `timeoutMs` (the IDLE re-issue interval plus a margin) until done() is called.
+   * Enters IDLE (RFC 2177) and returns once the server accepted with "+". Until then the usual
+   * command timeout holds (a connection gone silent gives no "+"); after it, the inactivity timeout
+   * becomes `timeoutMs` (the IDLE re-issue interval plus a margin) until done() is called.
    * A NO/BAD answer throws MailError "protocol".
    */
   async idle(timeoutMs: number): Promise<IdleHandle> {
     let accepted!: () => void;
     const started = new Promise<null>((r) => (accepted = () => r(null)));
-    const finished = this.command("IDLE", { timeoutMs, acceptNo: true, onContinue: () => accepted() });
+    const finished = this.command("IDLE", {
+      acceptNo: true,
+      onContinue: () => {
+        const pending = this.#pending.get(tag);
+        if (pending && !pending.settled) {
+          pending.timeoutMs = timeoutMs;
+          this.#arm(pending);
+        }
+        accepted();
+      },
+    });
     // command() registered its tag synchronously, before its first await.
     const tag = `A${this.#tagSeq}`;
     finished.catch(() => {}); // a drop while idling is seen through `dead`; done() rethrows it

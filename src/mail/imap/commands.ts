@@ -5,6 +5,7 @@
  */
 import { MailError } from "../errors.ts";
 import type { ImapClient } from "./client.ts";
+import { type ListedMailbox, parseListResponse } from "./junk.ts";
 import { chunks, encodeMailboxName, stringArg, uidSet } from "./encode.ts";
 import {
   bytesValue,
@@ -56,6 +57,19 @@ export async function select(client: ImapClient, mailbox: string): Promise<Selec
     });
   }
   return uidNext === undefined ? { uidValidity, exists } : { uidValidity, exists, uidNext };
+}
+
+/**
+ * LIST "" "*" (RFC 3501 §6.3.8): every folder, with its attributes — a server with SPECIAL-USE
+ * (RFC 6154 §2) puts \Junk, \Sent, … among them.
+ */
+export async function listMailboxes(client: ImapClient): Promise<ListedMailbox[]> {
+  const r = await client.command('LIST "" "*"');
+  return r.untagged.flatMap((u) => {
+    if (u.kind !== "data") return [];
+    const m = parseListResponse(u);
+    return m ? [m] : [];
+  });
 }
 
 /**

@@ -104,6 +104,23 @@ export function encodeMailboxName(name: string): string {
   return out;
 }
 
+/** The inverse of encodeMailboxName: a name as a server lists it, as the user reads it. */
+export function decodeMailboxName(name: string): string {
+  return name.replace(/&([^-]*)-/g, (_, b64: string) => {
+    if (b64 === "") return "&";
+    try {
+      const bin = atob(b64.replaceAll(",", "/"));
+      let out = "";
+      for (let i = 0; i + 1 < bin.length; i += 2) {
+        out += String.fromCharCode((bin.charCodeAt(i) << 8) | bin.charCodeAt(i + 1));
+      }
+      return out;
+    } catch {
+      return `&${b64}-`; // not modified UTF-7 after all: keep it as it came
+    }
+  });
+}
+
 export function base64(bytes: Uint8Array): string {
   let bin = "";
   for (const b of bytes) bin += String.fromCharCode(b);

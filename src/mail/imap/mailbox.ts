@@ -20,6 +20,7 @@ import {
   fetchBody,
   fetchHeaders,
   fetchSize,
+  listMailboxes,
   moveTo,
   searchHeader,
   searchSubject,
@@ -27,13 +28,20 @@ import {
   storeDeleted,
 } from "./commands.ts";
 import type { ImapResponse } from "./parser.ts";
+import { findJunkFolder } from "./junk.ts";
 import { backoffDelay, sleep } from "../backoff.ts";
 
 export const DEFAULT_POLL_INTERVAL_MS = 2_000;
 export const GREETING_TIMEOUT_MS = 15_000;
 export const COMMAND_TIMEOUT_MS = 30_000;
-/** RFC 2177 §3: servers may log out a client idle for 30 minutes, so IDLE is renewed well before. */
-export const IDLE_REFRESH_MS = 25 * 60_000;
+/**
+ * RFC 2177 §3 lets servers log out a client after 30 idle minutes, but real servers and networks
+ * cut far sooner: 10–13 minutes is common, some after 6, and home NAT gateways forget a quiet TCP
+ * connection after about 15 (issue 15). Renewing every 5 minutes (as Delta Chat does) keeps the
+ * connection alive, and the DONE of each renewal is the liveness check: a connection that stopped
+ * carrying anything gives no answer to it within COMMAND_TIMEOUT_MS, and is replaced.
+ */
+export const IDLE_REFRESH_MS = 5 * 60_000;
 /** How much longer than IDLE_REFRESH_MS an IDLE may stay silent before the connection counts as dead. */
 export const IDLE_MARGIN_MS = 60_000;
 /** LOGOUT on close: nothing is lost by giving up on it sooner. */
@@ -126,7 +134,11 @@ export class ImapMailbox implements Mailbox {
   private constructor(account: Account, opts: ImapMailboxOptions) {
     this.#account = account;
     this.#opts = opts;
-    this.#tuning = { ...DEFAULT_TUNING, ...opts.tuning };
+    this.#tuning = {
+      ...DEFAULT_TUNING,
+      ...(opts.idleRenewMs ? { idleRefreshMs: opts.idleRenewMs } : {}),
+      ...opts.tuning,
+    };
     this.pollIntervalMs = opts.pollIntervalMs ?? durationParam(account, "poll", DEFAULT_POLL_INTERVAL_MS);
     const user = account.user ? `${encodeURIComponent(account.user)}@` : "";
     this.label =
@@ -149,6 +161,14 @@ export class ImapMailbox implements Mailbox {
   /** Capabilities of the current connection (tests and diagnostics). */
   get capabilities(): ReadonlySet<string> {
     return this.#client?.capabilities ?? new Set();
+  }
+
+  /** The junk folder of this account (SPECIAL-USE \Junk or a usual name), if it has one. */
+  async junkFolder(): Promise<string | undefined> {
+    return await this.#op(
+      "list folders",
+      async (c) => findJunkFolder(await listMailboxes(c), this.#account.path),
+    );
   }
 
   async list(marker: string): Promise<MessageInfo[]> {
