@@ -2,6 +2,7 @@
  * The one interface the roles use to read mail. IMAP, POP3 and maildir implement it; nothing
  * above src/mail/ knows which one it has.
  */
+import type { AccessTokenSource } from "./access_token.ts";
 
 export interface MessageInfo {
   /**
@@ -25,6 +26,8 @@ export interface MailboxOptions {
   pollIntervalMs?: number;
   /** One line per notable event (reconnects, skipped messages). Never receives passwords. */
   log?: (line: string) => void;
+  /** Access tokens for an IMAP or POP3 URL with `auth=oauth2`. */
+  tokens?: AccessTokenSource;
 }
 
 export interface Mailbox extends AsyncDisposable {
@@ -79,3 +82,4 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
 export function subjectHasMarker(subject: string, marker: string): boolean {
   return subject.toLowerCase().includes(marker.toLowerCase());
 }
+
