@@ -85,7 +85,9 @@ export function parseAccount(text: string): Account {
   }
   if (authParam === "oauth2" && !url.username) {
     throw new MailError(
-      `The mail URL "${redact(url)}" asks for auth=oauth2 but names no user; put your address before the @ (bob%40outlook.com@…).`,
+      `The mail URL "${
+        redact(url)
+      }" asks for auth=oauth2 but names no user; put your address before the @ (bob%40outlook.com@…).`,
       "config",
     );
   }

@@ -82,4 +82,3 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
 export function subjectHasMarker(subject: string, marker: string): boolean {
   return subject.toLowerCase().includes(marker.toLowerCase());
 }
-

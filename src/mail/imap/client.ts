@@ -431,7 +431,9 @@ export class ImapClient {
         this.#write(`${line}\r\n`).catch((err) => this.#fail(err));
       };
       const result = await this.command(
-        this.capabilities.has("SASL-IR") ? `AUTHENTICATE ${mechanism} ${response}` : `AUTHENTICATE ${mechanism}`,
+        this.capabilities.has("SASL-IR")
+          ? `AUTHENTICATE ${mechanism} ${response}`
+          : `AUTHENTICATE ${mechanism}`,
         { display, acceptNo: true, onContinue: reply },
       );
       if (result.tagged.status === "OK") {
@@ -452,9 +454,13 @@ export class ImapClient {
     failure: BearerFailure | undefined,
     command: string,
   ): MailError {
-    if (tagged.status === "BAD" || !isCredentialsRefusal(tagged)) return this.#loginError(user, tagged, command);
+    if (tagged.status === "BAD" || !isCredentialsRefusal(tagged)) {
+      return this.#loginError(user, tagged, command);
+    }
     const text = this.scrub(tagged.text);
-    const why = failure?.status ? ` (status ${failure.status}${failure.scope ? `, scope ${failure.scope}` : ""})` : "";
+    const why = failure?.status
+      ? ` (status ${failure.status}${failure.scope ? `, scope ${failure.scope}` : ""})`
+      : "";
     return new MailError(
       `Cannot log in to ${this.where} as "${user}": the server refused the OAuth2 access token${why} by ${mechanism}; ` +
         "the sign-in may have been revoked or lack the mail permission: run `mailmeet init --force --oauth …` to sign in again.",
