@@ -28,6 +28,7 @@ export async function tokenFor(
     );
   }
   const token = await source.accessToken(opts);
+  // deno-lint-ignore no-control-regex
   if (/[\x00-\x20\x7f]/.test(token)) {
     // RFC 6750 §2.1 b64token: a token with spaces or controls would break the SASL message.
     throw new MailError("The stored OAuth2 access token holds characters a token may not have.", "auth");

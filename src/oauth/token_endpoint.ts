@@ -81,6 +81,7 @@ export function errorOf(reply: OAuthReply): string | undefined {
 export function describe(reply: OAuthReply): string {
   const d = reply.body.error_description;
   const text = typeof d === "string" ? d : errorOf(reply) ?? `HTTP ${reply.status}`;
+  // deno-lint-ignore no-control-regex
   return text.replace(/[\x00-\x1f\x7f]+/g, " ").split(/\s+Trace ID:/)[0].slice(0, 200).trim();
 }
 

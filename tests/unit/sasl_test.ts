@@ -36,7 +36,7 @@ Deno.test("OAUTHBEARER sends the RFC 7628 gs2 header, host, port and bearer toke
 
 Deno.test("OAUTHBEARER escapes commas and equals signs in the user name (RFC 5801 saslname)", () => {
   assert.equal(saslName("a,b=c"), "a=2Cb=3Dc");
-  assert.match(decode(oauthBearerResponse("a,b=c@x", "t")), /^n,a=a=2Cb=3Dc@x,\x01auth=Bearer t\x01\x01$/);
+  assert.equal(decode(oauthBearerResponse("a,b=c@x", "t")), "n,a=a=2Cb=3Dc@x,\x01auth=Bearer t\x01\x01");
 });
 
 Deno.test("after a failure challenge OAUTHBEARER answers ^A and XOAUTH2 an empty line", () => {
