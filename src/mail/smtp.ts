@@ -174,7 +174,8 @@ class SmtpSender implements Sender {
               },
               (err) => {
                 this.#tokenError = err instanceof MailError ? err : undefined;
-                callback(err as Error, "", 0);
+                // nodemailer rewrites the error it is given (code = "EAUTH"): hand it a copy.
+                callback(new Error((err as Error).message), "", 0);
               },
             );
           },

@@ -100,11 +100,8 @@ export function mailErrorOf(err: unknown, user: string, provider: string): MailE
     });
   }
   if (err.code === "revoked") {
-    return new MailError(
-      `${signInExpiredSentence(user, provider)} (${err.message.replace(/\.$/, "")}).`,
-      "auth",
-      { cause: err },
-    );
+    // The provider's own words stay in `cause` (--debug); the user gets the one sentence.
+    return new MailError(`${signInExpiredSentence(user, provider)}.`, "auth", { cause: err });
   }
   if (err.code === "unreachable") return new MailError(err.message, "temporary", { cause: err });
   return new MailError(err.message, err.code === "config" ? "config" : "auth", { cause: err });
