@@ -166,13 +166,17 @@ export async function startNode(
 
     // Bounces of our own mail (a mistyped --via) are matched to it by Message-ID (mail_watch.ts).
     const sentMail = new SentMail();
-    const smtp: Sender = recordingSender(openSender(mail.smtp, { caCerts: mail.caCerts }), sentMail);
+    const smtp: Sender = recordingSender(
+      openSender(mail.smtp, { caCerts: mail.caCerts, tokens: mail.tokens }),
+      sentMail,
+    );
     stack.use(smtp);
     const sender = patientSender(smtp, patience, signal);
     const inbox: Mailbox = await patience.run("reading", () =>
       openMailbox(mail.inbox, {
         address: mail.address,
         caCerts: mail.caCerts,
+        tokens: mail.tokens,
         pollIntervalMs: mail.pollMs,
         log: (line) => events({ event: "info", message: line }),
       }), signal);

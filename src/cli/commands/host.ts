@@ -75,12 +75,13 @@ export async function hostCommand(r: Resolved): Promise<number> {
   const once = flag(r, "once");
   // A host runs for days: a mail server outage is waited out, however long (--once fails at once).
   const patience = once ? undefined : mailPatience(events);
-  await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts });
+  await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts, tokens: mail.tokens });
   const sender = patience ? patientSender(smtp, patience, stop.signal) : smtp;
   const open = () =>
     openMailbox(mail.inbox, {
       address: mail.address,
       caCerts: mail.caCerts,
+      tokens: mail.tokens,
       pollIntervalMs: mail.pollMs,
       log: (line) => events({ event: "info", message: line }),
     });
