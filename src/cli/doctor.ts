@@ -524,6 +524,9 @@ function tlsFix(account: Account, e: MailError, ports: string): string {
 
 function loginFix(account: Account, address: string, e: MailError): string {
   if (e.code === "temporary") return "The server is busy or limits logins; try again in a few minutes.";
+  if (account.auth === "oauth2") {
+    return "Sign in again with `mailmeet init --force`; if the server still refuses the token, the app your group registered may lack the IMAP/POP/SMTP permission, or POP3/IMAP/SMTP AUTH may be switched off for the account.";
+  }
   if (e.code === "tls" || /without encryption|tls=none/.test(e.message)) {
     return "Remove ?tls=none from the URL: the server wants the connection encrypted before the login.";
   }
