@@ -2,6 +2,8 @@
  * Access tokens for the mail clients from a stored sign-in: the stored token while it has more than
  * REFRESH_MARGIN_MS left, else a refreshed one (RFC 6749 §6), written back before it is used so a
  * rotated refresh token is never lost. One refresh at a time: IMAP, POP3 and SMTP may ask at once.
+ * Before refreshing it reads the file again: another mailmeet process of the same config (an app
+ * beside the node) may have renewed the sign-in already, and its refresh token is then the newer.
  */
 import type { AccessTokenSource } from "../mail/access_token.ts";
 import { MailError } from "../mail/errors.ts";
@@ -17,6 +19,8 @@ export interface TokenSourceDeps {
   fetch?: Fetch;
   /** Persists a renewed sign-in; the token file by default. */
   save?: (s: StoredSignIn) => Promise<void>;
+  /** Reads the sign-in as stored now; the token file by default. */
+  load?: () => Promise<StoredSignIn | undefined>;
 }
 
 export class StoredTokenSource implements AccessTokenSource {
@@ -24,6 +28,7 @@ export class StoredTokenSource implements AccessTokenSource {
   #now: () => number;
   #fetch?: Fetch;
   #save: (s: StoredSignIn) => Promise<void>;
+  #load: () => Promise<StoredSignIn | undefined>;
   #refreshing?: Promise<string>;
 
   constructor(signIn: StoredSignIn, readonly path: string, deps: TokenSourceDeps = {}) {
@@ -31,6 +36,7 @@ export class StoredTokenSource implements AccessTokenSource {
     this.#now = deps.now ?? Date.now;
     this.#fetch = deps.fetch;
     this.#save = deps.save ?? ((s) => writeSignIn(path, s));
+    this.#load = deps.load ?? (() => readSignIn(path));
   }
 
   /** The sign-in file at `path`; a config error naming init when there is none. */
@@ -57,7 +63,7 @@ export class StoredTokenSource implements AccessTokenSource {
 
   accessToken(opts: { renew?: boolean } = {}): Promise<string> {
     if (!opts.renew && !this.due) return Promise.resolve(this.#signIn.tokens.accessToken);
-    this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = undefined));
+    this.#refreshing ??= this.#refresh(opts.renew ?? false).finally(() => (this.#refreshing = undefined));
     return this.#refreshing;
   }
 
@@ -66,7 +72,12 @@ export class StoredTokenSource implements AccessTokenSource {
     await this.#refreshRaw();
   }
 
-  async #refreshRaw(): Promise<string> {
+  async #refreshRaw(renew = true): Promise<string> {
+    const stored = await this.#load().catch(() => undefined);
+    if (stored && stored.tokens.accessToken !== this.#signIn.tokens.accessToken) {
+      this.#signIn = stored;
+      if (!renew && !this.due) return stored.tokens.accessToken;
+    }
     const { client, tokens } = this.#signIn;
     if (!tokens.refreshToken) {
       throw new OAuthError(
@@ -83,9 +94,9 @@ export class StoredTokenSource implements AccessTokenSource {
     return fresh.accessToken;
   }
 
-  async #refresh(): Promise<string> {
+  async #refresh(renew: boolean): Promise<string> {
     try {
-      return await this.#refreshRaw();
+      return await this.#refreshRaw(renew);
     } catch (err) {
       throw mailErrorOf(err, this.#signIn.user, this.#signIn.client.provider);
     }

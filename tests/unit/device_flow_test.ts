@@ -192,3 +192,21 @@ Deno.test("the sign-in file is owner-only and reads back as written", async () =
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a second process's source takes the sign-in another one renewed instead of refreshing again", async () => {
+  await using server = fakeOAuth({ expiresInS: 3600 });
+  const t = virtualTime();
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/oauth-token.json`;
+    await writeSignIn(path, await signedIn(server, t));
+    const node = await StoredTokenSource.open(path, { now: t.now });
+    const app = await StoredTokenSource.open(path, { now: t.now });
+    t.advance(3600_000);
+    const renewed = await node.accessToken();
+    assert.equal(await app.accessToken(), renewed);
+    assert.equal(server.requests.filter((r) => r.form.grant_type === "refresh_token").length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
