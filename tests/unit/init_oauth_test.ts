@@ -7,6 +7,7 @@ import { mailSettings } from "../../src/cli/context.ts";
 import { type CheckResult, checkSignIn } from "../../src/cli/doctor.ts";
 import { UsageError } from "../../src/cli/errors.ts";
 import { readSignIn } from "../../src/oauth/token_store.ts";
+import { scriptedIo } from "./prompt_test.ts";
 import { type FakeOAuth, fakeOAuth } from "../helpers/fake_oauth.ts";
 
 const EXTRAS = COMMANDS.flatMap((c) => c.extras ?? []);
@@ -158,5 +159,27 @@ Deno.test("doctor explains a revoked sign-in in one sentence and skips the login
       results[0].title,
       "sign-in: The OAuth2 sign-in for bob@outlook.com has expired or was revoked; sign in again with `mailmeet init --force --oauth microsoft`.",
     );
+  });
+});
+
+Deno.test("interactive init --oauth asks no servers and no password, and shows the code with the questions", async () => {
+  await withHome(async (home, env) => {
+    await using server = fakeOAuth({ user: "bob@outlook.com" });
+    const io = scriptedIo([
+      "bob@outlook.com\n", // address
+      "\n", // no host mailbox
+      "\n", // user id: bob
+      "\n", // no key from the group: create one
+    ]);
+    const r = await resolveOptions(
+      ["init", "--oauth", "microsoft", "--oauth-client-id", "app", ...endpoints(server)],
+      env,
+      EXTRAS,
+    );
+    assert.equal(await initCommand(r, { io, interactive: true, env, print: () => {}, oauth: instant() }), 0);
+    assert.doesNotMatch(io.written, /Password|Server for/);
+    assert.match(io.written, /enter the code ABCD-EFGH/);
+    const config = JSON.parse(await Deno.readTextFile(`${home}/.config/mailmeet/config.json`));
+    assert.equal(config.inbox, "imaps://bob%40outlook.com@outlook.office365.com:993/INBOX?auth=oauth2");
   });
 });
