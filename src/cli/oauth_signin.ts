@@ -42,9 +42,12 @@ function extra(r: Resolved, name: string): string | undefined {
   return typeof v === "string" && v !== "" ? v : undefined;
 }
 
-/** True when the command line asks for an OAuth2 sign-in (--oauth or any --oauth-* endpoint). */
+/**
+ * True when the command line asks for an OAuth2 sign-in: --oauth, or --oauth-client-id alone (the
+ * provider then comes from the address: outlook.com → microsoft).
+ */
 export function oauthRequested(r: Resolved): boolean {
-  return extra(r, "oauth") !== undefined;
+  return extra(r, "oauth") !== undefined || extra(r, "oauth-client-id") !== undefined;
 }
 
 /**

@@ -165,7 +165,7 @@ export async function initCommand(r: Resolved, deps: InitDeps = {}): Promise<num
 
   const key = await settleKey(r, settings, target, prompter, say, env);
   const oauth = await settleSignIn(r, settings, target, deps, {
-    show: (line) => prompter ? prompter.io.write(`${line}\n`) : json ? undefined : print(line),
+    show: (line) => prompter ? prompter.io.write(`${line}\n`) : print(line),
     say,
     ...(json ? { event: (e: Record<string, unknown>) => print(JSON.stringify(e)) } : {}),
   });
@@ -266,14 +266,7 @@ const ADDRESS = /^[^\s@<>",;]+@[^\s@<>",;]+$/;
 
 /** Non-interactive: fill --smtp/--inbox from the suggested servers when a password was given. */
 function completeMail(settings: Settings, password: string | undefined, say: (l: string) => void): void {
-  const address = settings.address;
-  if (typeof address !== "string" || !ADDRESS.test(address)) {
-    throw new UsageError(
-      address
-        ? `--address ${address} is not an e-mail address.`
-        : "Say whose mailbox this is with --address you@example.org (or run `mailmeet init` on a terminal to be asked).",
-    );
-  }
+  const address = checkAddress(settings.address);
   const s = suggestServers(address);
   for (
     const [name, suggested, login] of [
@@ -300,7 +293,7 @@ function completeMail(settings: Settings, password: string | undefined, say: (l:
   if (s.note) say(`  ${s.note}`);
 }
 
-function checkAddress(address: unknown): void {
+function checkAddress(address: unknown): string {
   if (typeof address !== "string" || !ADDRESS.test(address)) {
     throw new UsageError(
       address
@@ -308,6 +301,7 @@ function checkAddress(address: unknown): void {
         : "Say whose mailbox this is with --address you@example.org (or run `mailmeet init` on a terminal to be asked).",
     );
   }
+  return address;
 }
 
 interface SignInOutcome {
