@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto";
 import { type CliEvent, type CliProcess, MAIN, spawnCli, useEntry } from "../lib/cli_process.ts";
 import { generateKeyText } from "../../src/protocol/keys.ts";
+import { DENO_PERMISSIONS } from "../../src/cli/permissions.ts";
 import { percentile } from "./stats.ts";
 
 const MIB = 1024 * 1024;
@@ -293,6 +294,8 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
       ],
       {},
       onEvent,
+      // What an installed user runs (deno task install), never -A.
+      { permissions: DENO_PERMISSIONS },
     );
     procs.push(p);
     return p;
@@ -301,20 +304,26 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
   let iperfServer: Deno.ChildProcess | undefined;
   let ssh: Awaited<ReturnType<typeof sshForward>> | undefined;
   try {
-    const host = spawnCli("host", [
+    const host = spawnCli(
       "host",
-      "--address",
-      "host@bench.test",
-      "--smtp",
-      spool,
-      "--inbox",
-      spool,
-      "--key",
-      key,
-      "--json",
-      "--db",
-      `${dir}/host.db`,
-    ]);
+      [
+        "host",
+        "--address",
+        "host@bench.test",
+        "--smtp",
+        spool,
+        "--inbox",
+        spool,
+        "--key",
+        key,
+        "--json",
+        "--db",
+        `${dir}/host.db`,
+      ],
+      {},
+      undefined,
+      { permissions: DENO_PERMISSIONS },
+    );
     procs.push(host);
 
     // ── one TCP stream: tunnel vs ssh -L vs direct ──

@@ -1,135 +1,62 @@
 /**
- * The group chat (`mailmeet chat`): everyone this peer is linked to is in one room. A line said
- * here goes to every linked peer; a line from a peer is shown with that peer's user id (the one
- * proved in the link handshake, never one the message claims) and the time it was said.
- *
- * Each side opens one "chat" stream per link and writes its lines there, one JSON object per line
- * (`{"t": text, "at": epoch ms}`); it reads the other side's lines from the stream the other side
- * opened. There is no relaying: a peer hears exactly those it holds a link to.
+ * The group chat (`mailmeet chat`): one room for the whole group. The node carries the room — it
+ * floods every line over its links, so a line reaches members we hold no link to, and it forwards
+ * for others even when nobody chats on it (src/node/room.ts). This app only says lines into the
+ * node's room and hears what the room reports:
+ *  - {event:"room", members}: who is in the room (at once, then on every change);
+ *  - {event:"chat", peer, text, sent, via?}: a line of someone else (`via`: the member it came
+ *    through when `peer` is not linked to us);
+ *  - {event:"said", peer, text, sent}: our own line, echoed as the others see it;
+ *  - {event:"joined", peer, direct} and {event:"left", peer, reason?};
+ *  - {event:"unreachable", peer, reason}: a member of the group (heard of by mail or over a link)
+ *    that neither we nor anyone in the room reaches.
  */
-import type { MuxStream } from "../net/mux.ts";
-import type { AppSink, LinkApp, Member as LinkedMember } from "./links.ts";
+import type { AppSink, LinkApp } from "./links.ts";
 
-export const CHAT_PROTOCOL = "chat";
-/** A longer line is cut (a chat line, not a file transfer). */
-export const MAX_LINE_BYTES = 16 * 1024;
+/** The node's room as an app sees it: in the node's own process, or over its control socket. */
+export interface RoomHost {
+  /** Says a line to the room (kept for the first member when nobody is there yet). */
+  say(text: string): void;
+  /** Hears the room's events, starting with a "room" event and a "joined" for each one there now. */
+  subscribe(listener: AppSink): () => void;
+}
 
-interface Member {
-  user: string;
-  link: LinkedMember;
-  out: MuxStream;
+/** Control characters (escape sequences, line breaks) could repaint or fake lines on a terminal. */
+export function cleanChatText(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/g, "");
 }
 
 export class ChatRoom implements LinkApp {
-  readonly protocols = [CHAT_PROTOCOL];
-  readonly #members = new Set<Member>();
-  readonly #reading = new Set<Promise<void>>();
-  /** Lines said before anyone was linked: delivered to the first who comes. */
-  #pending: string[] = [];
-  readonly #encoder = new TextEncoder();
+  /** The node's room carries the lines: no streams of our own. */
+  readonly protocols: readonly string[] = [];
+  #users: string[] = [];
+  #host?: RoomHost;
+  #off?: () => void;
 
-  constructor(readonly opts: { emit: AppSink; now?: () => number }) {}
+  constructor(readonly opts: { emit: AppSink }) {}
 
-  /** User ids in the room now. */
-  get users(): string[] {
-    return [...new Set([...this.#members].map((m) => m.user))].sort();
-  }
-
-  added(link: LinkedMember): void {
-    const joined = !this.users.includes(link.user);
-    let out: MuxStream;
-    try {
-      out = link.mux.open(CHAT_PROTOCOL);
-    } catch {
-      return; // the link ended already
-    }
-    const member: Member = { user: link.user, link, out };
-    this.#members.add(member);
-    // Two links to one user can overlap for a moment (both dialed at once): one notice per person.
-    if (joined) this.opts.emit({ event: "joined", peer: link.user, address: link.address });
-    const pending = this.#pending;
-    this.#pending = [];
-    for (const text of pending) this.#write(member, text, this.#now());
-    void link.closed.then((reason) => {
-      this.#members.delete(member);
-      if (!this.users.includes(link.user)) this.opts.emit({ event: "left", peer: link.user, reason });
+  /** Starts hearing `host`'s room. */
+  connect(host: RoomHost): void {
+    this.#host = host;
+    this.#off = host.subscribe((e) => {
+      if (e.event === "room" && Array.isArray(e.members)) this.#users = e.members.map(String);
+      this.opts.emit(e);
     });
   }
 
-  /** Sends a line to everyone in the room; kept for the first peer when nobody is there yet. */
-  say(text: string): number {
-    const line = text.replace(/[\r\n]+$/, "");
-    if (this.#members.size === 0) {
-      this.#pending.push(line);
-      return 0;
-    }
-    const at = this.#now();
-    for (const m of this.#members) this.#write(m, line, at);
-    return this.#members.size;
+  /** User ids in the room now (not ours). */
+  get users(): string[] {
+    return [...this.#users];
   }
 
-  /** Stops saying anything; the node's links (closed when the node stops) tell the others we left. */
+  say(text: string): void {
+    this.#host?.say(text.replace(/[\r\n]+$/, ""));
+  }
+
   close(): Promise<void> {
-    for (const m of this.#members) m.out.closeWrite();
-    this.#members.clear();
+    this.#off?.();
+    this.#off = undefined;
     return Promise.resolve();
-  }
-
-  #now(): number {
-    return this.opts.now?.() ?? Date.now();
-  }
-
-  #write(m: Member, text: string, at: number): void {
-    const bytes = this.#encoder.encode(`${JSON.stringify({ t: text, at })}\n`);
-    m.out.write(bytes).catch(() => {}); // a member that left mid-line just misses it
-  }
-
-  stream(stream: MuxStream, m: LinkedMember): void {
-    // The other side started chatting after our line to it was refused (it had no room open
-    // yet, or it attached to its node later): open ours again.
-    const mine = [...this.#members].find((x) => x.link === m);
-    if (mine && mine.out.failure) {
-      try {
-        mine.out = m.mux.open(CHAT_PROTOCOL);
-      } catch {
-        // the link ended meanwhile
-      }
-    }
-    const task = this.#readLines(m.user, stream).catch(() => {});
-    this.#reading.add(task);
-    void task.finally(() => this.#reading.delete(task));
-  }
-
-  async #readLines(user: string, stream: MuxStream): Promise<void> {
-    const decoder = new TextDecoder();
-    let rest = "";
-    for (let chunk = await stream.read(); chunk !== null; chunk = await stream.read()) {
-      rest += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        this.#line(user, rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-      if (rest.length > MAX_LINE_BYTES * 2) {
-        stream.reset("a chat line was too long");
-        return;
-      }
-    }
-    stream.closeWrite();
-  }
-
-  #line(user: string, raw: string): void {
-    let msg: { t?: unknown; at?: unknown };
-    try {
-      msg = JSON.parse(raw);
-    } catch {
-      return; // not ours to show
-    }
-    if (typeof msg.t !== "string") return;
-    // Control characters (escape sequences) could repaint the reader's terminal: dropped.
-    // deno-lint-ignore no-control-regex
-    const text = msg.t.slice(0, MAX_LINE_BYTES).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "");
-    const at = typeof msg.at === "number" && Number.isFinite(msg.at) ? msg.at : this.#now();
-    this.opts.emit({ event: "chat", peer: user, text, sent: new Date(at).toISOString() });
   }
 }

@@ -22,6 +22,8 @@ function bare(messageId: string): string {
 /** The Message-IDs of mail this node sent, and to whom, so a bounce can be matched to it. */
 export class SentMail {
   #sent = new Map<string, { to: string[]; at: number }>();
+  /** Addresses a report said our mail will never reach: nothing more is mailed to them. */
+  readonly failed = new Set<string>();
 
   constructor(readonly now: () => number = Date.now) {}
 
@@ -43,15 +45,16 @@ export class SentMail {
   match(report: DeliveryReport): Bounced[] | undefined {
     const sent = report.messageId ? this.#sent.get(bare(report.messageId)) : undefined;
     if (!sent) return undefined;
-    return report.recipients
-      .filter((r) => (r.action === "failed" || r.action === "delayed") && sent.to.includes(r.recipient))
-      .map((r) => ({
-        event: "bounced" as const,
-        address: r.recipient,
-        reason: describeRecipientStatus(r),
-        ...(r.status ? { status: r.status } : {}),
-        final: r.action === "failed",
-      }));
+    const hits = report.recipients
+      .filter((r) => (r.action === "failed" || r.action === "delayed") && sent.to.includes(r.recipient));
+    for (const r of hits) if (r.action === "failed") this.failed.add(r.recipient);
+    return hits.map((r) => ({
+      event: "bounced" as const,
+      address: r.recipient,
+      reason: describeRecipientStatus(r),
+      ...(r.status ? { status: r.status } : {}),
+      final: r.action === "failed",
+    }));
   }
 
   #prune(): void {
@@ -77,15 +80,24 @@ export function recordingSender(sender: Sender, sent: SentMail): Sender {
   };
 }
 
-/** The `reports` option of an InboxReader: bounces of our own mail become events and are deleted. */
+/**
+ * The `reports` option of an InboxReader: bounces of our own mail are deleted, then become events
+ * (a "bounced" event may end the command, so it waits until the deletion is committed).
+ */
 export function bounceReports(sent: SentMail, events: EventSink) {
+  let pending: NodeEvent[] = [];
   return {
     wanted: () => sent.watching,
     handle: (_id: string, report: DeliveryReport): "delete" | "keep" => {
       const hits = sent.match(report);
       if (!hits) return "keep";
-      for (const e of hits) events(e);
+      pending.push(...hits);
       return "delete";
+    },
+    settled: () => {
+      const out = pending;
+      pending = [];
+      for (const e of out) events(e);
     },
   };
 }

@@ -143,6 +143,7 @@ export async function startNode(
       dir: controlDir(),
       identity: { address: mail.address, user },
       host: network.links,
+      room: network.room,
       hello: () => ({ pid: Deno.pid, since: started, address: mail.address, user, command: r.command }),
       onApp: (e) =>
         events({
@@ -199,7 +200,11 @@ export async function startNode(
         sender,
         linker: network.linker,
         links: network.links,
-        events,
+        // A member no dial reached may still be in the room through others; if not, chat says so.
+        events: (e) => {
+          if (e.event === "dial_failed") network.room?.unreachable(e.peer, e.reason);
+          events(e);
+        },
         onPeers: (peers, via) => {
           network.learn(peers);
           auto.heard(peers, via);
@@ -210,7 +215,7 @@ export async function startNode(
     ref.peer = peer;
     stack.defer(() => peer.close());
     // Runs before the sender closes (deferred earlier): the hosts hear we go.
-    stack.defer(() => peer.leave());
+    stack.defer(() => peer.leave(undefined, sentMail.failed));
     network.links.firstLink.then(() => (linked = true));
 
     let table: PeerTable | undefined;

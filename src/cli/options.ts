@@ -69,6 +69,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "120",
   },
   {
+    name: "wait",
+    kind: "boolean",
+    help: "wait for others for ever (same as --timeout 0; interactive chat waits by default)",
+    default: false,
+  },
+  {
     name: "dial-timeout",
     kind: "duration",
     arg: "SECONDS",
@@ -188,7 +194,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "the OAuth2 sign-in for auth=oauth2 URLs (default: oauth-token.json beside the config)",
   },
   { name: "debug", kind: "boolean", help: "show stack traces", default: false },
-  { name: "quiet", kind: "boolean", help: "only errors", default: false },
+  { name: "quiet", kind: "boolean", help: "only errors and links (chat lines always show)", default: false },
   { name: "verbose", kind: "boolean", help: "more detail", default: false },
   { name: "help", kind: "boolean", help: "show help", flagOnly: true, default: false },
   { name: "version", kind: "boolean", help: "show the version", flagOnly: true, default: false },

@@ -30,6 +30,8 @@ export class WaitReporter {
   #askedAt?: number;
   #repliedAt?: number;
   #replyFrom?: string;
+  /** How many peers the last reply listed (none: we are the first one in). */
+  #replyPeers = 0;
   #linked = false;
   #lastReport: number;
   /** Host addresses whose mail bounced for good, with why. */
@@ -61,6 +63,7 @@ export class WaitReporter {
       case "reply":
         this.#repliedAt = now;
         this.#replyFrom = e.from;
+        this.#replyPeers = e.peers;
         this.#lastReport = now;
         break;
       case "connected":
@@ -126,11 +129,21 @@ export class WaitReporter {
         event: "waiting",
         for: "peer",
         since: Math.round(since / 1000),
-        reason: `still waiting to be asked or dialed (${span(since)} so far)`,
+        reason: `no one else is online yet: still waiting to be asked or dialed (${span(since)} so far)`,
       };
     }
     if (this.#repliedAt !== undefined) {
       const since = now - this.#repliedAt;
+      if (this.#replyPeers === 0) {
+        return {
+          event: "waiting",
+          for: "peer",
+          since: Math.round(since / 1000),
+          reason: `no one else is online yet (${this.#replyFrom} answered ${
+            span(since)
+          } ago); waiting for them`,
+        };
+      }
       return {
         event: "waiting",
         for: "peer",

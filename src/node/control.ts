@@ -11,6 +11,8 @@
  *    datagrams come to it; the node writes one JSON line per member that links or leaves;
  *  - "open" {member, protocol, meta}: a stream to a member, spliced by the node to a stream on
  *    that member's link; the node does the same the other way ("incoming");
+ *  - "room": the node's chat room (src/node/room.ts): the node writes the room's events as JSON
+ *    lines, the app writes {say: text} lines;
  *  - datagrams carry a 4-byte member id before the payload, on the app's own channel numbers.
  */
 import { createHash } from "node:crypto";
@@ -18,7 +20,9 @@ import { join } from "node:path";
 import { fromUtf8, utf8 } from "../protocol/bytes.ts";
 import { Mux, type MuxStream } from "../net/mux.ts";
 import type { LinkApp, Member } from "../apps/links.ts";
+import type { RoomHost } from "../apps/chat.ts";
 import { ControlChannel } from "./control_channel.ts";
+import { LineQueue } from "./line_queue.ts";
 
 export interface NodeIdentity {
   address: string;
@@ -37,6 +41,7 @@ export interface NodeHello {
 export const HELLO = "hello";
 export const ATTACH = "attach";
 export const OPEN = "open";
+export const ROOM = "room";
 /** The metadata key of a stream the node passes to an app: which member it comes from. */
 export const INCOMING = "member";
 
@@ -99,6 +104,8 @@ export interface ControlServerOptions {
   identity: NodeIdentity;
   hello: () => NodeHello;
   host: ControlHost;
+  /** The node's chat room, when it carries one. */
+  room?: RoomHost;
   /** An app attached or left (for the node's log). */
   onApp?: (e: { event: "app_attached" | "app_detached"; protocols: string[] }) => void;
 }
@@ -212,6 +219,21 @@ export class ControlServer {
             }
             void splice(s, out);
             void splice(out, s);
+            return;
+          }
+          case ROOM: {
+            const room = this.opts.room;
+            if (!room) return s.reset("this node carries no chat room");
+            const out = new LineQueue(s);
+            const off = room.subscribe((e) => out.send(e));
+            void (async () => {
+              try {
+                for await (const line of readLines(s)) if (typeof line.say === "string") room.say(line.say);
+              } catch {
+                // the app went away
+              }
+              off();
+            })();
             return;
           }
           default:

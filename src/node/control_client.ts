@@ -16,7 +16,11 @@ import {
   type NodeIdentity,
   OPEN,
   readLines,
+  ROOM,
 } from "./control.ts";
+import { LineQueue } from "./line_queue.ts";
+import type { AppSink } from "../apps/links.ts";
+import type { RoomHost } from "../apps/chat.ts";
 
 class RemoteMember implements Member {
   #gone = Promise.withResolvers<string | undefined>();
@@ -158,6 +162,31 @@ export class ControlClient {
       nodeGone: this.mux.closed,
       members: () => [...members.values()],
       [Symbol.asyncDispose]: () => this.close(),
+    };
+  }
+
+  /** The node's chat room: its events come here, lines said go to it. */
+  room(): RoomHost {
+    const listeners = new Set<AppSink>();
+    const stream = this.mux.open(ROOM, {});
+    // A pasted page of lines goes out in order, one write at a time.
+    const out = new LineQueue(stream);
+    void (async () => {
+      try {
+        for await (const e of readLines(stream)) {
+          if (typeof e.event !== "string") continue;
+          for (const l of listeners) l(e as { event: string });
+        }
+      } catch {
+        // the node went away (the attachment says so)
+      }
+    })();
+    return {
+      say: (text) => void out.send({ say: text }),
+      subscribe: (l) => {
+        listeners.add(l);
+        return () => void listeners.delete(l);
+      },
     };
   }
 

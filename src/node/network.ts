@@ -40,6 +40,7 @@ import type { EventSink } from "../roles/events.ts";
 import type { Member } from "../apps/links.ts";
 import { LinkRegistry } from "./links.ts";
 import { PeerExchange } from "./pex.ts";
+import { RoomService } from "./room.ts";
 
 /** How long STUN and the router get to answer (both usually answer in milliseconds). */
 export const GATHER_BUDGET_MS = 1500;
@@ -90,6 +91,8 @@ export class NodeNetwork {
   #reach: Reach;
   #relaying: boolean;
   readonly #known = new Map<string, PeerEntry>();
+  /** The group's chat room, carried by every member node (undefined on a relay-only host). */
+  room?: RoomService;
   readonly #upgrading = new Set<string>();
   #closed = false;
 
@@ -280,6 +283,8 @@ export class NodeNetwork {
     this.#closed = true;
     this.#stopDials.abort();
     this.#pex?.close();
+    // Said before the links close, so the room hears at once that we left.
+    this.room?.close();
     await this.links.close();
     await this.#listener.close();
     await this.#hub.close();
@@ -325,6 +330,12 @@ export class NodeNetwork {
         onLearn: (e) => this.learn([e]),
       });
       this.links.attach(this.#pex);
+      this.room = new RoomService({
+        user: o.user,
+        log: (message) => o.events({ event: "info", message }),
+      });
+      this.links.attach(this.room);
+      this.room.start();
     }
   }
 
@@ -343,6 +354,7 @@ export class NodeNetwork {
       this.links.adopt(link);
     } catch (err) {
       if (!this.links.has(e.user) && !this.#closed) {
+        this.room?.unreachable(e.user, (err as Error).message);
         this.#o.events({
           event: "info",
           message: `could not reach ${e.user}, heard of over a link: ${(err as Error).message}`,

@@ -63,11 +63,14 @@ export interface InboxOptions {
   onError?: (id: string, err: unknown) => void;
   /**
    * Bounces (RFC 3464 delivery status notifications), looked at on each pass while `wanted()`:
-   * `handle` says "delete" for a report about our own mail (it is used up), "keep" for any other.
+   * `handle` says "delete" for a report about our own mail (it is used up), "keep" for any other;
+   * `settled` runs once the deletions are committed (what a report causes — a command that gives
+   * up — must not outrun the deletion of the report, or the bounce would stay in the box).
    */
   reports?: {
     wanted(): boolean;
     handle(id: string, report: DeliveryReport): "delete" | "keep";
+    settled?(): void;
   };
   /** Makes what the handlers recorded durable; called before any deletion is made permanent. */
   durable?: () => void | Promise<void>;
@@ -146,14 +149,14 @@ export class InboxReader {
       if (finished) await this.#flush();
       else await this.#flush().catch(() => {});
     }
-    if (await this.#reports()) await this.mailbox.commit();
+    await this.#reports();
     return handled;
   }
 
-  /** Reads the bounces in the box once each; true when one was deleted. */
-  async #reports(): Promise<boolean> {
+  /** Reads the bounces in the box once each; those about our mail are deleted, then settled. */
+  async #reports(): Promise<void> {
     const reports = this.opts.reports;
-    if (!reports?.wanted() || !this.mailbox.listReports) return false;
+    if (!reports?.wanted() || !this.mailbox.listReports) return;
     const list = await this.mailbox.listReports();
     const present = new Set(list.map((m) => m.id));
     for (const id of this.#settledReports) if (!present.has(id)) this.#settledReports.delete(id);
@@ -174,7 +177,8 @@ export class InboxReader {
         deleted = true;
       }
     }
-    return deleted;
+    if (deleted) await this.mailbox.commit();
+    reports.settled?.();
   }
 
   /**

@@ -367,8 +367,10 @@ export class Peer {
    * Tells the hosts we go, so they forget us now rather than after --ttl (newcomers would dial us
    * in vain meanwhile, and report us). Best effort, and quick: a stopping node must not hang.
    */
-  async leave(timeoutMs = 3000): Promise<void> {
-    if (this.settings.vias.length === 0 || this.settings.probe || !this.#session) return;
+  async leave(timeoutMs = 3000, unreachable: ReadonlySet<string> = new Set()): Promise<void> {
+    // A host address that bounced would only bounce this too (and leave the bounce behind).
+    const to = this.settings.vias.filter((v) => !unreachable.has(v.toLowerCase()));
+    if (to.length === 0 || this.settings.probe || !this.#session) return;
     const leave: Leave = {
       kind: "leave",
       user: this.settings.user,
@@ -381,12 +383,10 @@ export class Peer {
       await Promise.race([
         this.deps.sender.send({
           from: this.settings.address,
-          to: this.settings.vias,
+          to,
           subject: this.settings.marker,
           text: sealToText(this.deps.key, leave, this.#random),
-        }).then(() =>
-          this.deps.events({ event: "mail_sent", kind: "leave", recipients: this.settings.vias.length })
-        ),
+        }).then(() => this.deps.events({ event: "mail_sent", kind: "leave", recipients: to.length })),
         new Promise((r) => timer = setTimeout(r, timeoutMs)),
       ]);
     } catch {

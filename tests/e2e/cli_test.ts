@@ -52,6 +52,9 @@ Deno.test("an unreachable mail server exits 2 with one sentence naming it", asyn
     "smtp://127.0.0.1:1?tls=none",
     "--inbox",
     `maildir://${await Deno.makeTempDir()}`,
+    // A server that never answered is waited for until --timeout (it may be restarting).
+    "--timeout",
+    "3",
   ]);
   assert.equal(out.code, 2, out.stderr);
   oneSentence(out.stderr);
@@ -69,6 +72,8 @@ Deno.test("a password in a URL never shows in an error", async () => {
     "imaps://h%40x.test:SuperSecret99@127.0.0.1:1/INBOX",
     "--smtp",
     "smtps://h%40x.test:SuperSecret99@127.0.0.1:1",
+    "--timeout",
+    "3",
   ]);
   assert.equal(out.code, 2, out.stderr);
   assert.ok(!out.stderr.includes("SuperSecret99"));

@@ -168,6 +168,9 @@ Deno.test("a mail failure under --json is one sentence on stderr and an error ev
         "smtp://127.0.0.1:1",
         "--inbox",
         "imaps://a%40x.test:pw@127.0.0.1:1/INBOX",
+        // A server that never answered is waited for until --timeout (it may be restarting).
+        "--timeout",
+        "3",
       ],
       env,
       PERMS,

@@ -6,6 +6,8 @@ import type { MuxStream } from "../../src/net/mux.ts";
 import { LinkRegistry } from "../../src/node/links.ts";
 import { ControlServer } from "../../src/node/control.ts";
 import { ControlClient } from "../../src/node/control_client.ts";
+import { RoomService } from "../../src/node/room.ts";
+import type { AppEvent } from "../../src/apps/links.ts";
 import { NetPeerLink } from "../../src/roles/net_linker.ts";
 import { memoryPipe } from "../helpers/mem_stream.ts";
 
@@ -91,5 +93,61 @@ Deno.test("an app attached over the control socket sees the node's members and u
 Deno.test("no node runs: connecting finds none (a stale socket file is not a node)", async () => {
   const dir = await Deno.makeTempDir();
   assert.equal(await ControlClient.connect(dir, { address: "me@x.test", user: "me" }), undefined);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a chat attached over the control socket says into the node's room and hears it, over a real link", async () => {
+  const dir = await Deno.makeTempDir();
+  const ours = new RoomService({ user: "me" });
+  const theirs = new RoomService({ user: "bob" });
+  const pair = await linkedPair();
+  pair.ours.attach(ours);
+  pair.theirs.attach(theirs);
+  const server = await ControlServer.open({
+    dir,
+    identity: { address: "me@x.test", user: "me" },
+    host: pair.ours,
+    room: ours,
+    hello: () => ({
+      pid: 1,
+      since: new Date(0).toISOString(),
+      address: "me@x.test",
+      user: "me",
+      command: "join",
+    }),
+  });
+  const client = await ControlClient.connect(dir, { address: "me@x.test", user: "me" });
+  assert.ok(client);
+  const heard: AppEvent[] = [];
+  const waiters = new Set<() => void>();
+  const when = (pred: (e: AppEvent) => boolean) => {
+    const done = Promise.withResolvers<AppEvent>();
+    const check = () => {
+      const e = heard.find(pred);
+      if (e) done.resolve(e);
+    };
+    waiters.add(check);
+    check();
+    return done.promise;
+  };
+  const room = client.room();
+  room.subscribe((e) => {
+    heard.push(e);
+    for (const w of waiters) w();
+  });
+  await when((e) => e.event === "joined" && e.peer === "bob");
+  const atBob = Promise.withResolvers<AppEvent>();
+  theirs.subscribe((e) => e.event === "chat" && atBob.resolve(e));
+  room.say("hello from the attached chat");
+  assert.deepEqual((await when((e) => e.event === "said")).text, "hello from the attached chat");
+  const got = await atBob.promise;
+  assert.deepEqual([got.peer, got.text, got.via], ["me", "hello from the attached chat", undefined]);
+  theirs.say("hi back");
+  assert.equal((await when((e) => e.event === "chat")).text, "hi back");
+  await client.close();
+  await server.close();
+  ours.close();
+  theirs.close();
+  await Promise.all([pair.ours.close(), pair.theirs.close()]);
   await Deno.remove(dir, { recursive: true });
 });

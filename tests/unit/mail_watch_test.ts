@@ -43,6 +43,8 @@ Deno.test("a bounce is matched to our own mail by Message-ID, and only for the r
     ],
   };
   assert.equal(reports.handle("1", report), "delete");
+  assert.deepEqual(events, [], "said only once the bounce is deleted");
+  reports.settled();
   assert.deepEqual(events, [{
     event: "bounced",
     address: "host2@gmae.test",

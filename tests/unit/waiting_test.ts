@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import type { NodeEvent } from "../../src/roles/events.ts";
 import { HOST_HINT_MS, WAIT_REPORT_MS, WaitReporter } from "../../src/cli/waiting.ts";
+import { firstLinkTimeoutMs } from "../../src/cli/commands/app_common.ts";
+import { resolveOptions } from "../../src/cli/options.ts";
 
 function setup(vias: string[]) {
   let t = 0;
@@ -33,7 +35,7 @@ Deno.test("a node waiting for its host says so now and then, and adds the likely
   assert.ok(HOST_HINT_MS === 4 * WAIT_REPORT_MS);
 });
 
-Deno.test("after the host answered, it waits for a peer; once linked it is quiet", () => {
+Deno.test("after the host answered that nobody else is there, it says no one else is online yet; once linked it is quiet", () => {
   const { sink, after, said } = setup(["host@game.test"]);
   sink({ event: "request_sent", via: ["host@game.test"], session: "00" });
   sink({ event: "reply", from: "host@game.test", peers: 0, session: "00" });
@@ -49,13 +51,17 @@ Deno.test("after the host answered, it waits for a peer; once linked it is quiet
     rtt_ms: 1,
   });
   after(WAIT_REPORT_MS);
-  assert.deepEqual(said(), ["still waiting for a peer to dial us (host@game.test answered 15 s ago)"]);
+  assert.deepEqual(said(), [
+    "no one else is online yet (host@game.test answered 15 s ago); waiting for them",
+  ]);
 });
 
 Deno.test("the first node of a group (no --via) waits to be asked or dialed", () => {
   const { after, said } = setup([]);
   after(WAIT_REPORT_MS);
-  assert.deepEqual(said(), ["still waiting to be asked or dialed (15 s so far)"]);
+  assert.deepEqual(said(), [
+    "no one else is online yet: still waiting to be asked or dialed (15 s so far)",
+  ]);
 });
 
 Deno.test("a bounced host address is left out; when every one bounced, nobody will answer", () => {
@@ -95,4 +101,24 @@ Deno.test("the --timeout sentence says what was still missing", () => {
     setup([]).w.timeoutSentence(5_000),
     "No peer connected within 5 s; nobody asked or dialed this node.",
   );
+});
+
+Deno.test("waiting for a first link: --wait and --timeout 0 wait for ever, and so does a chat typed at a terminal unless --timeout was set", async () => {
+  const ms = async (args: string[], interactive: boolean) =>
+    firstLinkTimeoutMs(await resolveOptions(args, {}), interactive);
+  assert.equal(await ms(["chat"], true), 0, "the first one in at a terminal waits for the others");
+  assert.equal(await ms(["chat"], false), 120_000, "a piped chat keeps the default");
+  assert.equal(await ms(["chat", "--timeout", "30"], true), 30_000, "an explicit --timeout holds");
+  assert.equal(await ms(["chat", "--timeout", "30", "--wait"], true), 0);
+  assert.equal(await ms(["join", "--wait"], false), 0);
+  assert.equal(await ms(["join", "--timeout", "0"], false), 0);
+  assert.equal(await ms(["join"], false), 120_000);
+});
+
+Deno.test("a reply that listed others none of whom linked: it waits for a peer to dial, not 'no one else'", () => {
+  const { sink, after, said } = setup(["host@game.test"]);
+  sink({ event: "request_sent", via: ["host@game.test"], session: "00" });
+  sink({ event: "reply", from: "host@game.test", peers: 2, session: "00" });
+  after(WAIT_REPORT_MS);
+  assert.deepEqual(said(), ["still waiting for a peer to dial us (host@game.test answered 15 s ago)"]);
 });

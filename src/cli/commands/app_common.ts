@@ -5,6 +5,7 @@
 import type { AppEvent } from "../../apps/links.ts";
 import { formatBytes, Progress, TransferError, TransferInterrupted } from "../../apps/file_proto.ts";
 import type { LinkApp } from "../../apps/links.ts";
+import type { RoomHost } from "../../apps/chat.ts";
 import type { EventSink } from "../../roles/events.ts";
 import { addresses, flag, num } from "../context.ts";
 import { EXIT, InterruptedError, NoPeerError, UsageError } from "../errors.ts";
@@ -55,7 +56,10 @@ export function appOutput(r: Resolved, nodeTo: "stdout" | "stderr" = "stdout"): 
     live,
     app: (e, text) => {
       if (json) line(JSON.stringify({ time: new Date().toISOString(), ...e }));
-      else if (text !== undefined && !(quiet && e.event !== "error")) line(text);
+      // --quiet hides what the node and apps report, never what people say in the chat.
+      else if (
+        text !== undefined && !(quiet && e.event !== "error" && e.event !== "chat" && e.event !== "said")
+      ) line(text);
     },
     stderr: (l) => {
       live?.clear();
@@ -77,12 +81,14 @@ export interface AppRun {
   status: AppStatusBoard;
   /** Settles when the node stops on its own; rejects with why (the inbox failed for good, …). */
   ended: Promise<void>;
+  /** The node's chat room (undefined on a node that carries none). */
+  room?: RoomHost;
   /**
    * Resolves once a first link is up. Throws NoPeerError (exit 3) when --timeout passes first
-   * (--timeout 0 waits for ever), InterruptedError (exit 130) on Ctrl-C, and UsageError (exit 1)
+   * (see firstLinkTimeoutMs), InterruptedError (exit 130) on Ctrl-C, and UsageError (exit 1)
    * when every --via address bounced.
    */
-  firstLink(): Promise<void>;
+  firstLink(opts?: { interactive?: boolean }): Promise<void>;
   /**
    * The same wait for something else (a link to one given peer): `sentences.timeout` (given what
    * the wait saw) replaces the generic --timeout sentence, `sentences.interrupted` the Ctrl-C one.
@@ -94,6 +100,8 @@ export interface AppRun {
       interrupted?: string;
       /** No --timeout for this wait (it bounds only the wait for a first link). */
       untimed?: boolean;
+      /** A person at a terminal waits for the others (see firstLinkTimeoutMs). */
+      interactive?: boolean;
     },
   ): Promise<T>;
 }
@@ -103,6 +111,17 @@ export interface AppOptions {
   beforeLink?: string;
   /** The sentence for Ctrl-C once the app ran. */
   interrupted?: string;
+}
+
+/**
+ * How long to wait for a first link, ms (0: for ever). Waiting is a state, not a failure: --wait
+ * and --timeout 0 wait for ever, and so does an app a person started at a terminal (the first
+ * one in waits for the others) unless --timeout was set; scripts keep the --timeout default.
+ */
+export function firstLinkTimeoutMs(r: Resolved, interactive = false): number {
+  if (flag(r, "wait")) return 0;
+  if (interactive && r.sources.timeout === "default") return 0;
+  return num(r, "timeout");
 }
 
 /** How often the waiting node is asked whether to say it still waits. */
@@ -143,9 +162,10 @@ export async function runApp(
         timeout?: (seen: { linked: boolean; answered: boolean }) => string | undefined;
         interrupted?: string;
         untimed?: boolean;
+        interactive?: boolean;
       } = {},
     ): Promise<T> => {
-      const timeoutMs = sentences.untimed ? 0 : num(r, "timeout");
+      const timeoutMs = sentences.untimed ? 0 : firstLinkTimeoutMs(r, sentences.interactive);
       let timer: ReturnType<typeof setTimeout> | undefined;
       type Outcome = { got: T } | "timeout" | "stop" | { bounced: string };
       try {
@@ -155,7 +175,6 @@ export async function runApp(
           meeting.ended.then(() => "stop" as const),
           gaveUp.promise.then((bounced) => ({ bounced })),
         ];
-        // --timeout 0 waits for ever.
         if (timeoutMs > 0) {
           waits.push(new Promise((resolve) => timer = setTimeout(() => resolve("timeout"), timeoutMs)));
         }
@@ -180,13 +199,14 @@ export async function runApp(
         clearInterval(ticker);
       }
     };
-    const firstLink = () => waitFor(meeting.firstLink);
+    const firstLink = (o: { interactive?: boolean } = {}) => waitFor(meeting.firstLink, o);
     let code: number;
     try {
       code = await body({
         signal: ctl.signal,
         status: meeting.status,
         ended: meeting.ended,
+        room: meeting.room,
         firstLink,
         waitFor,
       });
@@ -222,6 +242,7 @@ interface Meeting extends AsyncDisposable {
   status: AppStatusBoard;
   /** The mail server failure being waited out right now, if any (what a --timeout that passes should report). */
   mailError?(): Error | undefined;
+  room?: RoomHost;
 }
 
 /**
@@ -244,12 +265,14 @@ async function meet(
       ended: node.inboxLoop,
       status: node.status,
       mailError: () => node.mailError(),
+      room: node.network.room,
       [Symbol.asyncDispose]: () => node[Symbol.asyncDispose](),
     };
   }
   const h = client.hello;
   events({ event: "info", message: `attached to the running node (pid ${h.pid}, mailmeet ${h.command})` });
   const attachment = client.attach(app);
+  const room = client.room();
   // What the app does shows in a status file of its own: the node's belongs to the node.
   const identity = await nodeIdentity(r);
   const status = openNodeStatus(r.command, { ...identity, roles: ["app"] });
@@ -267,6 +290,7 @@ async function meet(
     firstLink: attachment.firstLink,
     ended,
     status,
+    room,
     [Symbol.asyncDispose]: async () => {
       status[Symbol.dispose]();
       await attachment[Symbol.asyncDispose]();

@@ -3,29 +3,39 @@ import type { AppEvent } from "../../apps/links.ts";
 import type { Resolved } from "../options.ts";
 import { aborted, appOutput, runApp } from "./app_common.ts";
 
-export const CHAT_HELP = `mailmeet chat — one chat room with everyone you are linked to
+export const CHAT_HELP = `mailmeet chat — one chat room for your whole group
 
-Meets your group like \`mailmeet join\` (same options), then every line you type goes to every
-linked peer, and their lines appear as "HH:MM:SS <user> text", with "* user joined/left" notices.
+Meets your group like \`mailmeet join\` (same options; with a \`join\` running, chat uses its links),
+then every line you type reaches everyone in the group — also members you hold no link to: every
+node passes the room on over its links. Lines appear as "HH:MM:SS <user> text" (your own too;
+"<user via bob>" when user is reached through bob), with "* user joined/left" notices, and
+"* user is in the group but not reachable" when no one in the room is linked to a member.
 Works piped too: lines on stdin are said, the room's lines come out on stdout (the meeting's own
 messages go to stderr); lines said before anyone is linked go to the first peer who comes. End of
-input (Ctrl-D) leaves the room. With --json every line is an event: chat, joined, left.
-Exits 3 if nobody connected within --timeout.
+input (Ctrl-D) leaves the room. With --json every line is an event: room, chat, said (your own
+line), joined, left, unreachable. --quiet hides notices, never chat lines.
+Typed at a terminal, chat waits for the others as long as it takes ("no one else is online yet")
+unless --timeout is given; piped, it exits 3 if nobody connected within --timeout (--timeout 0 or
+--wait: for ever).
 
 Example:
   mailmeet chat --address bob@isp-b.test --via lan-host@game.test --key-file group.key`;
 
 const hhmmss = (iso: unknown) => new Date(String(iso)).toTimeString().slice(0, 8);
+const now = () => hhmmss(new Date().toISOString());
 
 function describe(e: AppEvent, color: boolean): string | undefined {
   const name = (p: unknown) => (color ? `\x1b[1m${p}\x1b[0m` : String(p));
   switch (e.event) {
     case "chat":
-      return `${hhmmss(e.sent)} <${name(e.peer)}> ${e.text}`;
+    case "said":
+      return `${hhmmss(e.sent)} <${name(e.peer)}${e.via ? ` via ${e.via}` : ""}> ${e.text}`;
     case "joined":
-      return `${hhmmss(new Date().toISOString())} * ${e.peer} joined`;
+      return `${now()} * ${e.peer} joined${e.direct ? "" : " (reached through others)"}`;
     case "left":
-      return `${hhmmss(new Date().toISOString())} * ${e.peer} left${e.reason ? ` (${e.reason})` : ""}`;
+      return `${now()} * ${e.peer} left${e.reason ? ` (${e.reason})` : ""}`;
+    case "unreachable":
+      return `${now()} * ${e.reason}`;
     default:
       return undefined;
   }
@@ -47,24 +57,30 @@ async function readStdinLines(onLine: (line: string) => void): Promise<void> {
 
 export async function chatCommand(r: Resolved): Promise<number> {
   const out = appOutput(r, "stderr");
+  const typing = Deno.stdin.isTerminal();
   const color = !out.json && Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+  // The line just typed is still on the screen: it is replaced by its room form, not repeated.
+  const retype = typing && !out.json && Deno.stdout.isTerminal();
   let onRoom = () => {};
   const room = new ChatRoom({
     emit: (e) => {
+      if (retype && e.event === "said") Deno.stdout.writeSync(new TextEncoder().encode("\x1b[1A\x1b[2K"));
       out.app(e, describe(e, color));
-      if (e.event === "joined" || e.event === "left") onRoom();
+      if (e.event === "room") onRoom();
     },
   });
   return await runApp(r, out.node, room, async (run) => {
     const status = run.status;
     onRoom = () => status.setApp({ app: "chat", room: [...room.users] });
+    if (run.room) room.connect(run.room);
     try {
       const input = readStdinLines((line) => {
         if (line.trim() !== "") room.say(line);
       });
       input.catch(() => {});
       onRoom();
-      await run.firstLink();
+      // The first one in waits for the others: typed at a terminal, for as long as it takes.
+      await run.firstLink({ interactive: typing });
       // End of input (Ctrl-D) leaves the room: exit 0. Ctrl-C: exit 130.
       await Promise.race([input.catch(() => {}), aborted(run.signal)]);
       return 0;

@@ -22,7 +22,9 @@ export const HOST_HELP = `mailmeet host (or mailmeet --host) — answer rendezvo
 
 Reads mailmeet requests from --inbox, keeps the peer table in --db, and mails each requester the
 most recent other peers. Other mail in the box is never touched. Runs until interrupted, or with
---once answers what is in the box now and exits.
+--once answers what is in the box now and exits. Once the mailbox has answered, mail server
+outages are waited out for as long as they last; a server that never answers ends it after
+--timeout (default 120 s).
 
 Example:
   mailmeet --host --address lan-host@game.test --inbox imaps://lan-host%40game.test:PASS@imap.game.test/INBOX \\
@@ -73,8 +75,15 @@ export async function hostCommand(r: Resolved): Promise<number> {
   status.tableSize = () => table.size();
   using stop = interruptSignal();
   const once = flag(r, "once");
-  // A host runs for days: a mail server outage is waited out, however long (--once fails at once).
-  const patience = once ? undefined : mailPatience(events);
+  // A host runs for days: once its mailbox has answered, a mail server outage is waited out,
+  // however long. Before that, an outage and a mistyped server look alike, so it waits --timeout
+  // (a host started at boot before the network is up), then says so. --once fails at once.
+  const startedAt = Date.now();
+  let reached = false;
+  const patience = once ? undefined : mailPatience(
+    events,
+    () => (reached || num(r, "timeout") <= 0 ? Infinity : startedAt + num(r, "timeout")),
+  );
   await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts, tokens: mail.tokens });
   const sender = patience ? patientSender(smtp, patience, stop.signal) : smtp;
   const open = () =>
@@ -86,6 +95,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
       log: (line) => events({ event: "info", message: line }),
     });
   await using inbox = patience ? await patience.run("reading", open, stop.signal) : await open();
+  reached = true;
   const marker = str(r, "marker")!;
   const interrupted = () => new InterruptedError("Interrupted; the host stopped.");
   const reader = new InboxReader(inbox, {
