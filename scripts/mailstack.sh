@@ -15,6 +15,10 @@
 #
 # Three providers (isp-a.test, isp-b.test, game.test); any local part is an account, every account's
 # password is "mailmeet-test", and each keeps a standard Maildir at $MAILSTACK_DIR/spool/<address>.
+# A fourth, oauth.test, takes no password at all: its accounts log in with OAUTHBEARER or XOAUTH2,
+# and Dovecot's oauth2 passdb asks the introspection endpoint a test serves on 127.0.0.1:10081
+# (RFC 7662 style: token=… in, {"active":true,"email":"…"} out) whether a token is good. Postfix's
+# SMTP AUTH goes through Dovecot's SASL, so the same holds for sending.
 set -euo pipefail
 # A caller may hold the test suite's lock (flock /tmp/mailmeet-suite.lock …) on a descriptor we
 # inherit; a daemon started here would inherit it too and hold the lock until it exits, and every
@@ -34,6 +38,9 @@ S="${S%/}"
 HOST=127.0.0.1
 PASSWORD=mailmeet-test
 DOMAINS=(isp-a.test isp-b.test game.test)
+OAUTH_DOMAIN=oauth.test
+# Not 10080: fetch() refuses that port (the Fetch standard's "bad ports", Amanda).
+OAUTH_INTROSPECT_PORT=10081
 NAMES=(alice bob carol dave host)
 SMTP_PORT=10025 SUBMISSION_PORT=10587 SMTPS_PORT=10465
 IMAP_PORT=10143 IMAPS_PORT=10993 POP3_PORT=10110 POP3S_PORT=10995
@@ -192,7 +199,7 @@ smtpd_banner = \$myhostname ESMTP mailmeet test stack
 
 # The three providers: any local part is a mailbox (tests use fresh addresses), delivered over LMTP
 # to Dovecot, which stores one Maildir per full address.
-virtual_mailbox_domains = ${DOMAINS[*]}
+virtual_mailbox_domains = ${DOMAINS[*]} $OAUTH_DOMAIN
 virtual_mailbox_maps =
 virtual_transport = lmtp:unix:$LMTP_SOCKET
 smtpd_reject_unlisted_recipient = no
@@ -257,7 +264,7 @@ EOF
   # bounced at once with the words Postfix uses when it cannot look a domain up (transport_maps
   # are looked up by the bare domain too, and take no $1 substitution).
   local ours
-  ours="$(printf '%s|' "${DOMAINS[@]}" | sed 's/|$//; s/\./\\./g')"
+  ours="$(printf '%s|' "${DOMAINS[@]}" "$OAUTH_DOMAIN" | sed 's/|$//; s/\./\\./g')"
   if write_if_changed "$PF_ETC/typo_domains" <<EOF; then POSTFIX_CHANGED=1; fi
 /@[^@]+\.test\$/ OK
 EOF
@@ -334,16 +341,35 @@ ssl_cert = <$TLS/server.pem
 ssl_key = <$TLS/server.key
 ssl_min_protocol = TLSv1.2
 
-auth_mechanisms = plain login
+auth_mechanisms = plain login oauthbearer xoauth2
 auth_failure_delay = 0
-# Any user on any domain logs in with the one password; mail lives in spool/<address>.
+# Any user on the password domains logs in with the one password; mail lives in spool/<address>.
 passdb {
   driver = static
   args = password=$PASSWORD
+  mechanisms = plain login
+  username_filter = !*@$OAUTH_DOMAIN
 }
+# $OAUTH_DOMAIN logs in only with a bearer token that the test's introspection endpoint vouches for;
+# a password is refused outright (deny), so a passing login there proves the token path.
+passdb {
+  driver = static
+  args = nopassword=y
+  deny = yes
+  mechanisms = plain login
+  username_filter = *@$OAUTH_DOMAIN
+}
+passdb {
+  driver = oauth2
+  mechanisms = oauthbearer xoauth2
+  username_filter = *@$OAUTH_DOMAIN
+  args = $S/dovecot/oauth2.conf.ext
+}
+# allow_all_users: LMTP's user lookup must not ask the passdbs, which are all mechanism-filtered
+# (a lookup without a mechanism skips them all, and Dovecot calls that an internal error).
 userdb {
   driver = static
-  args = uid=$MAIL_USER gid=$MAIL_USER
+  args = uid=$MAIL_USER gid=$MAIL_USER allow_all_users=yes
 }
 mail_location = maildir:$SPOOL/%Lu
 # Files hold the message as it travelled (CRLF), like mailmeet's maildir: transport writes them.
@@ -432,6 +458,18 @@ service doveadm {
     port = 0
   }
 }
+EOF
+}
+
+write_dovecot_oauth2_config() {
+  if write_if_changed "$S/dovecot/oauth2.conf.ext" <<EOF; then DOVECOT_CHANGED=1; fi
+# Written by scripts/mailstack.sh — edits are overwritten on the next start.
+introspection_mode = post
+introspection_url = http://$HOST:$OAUTH_INTROSPECT_PORT/introspect
+force_introspection = yes
+username_attribute = email
+active_attribute = active
+active_value = true
 EOF
 }
 
@@ -617,6 +655,7 @@ cmd_start() {
   register_config_dir
   write_postfix_config
   write_dovecot_config
+  write_dovecot_oauth2_config
   # A changed configuration (a newer version of this script) restarts only what changed.
   if [ "$DOVECOT_CHANGED" = 1 ] && dovecot_pid >/dev/null; then
     say "Dovecot configuration changed: restarting it"
@@ -720,6 +759,7 @@ cmd_env() {
     # shellcheck disable=SC2086
     printf '{"host":"%s","ca":"%s","spool":"%s","password":"%s","domains":%s,"accounts":%s,' \
       "$HOST" "$CA_PEM" "$SPOOL" "$PASSWORD" "$(json_list "${DOMAINS[@]}")" "$(json_list $accts)"
+    printf '"oauth_domain":"%s","oauth_introspect_port":%d,' "$OAUTH_DOMAIN" "$OAUTH_INTROSPECT_PORT"
     printf '"ports":{"smtp":%d,"submission":%d,"smtps":%d,"imap":%d,"imaps":%d,"pop3":%d,"pop3s":%d}}\n' \
       "$SMTP_PORT" "$SUBMISSION_PORT" "$SMTPS_PORT" "$IMAP_PORT" "$IMAPS_PORT" "$POP3_PORT" "$POP3S_PORT"
     return 0
@@ -738,6 +778,8 @@ MAILSTACK_IMAPS_PORT=$IMAPS_PORT
 MAILSTACK_POP3_PORT=$POP3_PORT
 MAILSTACK_POP3S_PORT=$POP3S_PORT
 MAILSTACK_ACCOUNTS="$accts"
+MAILSTACK_OAUTH_DOMAIN=$OAUTH_DOMAIN
+MAILSTACK_OAUTH_INTROSPECT_PORT=$OAUTH_INTROSPECT_PORT
 EOF
 }
 

@@ -35,6 +35,32 @@ const INIT_EXTRAS: ExtraOption[] = [
     help: "replace an existing config file (keeping what is not given again)",
   },
   { name: "password-stdin", kind: "boolean", help: "read the mail password from standard input" },
+  {
+    name: "oauth",
+    kind: "string",
+    arg: "PROVIDER",
+    help: "sign in with OAuth2 instead of a password: microsoft (Outlook.com, Hotmail) or google",
+  },
+  {
+    name: "oauth-client-id",
+    kind: "string",
+    arg: "ID",
+    help: "the OAuth2 app (client) id your group registered",
+  },
+  {
+    name: "oauth-client-secret",
+    kind: "string",
+    arg: "TEXT",
+    help: "the app's client secret (Google asks for it)",
+  },
+  {
+    name: "oauth-device-url",
+    kind: "string",
+    arg: "URL",
+    help: "the provider's device authorization endpoint",
+  },
+  { name: "oauth-token-url", kind: "string", arg: "URL", help: "the provider's token endpoint" },
+  { name: "oauth-scope", kind: "string", arg: "SCOPES", help: "space-separated scopes to ask for" },
 ];
 
 export const COMMANDS: readonly Command[] = [

@@ -2,6 +2,10 @@
 import { join } from "node:path";
 import { parseAccount } from "../mail/account.ts";
 import { MailError } from "../mail/errors.ts";
+import type { AccessTokenSource } from "../mail/access_token.ts";
+import { OAuthError } from "../oauth/errors.ts";
+import { StoredTokenSource } from "../oauth/token_source.ts";
+import { tokenFileFor } from "../oauth/token_store.ts";
 import { type NetworkKey, parseNetworkKey } from "../protocol/keys.ts";
 import { isValidHost, isValidUserId } from "../protocol/messages.ts";
 import { ProtocolError } from "../protocol/errors.ts";
@@ -71,6 +75,8 @@ export interface MailSettings {
   idleRenewMs: number;
   /** --marker: the subject text of mailmeet mail (doctor names it in filter advice). */
   marker: string;
+  /** The stored OAuth2 sign-in, when --smtp or --inbox says auth=oauth2. */
+  tokens?: StoredTokenSource & AccessTokenSource;
 }
 
 export async function mailSettings(r: Resolved): Promise<MailSettings> {
@@ -79,9 +85,10 @@ export async function mailSettings(r: Resolved): Promise<MailSettings> {
   const smtp = str(r, "smtp") ?? spool;
   const inbox = str(r, "inbox") ?? spool;
   // Validate both now so a typo is one clear sentence before anything is sent.
+  let oauth = false;
   for (const [name, url] of [["smtp", smtp], ["inbox", inbox]] as const) {
     try {
-      parseAccount(url);
+      oauth = parseAccount(url).auth === "oauth2" || oauth;
     } catch (err) {
       if (err instanceof MailError) throw new UsageError(`Check --${name}: ${err.message}`);
       throw err;
@@ -96,6 +103,7 @@ export async function mailSettings(r: Resolved): Promise<MailSettings> {
       throw new UsageError(`Cannot read the CA certificate --tls-ca ${ca}: ${(err as Error).message}.`);
     }
   }
+  const tokens = oauth ? await openSignIn(r) : undefined;
   return {
     address,
     smtp,
@@ -104,7 +112,30 @@ export async function mailSettings(r: Resolved): Promise<MailSettings> {
     pollMs: num(r, "poll"),
     idleRenewMs: num(r, "idle-renew"),
     marker: str(r, "marker")!,
+    ...(tokens ? { tokens } : {}),
   };
+}
+
+/** Where the OAuth2 sign-in is kept: --oauth-token-file, else beside the config file. */
+export function tokenFile(r: Resolved): string | undefined {
+  const named = str(r, "oauth-token-file");
+  if (named) return named;
+  return r.configFile ? tokenFileFor(r.configFile.path) : undefined;
+}
+
+async function openSignIn(r: Resolved): Promise<StoredTokenSource> {
+  const path = tokenFile(r);
+  if (!path) {
+    throw new UsageError(
+      "The mail URLs ask for auth=oauth2 but there is no config file to find the sign-in beside; run `mailmeet init --oauth microsoft|google`, or pass --oauth-token-file FILE.",
+    );
+  }
+  try {
+    return await StoredTokenSource.open(path);
+  } catch (err) {
+    if (err instanceof OAuthError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 export async function loadKey(r: Resolved): Promise<NetworkKey> {

@@ -15,6 +15,8 @@ import type { Mailbox, MessageInfo } from "../mail/mailbox.ts";
 import { openMailbox } from "../mail/open.ts";
 import { Pop3Session } from "../mail/pop3/session.ts";
 import { openSender, type Sender } from "../mail/smtp.ts";
+import { OAuthError } from "../oauth/errors.ts";
+import { signInExpiredSentence, type StoredTokenSource } from "../oauth/token_source.ts";
 import { detectAdvertiseHost } from "../net/address.ts";
 import { listenLinks } from "../net/link.ts";
 import { generateKeyPair } from "../protocol/noise.ts";
@@ -142,8 +144,9 @@ export async function runDoctor(r: Resolved, opts: DoctorOptions): Promise<Check
     }
   }
 
-  const smtpOk = await checkSending(mail, report);
-  const inboxOk = await checkReading(mail, report);
+  const signedIn = mail.tokens ? await checkSignIn(mail.tokens, report) : true;
+  const smtpOk = signedIn ? await checkSending(mail, report) : skipped(report, "smtp_login", "sending");
+  const inboxOk = signedIn ? await checkReading(mail, report) : skipped(report, "inbox_login", "reading");
 
   let roundTripOk = false;
   if (smtpOk && inboxOk) {
@@ -193,6 +196,57 @@ function keyOrigin(r: Resolved): string {
   return file ? `, from ${file}` : "";
 }
 
+/* ---------- OAuth2 sign-in ---------- */
+
+/**
+ * Renews the access token now: the only way to learn whether the provider still honours the
+ * sign-in (a revoked refresh token looks like any other until it is used).
+ */
+export async function checkSignIn(
+  tokens: StoredTokenSource,
+  report: (c: CheckResult) => void,
+): Promise<boolean> {
+  const { user, client } = tokens.signIn;
+  const mode = Deno.build.os === "windows" ? undefined : await fileMode(tokens.path).catch(() => undefined);
+  if (mode !== undefined && (mode & 0o077) !== 0) {
+    report({
+      check: "oauth_file",
+      status: "fail",
+      title: `sign-in file ${tokens.path} can be read by others (mode ${mode.toString(8).padStart(3, "0")})`,
+      fix: `It lets anyone read and send your mail: chmod 600 ${tokens.path}`,
+    });
+  }
+  const t0 = performance.now();
+  try {
+    await tokens.refresh();
+    report({
+      check: "oauth",
+      status: "ok",
+      title: `sign-in: OAuth2 (${client.provider}) for ${user}; the access token was renewed`,
+      ms: ms(t0),
+    });
+    return true;
+  } catch (err) {
+    const revoked = err instanceof OAuthError && err.code === "revoked";
+    report({
+      check: "oauth",
+      status: "fail",
+      title: revoked
+        ? `sign-in: ${signInExpiredSentence(user, client.provider)}.`
+        : `sign-in: ${sentenceFor(err)}`,
+      fix: revoked
+        ? "A sign-in ends when the password changes, when the app's access is removed in the account's security settings, or after a long time unused."
+        : "Check the network and the endpoints (--oauth-token-url); `mailmeet doctor --debug` shows the provider's answer.",
+    });
+    return false;
+  }
+}
+
+function skipped(report: (c: CheckResult) => void, check: string, what: string): false {
+  report({ check, status: "skip", title: `${what}: not tried without a valid sign-in` });
+  return false;
+}
+
 /* ---------- sending ---------- */
 
 async function checkSending(mail: MailSettings, report: (c: CheckResult) => void): Promise<boolean> {
@@ -203,7 +257,11 @@ async function checkSending(mail: MailSettings, report: (c: CheckResult) => void
   if (!await checkTcp(account, "smtp", "sending", PORTS_SEND, report)) return false;
   const t0 = performance.now();
   try {
-    const res = await probeSmtp(account, { caCerts: mail.caCerts, timeoutMs: STEP_TIMEOUT_MS });
+    const res = await probeSmtp(account, {
+      caCerts: mail.caCerts,
+      timeoutMs: STEP_TIMEOUT_MS,
+      tokens: mail.tokens,
+    });
     report(tlsResult("smtp", "sending", account, res.tls === "none"));
     report(
       account.user
@@ -257,6 +315,7 @@ async function checkReading(mail: MailSettings, report: (c: CheckResult) => void
   const t0 = performance.now();
   const timeouts = {
     caCerts: mail.caCerts,
+    tokens: mail.tokens,
     connectTimeoutMs: STEP_TIMEOUT_MS,
     greetingTimeoutMs: STEP_TIMEOUT_MS,
     commandTimeoutMs: STEP_TIMEOUT_MS,
@@ -472,6 +531,9 @@ function tlsFix(account: Account, e: MailError, ports: string): string {
 
 function loginFix(account: Account, address: string, e: MailError): string {
   if (e.code === "temporary") return "The server is busy or limits logins; try again in a few minutes.";
+  if (account.auth === "oauth2") {
+    return "Sign in again with `mailmeet init --force`; if the server still refuses the token, the app your group registered may lack the IMAP/POP/SMTP permission, or POP3/IMAP/SMTP AUTH may be switched off for the account.";
+  }
   if (e.code === "tls" || /without encryption|tls=none/.test(e.message)) {
     return "Remove ?tls=none from the URL: the server wants the connection encrypted before the login.";
   }
@@ -494,10 +556,11 @@ async function checkRoundTrip(
   let sender: Sender | undefined;
   let inbox: Mailbox | undefined;
   try {
-    sender = openSender(mail.smtp, { caCerts: mail.caCerts });
+    sender = openSender(mail.smtp, { caCerts: mail.caCerts, tokens: mail.tokens });
     inbox = await openMailbox(mail.inbox, {
       address: mail.address,
       caCerts: mail.caCerts,
+      tokens: mail.tokens,
       pollIntervalMs: mail.pollMs,
     });
     await sender.send({
@@ -768,11 +831,12 @@ async function checkHosts(
   const replies = new Map<string, { from: string; peers: number; ms: number }>();
   const t0 = performance.now();
   await using stack = new AsyncDisposableStack();
-  const sender = stack.use(openSender(mail.smtp, { caCerts: mail.caCerts }));
+  const sender = stack.use(openSender(mail.smtp, { caCerts: mail.caCerts, tokens: mail.tokens }));
   const inbox = stack.use(
     await openMailbox(mail.inbox, {
       address: mail.address,
       caCerts: mail.caCerts,
+      tokens: mail.tokens,
       pollIntervalMs: mail.pollMs,
     }),
   );

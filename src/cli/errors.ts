@@ -1,5 +1,6 @@
 /** Errors the CLI shows as one sentence, and the exit codes of the CLI contract. */
 import { MailError } from "../mail/errors.ts";
+import { OAuthError } from "../oauth/errors.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import { TableStoreError } from "../table/store.ts";
 
@@ -45,6 +46,8 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof InterruptedError) return EXIT.interrupted;
   if (err instanceof NoPeerError) return EXIT.noPeer;
   if (err instanceof MailError) return err.code === "config" ? EXIT.usage : EXIT.mail;
+  // Could not reach the provider's sign-in servers: like a mail server that cannot be reached.
+  if (err instanceof OAuthError) return err.code === "unreachable" ? EXIT.mail : EXIT.usage;
   return EXIT.usage;
 }
 
@@ -53,7 +56,7 @@ export function sentenceFor(err: unknown): string {
   if (
     err instanceof UsageError || err instanceof NoPeerError || err instanceof MailError ||
     err instanceof InterruptedError ||
-    err instanceof ProtocolError || err instanceof TableStoreError
+    err instanceof ProtocolError || err instanceof TableStoreError || err instanceof OAuthError
   ) return err.message;
   if (err instanceof Deno.errors.PermissionDenied) {
     // Deno's own text names the permission ("Requires net access to …, run again with --allow-net").

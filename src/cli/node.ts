@@ -194,7 +194,10 @@ export async function startNode(
 
     // Bounces of our own mail (a mistyped --via) are matched to it by Message-ID (mail_watch.ts).
     const sentMail = new SentMail();
-    const smtp: Sender = recordingSender(openSender(mail.smtp, { caCerts: mail.caCerts }), sentMail);
+    const smtp: Sender = recordingSender(
+      openSender(mail.smtp, { caCerts: mail.caCerts, tokens: mail.tokens }),
+      sentMail,
+    );
     stack.use(smtp);
     // Free accounts allow a few hundred mails a day: the budget holds back the least important first.
     const budget = openMailBudget(r, mail.address);
@@ -204,6 +207,7 @@ export async function startNode(
       openMailbox(mail.inbox, {
         address: mail.address,
         caCerts: mail.caCerts,
+        tokens: mail.tokens,
         pollIntervalMs: mail.pollMs,
         idleRenewMs: mail.idleRenewMs,
         log: (line) => events({ event: "info", message: line }),

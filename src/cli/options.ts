@@ -201,6 +201,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "5m",
   },
   { name: "tls-ca", kind: "string", arg: "FILE", help: "trust this CA certificate (PEM) for mail servers" },
+  {
+    name: "oauth-token-file",
+    kind: "string",
+    arg: "FILE",
+    help: "the OAuth2 sign-in for auth=oauth2 URLs (default: oauth-token.json beside the config)",
+  },
   { name: "debug", kind: "boolean", help: "show stack traces", default: false },
   { name: "quiet", kind: "boolean", help: "only errors and links (chat lines always show)", default: false },
   { name: "verbose", kind: "boolean", help: "more detail", default: false },

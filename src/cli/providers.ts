@@ -42,7 +42,7 @@ export const PROVIDERS: readonly Provider[] = [
     imap: { host: "outlook.office365.com", port: 993 },
     pop3: { host: "outlook.office365.com", port: 995 },
     note:
-      "Outlook.com: use an app password (Microsoft account → Security → Advanced security options); Microsoft is moving mail programs to OAuth, which mailmeet does not speak, so if a correct app password is refused, use another provider.",
+      'Outlook.com refuses passwords for mail programs: sign in with OAuth2 instead, `mailmeet init --oauth microsoft --oauth-client-id ID` (README: "Signing in with OAuth2").',
   },
   {
     name: "Yahoo Mail",

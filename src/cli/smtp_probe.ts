@@ -9,6 +9,8 @@ import { type Account, where } from "../mail/account.ts";
 import { TextConnection } from "../mail/connection.ts";
 import { MailError } from "../mail/errors.ts";
 import { saslPlain } from "../mail/imap/encode.ts";
+import { type AccessTokenSource, tokenFor } from "../mail/access_token.ts";
+import { bearerAbort, bearerResponse, pickBearerMechanism } from "../mail/sasl.ts";
 
 export const SMTP_PROBE_TIMEOUT_MS = 15_000;
 
@@ -80,7 +82,7 @@ function authMechanisms(ext: Set<string>): Set<string> {
 
 export async function probeSmtp(
   account: Account,
-  opts: { caCerts?: string[]; timeoutMs?: number; heloName?: string } = {},
+  opts: { caCerts?: string[]; timeoutMs?: number; heloName?: string; tokens?: AccessTokenSource } = {},
 ): Promise<SmtpProbeResult> {
   const timeoutMs = opts.timeoutMs ?? SMTP_PROBE_TIMEOUT_MS;
   const at = where(account);
@@ -162,9 +164,11 @@ export async function probeSmtp(
           "login",
         );
       }
-      const r = await login(conn, account, mechs, timeoutMs);
+      const r = account.auth === "oauth2"
+        ? await bearerLogin(conn, account, mechs, timeoutMs, opts.tokens)
+        : await login(conn, account, mechs, timeoutMs);
       if (r.code !== 235) {
-        const t = text(r).replaceAll(account.password, "***");
+        const t = account.password ? text(r).replaceAll(account.password, "***") : text(r);
         if (r.code === 530 || r.code === 538 || /STARTTLS|encrypt/i.test(t)) {
           throw new SmtpProbeError(
             `${at} refused to log in without encryption ("${t}"); remove ?tls=none.`,
@@ -182,7 +186,9 @@ export async function probeSmtp(
           );
         }
         throw new SmtpProbeError(
-          `Cannot log in to ${at} as "${account.user}": the server refused the password. Check it, or use an app password.`,
+          account.auth === "oauth2"
+            ? `Cannot log in to ${at} as "${account.user}": the server refused the OAuth2 access token; the sign-in may have been revoked or lack the mail permission: run \`mailmeet init --force --oauth …\` to sign in again.`
+            : `Cannot log in to ${at} as "${account.user}": the server refused the password. Check it, or use an app password.`,
           "auth",
           "login",
           t,
@@ -195,6 +201,41 @@ export async function probeSmtp(
   } finally {
     conn.close();
   }
+}
+
+/** AUTH OAUTHBEARER / XOAUTH2 with the initial response (RFC 4954 §4, RFC 7628 §3). */
+async function bearerLogin(
+  conn: TextConnection,
+  account: Account,
+  mechs: Set<string>,
+  timeoutMs: number,
+  tokens: AccessTokenSource | undefined,
+): Promise<Reply> {
+  const mechanism = pickBearerMechanism(mechs);
+  if (!mechanism) {
+    throw new SmtpProbeError(
+      `${
+        where(account)
+      } offers no OAuth2 login (AUTH XOAUTH2 or OAUTHBEARER); use a password in --smtp instead of auth=oauth2.`,
+      "auth",
+      "login",
+    );
+  }
+  let token: string;
+  try {
+    token = await tokenFor(account, tokens);
+  } catch (err) {
+    if (err instanceof MailError) throw new SmtpProbeError(err.message, err.code, "login");
+    throw err;
+  }
+  await conn.write(
+    `AUTH ${mechanism} ${bearerResponse(mechanism, account.user, token, account.host, account.port)}\r\n`,
+  );
+  const r = await reply(conn, timeoutMs);
+  if (r.code !== 334) return r;
+  // RFC 7628 §3.2.2: the 334 carries the error; the dummy response lets the server finish with 535.
+  await conn.write(`${bearerAbort(mechanism)}\r\n`);
+  return await reply(conn, timeoutMs);
 }
 
 async function login(

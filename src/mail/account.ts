@@ -4,6 +4,8 @@ import { MailError } from "./errors.ts";
 export type Scheme = "smtp" | "smtps" | "imap" | "imaps" | "pop3" | "pop3s" | "maildir";
 /** implicit: TLS from the first byte; starttls: upgrade required before login; none: clear text, only when the URL says so. */
 export type TlsMode = "implicit" | "starttls" | "none";
+/** password: the URL's password (PLAIN, LOGIN, USER/PASS); oauth2: a bearer token (`?auth=oauth2`). */
+export type AuthMode = "password" | "oauth2";
 
 export interface Account {
   readonly scheme: Scheme;
@@ -15,6 +17,7 @@ export interface Account {
   /** IMAP mailbox name (default INBOX), or the spool folder for maildir. */
   readonly path: string;
   readonly tls: TlsMode;
+  readonly auth: AuthMode;
   /** Query parameters not interpreted here (poll=, etc.). */
   readonly params: URLSearchParams;
 }
@@ -60,7 +63,7 @@ export function parseAccount(text: string): Account {
         "config",
       );
     }
-    return { scheme, host: "", port: 0, user: "", password: "", path, tls: "none", params };
+    return { scheme, host: "", port: 0, user: "", password: "", path, tls: "none", auth: "password", params };
   }
   const s = scheme as Exclude<Scheme, "maildir">;
   if (!url.hostname) throw new MailError(`The mail URL "${redact(url)}" names no server.`, "config");
@@ -76,6 +79,18 @@ export function parseAccount(text: string): Account {
     }
     tls = tlsParam;
   }
+  const authParam = params.get("auth") ?? "password";
+  if (authParam !== "password" && authParam !== "oauth2") {
+    throw new MailError(`auth=${authParam} in "${redact(url)}" is not one of password, oauth2.`, "config");
+  }
+  if (authParam === "oauth2" && !url.username) {
+    throw new MailError(
+      `The mail URL "${
+        redact(url)
+      }" asks for auth=oauth2 but names no user; put your address before the @ (bob%40outlook.com@…).`,
+      "config",
+    );
+  }
   const rawPath = decodeURIComponent(url.pathname.replace(/^\//, ""));
   return {
     scheme: s,
@@ -85,6 +100,7 @@ export function parseAccount(text: string): Account {
     password: decodeURIComponent(url.password),
     path: s.startsWith("imap") ? (rawPath || "INBOX") : rawPath,
     tls,
+    auth: authParam,
     params,
   };
 }

@@ -2,6 +2,7 @@
  * The one interface the roles use to read mail. IMAP, POP3 and maildir implement it; nothing
  * above src/mail/ knows which one it has.
  */
+import type { AccessTokenSource } from "./access_token.ts";
 
 export interface MessageInfo {
   /**
@@ -31,6 +32,8 @@ export interface MailboxOptions {
   junk?: boolean;
   /** One line per notable event (reconnects, skipped messages). Never receives passwords. */
   log?: (line: string) => void;
+  /** Access tokens for an IMAP or POP3 URL with `auth=oauth2`. */
+  tokens?: AccessTokenSource;
 }
 
 export interface Mailbox extends AsyncDisposable {

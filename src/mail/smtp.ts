@@ -12,6 +12,7 @@ import { certificateProblem, connectError, MailError } from "./errors.ts";
 import { silentGreetingHint, wrongProtocol } from "./greeting.ts";
 import type { MailPriority } from "./budget.ts";
 import { isRateLimitAnswer } from "./rate_limit.ts";
+import { type AccessTokenSource, tokenFor } from "./access_token.ts";
 
 const SMTP_PORTS = "sending is usually smtps:// on port 465 or smtp:// on 587";
 import { deliverToMaildir } from "./maildir.ts";
@@ -49,6 +50,8 @@ export interface Sender extends AsyncDisposable {
 
 export interface SenderOptions {
   caCerts?: string[];
+  /** Access tokens for an smtp(s):// URL with `auth=oauth2`. */
+  tokens?: AccessTokenSource;
   log?: (line: string) => void;
 }
 
@@ -56,6 +59,11 @@ export interface SenderOptions {
 const RETRY_DELAYS_MS = [500, 2_000, 5_000];
 const CONNECTION_TIMEOUT_MS = 15_000;
 const SOCKET_TIMEOUT_MS = 60_000;
+/**
+ * How long nodemailer may reuse a token before asking the source again; the source itself keeps
+ * the token until shortly before it expires, so asking costs nothing.
+ */
+const TOKEN_REUSE_MS = 60_000;
 
 export function openSender(url: string, opts: SenderOptions = {}): Sender {
   const account = parseAccount(url);
@@ -142,6 +150,8 @@ export interface NodemailerError extends Error {
 class SmtpSender implements Sender {
   readonly label: string;
   #transport: nodemailer.Transporter;
+  /** Why the last token could not be had: nodemailer reports it only as a failed AUTH. */
+  #tokenError?: MailError;
 
   constructor(readonly account: Account, url: string, readonly opts: SenderOptions) {
     this.label = redact(url);
@@ -154,7 +164,29 @@ class SmtpSender implements Sender {
       secure: account.tls === "implicit",
       requireTLS: account.tls === "starttls",
       ignoreTLS: account.tls === "none",
-      auth: account.user ? { user: account.user, pass: account.password } : undefined,
+      auth: account.auth === "oauth2"
+        ? {
+          // AUTH XOAUTH2 (nodemailer's OAuth2 support); it asks again with renew=true when the server
+          // refuses a token, and we hand it the token and when to ask next.
+          type: "OAuth2",
+          user: account.user,
+          provisionCallback: (_user, renew, callback) => {
+            tokenFor(account, opts.tokens, { renew }).then(
+              (token) => {
+                this.#tokenError = undefined;
+                callback(null, token, Date.now() + TOKEN_REUSE_MS);
+              },
+              (err) => {
+                this.#tokenError = err instanceof MailError ? err : undefined;
+                // nodemailer rewrites the error it is given (code = "EAUTH"): hand it a copy.
+                callback(new Error((err as Error).message), "", 0);
+              },
+            );
+          },
+        }
+        : account.user
+        ? { user: account.user, pass: account.password }
+        : undefined,
       // SNI takes names only; with an IP address the certificate is still checked against it.
       tls: {
         ca: opts.caCerts,
@@ -194,7 +226,7 @@ class SmtpSender implements Sender {
           });
         return { messageId: plain?.messageId ?? info.messageId, response: info.response };
       } catch (err) {
-        const e = toMailError(err as NodemailerError, this.account);
+        const e = this.#tokenError ?? toMailError(err as NodemailerError, this.account);
         if (e.code !== "temporary" && e.code !== "closed" || attempt >= RETRY_DELAYS_MS.length) throw e;
         const delay = RETRY_DELAYS_MS[attempt] * (0.75 + Math.random() * 0.5);
         this.opts.log?.(
@@ -235,6 +267,14 @@ export function toMailError(err: NodemailerError, account: Account): MailError {
     return new MailError(
       `${at} cannot check the password right now (${err.response}); try again later.`,
       "temporary",
+      opts,
+    );
+  }
+  if (err.code === "EAUTH" && account.auth === "oauth2") {
+    return new MailError(
+      `Cannot log in to ${at} as "${account.user}": the server refused the OAuth2 access token; ` +
+        "the sign-in may have been revoked or lack the mail permission: run `mailmeet init --force --oauth …` to sign in again.",
+      "auth",
       opts,
     );
   }

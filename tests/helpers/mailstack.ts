@@ -33,6 +33,12 @@ export interface MailStack extends AsyncDisposable {
   /** A few suggested accounts on each domain (alice, bob, carol, dave, host). */
   readonly accounts: string[];
   readonly ports: MailStackPorts;
+  /** The domain whose accounts log in only with OAuth2 bearer tokens (no password). */
+  readonly oauthDomain: string;
+  /** Where Dovecot's oauth2 passdb asks whether a token is good: a test serves it on 127.0.0.1. */
+  readonly oauthIntrospectPort: number;
+  /** An `auth=oauth2` URL (no password) of a kind as url() takes, for an oauth-domain address. */
+  oauthUrl(kind: UrlKind | string, address: string): string;
   /** A new unique address (never returned before in any process), e.g. "t-<time36>-<rand>-alice@isp-a.test". */
   freshAddress(name?: string, domain?: string): string;
   /**
@@ -63,6 +69,8 @@ interface StackEnv {
   domains: string[];
   accounts: string[];
   ports: MailStackPorts;
+  oauth_domain: string;
+  oauth_introspect_port: number;
 }
 
 async function script(...args: string[]): Promise<string> {
@@ -262,6 +270,13 @@ export async function mailStack(): Promise<MailStack> {
     }
   };
 
+  const oauthUrl = (kind: string, address: string): string => {
+    const u = new URL(url(kind, address));
+    u.password = "";
+    u.searchParams.set("auth", "oauth2");
+    return u.toString();
+  };
+
   const waitForMessages = async (address: string, n: number, timeoutMs = DELIVERY_TIMEOUT_MS) => {
     const dir = maildirOf(env.spool, address);
     const until = Date.now() + timeoutMs;
@@ -286,6 +301,9 @@ export async function mailStack(): Promise<MailStack> {
     ports: { ...env.ports },
     freshAddress: (name?: string, domain?: string) => freshAddress(env.domains, name, domain),
     url,
+    oauthDomain: env.oauth_domain,
+    oauthIntrospectPort: env.oauth_introspect_port,
+    oauthUrl,
     async restartDovecot() {
       await script("restart-dovecot");
     },

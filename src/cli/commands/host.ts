@@ -86,7 +86,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
     events,
     () => (reached || num(r, "timeout") <= 0 ? Infinity : startedAt + num(r, "timeout")),
   );
-  await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts });
+  await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts, tokens: mail.tokens });
   const budget = openMailBudget(r, mail.address);
   status.mailBudget = budget;
   const budgeted = budgetedSender(smtp, budget);
@@ -95,6 +95,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
     openMailbox(mail.inbox, {
       address: mail.address,
       caCerts: mail.caCerts,
+      tokens: mail.tokens,
       pollIntervalMs: mail.pollMs,
       idleRenewMs: mail.idleRenewMs,
       log: (line) => events({ event: "info", message: line }),

@@ -19,6 +19,18 @@ import { paint } from "../output.ts";
 import { defaultConfigPath, keyFileFor } from "../paths.ts";
 import { Prompter, type PromptIo, terminalIo } from "../prompt.ts";
 import { suggestServers, withCredentials } from "../providers.ts";
+import { tokenFileFor } from "../../oauth/token_store.ts";
+import {
+  dropSignIn,
+  oauthClient,
+  oauthRequested,
+  oauthServers,
+  previousSignIn,
+  saveSignIn,
+  signIn,
+  type SignInDeps,
+  usesOAuth,
+} from "../oauth_signin.ts";
 
 export const INIT_HELP = `mailmeet init — write your settings once: address, mail servers, hosts, network key
 
@@ -33,10 +45,18 @@ command reads that file; flags and MAILMEET_* variables still win over it.
   --force            replace an existing config file (its settings are kept unless given again)
   --password-stdin   read the mail password from standard input and put it into the servers'
                      URLs (with the suggested servers when --smtp/--inbox are not given)
+  --oauth PROVIDER   sign in with OAuth2 instead of a password (microsoft for Outlook.com and
+                     Hotmail, google): init shows an address and a code to type there, then keeps
+                     the sign-in in oauth-token.json beside the config (readable by you only) and
+                     renews it as needed. Needs --oauth-client-id ID, the app your group registered;
+                     --oauth-client-secret, --oauth-device-url, --oauth-token-url and --oauth-scope
+                     replace the provider's defaults. --force signs in afresh and revokes the old
+                     sign-in (or removes it when the new settings use passwords)
 
 Examples:
   mailmeet init
   mailmeet init --address bob@gmail.com --via lan-host@gmail.com --key-file group.key --password-stdin < pw.txt
+  mailmeet init --address bob@outlook.com --oauth microsoft --oauth-client-id 00000000-… --key-file group.key
   mailmeet init --address bob@isp-b.test --smtp 'smtps://bob%40isp-b.test:PASS@smtp.isp-b.test' \\
     --inbox 'imaps://bob%40isp-b.test:PASS@imap.isp-b.test/INBOX' --via lan-host@game.test`;
 
@@ -54,7 +74,7 @@ const NOT_SAVED = new Set([
   "key",
 ]);
 /** Options holding a path: saved absolute, since the config is read from anywhere. */
-const PATHS = new Set(["key-file", "tls-ca", "db"]);
+const PATHS = new Set(["key-file", "tls-ca", "db", "oauth-token-file"]);
 const MAX_TRIES = 5;
 
 export interface InitDeps {
@@ -66,6 +86,8 @@ export interface InitDeps {
   readStdin?: () => Promise<string>;
   env?: Record<string, string | undefined>;
   print?: (line: string) => void;
+  /** HTTP, clock and waits of the OAuth2 device flow (tests). */
+  oauth?: SignInDeps;
 }
 
 type Settings = Record<string, unknown>;
@@ -123,15 +145,30 @@ export async function initCommand(r: Resolved, deps: InitDeps = {}): Promise<num
     if (!password) throw new UsageError("--password-stdin read no password from standard input.");
   }
 
+  const wantOAuth = oauthRequested(r);
+  if (wantOAuth && password !== undefined) {
+    throw new UsageError("--oauth signs in without a password: leave out --password-stdin.");
+  }
   if (prompter) {
     // Notes go where the questions go (stderr), between them.
-    await askMail(prompter, settings, (line) => prompter.io.write(`${line}\n`));
+    await askMail(prompter, settings, (line) => prompter.io.write(`${line}\n`), !wantOAuth);
+  } else if (wantOAuth) {
+    checkAddress(settings.address);
   } else {
     completeMail(settings, password, say);
+  }
+  if (wantOAuth) {
+    const given = { smtp: r.sources.smtp === "flag", inbox: r.sources.inbox === "flag" };
+    oauthServers(settings, given, String(settings.address).toLowerCase());
   }
   checkMail(settings);
 
   const key = await settleKey(r, settings, target, prompter, say, env);
+  const oauth = await settleSignIn(r, settings, target, deps, {
+    show: (line) => prompter ? prompter.io.write(`${line}\n`) : print(line),
+    say,
+    ...(json ? { event: (e: Record<string, unknown>) => print(JSON.stringify(e)) } : {}),
+  });
 
   await writeSecretFile(target, configText(order(settings)), "config file");
   if (json) {
@@ -142,8 +179,22 @@ export async function initCommand(r: Resolved, deps: InitDeps = {}): Promise<num
       key_file: settings["key-file"],
       key: key.how,
       fingerprint: key.fingerprint,
+      ...(oauth ? { oauth: oauth.how, oauth_token_file: oauth.path } : {}),
     }));
     return 0;
+  }
+  if (oauth?.how === "signed_in") {
+    say(
+      `${
+        paint("32", "✓")
+      } Signed in with OAuth2 (${oauth.provider}); the sign-in is kept in ${oauth.path} (readable by you only).`,
+    );
+  } else if (oauth?.how === "removed") {
+    say(
+      `${
+        paint("32", "✓")
+      } Removed the OAuth2 sign-in ${oauth.path}: the mail servers now log in with a password.`,
+    );
   }
   say(`${paint("32", "✓")} Wrote ${target} (readable by you only).`);
   if (key.how === "created") {
@@ -215,14 +266,7 @@ const ADDRESS = /^[^\s@<>",;]+@[^\s@<>",;]+$/;
 
 /** Non-interactive: fill --smtp/--inbox from the suggested servers when a password was given. */
 function completeMail(settings: Settings, password: string | undefined, say: (l: string) => void): void {
-  const address = settings.address;
-  if (typeof address !== "string" || !ADDRESS.test(address)) {
-    throw new UsageError(
-      address
-        ? `--address ${address} is not an e-mail address.`
-        : "Say whose mailbox this is with --address you@example.org (or run `mailmeet init` on a terminal to be asked).",
-    );
-  }
+  const address = checkAddress(settings.address);
   const s = suggestServers(address);
   for (
     const [name, suggested, login] of [
@@ -247,6 +291,58 @@ function completeMail(settings: Settings, password: string | undefined, say: (l:
     say(`  --${name}: ${suggested}${s.provider ? ` (${s.provider.name})` : " (a guess from the domain)"}`);
   }
   if (s.note) say(`  ${s.note}`);
+}
+
+function checkAddress(address: unknown): string {
+  if (typeof address !== "string" || !ADDRESS.test(address)) {
+    throw new UsageError(
+      address
+        ? `--address ${address} is not an e-mail address.`
+        : "Say whose mailbox this is with --address you@example.org (or run `mailmeet init` on a terminal to be asked).",
+    );
+  }
+  return address;
+}
+
+interface SignInOutcome {
+  how: "signed_in" | "removed";
+  path: string;
+  provider?: string;
+}
+
+/**
+ * The OAuth2 sign-in beside the config: a new one (device flow) whenever the settings log in with
+ * OAuth2 — the one it replaces is revoked — and none when they do not (an old one is removed).
+ */
+async function settleSignIn(
+  r: Resolved,
+  settings: Settings,
+  target: string,
+  deps: InitDeps,
+  io: Parameters<typeof signIn>[2],
+): Promise<SignInOutcome | undefined> {
+  const named = settings["oauth-token-file"];
+  const path = typeof named === "string" ? named : tokenFileFor(target);
+  const previous = await previousSignIn(path);
+  if (!usesOAuth(settings.smtp, settings.inbox)) {
+    if (await fileExists(path)) {
+      await dropSignIn(path, deps.oauth);
+      return { how: "removed", path };
+    }
+    return undefined;
+  }
+  const address = String(settings.address).toLowerCase();
+  if (!oauthRequested(r) && !previous) {
+    throw new UsageError(
+      "The mail URLs log in with OAuth2 (auth=oauth2) but there is no sign-in: add --oauth microsoft|google.",
+    );
+  }
+  const client = oauthClient(r, address, previous);
+  const fresh = await signIn(client, address, io, deps.oauth);
+  // The new sign-in replaces the old one: revoke that where the provider allows it (RFC 7009).
+  if (previous) await dropSignIn(path, deps.oauth);
+  await saveSignIn(path, fresh);
+  return { how: "signed_in", path, provider: client.provider };
 }
 
 function checkMail(settings: Settings): void {
@@ -325,20 +421,25 @@ async function askUntil<T>(p: Prompter, ask: () => Promise<T>): Promise<T> {
   }
 }
 
-async function askMail(p: Prompter, settings: Settings, say: (l: string) => void): Promise<void> {
+async function askMail(
+  p: Prompter,
+  settings: Settings,
+  say: (l: string) => void,
+  askServers = true,
+): Promise<void> {
   const address = await askUntil(p, async () => {
     const a = await p.ask("Your e-mail address", settings.address as string | undefined);
     if (!ADDRESS.test(a)) throw new UsageError(`"${a}" is not an e-mail address.`);
     return a.toLowerCase();
   });
   settings.address = address;
-  const keep = typeof settings.smtp === "string" && typeof settings.inbox === "string" &&
-    await p.confirm(
-      `Keep the mail servers of the current config (${redact(String(settings.smtp))}, ${
-        redact(String(settings.inbox))
-      })?`,
-      true,
-    );
+  const keep = !askServers || typeof settings.smtp === "string" && typeof settings.inbox === "string" &&
+      await p.confirm(
+        `Keep the mail servers of the current config (${redact(String(settings.smtp))}, ${
+          redact(String(settings.inbox))
+        })?`,
+        true,
+      );
   if (!keep) {
     const s = suggestServers(address);
     if (s.provider) {

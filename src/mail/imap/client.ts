@@ -24,12 +24,23 @@ import {
   type StatusResponse,
 } from "./parser.ts";
 import { silentGreetingHint, wrongProtocol } from "../greeting.ts";
+import { type AccessTokenSource, tokenFor } from "../access_token.ts";
+import {
+  bearerAbort,
+  type BearerFailure,
+  type BearerMechanism,
+  bearerResponse,
+  parseBearerFailure,
+  pickBearerMechanism,
+} from "../sasl.ts";
 
 export interface ClientOptions {
   caCerts?: string[];
   connectTimeoutMs: number;
   greetingTimeoutMs: number;
   commandTimeoutMs: number;
+  /** Access tokens for an `auth=oauth2` account. */
+  tokens?: AccessTokenSource;
 }
 
 export interface CommandOptions {
@@ -356,6 +367,7 @@ export class ImapClient {
   }
 
   async #login(account: Account): Promise<void> {
+    if (account.auth === "oauth2") return await this.#bearerLogin(account);
     const { user, password } = account;
     let display: string;
     let result: CommandResult;
@@ -396,6 +408,76 @@ export class ImapClient {
     if (result.tagged.status !== "OK") throw this.#loginError(user, result.tagged, display);
     // RFC 3501 §6.2.3 / RFC 9051 §6.2.3: capabilities may change after login; the OK may carry them.
     if (result.tagged.code?.name !== "CAPABILITY") await this.#refreshCapabilities();
+  }
+
+  /**
+   * AUTHENTICATE OAUTHBEARER / XOAUTH2 (RFC 7628 §3, RFC 3501 §6.2.2). A refused token is tried once
+   * more with a renewed one: the provider may have revoked it before its stated expiry.
+   */
+  async #bearerLogin(account: Account): Promise<void> {
+    const offered = new Set(
+      [...this.capabilities].filter((c) => c.startsWith("AUTH=")).map((c) => c.slice(5)),
+    );
+    const mechanism = pickBearerMechanism(offered);
+    if (!mechanism) {
+      throw new MailError(
+        `${this.where} offers no OAuth2 login (AUTH=OAUTHBEARER or AUTH=XOAUTH2); use a password in the IMAP URL instead of auth=oauth2.`,
+        "auth",
+        { command: "CAPABILITY" },
+      );
+    }
+    for (const renew of [false, true]) {
+      const token = await tokenFor(account, this.#opts.tokens, { renew });
+      const response = bearerResponse(mechanism, account.user, token, account.host, account.port);
+      this.#secrets.push(token, response);
+      const display = `AUTHENTICATE ${mechanism} ***`;
+      let answered = this.capabilities.has("SASL-IR");
+      let failure: BearerFailure | undefined;
+      const reply = (r: ContinuationResponse) => {
+        // RFC 7628 §3.2.2: after our response, a challenge is the server's error report; we answer
+        // with the dummy response and the server then completes with NO.
+        const line = answered ? bearerAbort(mechanism) : response;
+        if (answered) failure = parseBearerFailure(r.text) ?? {};
+        answered = true;
+        this.#write(`${line}\r\n`).catch((err) => this.#fail(err));
+      };
+      const result = await this.command(
+        this.capabilities.has("SASL-IR")
+          ? `AUTHENTICATE ${mechanism} ${response}`
+          : `AUTHENTICATE ${mechanism}`,
+        { display, acceptNo: true, onContinue: reply },
+      );
+      if (result.tagged.status === "OK") {
+        if (result.tagged.code?.name !== "CAPABILITY") await this.#refreshCapabilities();
+        return;
+      }
+      const tokenRefused = result.tagged.status === "NO" && isCredentialsRefusal(result.tagged);
+      if (!tokenRefused || renew) {
+        throw this.#bearerError(account.user, mechanism, result.tagged, failure, display);
+      }
+    }
+  }
+
+  #bearerError(
+    user: string,
+    mechanism: BearerMechanism,
+    tagged: StatusResponse,
+    failure: BearerFailure | undefined,
+    command: string,
+  ): MailError {
+    if (tagged.status === "BAD" || !isCredentialsRefusal(tagged)) {
+      return this.#loginError(user, tagged, command);
+    }
+    const text = this.scrub(tagged.text);
+    const why = failure?.status
+      ? ` (status ${failure.status}${failure.scope ? `, scope ${failure.scope}` : ""})`
+      : "";
+    return new MailError(
+      `Cannot log in to ${this.where} as "${user}": the server refused the OAuth2 access token${why} by ${mechanism}; ` +
+        "the sign-in may have been revoked or lack the mail permission: run `mailmeet init --force --oauth …` to sign in again.",
+      "auth",
+      { command, response: `${tagged.status} ${text}` },
+    );
   }
 
   #loginError(user: string, tagged: StatusResponse, command: string): MailError {
@@ -592,6 +674,12 @@ export class ImapClient {
     }
     this.#markDead(e);
   }
+}
+
+/** RFC 5530 §3: no code, or AUTHENTICATIONFAILED / AUTHORIZATIONFAILED / EXPIRED, is about the credentials. */
+function isCredentialsRefusal(tagged: StatusResponse): boolean {
+  const code = tagged.code?.name;
+  return !code || code === "AUTHENTICATIONFAILED" || code === "AUTHORIZATIONFAILED" || code === "EXPIRED";
 }
 
 function concat(text: string, bytes: Uint8Array): Uint8Array {

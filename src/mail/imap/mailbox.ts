@@ -348,6 +348,7 @@ export class ImapMailbox implements Mailbox {
   async #connect(): Promise<void> {
     const client = await ImapClient.connect(this.#account, {
       caCerts: this.#opts.caCerts,
+      tokens: this.#opts.tokens,
       connectTimeoutMs: this.#tuning.connectTimeoutMs,
       greetingTimeoutMs: this.#tuning.greetingTimeoutMs,
       commandTimeoutMs: this.#tuning.commandTimeoutMs,

@@ -253,6 +253,7 @@ export class Pop3Mailbox implements Mailbox {
   #sessionOptions(): SessionOptions {
     return {
       caCerts: this.#opts.caCerts,
+      tokens: this.#opts.tokens,
       connectTimeoutMs: this.#tuning.connectTimeoutMs,
       greetingTimeoutMs: this.#tuning.greetingTimeoutMs,
       commandTimeoutMs: this.#tuning.commandTimeoutMs,

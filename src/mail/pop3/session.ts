@@ -9,6 +9,8 @@ import type { Account } from "../account.ts";
 import { TextConnection, withTimeout } from "../connection.ts";
 import { MailError } from "../errors.ts";
 import { silentGreetingHint, wrongProtocol } from "../greeting.ts";
+import { type AccessTokenSource, tokenFor } from "../access_token.ts";
+import { bearerAbort, bearerResponse, parseBearerFailure, pickBearerMechanism } from "../sasl.ts";
 import {
   type Capabilities,
   checkArgument,
@@ -35,12 +37,16 @@ const MAX_HEADER_BYTES = 64 * 1024;
 /** TOP output read (and dropped beyond MAX_HEADER_BYTES) before we call the server hostile. */
 const MAX_TOP_READ_BYTES = 4 * 1024 * 1024;
 const MAX_CAPA_BYTES = 64 * 1024;
+/** RFC 5034 §4: an AUTH line with its initial response longer than this goes as a continuation. */
+const MAX_AUTH_LINE = 255;
 
 export interface SessionOptions {
   caCerts?: string[];
   connectTimeoutMs: number;
   greetingTimeoutMs: number;
   commandTimeoutMs: number;
+  /** Access tokens for an `auth=oauth2` account. */
+  tokens?: AccessTokenSource;
 }
 
 export interface SnapshotEntry {
@@ -72,7 +78,7 @@ export class Pop3Session {
   /** Connects, logs in and takes the snapshot; throws MailError ("tls", "auth", "connect", …) otherwise. */
   static async open(account: Account, opts: SessionOptions): Promise<Pop3Session> {
     checkArgument(account.user, "user name");
-    checkArgument(account.password, "password");
+    if (account.auth === "password") checkArgument(account.password, "password");
     const conn = await TextConnection.open({
       host: account.host,
       port: account.port,
@@ -155,6 +161,7 @@ export class Pop3Session {
   }
 
   async #login(account: Account, caps: Capabilities): Promise<void> {
+    if (account.auth === "oauth2") return await this.#bearerLogin(account, caps);
     const user = account.user;
     if (caps.sasl.has("PLAIN")) {
       const hidden = "AUTH PLAIN ***";
@@ -177,6 +184,56 @@ export class Pop3Session {
     if (u.kind !== "+OK") throw this.#loginError(user, u, `USER ${user}`, "user", caps);
     const p = await this.#command(`PASS ${account.password}`, "PASS ***");
     if (p.kind !== "+OK") throw this.#loginError(user, p, "PASS ***", "password", caps);
+  }
+
+  /**
+   * AUTH OAUTHBEARER / XOAUTH2 (RFC 5034 §4, RFC 7628 §3). A refused token is tried once more with a
+   * renewed one: the provider may have revoked it before its stated expiry.
+   */
+  async #bearerLogin(account: Account, caps: Capabilities): Promise<void> {
+    const mechanism = pickBearerMechanism(caps.sasl);
+    if (!mechanism) {
+      throw new MailError(
+        `${this.where} offers no OAuth2 login (SASL OAUTHBEARER or XOAUTH2); use a password in the POP3 URL instead of auth=oauth2.`,
+        "auth",
+        { command: "CAPA" },
+      );
+    }
+    const hidden = `AUTH ${mechanism} ***`;
+    for (const renew of [false, true]) {
+      const token = await tokenFor(account, this.#opts.tokens, { renew });
+      const response = bearerResponse(mechanism, account.user, token, account.host, account.port);
+      const inline = `AUTH ${mechanism} ${response}`.length <= MAX_AUTH_LINE;
+      let st = await this.#command(inline ? `AUTH ${mechanism} ${response}` : `AUTH ${mechanism}`, hidden);
+      if (st.kind === "+" && (!inline && st.text.trim() === "")) {
+        st = await this.#command(response, "***");
+      }
+      let failure: ReturnType<typeof parseBearerFailure>;
+      if (st.kind === "+") {
+        // RFC 7628 §3.2.2: a challenge after our response is the error report; answer with the
+        // dummy response so the server can end the exchange with -ERR.
+        failure = parseBearerFailure(st.text);
+        st = await this.#command(bearerAbort(mechanism), "(abort)");
+      }
+      if (st.kind === "+OK") return;
+      if (st.kind === "+") {
+        this.#break();
+        throw new MailError(`${this.where} sent another SASL challenge to AUTH ${mechanism}.`, "protocol", {
+          command: hidden,
+          response: shown(st.line),
+        });
+      }
+      const temporary = st.code === "SYS/TEMP" || st.code === "IN-USE" || st.code === "LOGIN-DELAY";
+      if (temporary) throw this.#loginError(account.user, st, hidden, "password", caps);
+      if (!renew) continue;
+      const why = failure?.status ? ` (status ${failure.status})` : "";
+      throw new MailError(
+        `Cannot log in to ${this.where} as "${account.user}": the server refused the OAuth2 access token${why} by ${mechanism}; ` +
+          "the sign-in may have been revoked or lack the mail permission: run `mailmeet init --force --oauth …` to sign in again.",
+        "auth",
+        { command: hidden, response: shown(st.line) },
+      );
+    }
   }
 
   #loginError(
