@@ -40,7 +40,7 @@ import {
 import { listenError, sentenceFor } from "./errors.ts";
 import type { Resolved } from "./options.ts";
 import { providerFor } from "./providers.ts";
-import { probeSmtp, SmtpProbeError } from "./smtp_probe.ts";
+import { probeSmtp, SmtpProbeError } from "../mail/smtp_probe.ts";
 import { checkNat } from "./doctor_nat.ts";
 
 export type CheckStatus = "ok" | "fail" | "warn" | "skip";

@@ -39,7 +39,8 @@ import {
 import type { Resolved } from "./options.ts";
 import { type NodeStatus, openNodeStatus } from "./status.ts";
 import { bounceReports, recordingSender, reportUnreadable, SentMail } from "./mail_watch.ts";
-import { mailPatience, openTable } from "./commands/host.ts";
+import { openTable } from "./host_table.ts";
+import { mailPatience } from "./mail_patience.ts";
 import { openMailBudget } from "./mail_budget.ts";
 import { loadRemembered, rememberedPath, saveRemembered } from "./remembered.ts";
 import { budgetedSender } from "../mail/budget_sender.ts";

@@ -1,7 +1,7 @@
 /**
- * SASL messages for bearer-token login: OAUTHBEARER (RFC 7628) and Google's and Microsoft's older
- * XOAUTH2, which IMAP (RFC 3501 §6.2.2), POP3 (RFC 5034) and SMTP (RFC 4954) carry alike, base64
- * encoded. Bytes in, text out: no sockets, no clock.
+ * SASL messages, which IMAP (RFC 3501 §6.2.2), POP3 (RFC 5034) and SMTP (RFC 4954) carry alike,
+ * base64 encoded: PLAIN for passwords, and for bearer-token login OAUTHBEARER (RFC 7628) and
+ * Google's and Microsoft's older XOAUTH2. Bytes in, text out: no sockets, no clock.
  */
 
 const te = new TextEncoder();
@@ -13,6 +13,11 @@ function base64(bytes: Uint8Array): string {
   let bin = "";
   for (const b of bytes) bin += String.fromCharCode(b);
   return btoa(bin);
+}
+
+/** RFC 4616 PLAIN: base64 of "\0user\0password" (authorization identity empty = same as user). */
+export function saslPlain(user: string, password: string): string {
+  return base64(te.encode(`\0${user}\0${password}`));
 }
 
 /**

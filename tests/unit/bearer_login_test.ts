@@ -107,7 +107,7 @@ Deno.test("IMAP without any OAuth2 mechanism says so and sends no token", async 
   assert.deepEqual(t.asks, []);
 });
 
-async function pop3Server(seen: string[], tokenLength: number) {
+function pop3Server(seen: string[], tokenLength: number) {
   return serve(async (read, write) => {
     await write("+OK ready\r\n");
     for (;;) {

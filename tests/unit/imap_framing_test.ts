@@ -13,13 +13,8 @@ import {
   parseResponse,
   textValue,
 } from "../../src/mail/imap/parser.ts";
-import {
-  encodeMailboxName,
-  encodeResponseString,
-  saslPlain,
-  stringArg,
-  uidSet,
-} from "../../src/mail/imap/encode.ts";
+import { encodeMailboxName, encodeResponseString, stringArg, uidSet } from "../../src/mail/imap/encode.ts";
+import { saslPlain } from "../../src/mail/sasl.ts";
 import { parseInternalDate } from "../../src/mail/imap/commands.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);

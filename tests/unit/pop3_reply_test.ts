@@ -3,7 +3,8 @@ import fc from "fast-check";
 import { MailError } from "../../src/mail/errors.ts";
 import { LineReader, streamSource } from "../../src/mail/line_reader.ts";
 import { parseStatus, readMultiline, readStatus, unstuffLine } from "../../src/mail/pop3/reply.ts";
-import { parseCapa, parseList, parseUidl, saslPlain } from "../../src/mail/pop3/commands.ts";
+import { parseCapa, parseList, parseUidl } from "../../src/mail/pop3/commands.ts";
+import { saslPlain } from "../../src/mail/sasl.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -1,10 +1,10 @@
-import { join } from "node:path";
 import { openMailbox } from "../../mail/open.ts";
 import { openSender } from "../../mail/smtp.ts";
 import { Host } from "../../roles/host.ts";
 import { InboxReader } from "../../roles/inbox.ts";
-import { PeerTable } from "../../table/table.ts";
-import { addresses, dataDir, flag, loadKey, mailSettings, num, sinkFor, str, userId } from "../context.ts";
+import { addresses, flag, loadKey, mailSettings, num, sinkFor, str, userId } from "../context.ts";
+import { openTable, tablePath } from "../host_table.ts";
+import { mailPatience } from "../mail_patience.ts";
 import { startNetwork } from "../node.ts";
 import type { NodeNetwork } from "../../node/network.ts";
 import type { EventSink } from "../../roles/events.ts";
@@ -16,7 +16,7 @@ import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { openNodeStatus } from "../status.ts";
 import { DEFAULT_SKEW_MS } from "../../roles/host.ts";
-import { Patience, patientSender } from "../../mail/patience.ts";
+import { patientSender } from "../../mail/patience.ts";
 import { budgetedSender } from "../../mail/budget_sender.ts";
 import { openMailBudget } from "../mail_budget.ts";
 
@@ -51,20 +51,6 @@ async function relayNetwork(
   });
   await network.close();
   return undefined;
-}
-
-export function tablePath(r: Resolved, address: string): string {
-  return str(r, "db") ?? join(dataDir(), `table-${address.replace(/[^A-Za-z0-9@._-]/g, "_")}.db`);
-}
-
-export function openTable(r: Resolved, address: string): PeerTable {
-  const path = tablePath(r, address);
-  Deno.mkdirSync(join(path, ".."), { recursive: true });
-  return new PeerTable(path, {
-    capacity: num(r, "capacity"),
-    ttlMs: num(r, "ttl"),
-    replyLimit: num(r, "reply-limit"),
-  });
 }
 
 export async function hostCommand(r: Resolved): Promise<number> {
@@ -214,27 +200,4 @@ export async function hostCommand(r: Resolved): Promise<number> {
   await syncing;
   if (stop.interrupted) throw interrupted();
   return 0;
-}
-
-/**
- * Waits out mail server outages until `deadline()` (Infinity: for ever), saying once per outage
- * that it waits (a `waiting` event, shown in human mode) and, in --verbose, when it is over.
- */
-export function mailPatience(events: EventSink, deadline: () => number = () => Infinity): Patience {
-  return new Patience({
-    deadline,
-    onWaiting: (what, err, until) =>
-      events({
-        event: "waiting",
-        reason: `waiting for the mail server (${what}): ${err.message}` +
-          (until < Infinity
-            ? ` Retrying for up to ${Math.max(1, Math.round((until - Date.now()) / 1000))} s.`
-            : ""),
-      }),
-    onRecovered: (what, ms) =>
-      events({
-        event: "info",
-        message: `the mail server answers again (${what}, after ${Math.round(ms / 1000)} s)`,
-      }),
-  });
 }

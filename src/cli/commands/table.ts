@@ -1,6 +1,6 @@
 import { flag, requireAddress } from "../context.ts";
 import type { Resolved } from "../options.ts";
-import { openTable, tablePath } from "./host.ts";
+import { openTable, tablePath } from "../host_table.ts";
 import { formatAddress } from "../../roles/peer.ts";
 import { UsageError } from "../errors.ts";
 

@@ -13,7 +13,8 @@
 import type { Account } from "../account.ts";
 import { TextConnection } from "../connection.ts";
 import { MailError } from "../errors.ts";
-import { type CommandPart, displayParts, quoteBytes, saslPlain, stringArg } from "./encode.ts";
+import { type CommandPart, displayParts, quoteBytes, stringArg } from "./encode.ts";
+import { saslPlain } from "../sasl.ts";
 import { DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL, DEFAULT_MAX_RESPONSE, ResponseReader } from "./framing.ts";
 import {
   capabilityNames,

@@ -127,11 +127,6 @@ export function base64(bytes: Uint8Array): string {
   return btoa(bin);
 }
 
-/** RFC 4616 PLAIN: base64 of "\0user\0password" (authorization identity empty = same as user). */
-export function saslPlain(user: string, password: string): string {
-  return base64(te.encode(`\0${user}\0${password}`));
-}
-
 /** The command text with literals shown as {n} (for errors and logs; never used for credentials). */
 export function displayParts(parts: readonly CommandPart[]): string {
   return parts.map((p) => typeof p === "string" ? p : `{${p.literal.length}}`).join("");

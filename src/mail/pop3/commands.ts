@@ -91,11 +91,3 @@ export function checkArgument(value: string, what: string): void {
     throw new MailError(`The ${what} contains a line break or NUL byte, which POP3 cannot send.`, "config");
   }
 }
-
-/** RFC 4616 PLAIN message "\0user\0password", base64 (the initial response of RFC 5034 §4). */
-export function saslPlain(user: string, password: string): string {
-  const bytes = new TextEncoder().encode(`\0${user}\0${password}`);
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin);
-}

@@ -18,8 +18,8 @@ import {
   parseCapa,
   parseList,
   parseUidl,
-  saslPlain,
 } from "./commands.ts";
+import { saslPlain } from "../sasl.ts";
 import {
   bodyLines,
   type LineSource,

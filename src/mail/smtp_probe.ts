@@ -5,12 +5,11 @@
  * skips the login when the server offers none on a clear connection (e.g. ?tls=none to a
  * submission port that wants STARTTLS first).
  */
-import { type Account, where } from "../mail/account.ts";
-import { TextConnection } from "../mail/connection.ts";
-import { MailError } from "../mail/errors.ts";
-import { saslPlain } from "../mail/imap/encode.ts";
-import { type AccessTokenSource, tokenFor } from "../mail/access_token.ts";
-import { bearerAbort, bearerResponse, pickBearerMechanism } from "../mail/sasl.ts";
+import { type Account, where } from "./account.ts";
+import { TextConnection } from "./connection.ts";
+import { MailError } from "./errors.ts";
+import { type AccessTokenSource, tokenFor } from "./access_token.ts";
+import { bearerAbort, bearerResponse, pickBearerMechanism, saslPlain } from "./sasl.ts";
 
 export const SMTP_PROBE_TIMEOUT_MS = 15_000;
 
