@@ -24,7 +24,8 @@ import type { NetworkKey } from "../protocol/keys.ts";
 import { equalBytes } from "../protocol/bytes.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import { type Disposition, type InboundMail, InboxReader } from "../roles/inbox.ts";
-import { formatAddress, type Linker, Peer } from "../roles/peer.ts";
+import { type Linker, Peer } from "../roles/peer.ts";
+import { formatHostPort } from "../protocol/candidate.ts";
 import type { NodeEvent } from "../roles/events.ts";
 import { fileMode } from "./config_file.ts";
 import {
@@ -695,7 +696,7 @@ async function checkListen(
     report({
       check: "listen",
       status: "fail",
-      title: `listen: ${sentenceFor(listenError(formatAddress(listen.host, listen.port), err))}`,
+      title: `listen: ${sentenceFor(listenError(formatHostPort(listen.host, listen.port), err))}`,
       fix: inUse
         ? "Another program (maybe a running mailmeet: `mailmeet status`) has that port; pick another --listen port."
         : "Check --listen: an address of this machine (or 0.0.0.0) and a free port.",
@@ -717,7 +718,7 @@ async function checkListen(
       status: "ok",
       title: listen.port === 0
         ? `listen: port ${port} (a free one, new each run) accepts connections on this machine`
-        : `listen: ${formatAddress(listen.host, port)} accepts connections on this machine`,
+        : `listen: ${formatHostPort(listen.host, port)} accepts connections on this machine`,
       fix: listen.port === 0
         ? "Peers behind a router reach you only on a fixed, forwarded port: e.g. --listen 0.0.0.0:47000."
         : undefined,
@@ -726,7 +727,7 @@ async function checkListen(
     report({
       check: "listen",
       status: "fail",
-      title: `listen: listening on ${formatAddress(listen.host, port)} but a local connection failed: ${
+      title: `listen: listening on ${formatHostPort(listen.host, port)} but a local connection failed: ${
         (err as Error).message
       }`,
       fix: "A local firewall may block the port; allow it, or pick another --listen port.",
@@ -754,7 +755,7 @@ async function checkListen(
     report({
       check: "address",
       status: "ok",
-      title: `address: others dial ${formatAddress(advertise.host, advertise.port)} (--advertise)`,
+      title: `address: others dial ${formatHostPort(advertise.host, advertise.port)} (--advertise)`,
     });
   } else {
     const host = detectAdvertiseHost(listen.host);
@@ -773,7 +774,7 @@ async function checkListen(
     report({
       check: "address",
       status: kind === "public" ? "ok" : "warn",
-      title: `address: others will dial ${formatAddress(host, port)} (${
+      title: `address: others will dial ${formatHostPort(host, port)} (${
         kind === "public"
           ? "a public address"
           : kind === "loopback"

@@ -13,6 +13,7 @@
  * A stranger who connects gets at most message 2, which it cannot decrypt, and is dropped when it
  * fails or after HANDSHAKE_TIMEOUT_MS.
  */
+import { formatHostPort } from "../protocol/candidate.ts";
 import { equalBytes, fromUtf8, utf8 } from "../protocol/bytes.ts";
 import {
   deriveLinkPsk,
@@ -201,7 +202,7 @@ export function formatAddr(addr: Deno.Addr): string {
   if (addr.transport !== "tcp" && addr.transport !== "udp") return addr.transport;
   // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
   const host = addr.hostname.startsWith("::ffff:") ? addr.hostname.slice(7) : addr.hostname;
-  return host.includes(":") ? `[${host}]:${addr.port}` : `${host}:${addr.port}`;
+  return formatHostPort(host, addr.port);
 }
 
 /**

@@ -15,7 +15,7 @@
  * 8192 guesses (the first hit comes after ~250 on average, a fifth of a second).
  */
 import { b64u, equalBytes, type Random, systemRandom } from "../protocol/bytes.ts";
-import type { CandidateKind } from "../protocol/candidate.ts";
+import { type CandidateKind, formatHostPort } from "../protocol/candidate.ts";
 import { encodePunch, PUNCH_SESSION_BYTES, type PunchPacket } from "../protocol/punch.ts";
 import type { HostPort } from "./stun.ts";
 
@@ -69,8 +69,9 @@ export const DEFAULT_MAX_GUESSES = 8192;
 /** The lowest port a NAT hands out for mappings (ports below are the router's own services). */
 const GUESS_LOW_PORT = 1024;
 
+/** "host:port" of a HostPort, bracketed for IPv6. */
 export function formatHp(a: HostPort): string {
-  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+  return formatHostPort(a.host, a.port);
 }
 
 export function parseHp(text: unknown): HostPort | undefined {

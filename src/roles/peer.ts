@@ -9,7 +9,7 @@ import type { Sender } from "../mail/smtp.ts";
 import { sealToText } from "../protocol/envelope.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
-import type { PathKind } from "../protocol/candidate.ts";
+import { formatHostPort, type PathKind } from "../protocol/candidate.ts";
 import {
   type Failure,
   type Intro,
@@ -364,7 +364,7 @@ export class Peer {
     if (running) return running;
     const task = (async () => {
       if (this.deps.links.has(entry.user)) return;
-      const address = formatAddress(entry.host, entry.port);
+      const address = formatHostPort(entry.host, entry.port);
       this.deps.events({ event: "dial", peer: entry.user, address, candidates: entry.candidates.length });
       try {
         const link = await this.deps.linker.dial(entry, deadline, { ...opts, signal: this.#stop.signal });
@@ -450,8 +450,4 @@ export class Peer {
     this.#stop.abort();
     return this.dialing;
   }
-}
-
-export function formatAddress(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -1,7 +1,7 @@
 import { flag, requireAddress } from "../context.ts";
 import type { Resolved } from "../options.ts";
 import { openTable, tablePath } from "../host_table.ts";
-import { formatAddress } from "../../roles/peer.ts";
+import { formatHostPort } from "../../protocol/candidate.ts";
 import { UsageError } from "../errors.ts";
 
 export const TABLE_HELP = `mailmeet table — print the host's peer table
@@ -33,7 +33,7 @@ export function tableCommand(r: Resolved): number {
       console.log(JSON.stringify({
         event: "entry",
         user: e.user,
-        address: formatAddress(e.host, e.port),
+        address: formatHostPort(e.host, e.port),
         email: e.email,
         flagged: e.flagged,
         stored: new Date(e.stored).toISOString(),
@@ -48,7 +48,7 @@ export function tableCommand(r: Resolved): number {
   const head = ["USER", "ADDRESS", "E-MAIL", "FLAG", "STORED"];
   const body = rows.map((e) => [
     e.user,
-    formatAddress(e.host, e.port),
+    formatHostPort(e.host, e.port),
     e.email,
     e.flagged ? "failed" : "",
     new Date(e.stored).toISOString().replace("T", " ").slice(0, 19),

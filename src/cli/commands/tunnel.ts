@@ -1,3 +1,4 @@
+import { formatHostPort } from "../../protocol/candidate.ts";
 import { TunnelExpose, TunnelLocal } from "../../apps/tunnel.ts";
 import { exposeGames, gameProto, GAMES, isGame, localGames, sourceAnswer } from "../../apps/lan/games.ts";
 import { LanForwarder } from "../../apps/lan/forwarder.ts";
@@ -210,7 +211,7 @@ export async function tunnelCommand(r: Resolved): Promise<number> {
         emitFor(false)({
           event: "tunnel_listening",
           proto: l.udp ? "UDP" : "TCP",
-          address: `${app.bind.includes(":") ? `[${app.bind}]` : app.bind}:${app.port}`,
+          address: formatHostPort(app.bind, app.port),
           port: app.port,
           ...(l.remote !== undefined ? { remote: l.remote } : {}),
           peer: to,
