@@ -85,9 +85,27 @@ function queueInto(maildir: string, mails: readonly Uint8Array[]): void {
 /** Fills a table file with `rows` peers through the columns every schema version has. */
 function prefill(entry: string, path: string, rows: number): Promise<void> {
   return (async () => {
-    // Let the mailmeet under test create its own schema (`table` opens and closes the file).
+    // Let the mailmeet under test create its own schema: a host answering an empty spool once.
+    const spool = `maildir://${path}.spool`;
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", entry, "table", "--db", path, "--json"],
+      args: [
+        "run",
+        "-A",
+        entry,
+        "host",
+        "--once",
+        "--address",
+        "prefill@bench.test",
+        "--key",
+        generateKeyText(),
+        "--smtp",
+        spool,
+        "--inbox",
+        spool,
+        "--db",
+        path,
+        "--json",
+      ],
       stdout: "null",
       stderr: "piped",
     }).output();
