@@ -5,30 +5,14 @@
  * hears ann's own announcement too, so it looks for the one naming bob's local port.
  */
 import assert from "node:assert/strict";
-import { type CliEvent, type CliProcess, spawnCli } from "../../scripts/lib/cli_process.ts";
-import { type Account, type World, world } from "../helpers/world.ts";
+import { type CliEvent, spawnCli } from "../../scripts/lib/cli_process.ts";
+import { memberApp as app, world } from "../helpers/world.ts";
 import { is } from "../helpers/events.ts";
 import { lanPair, lanPairSkipReason } from "../helpers/lan_pair.ts";
 
 const FIXTURE = new URL("./fixtures/minecraft_lan.ts", import.meta.url).pathname;
 const DATAGRAMS = new URL("./fixtures/lan_datagrams.ts", import.meta.url).pathname;
 const SOURCE = new URL("./fixtures/source_lan.ts", import.meta.url).pathname;
-
-function app(w: World, name: string, host: Account, args: string[]): CliProcess {
-  return spawnCli(name, [
-    args[0],
-    ...w.common(w.account(name)),
-    "--user",
-    name,
-    "--via",
-    host.address,
-    "--listen",
-    "127.0.0.1:0",
-    "--timeout",
-    "60",
-    ...args.slice(1),
-  ], w.env);
-}
 
 /** A fixture process (a game's LAN role): JSON lines out, awaited like the CLI's events. */
 function fixture(args: string[], script = FIXTURE, netns?: string) {

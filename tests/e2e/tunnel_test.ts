@@ -3,61 +3,9 @@
  * expose ports, and `tunnel --local` reaches the member that exposes each one without --to.
  */
 import assert from "node:assert/strict";
-import { type CliProcess, spawnCli } from "../../scripts/lib/cli_process.ts";
-import { type Account, type World, world } from "../helpers/world.ts";
+import { memberApp as app, world } from "../helpers/world.ts";
+import { ask, taggedEcho } from "../helpers/tagged_echo.ts";
 import { is } from "../helpers/events.ts";
-
-function app(w: World, name: string, host: Account, args: string[]): CliProcess {
-  return spawnCli(name, [
-    args[0],
-    ...w.common(w.account(name)),
-    "--user",
-    name,
-    "--via",
-    host.address,
-    "--listen",
-    "127.0.0.1:0",
-    "--timeout",
-    "60",
-    ...args.slice(1),
-  ], w.env);
-}
-
-/** A TCP service that answers each connection's first read with `tag:` and what it read. */
-function taggedEcho(tag: string) {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const serving = (async () => {
-    for await (const c of l) {
-      (async () => {
-        const buf = new Uint8Array(1024);
-        const n = await c.read(buf);
-        if (n !== null) {
-          await c.write(new TextEncoder().encode(`${tag}:${new TextDecoder().decode(buf.subarray(0, n))}`));
-        }
-        c.close();
-      })().catch(() => {});
-    }
-  })();
-  return {
-    port: (l.addr as Deno.NetAddr).port,
-    [Symbol.asyncDispose]: async () => {
-      l.close();
-      await serving.catch(() => {});
-    },
-  };
-}
-
-async function ask(port: number, text: string): Promise<string> {
-  const c = await Deno.connect({ hostname: "127.0.0.1", port });
-  await c.write(new TextEncoder().encode(text));
-  let got = "";
-  const buf = new Uint8Array(1024);
-  for (let n = await c.read(buf); n !== null; n = await c.read(buf)) {
-    got += new TextDecoder().decode(buf.subarray(0, n));
-  }
-  c.close();
-  return got;
-}
 
 Deno.test("[maildir] tunnel --local without --to reaches the member that exposes each port, two tunnels in one command", async () => {
   await using w = await world("maildir");

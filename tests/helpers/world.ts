@@ -162,3 +162,20 @@ export async function world(transport: Transport): Promise<World> {
 }
 
 export { BUNDLE };
+
+/** `mailmeet ARGS` as a member named `name` (its own account) meeting through `host`. */
+export function memberApp(w: World, name: string, host: Account, args: string[]): CliProcess {
+  return spawnCli(name, [
+    args[0],
+    ...w.common(w.account(name)),
+    "--user",
+    name,
+    "--via",
+    host.address,
+    "--listen",
+    "127.0.0.1:0",
+    "--timeout",
+    "60",
+    ...args.slice(1),
+  ], w.env);
+}

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { ask, taggedEcho } from "../helpers/tagged_echo.ts";
 import { createSocket } from "node:dgram";
 import type { Buffer } from "node:buffer";
 import {
@@ -67,41 +68,6 @@ Deno.test("streams and datagrams go to the tunnel of their port; a stream naming
   assert.equal(datagramApp(apps, datagramChannel(3000, false, 1)), undefined);
 });
 
-function echoServer(tag: string) {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const serving = (async () => {
-    for await (const c of l) {
-      (async () => {
-        const buf = new Uint8Array(1024);
-        const n = await c.read(buf);
-        if (n !== null) {
-          await c.write(new TextEncoder().encode(`${tag}:${new TextDecoder().decode(buf.subarray(0, n))}`));
-        }
-        c.close();
-      })().catch(() => {});
-    }
-  })();
-  return {
-    port: (l.addr as Deno.NetAddr).port,
-    [Symbol.asyncDispose]: async () => {
-      l.close();
-      await serving.catch(() => {});
-    },
-  };
-}
-
-async function ask(port: number, text: string): Promise<string> {
-  const c = await Deno.connect({ hostname: "127.0.0.1", port });
-  await c.write(new TextEncoder().encode(text));
-  let got = "";
-  const buf = new Uint8Array(1024);
-  for (let n = await c.read(buf); n !== null; n = await c.read(buf)) {
-    got += new TextDecoder().decode(buf.subarray(0, n));
-  }
-  c.close();
-  return got;
-}
-
 function waitEvent(events: AppEvent[], pred: (e: AppEvent) => boolean) {
   const got = Promise.withResolvers<AppEvent>();
   const sink = (e: AppEvent) => {
@@ -113,8 +79,8 @@ function waitEvent(events: AppEvent[], pred: (e: AppEvent) => boolean) {
 
 Deno.test("a local tunnel with no --to finds the member that exposes its port; two tunnels share one link", async () => {
   await using pair = await linkedPair();
-  await using web = echoServer("web");
-  await using game = echoServer("game");
+  await using web = taggedEcho("web");
+  await using game = taggedEcho("game");
   const bobWeb = new TunnelExpose({ port: web.port, udp: false, emit: () => {} });
   const bobGame = new TunnelExpose({ port: game.port, udp: false, emit: () => {} });
   pair.theirs.attach(bobWeb);
@@ -135,7 +101,7 @@ Deno.test("a local tunnel with no --to finds the member that exposes its port; t
 
 Deno.test("a local tunnel for a port nobody exposes has no target, and says so when used", async () => {
   await using pair = await linkedPair();
-  await using web = echoServer("web");
+  await using web = taggedEcho("web");
   const bobWeb = new TunnelExpose({ port: web.port, udp: false, emit: () => {} });
   pair.theirs.attach(bobWeb);
   const events: AppEvent[] = [];
