@@ -63,7 +63,12 @@ for (const transport of ["imap", "pop3"] as Transport[]) {
       outcomes.push(
         p.waitFor(is("reply"), 150_000, "a reply").then(
           () => ({ name, answered: true, why: "" }),
-          (err) => ({ name, answered: false, why: String(err.message).slice(0, 600) }),
+          // What it said last is what tells why it gave up.
+          (err) => ({
+            name,
+            answered: false,
+            why: `${p.stderr.join(" ")} … ${String(err.message).slice(-600)}`,
+          }),
         ).then(async (o) => {
           const waited = p.events.some((e) => e.event === "waiting" && /mail server/.test(String(e.reason)));
           p.kill("SIGTERM");
