@@ -2,6 +2,7 @@
  * A TCP or TLS connection for a line-based mail protocol: timeouts on every wait, STARTTLS upgrade,
  * a private CA when asked. IMAP and POP3 sit on this; SMTP goes through nodemailer.
  */
+import { abortable, deadline, DeadlineError, deadlineSignal, type Timers } from "../util/deadline.ts";
 import { connectError, MailError } from "./errors.ts";
 import { LineReader } from "./line_reader.ts";
 
@@ -17,6 +18,22 @@ export interface ConnectOptions {
   caCerts?: string[];
   connectTimeoutMs?: number;
   maxLine?: number;
+  /** Opens the TCP or TLS connection (tests pass one that answers late); Deno's by default. */
+  dial?: (
+    to: { host: string; port: number; tls: boolean; caCerts?: string[]; signal: AbortSignal },
+  ) => Promise<
+    Deno.Conn
+  >;
+  timers?: Timers;
+}
+
+function denoDial(
+  to: { host: string; port: number; tls: boolean; caCerts?: string[]; signal: AbortSignal },
+): Promise<Deno.Conn> {
+  // Deno.connectTls takes no signal: the deadline below gives up on it and closes it if it comes late.
+  return to.tls
+    ? Deno.connectTls({ hostname: to.host, port: to.port, caCerts: to.caCerts })
+    : Deno.connect({ hostname: to.host, port: to.port, signal: to.signal });
 }
 
 export class TextConnection {
@@ -34,24 +51,33 @@ export class TextConnection {
   static async open(opts: ConnectOptions): Promise<TextConnection> {
     const where = `${opts.host}:${opts.port}`;
     const timeout = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
-    const signal = AbortSignal.timeout(timeout);
-    let conn: Deno.Conn;
+    const dial = opts.dial ?? denoDial;
+    let conn: Deno.Conn | undefined;
     try {
-      conn = await withTimeout<Deno.Conn>(
-        opts.implicitTls
-          ? Deno.connectTls({ hostname: opts.host, port: opts.port, caCerts: opts.caCerts })
-          : Deno.connect({ hostname: opts.host, port: opts.port, signal }),
-        timeout,
-        `Cannot connect to ${where}: no answer within ${timeout / 1000} s.`,
-      );
+      {
+        using limit = deadlineSignal(timeout, { timers: opts.timers });
+        conn = await abortable(
+          dial({
+            host: opts.host,
+            port: opts.port,
+            tls: opts.implicitTls,
+            caCerts: opts.caCerts,
+            signal: limit.signal,
+          }),
+          limit.signal,
+          // A connection that comes after we gave up would stay open for good: close it.
+          { onLate: (late) => closeQuietly(late) },
+        ).catch((err) => {
+          throw timedOut(err, `Cannot connect to ${where}: no answer within ${timeout / 1000} s.`);
+        });
+      }
       if (opts.implicitTls) {
-        await withTimeout(
-          (conn as Deno.TlsConn).handshake(),
-          timeout,
-          `TLS handshake with ${where} timed out.`,
-        );
+        await deadline((conn as Deno.TlsConn).handshake(), timeout, { timers: opts.timers }).catch((err) => {
+          throw timedOut(err, `TLS handshake with ${where} timed out.`);
+        });
       }
     } catch (err) {
+      if (conn) closeQuietly(conn);
       throw connectError(where, err);
     }
     return new TextConnection(conn, opts.implicitTls, opts);
@@ -81,7 +107,9 @@ export class TextConnection {
         caCerts: this.opts.caCerts,
       });
       this.#conn = tls;
-      await withTimeout(tls.handshake(), CONNECT_TIMEOUT_MS, `TLS handshake with ${this.where} timed out.`);
+      await withTimeout(tls.handshake(), CONNECT_TIMEOUT_MS, `TLS handshake with ${this.where} timed out.`, {
+        timers: this.opts.timers,
+      });
     } catch (err) {
       this.close();
       throw connectError(this.where, err);
@@ -144,7 +172,9 @@ export class TextConnection {
 
   async #timed<T>(p: Promise<T>, ms: number): Promise<T> {
     try {
-      return await withTimeout(p, ms, `${this.where} did not answer within ${Math.round(ms / 1000)} s.`);
+      return await withTimeout(p, ms, `${this.where} did not answer within ${Math.round(ms / 1000)} s.`, {
+        timers: this.opts.timers,
+      });
     } catch (err) {
       // After a timeout the stream position is unknown: the connection cannot be reused.
       if (err instanceof MailError && err.code === "timeout") this.close();
@@ -153,14 +183,29 @@ export class TextConnection {
   }
 }
 
-export async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new MailError(message, "timeout")), ms);
-  });
+/** `p`, or a MailError "timeout" with `message` when it takes longer than `ms`. */
+export async function withTimeout<T>(
+  p: Promise<T>,
+  ms: number,
+  message: string,
+  opts: { timers?: Timers } = {},
+): Promise<T> {
   try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
+    return await deadline(p, ms, opts);
+  } catch (err) {
+    throw timedOut(err, message);
+  }
+}
+
+/** A DeadlineError as the mail layer's own "timeout"; anything else unchanged. */
+function timedOut(err: unknown, message: string): unknown {
+  return err instanceof DeadlineError ? new MailError(message, "timeout", { cause: err }) : err;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
   }
 }
