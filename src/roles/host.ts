@@ -28,6 +28,7 @@ import type { PeerTable } from "../table/table.ts";
 import type { EventSink } from "./events.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
 import { screen } from "./screen.ts";
+import { deadline, DeadlineError, type Timers } from "../util/deadline.ts";
 
 export interface HostSettings {
   /** This host's own mailbox address: the From of its replies. */
@@ -74,6 +75,8 @@ export interface HostDeps {
   budget?: { allows(priority: MailPriority, recipients?: number): boolean; explain(): string };
   clock?: () => number;
   random?: Random;
+  /** For the bootstrap's time limit (tests fire it by hand). */
+  timers?: Timers;
 }
 
 export class Host {
@@ -299,22 +302,11 @@ export class Host {
     this.#bootstrapFrom = address.toLowerCase();
     this.deps.table.store.addHost(this.#bootstrapFrom, this.#clock());
     await this.#sendSync(this.#bootstrapFrom, this.#recent(this.#clock()), true, [this.settings.address]);
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await Promise.race([
-        this.#bootstrapped.promise,
-        new Promise<never>((_, reject) =>
-          timer = setTimeout(
-            () =>
-              reject(
-                new Error(`${address} did not answer the bootstrap within ${Math.round(timeoutMs / 1000)} s`),
-              ),
-            timeoutMs,
-          )
-        ),
-      ]);
-    } finally {
-      clearTimeout(timer);
+      await deadline(this.#bootstrapped.promise, timeoutMs, { timers: this.deps.timers });
+    } catch (err) {
+      if (!(err instanceof DeadlineError)) throw err;
+      throw new Error(`${address} did not answer the bootstrap within ${Math.round(timeoutMs / 1000)} s`);
     }
   }
 

@@ -19,6 +19,7 @@ import type { InboundMail } from "../../src/roles/inbox.ts";
 import { DEFAULT_POLICY } from "../../src/table/policy.ts";
 import { PeerTable } from "../../src/table/table.ts";
 import { MailBudget, MemoryLedger } from "../../src/mail/budget.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
 
 const key = networkKeyFromSecret(new Uint8Array(32).fill(5));
 const NOW = Date.UTC(2026, 10, 24, 12);
@@ -57,7 +58,13 @@ class Outbox implements Sender {
 }
 
 async function setup(
-  opts: { upstream?: string[]; self?: PeerEntry; introLimit?: number; budget?: MailBudget } = {},
+  opts: {
+    upstream?: string[];
+    self?: PeerEntry;
+    introLimit?: number;
+    budget?: MailBudget;
+    timers?: FakeTimers;
+  } = {},
 ) {
   const dir = await Deno.makeTempDir();
   const table = new PeerTable(`${dir}/t.db`, DEFAULT_POLICY);
@@ -83,6 +90,7 @@ async function setup(
       self: opts.self && (() => opts.self!),
       introduceSelf: (intro) => introducedSelf.push(intro),
       budget: opts.budget,
+      timers: opts.timers,
     },
   );
   return {
@@ -365,4 +373,18 @@ Deno.test("a host near its mail budget skips syncs (and replies to re-announces)
   assert.notEqual(t.outbox.of("reply").at(-1)?.to[0], "gus@peers.test");
   const held = t.events.filter((e) => e.event === "budget_held").map((e) => (e as { kind: string }).kind);
   assert.deepEqual(held, ["sync", "intro", "reply"], "each said once");
+});
+
+Deno.test("a bootstrap nobody answers gives up after its time limit, naming the host", async () => {
+  const timers = new FakeTimers();
+  await using t = await setup({ timers });
+  const asking = t.host.bootstrap("old@host.test", 30_000);
+  const failed = assert.rejects(asking, {
+    message: "old@host.test did not answer the bootstrap within 30 s",
+  });
+  while (timers.pending === 0) await new Promise((r) => queueMicrotask(() => r(undefined)));
+  assert.equal(t.outbox.of("sync").length, 1);
+  timers.fireAll();
+  await failed;
+  assert.equal(timers.pending, 0);
 });

@@ -16,6 +16,7 @@ import { eventSink } from "../output.ts";
 import { findNode, nodeIdentity, startNode } from "../node.ts";
 import { type AppStatus, openNodeStatus } from "../status.ts";
 import { interruptSignal } from "../signals.ts";
+import { deadline, DeadlineError } from "../../util/deadline.ts";
 
 export interface AppOutput {
   /** The node's events (rendezvous). */
@@ -166,19 +167,20 @@ export async function runApp(
       } = {},
     ): Promise<T> => {
       const timeoutMs = sentences.untimed ? 0 : firstLinkTimeoutMs(r, sentences.interactive);
-      let timer: ReturnType<typeof setTimeout> | undefined;
       type Outcome = { got: T } | "timeout" | "stop" | { bounced: string };
       try {
-        const waits: Promise<Outcome>[] = [
+        const race = Promise.race<Outcome>([
           what.then((got) => ({ got })),
           aborted(ctl.signal).then(() => "stop" as const),
           meeting.ended.then(() => "stop" as const),
           gaveUp.promise.then((bounced) => ({ bounced })),
-        ];
-        if (timeoutMs > 0) {
-          waits.push(new Promise((resolve) => timer = setTimeout(() => resolve("timeout"), timeoutMs)));
-        }
-        const first = await Promise.race(waits);
+        ]);
+        const first = timeoutMs > 0
+          ? await deadline(race, timeoutMs).catch((err): Outcome => {
+            if (err instanceof DeadlineError) return "timeout";
+            throw err;
+          })
+          : await race;
         if (first === "stop") {
           throw new InterruptedError(
             sentences.interrupted ?? opts.beforeLink ?? "Interrupted before any peer connected.",
@@ -195,7 +197,6 @@ export async function runApp(
         if ("bounced" in first) throw new UsageError(first.bounced);
         return first.got;
       } finally {
-        clearTimeout(timer);
         clearInterval(ticker);
       }
     };
@@ -310,12 +311,7 @@ export const CLEANUP_MS = 2_000;
 
 /** Waits for `work` to settle, but no longer than `ms`. Never throws. */
 export async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    work.catch(() => {}),
-    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
-  ]);
-  clearTimeout(timer);
+  await deadline(work, ms).catch(() => {});
 }
 
 /** Resolves when `signal` aborts. */
