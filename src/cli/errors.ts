@@ -15,9 +15,12 @@ export const EXIT = {
   interrupted: 130,
 } as const;
 
+/** What kind of usage error: "input_ended" when a question went unanswered because the input closed. */
+export type UsageErrorCode = "usage" | "input_ended";
+
 /** Bad usage or configuration: the message says what to change. */
 export class UsageError extends Error {
-  constructor(message: string) {
+  constructor(message: string, readonly code: UsageErrorCode = "usage") {
     super(message);
     this.name = "UsageError";
   }
@@ -25,6 +28,7 @@ export class UsageError extends Error {
 
 /** No peer connected before --timeout. */
 export class NoPeerError extends Error {
+  readonly code = "no_peer";
   constructor(message: string) {
     super(message);
     this.name = "NoPeerError";
@@ -36,6 +40,7 @@ export class NoPeerError extends Error {
  * how far it got and what was kept ("Interrupted before bob connected; nothing was sent.").
  */
 export class InterruptedError extends Error {
+  readonly code = "interrupted";
   constructor(message = "Interrupted.") {
     super(message);
     this.name = "InterruptedError";

@@ -41,7 +41,10 @@ export class Prompter {
     const line = await this.#line(false);
     if (line === null) {
       if (fallback !== undefined) return fallback;
-      throw new UsageError(`The input ended before "${question}" was answered; run \`mailmeet init\` again.`);
+      throw new UsageError(
+        `The input ended before "${question}" was answered; run \`mailmeet init\` again.`,
+        "input_ended",
+      );
     }
     const answer = line.trim();
     return answer === "" && fallback !== undefined ? fallback : answer;
@@ -73,7 +76,10 @@ export class Prompter {
       this.io.write("\n");
     }
     if (line === null) {
-      throw new UsageError(`The input ended before "${question}" was answered; run \`mailmeet init\` again.`);
+      throw new UsageError(
+        `The input ended before "${question}" was answered; run \`mailmeet init\` again.`,
+        "input_ended",
+      );
     }
     return line;
   }

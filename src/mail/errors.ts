@@ -15,20 +15,32 @@ export type MailErrorCode =
   | "rate_limited" // the provider says this account sends too much (waiting is the only cure)
   | "budget"; // our own --mail-budget holds this mail back
 
+/**
+ * Finer than `code` where the remedy differs (doctor picks its advice from it, never from the
+ * message text).
+ */
+export type MailErrorReason =
+  | "untrusted_certificate" // the TLS library refused the server's certificate
+  | "no_starttls" // the server does not offer STARTTLS / STLS (RFC 3207, RFC 2595 §4)
+  | "needs_encryption"; // the server wants TLS before it takes a login
+
 export interface MailErrorOptions {
   command?: string;
   response?: string;
+  reason?: MailErrorReason;
   cause?: unknown;
 }
 
 export class MailError extends Error {
   readonly command?: string;
   readonly response?: string;
+  readonly reason?: MailErrorReason;
   constructor(message: string, readonly code: MailErrorCode, options: MailErrorOptions = {}) {
     super(message, { cause: options.cause });
     this.name = "MailError";
     this.command = options.command;
     this.response = options.response;
+    this.reason = options.reason;
   }
 }
 
@@ -60,7 +72,7 @@ export function connectError(where: string, err: unknown): MailError {
       }); ` +
         `if it uses a private CA, pass it with --tls-ca FILE.`,
       "tls",
-      { cause: err },
+      { cause: err, reason: "untrusted_certificate" },
     );
   }
   if (err instanceof Deno.errors.ConnectionRefused) {

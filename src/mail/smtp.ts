@@ -310,7 +310,7 @@ export function toMailError(err: NodemailerError, account: Account): MailError {
         certificateProblem(text)
       }); if it uses a private CA, pass it with --tls-ca FILE.`,
       "tls",
-      opts,
+      { ...opts, reason: "untrusted_certificate" },
     );
   }
   if (err.code === "ETLS" || /STARTTLS/i.test(text)) {

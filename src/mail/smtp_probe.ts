@@ -7,7 +7,7 @@
  */
 import { type Account, where } from "./account.ts";
 import { TextConnection } from "./connection.ts";
-import { MailError } from "./errors.ts";
+import { MailError, type MailErrorReason } from "./errors.ts";
 import { type AccessTokenSource, tokenFor } from "./access_token.ts";
 import { bearerAbort, bearerResponse, pickBearerMechanism, saslPlain } from "./sasl.ts";
 
@@ -32,8 +32,14 @@ interface Reply {
 export type SmtpStage = "connect" | "tls" | "login";
 
 export class SmtpProbeError extends MailError {
-  constructor(message: string, code: MailError["code"], readonly stage: SmtpStage, response?: string) {
-    super(message, code, { response });
+  constructor(
+    message: string,
+    code: MailError["code"],
+    readonly stage: SmtpStage,
+    response?: string,
+    reason?: MailErrorReason,
+  ) {
+    super(message, code, { response, reason });
     this.name = "SmtpProbeError";
   }
 }
@@ -97,7 +103,7 @@ export async function probeSmtp(
     });
   } catch (err) {
     const e = err as MailError;
-    throw new SmtpProbeError(e.message, e.code, e.code === "tls" ? "tls" : "connect");
+    throw new SmtpProbeError(e.message, e.code, e.code === "tls" ? "tls" : "connect", undefined, e.reason);
   }
   try {
     let greeting: Reply;
@@ -135,6 +141,8 @@ export async function probeSmtp(
           `${at} does not offer STARTTLS, so the password would cross the network unencrypted; use smtps:// (port 465), or ?tls=none only on a network you trust.`,
           "tls",
           "tls",
+          undefined,
+          "no_starttls",
         );
       }
       await conn.write("STARTTLS\r\n");
@@ -146,7 +154,7 @@ export async function probeSmtp(
         await conn.startTls();
       } catch (err) {
         const e = err as MailError;
-        throw new SmtpProbeError(e.message, "tls", "tls");
+        throw new SmtpProbeError(e.message, "tls", "tls", undefined, e.reason);
       }
       // RFC 3207 §4.2: forget what was said before TLS and ask again.
       ext = await ehlo(conn, name, timeoutMs);
@@ -161,6 +169,8 @@ export async function probeSmtp(
             : `${at} offers no login (AUTH) on this port; it may be a server-to-server port: use the submission port (587 or 465).`,
           "auth",
           "login",
+          undefined,
+          account.tls === "none" ? "needs_encryption" : undefined,
         );
       }
       const r = account.auth === "oauth2"
@@ -174,6 +184,7 @@ export async function probeSmtp(
             "tls",
             "login",
             t,
+            "needs_encryption",
           );
         }
         if (r.code >= 400 && r.code < 500) {
@@ -224,7 +235,9 @@ async function bearerLogin(
   try {
     token = await tokenFor(account, tokens);
   } catch (err) {
-    if (err instanceof MailError) throw new SmtpProbeError(err.message, err.code, "login");
+    if (err instanceof MailError) {
+      throw new SmtpProbeError(err.message, err.code, "login", undefined, err.reason);
+    }
     throw err;
   }
   await conn.write(

@@ -32,10 +32,23 @@ export interface PortMapping {
   udp?: number;
 }
 
-/** Why no mapping is in use, for doctor and the log. */
+/**
+ * Why no mapping is in use, for doctor and the log; `code` "double_nat" when the router itself sits
+ * behind another NAT (a carrier-grade NAT, RFC 6598), where no mapping of ours can help.
+ */
 export type PortMapOutcome =
   | { ok: true; mapping: PortMapping }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; code?: PortMapErrorCode };
+
+export type PortMapErrorCode = "double_nat";
+
+/** A router that answered but whose mapping would not help. */
+export class PortMapError extends Error {
+  constructor(message: string, readonly code: PortMapErrorCode) {
+    super(message);
+    this.name = "PortMapError";
+  }
+}
 
 /** What both ways to map share: the outside address, one mapping per protocol, giving all back. */
 interface Gateway {
@@ -126,12 +139,15 @@ export class PortMapper {
         return await this.#map(gw, "upnp", o, signal);
       })());
     }
-    const reasons: string[] = [];
+    const reasons: { message: string; code?: PortMapErrorCode }[] = [];
     let winner: { gw: Gateway; mapping: PortMapping } | undefined;
     try {
       winner = await Promise.any(tries.map((t) =>
         t.catch((err) => {
-          reasons.push(err instanceof Error ? err.message : String(err));
+          reasons.push({
+            message: err instanceof Error ? err.message : String(err),
+            code: err instanceof PortMapError ? err.code : undefined,
+          });
           throw err;
         })
       ));
@@ -140,11 +156,11 @@ export class PortMapper {
     }
     await Promise.allSettled(gateways.filter((g) => g !== winner?.gw).map((g) => g.stop()));
     if (!winner) {
-      return {
-        ok: false,
-        reason: reasons.find((r) => /NAT|behind|contradict/.test(r)) ?? reasons[0] ??
-          "no router answered NAT-PMP or UPnP",
-      };
+      // The reason most worth showing: one that names the NAT (the router's own words) over a timeout.
+      const shown = reasons.find((r) => /NAT|behind|contradict/.test(r.message)) ?? reasons[0];
+      return shown
+        ? { ok: false, reason: shown.message, code: shown.code }
+        : { ok: false, reason: "no router answered NAT-PMP or UPnP" };
     }
     this.#gateway = winner.gw;
     this.#mapping = winner.mapping;
@@ -154,13 +170,15 @@ export class PortMapper {
   async #map(gw: Gateway, method: PortMapping["method"], o: PortMapOptions, signal: AbortSignal) {
     const external = await gw.externalIp(signal);
     if (isPrivateIPv4(external)) {
-      throw new Error(
+      throw new PortMapError(
         `the router's outside address ${external} is private: it sits behind another NAT (carrier-grade NAT)`,
+        "double_nat",
       );
     }
     if (o.publicHost && o.publicHost !== external) {
-      throw new Error(
+      throw new PortMapError(
         `the router says its outside address is ${external} but STUN saw ${o.publicHost}: another NAT is in between`,
+        "double_nat",
       );
     }
     const tcp = await gw.map("tcp", o.tcpPort, o.localHost, signal);

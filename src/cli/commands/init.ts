@@ -413,7 +413,8 @@ async function askUntil<T>(p: Prompter, ask: () => Promise<T>): Promise<T> {
     try {
       return await ask();
     } catch (err) {
-      if (!(err instanceof UsageError) || i >= MAX_TRIES || /input ended|Cancelled/.test(err.message)) {
+      // A closed input (or Ctrl-C, an InterruptedError) cannot be answered again.
+      if (!(err instanceof UsageError) || i >= MAX_TRIES || err.code === "input_ended") {
         throw err;
       }
       p.io.write(`${err.message}\n`);

@@ -319,7 +319,7 @@ export class ImapClient {
           `${this.where} does not offer STARTTLS, so the password would cross the network unencrypted; not logging in. ` +
             `Use imaps:// (port 993), or add ?tls=none only on a network you trust.`,
           "tls",
-          { command: "CAPABILITY" },
+          { command: "CAPABILITY", reason: "no_starttls" },
         );
       }
       const r = await this.command("STARTTLS", { acceptNo: true, stopReading: true });
@@ -503,7 +503,7 @@ export class ImapClient {
       return new MailError(
         `Cannot log in to ${this.where} as "${user}": the server requires an encrypted connection. Use imaps:// or STARTTLS.`,
         "tls",
-        { command, response },
+        { command, response, reason: "needs_encryption" },
       );
     }
     return new MailError(

@@ -135,7 +135,7 @@ export class Pop3Session {
           `${this.where} does not offer STLS, so the password would cross the network unencrypted; not logging in. ` +
             `Use pop3s:// (port 995), or add ?tls=none only on a network you trust.`,
           "tls",
-          { command: "CAPA" },
+          { command: "CAPA", reason: "no_starttls" },
         );
       }
       const st = await this.#command("STLS");
@@ -433,6 +433,7 @@ export class Pop3Session {
         throw new MailError(err.message, err.code, {
           command,
           response: err.response,
+          reason: err.reason,
           cause: err.cause ?? err,
         });
       }
