@@ -3,9 +3,9 @@
  * (from two STUN answers, RFC 5780 §4.3), whether it forwards ports on request (NAT-PMP / UPnP),
  * and IPv6 — each as one line that says what it means for reaching the group.
  */
-import { isIPv4 } from "../protocol/candidate.ts";
-import { isGlobalIPv6, systemInterfaces, usableAddresses } from "../net/interfaces.ts";
-import { PortMapper } from "../net/portmap.ts";
+import { isIPv4 } from "../../protocol/candidate.ts";
+import { isGlobalIPv6, systemInterfaces, usableAddresses } from "../../net/interfaces.ts";
+import { PortMapper } from "../../net/portmap.ts";
 import {
   DEFAULT_STUN_SERVERS,
   type HostPort,
@@ -13,11 +13,12 @@ import {
   parseStunServer,
   resolveStunServers,
   StunClient,
-} from "../net/stun.ts";
-import { UdpSocket } from "../net/udp.ts";
-import type { CheckResult } from "./doctor.ts";
-import { flag, list } from "./context.ts";
-import type { Resolved } from "./options.ts";
+} from "../../net/stun.ts";
+import { UdpSocket } from "../../net/udp.ts";
+import type { CheckResult } from "./check.ts";
+import { flag, list } from "../context.ts";
+import { portMappingFix } from "./fixes.ts";
+import type { Resolved } from "../options.ts";
 
 const RELAY_FIX =
   "Switch on UPnP or NAT-PMP in the router, forward a port (--listen 0.0.0.0:PORT), or have a member with a public address relay (`mailmeet host`, or `--relay`).";
@@ -124,9 +125,7 @@ export async function checkNat(
           status: "warn",
           title:
             `port mapping: not available (${outcome.reason}); mailmeet punches through the router instead`,
-          fix: /carrier-grade|another NAT/.test(outcome.reason)
-            ? "Your provider shares one public address among customers (carrier-grade NAT): direct links need hole punching or a relay."
-            : undefined,
+          fix: portMappingFix(outcome),
         },
     );
   }
