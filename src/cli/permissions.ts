@@ -10,13 +10,14 @@
  * links punched through home routers, is still an unstable API in Deno. Without it mailmeet still
  * links over TCP and through relays.
  *
- * `--allow-ffi` gives the link the system's libcrypto (src/net/aead.ts): measured here, a 1 GiB
+ * `--allow-ffi` gives the link the system's libcrypto (the native frame cipher, src/net/frame_cipher.ts): measured here, a 1 GiB
  * transfer runs about twice as fast and a tunnel's small round trips a third quicker than with
  * WebCrypto, which pays 30–60 µs per call (issue 12). It is granted by default because what it adds
  * to the grant is small for this program: mailmeet already reads and writes wherever the user
  * points it and talks to the network, and the library loaded is the system's own OpenSSL, by
  * name, never a path from input. Where libcrypto is missing (most Windows and macOS machines
- * without OpenSSL 3) the link falls back to WebCrypto silently; MAILMEET_NATIVE_CRYPTO=0 forces it.
+ * without OpenSSL 3) the link falls back to the portable cipher (node:crypto and WebCrypto) silently;
+ * MAILMEET_NATIVE_CRYPTO=0 forces it.
  */
 export const DENO_PERMISSIONS: readonly string[] = [
   "--unstable-net",

@@ -8,11 +8,12 @@
  * several pieces (a batch of mux messages) straight into the buffer that goes to the socket, and
  * opened in the buffer it was read into: no copies besides the cipher's own pass.
  *
- * The bytes are the same AES-256-GCM with the Noise nonce (§12.3: 4 zero bytes + 64-bit big-endian
- * counter) as CipherState's, so either side may use either implementation. When libcrypto is not
- * there (or FFI is not permitted, or MAILMEET_NATIVE_CRYPTO=0) the channel keeps CipherState.
+ * The bytes are the same AES-256-GCM with the Noise nonce (§12.3, aesGcmNonce) as CipherState's,
+ * so either side may use either implementation. Only src/net/frame_cipher.ts uses this binding: its
+ * native backend, chosen when libcrypto loads here; when it does not (no FFI permission, no
+ * OpenSSL, MAILMEET_NATIVE_CRYPTO=0) the portable backend seals the same bytes.
  */
-import { TAGLEN } from "../protocol/noise.ts";
+import { aesGcmNonce, TAGLEN } from "../protocol/noise.ts";
 
 const EVP_CTRL_GCM_GET_TAG = 0x10;
 const EVP_CTRL_GCM_SET_TAG = 0x11;
@@ -89,7 +90,6 @@ export class NativeGcm {
   readonly #enc: Deno.PointerValue;
   readonly #dec: Deno.PointerValue;
   readonly #iv = new Uint8Array(12);
-  readonly #ivView = new DataView(this.#iv.buffer);
   readonly #outl = new Int32Array(1);
   readonly #outlBytes = new Uint8Array(this.#outl.buffer);
   #freed = false;
@@ -121,8 +121,7 @@ export class NativeGcm {
   }
 
   #nonce(n: number): Uint8Array<ArrayBuffer> {
-    this.#ivView.setUint32(4, Math.floor(n / 0x1_0000_0000));
-    this.#ivView.setUint32(8, n >>> 0);
+    aesGcmNonce(n, this.#iv);
     return this.#iv;
   }
 

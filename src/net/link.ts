@@ -286,8 +286,8 @@ export function initiateLink(conn: ByteStream, opts: InitiateOptions): Promise<L
         throw new LinkError(`${peer} sent a handshake payload that is not a JSON object.`, "handshake");
       }
       const rttMs = performance.now() - sentAt;
-      const { send, receive, handshakeHash } = hs.split();
-      const channel = new SecureChannel(conn, { send, receive, reader, peer });
+      const { sendKey, receiveKey, handshakeHash } = hs.splitKeys();
+      const channel = new SecureChannel(conn, { sendKey, receiveKey, reader, peer });
       await channel.send(KEY_CONFIRMATION);
       return new Link(channel, new Uint8Array(opts.remoteStatic), info, handshakeHash, "dialer", rttMs);
     },
@@ -395,8 +395,8 @@ export function acceptLink(conn: ByteStream, opts: AcceptOptions): Promise<Link>
       const sentAt = performance.now();
 
       const remoteStatic = hs.remoteStatic!;
-      const { send, receive, handshakeHash } = hs.split();
-      const channel = new SecureChannel(conn, { send, receive, reader, peer: from });
+      const { sendKey, receiveKey, handshakeHash } = hs.splitKeys();
+      const channel = new SecureChannel(conn, { sendKey, receiveKey, reader, peer: from });
       let confirmation: Uint8Array | null;
       try {
         confirmation = await channel.receive();

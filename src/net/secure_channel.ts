@@ -5,7 +5,8 @@
  * Wire format of every frame: a 4-byte big-endian length, then that many bytes of ciphertext||tag.
  * The plaintext is one type byte (DATA or CLOSE) followed by the body. Nonces are implicit: the
  * Noise AESGCM nonce (4 zero bytes + 64-bit big-endian counter), one counter per direction, so a
- * dropped, repeated or reordered frame fails authentication.
+ * dropped, repeated or reordered frame fails authentication. Sealing and opening are the frame
+ * cipher's (src/net/frame_cipher.ts), chosen once per channel; this module only frames.
  *
  * Noise caps a transport message at 65535 bytes (§3). We deliberately lift that to 1 MiB of
  * application data per frame: each AEAD call has a fixed cost (~10–50 µs in Deno), so 16× fewer,
@@ -17,8 +18,8 @@
  * their final buffer) avoids a fresh chunk allocation and a copy per read, and `write` resolves
  * when the kernel took the bytes, which is the back-pressure `send` promises.
  */
-import { type CipherState, LinkError, MAX_NONCE, TAGLEN } from "../protocol/noise.ts";
-import { NativeGcm } from "./aead.ts";
+import { LinkError, TAGLEN } from "../protocol/noise.ts";
+import { createFrameCipher, type FrameCipher, type FrameCipherKind } from "./frame_cipher.ts";
 
 /** The part of `Deno.Conn` the channel needs; tests pass in-memory pipes. */
 export interface ByteStream {
@@ -58,36 +59,11 @@ const FRAME_DATA = 0;
 const FRAME_CLOSE = 1;
 const HEADER_LEN = 4;
 const READ_BUFFER = 64 * 1024;
-/** Frames at least this large go out as two writes (header, ciphertext) instead of being copied into one. */
-const SEPARATE_HEADER_FROM = 64 * 1024;
-/** Native frames at least this large are sealed into pooled buffers of POOL_BUFFER bytes. */
-const POOL_FROM = 64 * 1024;
-const POOL_BUFFER = HEADER_LEN + MAX_FRAME_LEN;
-const POOL_KEEP = 2;
 /** Received frames at least this large are read into MAX_FRAME_LEN buffers that recycle() can return. */
 const RECYCLE_FROM = 64 * 1024;
 const RECYCLE_KEEP = 4;
 const EMPTY = new Uint8Array(0);
 const TYPE_BYTE = [Uint8Array.of(FRAME_DATA), Uint8Array.of(FRAME_CLOSE)];
-
-/** One direction sealed or opened by libcrypto (src/net/aead.ts), with its own nonce counter. */
-interface NativeDirection {
-  gcm: NativeGcm;
-  n: number;
-}
-
-function nativeDirection(cs: CipherState): NativeDirection | null {
-  const { key, nonce } = cs.exportKey();
-  const gcm = NativeGcm.create(key);
-  return gcm ? { gcm, n: nonce } : null;
-}
-
-function takeNonce(d: NativeDirection): number {
-  if (d.n >= MAX_NONCE) {
-    throw new LinkError("This link has used up its nonces; open a new link.", "exhausted");
-  }
-  return d.n++;
-}
 
 // ─── Framing ─────────────────────────────────────────────────────────────────────────────────
 
@@ -214,10 +190,12 @@ const noop = () => {};
 // ─── The channel ─────────────────────────────────────────────────────────────────────────────
 
 export interface SecureChannelOptions {
-  /** Encrypts what we send (from HandshakeState.split()). */
-  send: CipherState;
-  /** Decrypts what we receive. */
-  receive: CipherState;
+  /** The key of what we send (from HandshakeState.splitKeys()). */
+  sendKey: Uint8Array;
+  /** The key of what we receive. */
+  receiveKey: Uint8Array;
+  /** Which frame cipher seals this link (src/net/frame_cipher.ts); by default native where libcrypto loads. */
+  cipher?: FrameCipherKind;
   /** The reader used during the handshake, so bytes it already buffered are not lost. */
   reader?: FrameReader;
   /** Who is on the other side, for error messages, e.g. "127.0.0.1:53412". */
@@ -241,16 +219,8 @@ export class SecureChannel {
     return this.#conn.datagrams;
   }
   readonly #reader: FrameReader;
-  readonly #tx: CipherState;
-  readonly #rx: CipherState;
-  /** libcrypto in place of #tx / #rx when it loads (both or neither). */
-  readonly #ntx: NativeDirection | null = null;
-  readonly #nrx: NativeDirection | null = null;
-  /**
-   * Full-size frame buffers whose write completed, for the next frames: a fresh 1 MiB buffer per
-   * frame costs an mmap, page faults and zeroing, and makes the garbage that sets the peak RSS.
-   */
-  #pool: ArrayBuffer[] = [];
+  /** Chosen once, here: every frame of this link is sealed and opened by it. */
+  readonly #cipher: FrameCipher;
   #writeChain: Promise<void> = Promise.resolve();
   #incoming: Promise<Incoming> | null = null;
   /** The next frame's ciphertext, read while the current one is being decrypted. */
@@ -266,16 +236,19 @@ export class SecureChannel {
 
   constructor(conn: ByteStream, opts: SecureChannelOptions) {
     this.#conn = conn;
-    this.#tx = opts.send;
-    this.#rx = opts.receive;
-    const ntx = nativeDirection(opts.send);
-    const nrx = ntx ? nativeDirection(opts.receive) : null;
-    if (ntx && nrx) {
-      this.#ntx = ntx;
-      this.#nrx = nrx;
-    }
+    this.#cipher = createFrameCipher({
+      sendKey: opts.sendKey,
+      receiveKey: opts.receiveKey,
+      headroom: HEADER_LEN,
+      maxPlaintext: 1 + MAX_FRAME_PLAINTEXT,
+    }, opts.cipher);
     this.#reader = opts.reader ?? new FrameReader(conn);
     this.peer = opts.peer ?? "the other side";
+  }
+
+  /** Which frame cipher seals this link. */
+  get cipher(): FrameCipherKind {
+    return this.#cipher.kind;
   }
 
   /** True once close() began, the other side closed, or the link failed. */
@@ -323,7 +296,7 @@ export class SecureChannel {
 
   /**
    * Seals the concatenation of `parts` (at most MAX_FRAME_PLAINTEXT bytes in all) as one frame,
-   * the other side receives it as one chunk. With libcrypto the parts are encrypted straight into
+   * the other side receives it as one chunk. The native cipher encrypts the parts straight into
    * the frame buffer, never joined first: a multiplexer batches its messages this way.
    */
   sendv(parts: readonly Uint8Array[]): Promise<void> {
@@ -422,48 +395,33 @@ export class SecureChannel {
     return run;
   }
 
-  /** The frame's bytes as pieces to write: header and ciphertext apart when copying them costs more than a second write. */
+  /**
+   * The frame's bytes as pieces to write: room for the header, then the type byte and body sealed
+   * (#write fills the header in). A failure to seal rejects, so a frame sealed before it still goes out.
+   */
   #seal(type: number, parts: readonly Uint8Array[]): Promise<Uint8Array[]> {
-    let len = 0;
-    for (const p of parts) len += p.length;
-    if (this.#ntx) {
-      try {
-        // header, then type byte and body sealed in place after it: one buffer, one write
-        const size = HEADER_LEN + 1 + len + TAGLEN;
-        const out = size >= POOL_FROM && this.#pool.length > 0
-          ? new Uint8Array(this.#pool.pop()!, 0, size)
-          : new Uint8Array(size >= POOL_FROM ? new ArrayBuffer(POOL_BUFFER) : new ArrayBuffer(size), 0, size);
-        new DataView(out.buffer).setUint32(0, 1 + len + TAGLEN);
-        this.#ntx.gcm.seal(takeNonce(this.#ntx), [TYPE_BYTE[type], ...parts], out.subarray(HEADER_LEN));
-        return Promise.resolve([out]);
-      } catch (err) {
-        return Promise.reject(err);
-      }
+    try {
+      const sealed = this.#cipher.seal([TYPE_BYTE[type], ...parts]);
+      return sealed instanceof Promise ? sealed : Promise.resolve(sealed);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    const plaintext = new Uint8Array(1 + len);
-    plaintext[0] = type;
-    let at = 1;
-    for (const p of parts) {
-      plaintext.set(p, at);
-      at += p.length;
-    }
-    return this.#tx.encryptWithAdAsync(EMPTY, plaintext).then((ct) => {
-      if (ct.length < SEPARATE_HEADER_FROM) return [encodeFrame(ct)];
-      const header = new Uint8Array(HEADER_LEN);
-      new DataView(header.buffer).setUint32(0, ct.length);
-      return [header, ct];
-    });
   }
 
-  /** Back to the pool once the socket took it (only the channel's own full-size buffers). */
+  /** Back to the cipher once the socket took it, to seal later frames into. */
   #release(frame: Uint8Array[]): void {
-    const buf = frame[0].buffer as ArrayBuffer;
-    if (this.#ntx && frame.length === 1 && buf.byteLength === POOL_BUFFER && this.#pool.length < POOL_KEEP) {
-      this.#pool.push(buf);
-    }
+    this.#cipher.release(frame);
   }
 
+  /** Writes a sealed frame, its 4-byte big-endian length first in the room #seal left for it. */
   async #write(frame: Uint8Array[]): Promise<void> {
+    let len = -HEADER_LEN;
+    for (const piece of frame) len += piece.length;
+    const header = frame[0];
+    header[0] = len >>> 24;
+    header[1] = (len >>> 16) & 0xff;
+    header[2] = (len >>> 8) & 0xff;
+    header[3] = len & 0xff;
     try {
       for (const piece of frame) await writeAll(this.#conn, piece);
     } catch (err) {
@@ -530,19 +488,14 @@ export class SecureChannel {
           "truncated",
         );
       }
-      // Read ahead while WebCrypto decrypts on another thread; at most one frame is held.
+      // Read ahead while the portable cipher's WebCrypto decrypts on another thread; at most one frame is held.
       this.#prefetch = this.#reader.readFrame(MAX_FRAME_LEN);
       this.#prefetch.catch(noop);
       let plaintext: Uint8Array;
       try {
-        if (this.#nrx) {
-          const opened = this.#nrx.gcm.openInPlace(this.#nrx.n, frame);
-          if (opened === null) throw new LinkError("A message failed authentication.", "tampered");
-          takeNonce(this.#nrx); // §5.1: the nonce advances only after a successful decryption
-          plaintext = opened;
-        } else {
-          plaintext = await this.#rx.decryptWithAdAsync(EMPTY, frame);
-        }
+        // The native cipher opens synchronously: no await, no microtask turn per frame.
+        const opened = this.#cipher.open(frame);
+        plaintext = opened instanceof Promise ? await opened : opened;
       } catch (err) {
         if (err instanceof LinkError && err.code === "exhausted") throw err;
         throw new LinkError(

@@ -40,13 +40,6 @@ export const MAX_MESSAGE_LEN = 65535;
  * 2^53-1 instead: at one 1 MiB frame per nonce that is 8 ZiB in one direction, i.e. never.
  */
 export const MAX_NONCE = Number.MAX_SAFE_INTEGER;
-/**
- * Below this many bytes node:crypto's synchronous AES-GCM is cheaper per call; above it WebCrypto
- * is several times faster in Deno (measured: node:crypto ~180 MB/s flat, WebCrypto ~600 MB/s at
- * 1 MiB and it runs off the main thread). Both are the same AES-256-GCM, so the bytes are equal.
- */
-export const ASYNC_AEAD_THRESHOLD = 8 * 1024;
-
 // ─── Errors ───────────────────────────────────────────────────────────────────────────────────
 
 /** What went wrong on a direct link; the message is one sentence a user can act on. */
@@ -141,22 +134,53 @@ function dh(local: KeyPair, remotePublic: Uint8Array): Uint8Array {
 
 // ─── CipherState (§5.1) with AESGCM (§12.3) ───────────────────────────────────────────────────
 
-/** §12.3: 32 bits of zeros followed by the 64-bit big-endian counter. */
-function aesGcmNonce(n: number): Uint8Array {
-  const iv = new Uint8Array(12);
-  const view = new DataView(iv.buffer);
-  view.setUint32(4, Math.floor(n / 0x1_0000_0000));
-  view.setUint32(8, n >>> 0);
+/**
+ * §12.3: the 96-bit nonce is 32 bits of zeros followed by the 64-bit big-endian counter `n`.
+ * Written into `iv` (12 bytes) when given, so a hot path can reuse one buffer; returns `iv`.
+ * The one encoding of the nonce: src/net/frame_cipher.ts seals link frames with it too.
+ */
+export function aesGcmNonce(n: number, iv: Uint8Array = new Uint8Array(12)): Uint8Array {
+  const hi = Math.floor(n / 0x1_0000_0000);
+  const lo = n >>> 0;
+  iv[0] =
+    iv[1] =
+    iv[2] =
+    iv[3] =
+      0;
+  iv[4] = hi >>> 24;
+  iv[5] = (hi >>> 16) & 0xff;
+  iv[6] = (hi >>> 8) & 0xff;
+  iv[7] = hi & 0xff;
+  iv[8] = lo >>> 24;
+  iv[9] = (lo >>> 16) & 0xff;
+  iv[10] = (lo >>> 8) & 0xff;
+  iv[11] = lo & 0xff;
   return iv;
 }
 
-function sealSync(k: Uint8Array, n: number, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-  const cipher = createCipheriv("aes-256-gcm", k, aesGcmNonce(n));
+/** §4.2 REKEY encrypts under maxnonce = 2^64-1 (not a safe JS integer), so its §12.3 nonce is spelled out. */
+const REKEY_NONCE = Uint8Array.fromHex("00000000ffffffffffffffff");
+
+/** Throws LinkError "exhausted" when `n` is past the nonces this build uses (MAX_NONCE). */
+export function checkNonce(n: number): void {
+  if (n >= MAX_NONCE) {
+    throw new LinkError("This link has used up its nonces; open a new link.", "exhausted");
+  }
+}
+
+function seal(k: Uint8Array, iv: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  const cipher = createCipheriv("aes-256-gcm", k, iv);
   if (ad.length > 0) cipher.setAAD(ad);
   return concat(cipher.update(plaintext), cipher.final(), cipher.getAuthTag());
 }
 
-function openSync(k: Uint8Array, n: number, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+/** §4.2 ENCRYPT(k, n, ad, plaintext) for AESGCM (§12.3): ciphertext || 16-byte tag. */
+export function encrypt(k: Uint8Array, n: number, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  return seal(k, aesGcmNonce(n), ad, plaintext);
+}
+
+/** §4.2 DECRYPT(k, n, ad, ciphertext); throws LinkError "tampered" when authentication fails. */
+export function decrypt(k: Uint8Array, n: number, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
   if (ciphertext.length < TAGLEN) throw new LinkError("A message is shorter than its tag.", "tampered");
   const decipher = createDecipheriv("aes-256-gcm", k, aesGcmNonce(n));
   if (ad.length > 0) decipher.setAAD(ad);
@@ -170,16 +194,27 @@ function openSync(k: Uint8Array, n: number, ad: Uint8Array, ciphertext: Uint8Arr
   }
 }
 
+/**
+ * §5.1 CipherState: a key (or none) and a nonce counter. Only what the spec defines; the link's
+ * transport frames are sealed by src/net/frame_cipher.ts from the keys of splitKeys().
+ */
 export class CipherState {
-  #k: Uint8Array | null;
+  #k: Uint8Array | null = null;
   #n = 0;
-  #webKey: Promise<CryptoKey> | null = null;
 
+  /** §5.1 InitializeKey(key), for a key given at construction. */
   constructor(k: Uint8Array | null = null) {
-    if (k !== null && k.length !== KEYLEN) throw new RangeError(`A cipher key is ${KEYLEN} bytes.`);
-    this.#k = k;
+    this.initializeKey(k);
   }
 
+  /** §5.1 InitializeKey(key): sets the key (null: none) and the nonce back to 0. */
+  initializeKey(k: Uint8Array | null): void {
+    if (k !== null && k.length !== KEYLEN) throw new RangeError(`A cipher key is ${KEYLEN} bytes.`);
+    this.#k = k;
+    this.#n = 0;
+  }
+
+  /** §5.1 HasKey(). */
   hasKey(): boolean {
     return this.#k !== null;
   }
@@ -189,103 +224,36 @@ export class CipherState {
     return this.#n;
   }
 
-  #take(): number {
-    if (this.#n >= MAX_NONCE) {
-      throw new LinkError("This link has used up its nonces; open a new link.", "exhausted");
+  /** §5.1 SetNonce(nonce), e.g. for transport messages that may arrive out of order. */
+  setNonce(n: number): void {
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new RangeError(`A nonce is a whole number from 0, not ${n}.`);
     }
-    return this.#n++;
+    this.#n = n;
   }
 
-  #key(): Uint8Array {
-    if (this.#k === null) throw new Error("CipherState has no key.");
-    return this.#k;
-  }
-
-  /** Returns ciphertext || tag (§5.1 EncryptWithAd). */
+  /** §5.1 EncryptWithAd: ciphertext || tag, or the plaintext itself while there is no key. */
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     if (this.#k === null) return plaintext;
-    const k = this.#k;
-    return sealSync(k, this.#take(), ad, plaintext);
+    checkNonce(this.#n);
+    const out = encrypt(this.#k, this.#n, ad, plaintext);
+    this.#n++;
+    return out;
   }
 
+  /** §5.1 DecryptWithAd: throws LinkError "tampered" and keeps the nonce when authentication fails. */
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
     if (this.#k === null) return ciphertext;
-    const out = openSync(this.#k, this.#n, ad, ciphertext);
-    this.#take(); // §5.1: the nonce advances only after a successful decryption
+    checkNonce(this.#n);
+    const out = decrypt(this.#k, this.#n, ad, ciphertext);
+    this.#n++; // §5.1: the nonce advances only after a successful decryption
     return out;
   }
 
-  /**
-   * Same bytes as encryptWithAd, but large inputs go through WebCrypto off the main thread. The
-   * nonce is taken synchronously, so calls may overlap and still seal in call order.
-   */
-  encryptWithAdAsync(ad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array> {
-    const k = this.#key();
-    const n = this.#take();
-    if (plaintext.length < ASYNC_AEAD_THRESHOLD) return Promise.resolve(sealSync(k, n, ad, plaintext));
-    return this.#web().then(async (key) =>
-      new Uint8Array(
-        await crypto.subtle.encrypt(
-          {
-            name: "AES-GCM",
-            iv: aesGcmNonce(n) as Uint8Array<ArrayBuffer>,
-            additionalData: ad as Uint8Array<ArrayBuffer>,
-          },
-          key,
-          plaintext as Uint8Array<ArrayBuffer>,
-        ),
-      )
-    );
-  }
-
-  /** Same as decryptWithAd; callers must not overlap calls (the nonce moves on success). */
-  async decryptWithAdAsync(ad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
-    const k = this.#key();
-    const n = this.#n;
-    if (n >= MAX_NONCE) this.#take(); // throws "exhausted"
-    if (ciphertext.length < TAGLEN) throw new LinkError("A message is shorter than its tag.", "tampered");
-    let out: Uint8Array;
-    if (ciphertext.length - TAGLEN < ASYNC_AEAD_THRESHOLD) {
-      out = openSync(k, n, ad, ciphertext);
-    } else {
-      try {
-        out = new Uint8Array(
-          await crypto.subtle.decrypt(
-            {
-              name: "AES-GCM",
-              iv: aesGcmNonce(n) as Uint8Array<ArrayBuffer>,
-              additionalData: ad as Uint8Array<ArrayBuffer>,
-            },
-            await this.#web(),
-            ciphertext as Uint8Array<ArrayBuffer>,
-          ),
-        );
-      } catch (err) {
-        throw new LinkError("A message failed authentication.", "tampered", { cause: err });
-      }
-    }
-    this.#n = n + 1;
-    return out;
-  }
-
-  /**
-   * The key and the next nonce, to hand this direction to another AES-256-GCM implementation of
-   * the same §12.3 nonce scheme (src/net/aead.ts seals link frames with libcrypto); this state must
-   * not be used for that direction afterwards.
-   */
-  exportKey(): { key: Uint8Array; nonce: number } {
-    return { key: this.#key(), nonce: this.#n };
-  }
-
-  #web(): Promise<CryptoKey> {
-    this.#webKey ??= crypto.subtle.importKey(
-      "raw",
-      this.#key() as Uint8Array<ArrayBuffer>,
-      "AES-GCM",
-      false,
-      ["encrypt", "decrypt"],
-    );
-    return this.#webKey;
+  /** §5.1 Rekey(): k = REKEY(k), the first 32 bytes of ENCRYPT(k, maxnonce, zerolen, zeros) (§4.2); n is kept. */
+  rekey(): void {
+    if (this.#k === null) throw new Error("CipherState has no key.");
+    this.#k = seal(this.#k, REKEY_NONCE, new Uint8Array(0), new Uint8Array(KEYLEN)).slice(0, KEYLEN);
   }
 }
 
@@ -357,9 +325,10 @@ class SymmetricState {
     return p;
   }
 
-  split(): [CipherState, CipherState] {
+  /** §5.2 Split's two keys (temp_k1, temp_k2), before they go into CipherStates. */
+  splitKeys(): [Uint8Array, Uint8Array] {
     const [k1, k2] = noiseHkdf(this.ck, new Uint8Array(0), 2);
-    return [new CipherState(k1), new CipherState(k2)];
+    return [k1, k2];
   }
 }
 
@@ -397,6 +366,16 @@ export interface SplitResult {
   send: CipherState;
   /** Decrypts what we receive. */
   receive: CipherState;
+  /** The handshake hash h (§5.2), the same on both sides: usable for channel binding. */
+  handshakeHash: Uint8Array;
+}
+
+/** The session keys of §5.2 Split, for a transport that runs its own AESGCM (src/net/frame_cipher.ts). */
+export interface SplitKeys {
+  /** The key of what we send; its nonces start at 0. */
+  sendKey: Uint8Array;
+  /** The key of what we receive; its nonces start at 0. */
+  receiveKey: Uint8Array;
   /** The handshake hash h (§5.2), the same on both sides: usable for channel binding. */
   handshakeHash: Uint8Array;
 }
@@ -528,19 +507,28 @@ export class HandshakeState {
     }
   }
 
-  /** §5.2 Split, oriented for our role; only once the handshake is complete. */
+  /** §5.2 Split, oriented for our role, as two CipherStates; only once the handshake is complete. */
   split(): SplitResult {
+    const { sendKey, receiveKey, handshakeHash } = this.splitKeys();
+    return { send: new CipherState(sendKey), receive: new CipherState(receiveKey), handshakeHash };
+  }
+
+  /**
+   * §5.2 Split, oriented for our role, as the two keys: for a transport that seals with its own
+   * AESGCM implementation and nonce counters. Either this or split(), once.
+   */
+  splitKeys(): SplitKeys {
     if (!this.isComplete || this.#failed) throw new Error("The handshake is not complete.");
     if (this.#split) throw new Error("split() may be called once: the chaining key is gone.");
     this.#split = true;
-    const [c1, c2] = this.#ss.split();
+    const [k1, k2] = this.#ss.splitKeys();
     const handshakeHash = this.#ss.h;
     // Forward secrecy: drop the ephemeral key and chaining key now that the session keys exist.
     this.#e = null;
     this.#ss.ck = new Uint8Array(0);
     return this.initiator
-      ? { send: c1, receive: c2, handshakeHash }
-      : { send: c2, receive: c1, handshakeHash };
+      ? { sendKey: k1, receiveKey: k2, handshakeHash }
+      : { sendKey: k2, receiveKey: k1, handshakeHash };
   }
 
   #check(writing: boolean): void {

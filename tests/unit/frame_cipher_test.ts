@@ -1,0 +1,220 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  ASYNC_AEAD_THRESHOLD,
+  createFrameCipher,
+  type FrameCipher,
+  type FrameCipherKind,
+  nativeFrameCipherAvailable,
+} from "../../src/net/frame_cipher.ts";
+import {
+  CipherState,
+  HandshakeState,
+  keyPairFromPrivateKey,
+  LinkError,
+  TAGLEN,
+} from "../../src/protocol/noise.ts";
+
+// Both backends run here explicitly: `deno test -A` loads libcrypto, so the default choice alone
+// would never test the portable path that runs without --allow-ffi or without OpenSSL.
+const KINDS: readonly FrameCipherKind[] = ["native", "portable"];
+const unavailable = (kind: FrameCipherKind) => kind === "native" && !nativeFrameCipherAvailable();
+const EMPTY = new Uint8Array(0);
+const HEADROOM = 4;
+const MAX_PLAINTEXT = 1 + 1024 * 1024;
+/** Around the portable backend's switch from node:crypto to WebCrypto, and a full frame. */
+const SIZES = [0, 1, ASYNC_AEAD_THRESHOLD - 1, ASYNC_AEAD_THRESHOLD, 100_000, MAX_PLAINTEXT];
+
+function cipher(kind: FrameCipherKind, sendKey: Uint8Array, receiveKey: Uint8Array, headroom = HEADROOM) {
+  return createFrameCipher({ sendKey, receiveKey, headroom, maxPlaintext: MAX_PLAINTEXT }, kind);
+}
+
+/** Seals and returns ciphertext||tag alone, the headroom checked and dropped. */
+async function sealBytes(
+  c: FrameCipher,
+  parts: readonly Uint8Array[],
+  headroom = HEADROOM,
+): Promise<Uint8Array> {
+  const pieces = await c.seal(parts);
+  let len = 0;
+  for (const p of pieces) len += p.length;
+  const out = new Uint8Array(len);
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.length;
+  }
+  c.release(pieces);
+  assert.ok(pieces[0].length >= headroom, "the first piece holds the headroom");
+  return out.slice(headroom);
+}
+
+function patterned(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 31 + 7) & 0xff;
+  return out;
+}
+
+const isLinkError = (code: string) => (err: unknown) => err instanceof LinkError && err.code === code;
+
+/** The cacophony vector for Noise_IKpsk2_25519_AESGCM_SHA256 (as in noise_test.ts): its transport messages. */
+function vectorKeys() {
+  const hex = (s: string) => Uint8Array.fromHex(s);
+  const psk = hex("54686973206973206d7920417573747269616e20706572737065637469766521");
+  const prologue = hex("4a6f686e2047616c74");
+  const init = HandshakeState.initiator({
+    s: keyPairFromPrivateKey(hex("e61ef9919cde45dd5f82166404bd08e38bceb5dfdfded0a34c8df7ed542214d1")),
+    rs: hex("31e0303fd6418d2f8c0e78b91f22e8caed0fbe48656dcf4767e4834f701b8f62"),
+    psk,
+    prologue,
+    e: keyPairFromPrivateKey(hex("893e28b9dc6ca8d611ab664754b8ceb7bac5117349a4439a6b0569da977c464a")),
+  });
+  const resp = HandshakeState.responder({
+    s: keyPairFromPrivateKey(hex("4a3acbfdb163dec651dfa3194dece676d437029c62a408b4c5ea9114246e4893")),
+    psk,
+    prologue,
+    e: keyPairFromPrivateKey(hex("bbdb4cdbd309f1a1f2e1456967fe288cadd6f712d65dc7b7793d5e63da6b375b")),
+  });
+  resp.readMessage(init.writeMessage(hex("4c756477696720766f6e204d69736573")));
+  init.readMessage(resp.writeMessage(hex("4d757272617920526f746862617264")));
+  return { a: init.splitKeys(), b: resp.splitKeys() };
+}
+
+const TRANSPORT = [
+  ["462e20412e20486179656b", "38cbf3835c78b7802df0dd0d9640ff8575debd0cb61cfb52590da1"],
+  ["4361726c204d656e676572", "ffc365ff6955fc66c5d809b31ac995f812c5770bd29f0df12f0ffd"],
+  [
+    "4a65616e2d426170746973746520536179",
+    "a7f2828174c4ead2491ffeb77c41c890fd1229ee36f23ccb9066a795daff1cad6b",
+  ],
+  [
+    "457567656e2042f6686d20766f6e2042617765726b",
+    "3b86963d5c0e6e3b4153d77153836606393eefc4e5e6dae97796552d1265839ee3825cb80c",
+  ],
+];
+
+for (const kind of KINDS) {
+  Deno.test({
+    name: `the ${kind} frame cipher seals the Noise vector's transport messages byte for byte (§12.3 nonce)`,
+    ignore: unavailable(kind),
+    async fn() {
+      const { a, b } = vectorKeys();
+      const initiator = cipher(kind, a.sendKey, a.receiveKey, 0);
+      const responder = cipher(kind, b.sendKey, b.receiveKey, 0);
+      for (const [i, [payload, ciphertext]] of TRANSPORT.entries()) {
+        const [tx, rx] = i % 2 === 0 ? [initiator, responder] : [responder, initiator];
+        const sealed = await sealBytes(tx, [Uint8Array.fromHex(payload)], 0);
+        assert.equal(sealed.toHex(), ciphertext, `transport message ${i + 2}`);
+        assert.equal((await rx.open(sealed)).toHex(), payload);
+      }
+    },
+  });
+
+  Deno.test({
+    name: `the ${kind} frame cipher seals what CipherState seals, nonce for nonce, from any split into parts`,
+    ignore: unavailable(kind),
+    async fn() {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          fc.array(
+            fc.tuple(
+              fc.uint8Array({ maxLength: 12_000, size: "max" }),
+              fc.array(fc.nat(12_000), { maxLength: 3 }),
+            ),
+            { minLength: 1, maxLength: 4 },
+          ),
+          async (key, frames) => {
+            const c = cipher(kind, key, key);
+            const reference = new CipherState(key);
+            for (const [plain, cuts] of frames) {
+              const points = [...new Set(cuts.map((x) => x % (plain.length + 1)))].sort((x, y) => x - y);
+              const parts: Uint8Array[] = [];
+              let at = 0;
+              for (const p of points) {
+                parts.push(plain.subarray(at, p));
+                at = p;
+              }
+              parts.push(plain.subarray(at));
+              const expected = reference.encryptWithAd(EMPTY, plain);
+              const sealed = await sealBytes(c, parts);
+              assert.equal(sealed.toHex(), expected.toHex());
+              assert.deepEqual(await c.open(sealed), plain);
+            }
+          },
+        ),
+        { numRuns: 40 },
+      );
+      const key = crypto.getRandomValues(new Uint8Array(32));
+      const c = cipher(kind, key, key);
+      const reference = new CipherState(key);
+      for (const size of SIZES) {
+        const plain = patterned(size);
+        const sealed = await sealBytes(c, [plain]);
+        assert.equal(sealed.toHex(), reference.encryptWithAd(EMPTY, plain).toHex(), `${size} bytes`);
+        assert.deepEqual(await c.open(sealed), plain);
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      `the ${kind} frame cipher refuses a flipped bit as tampered and keeps its nonce for the genuine frame`,
+    ignore: unavailable(kind),
+    async fn() {
+      const key = crypto.getRandomValues(new Uint8Array(32));
+      const tx = cipher(kind, key, key);
+      const rx = cipher(kind, key, key);
+      for (const size of [10, 200_000]) {
+        const sealed = await sealBytes(tx, [patterned(size)]);
+        for (const i of [0, sealed.length - 1]) {
+          const bad = sealed.slice();
+          bad[i] ^= 1;
+          await assert.rejects(async () => await rx.open(bad), isLinkError("tampered"));
+        }
+        await assert.rejects(async () => await rx.open(sealed.slice(0, TAGLEN - 1)), isLinkError("tampered"));
+        assert.deepEqual(await rx.open(sealed), patterned(size));
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: "native-sealed frames open with the portable cipher and portable-sealed with the native one",
+  ignore: !nativeFrameCipherAvailable(),
+  async fn() {
+    const k1 = crypto.getRandomValues(new Uint8Array(32));
+    const k2 = crypto.getRandomValues(new Uint8Array(32));
+    const native = cipher("native", k1, k2);
+    const portable = cipher("portable", k2, k1);
+    for (const size of SIZES) {
+      const plain = patterned(size);
+      const n2p = await sealBytes(native, [plain.subarray(0, 1), plain.subarray(1)]);
+      assert.deepEqual(await portable.open(n2p), plain, `native → portable, ${size} bytes`);
+      const p2n = await sealBytes(portable, [plain.subarray(0, 1), plain.subarray(1)]);
+      assert.deepEqual(await native.open(p2n), plain, `portable → native, ${size} bytes`);
+    }
+  },
+});
+
+Deno.test("by default a link gets the native cipher where libcrypto loads, the portable one otherwise", () => {
+  const key = new Uint8Array(32);
+  const chosen = createFrameCipher({ sendKey: key, receiveKey: key, headroom: 4, maxPlaintext: 1024 });
+  assert.equal(chosen.kind, nativeFrameCipherAvailable() ? "native" : "portable");
+});
+
+Deno.test("without --allow-ffi, or with MAILMEET_NATIVE_CRYPTO=0, a link falls back to the portable cipher", async () => {
+  const fixture = new URL("../fixtures/frame_cipher_choice.ts", import.meta.url).pathname;
+  const run = async (permissions: string[], env: Record<string, string> = {}) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--no-prompt", ...permissions, fixture],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  assert.equal(await run([]), "portable");
+  assert.equal(await run(["--allow-ffi", "--allow-env"], { MAILMEET_NATIVE_CRYPTO: "0" }), "portable");
+});
