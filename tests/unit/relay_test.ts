@@ -13,7 +13,7 @@ import { LinkRegistry } from "../../src/node/links.ts";
 import { NetPeerLink } from "../../src/roles/net_linker.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
 import type { LinkRoute } from "../../src/roles/peer.ts";
-import { memoryPipe } from "../helpers/mem_stream.ts";
+import { DIRECT, handshake } from "../helpers/linked_pair.ts";
 
 const NETWORK = networkKeyFromSecret(new Uint8Array(32).fill(9));
 
@@ -34,20 +34,10 @@ function node(user: string): Node {
   };
 }
 
-const DIRECT: LinkRoute = { path: "direct", transport: "tcp", kind: "lan", rttMs: 1 };
 
 /** Links a (dialer) and b over an in-memory pipe and hands each side's link to its registry. */
 async function link(a: Node, b: Node, route: LinkRoute = DIRECT): Promise<void> {
-  const [x, y] = memoryPipe();
-  const [la, lb] = await Promise.all([
-    initiateLink(x, {
-      staticKey: a.key,
-      remoteStatic: b.key.publicKey,
-      networkKey: NETWORK.secret,
-      localInfo: { user: a.user },
-    }),
-    acceptLink(y, { staticKey: b.key, networkKey: NETWORK.secret, localInfo: { user: b.user } }),
-  ]);
+  const [la, lb] = await handshake(a, b, NETWORK.secret);
   a.links.adopt(new NetPeerLink(la, b.user, "mem", "out", route));
   b.links.adopt(new NetPeerLink(lb, a.user, "mem", "in", route));
 }
