@@ -5,7 +5,7 @@ import { acceptLink, initiateLink, type Link } from "../../src/net/link.ts";
 import { LinkRegistry } from "../../src/node/links.ts";
 import { NetPeerLink } from "../../src/roles/net_linker.ts";
 import type { LinkRoute } from "../../src/roles/peer.ts";
-import { memoryPipe } from "./mem_stream.ts";
+import { memoryPipe } from "./mem_pipe.ts";
 
 const NETWORK = networkKeyFromSecret(new Uint8Array(32).fill(3));
 

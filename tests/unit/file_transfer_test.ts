@@ -1,5 +1,5 @@
 /**
- * `send` and `receive` over an in-memory link (tests/helpers/mem_link.ts): whole transfers, resume
+ * `send` and `receive` over an in-memory link (tests/helpers/mem_pipe.ts): whole transfers, resume
  * from a kept partial file, and a hostile sender whose size or hash does not match what it offered.
  */
 import assert from "node:assert/strict";
@@ -23,7 +23,7 @@ import { receiveFiles, type ReceiveOptions } from "../../src/apps/file_receive.t
 import { collectEntries, sendFiles } from "../../src/apps/file_send.ts";
 import type { AppEvent } from "../../src/apps/links.ts";
 import { Mux, type MuxStream } from "../../src/net/mux.ts";
-import { ends } from "../helpers/mem_link.ts";
+import { ends } from "../helpers/mem_pipe.ts";
 
 /** Ann's mux (she sends) and bob's (he receives), over one in-memory link. */
 function link() {
