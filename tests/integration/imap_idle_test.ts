@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { parseAccount } from "../../src/mail/account.ts";
 import { openImapMailbox } from "../../src/mail/imap.ts";
 import { mailStack } from "../helpers/mailstack.ts";
+import { Waiters } from "../helpers/waiters.ts";
 
 /** A TCP proxy to 127.0.0.1:`target` whose connections can be made to go silent. */
 class StallingProxy implements AsyncDisposable {
@@ -86,13 +87,13 @@ function message(to: string, subject: string): string {
 const CASES = [
   {
     when: "in the middle of an IDLE",
-    // The existing IDLE test's way to let IDLE begin; then only the renewal's DONE can tell.
-    settle: () => new Promise((r) => setTimeout(r, 500)),
+    // Stalled once the server accepted the IDLE: then only the renewal's DONE can tell.
+    settle: (idling: Promise<void>) => idling,
     found: "is found dead at the next IDLE renewal (DONE unanswered)",
   },
   {
     when: "between two commands",
-    settle: () => Promise.resolve(),
+    settle: (_idling: Promise<void>) => Promise.resolve(),
     found: "is found dead when IDLE is not accepted",
   },
 ];
@@ -104,9 +105,11 @@ for (const c of CASES) {
     const direct = parseAccount(stack.url("imap", me));
     await using proxy = new StallingProxy(direct.port);
     const log: string[] = [];
+    const idle = new Waiters();
     await using mb = await openImapMailbox({ ...direct, port: proxy.port }, {
       caCerts: [stack.caPem],
       log: (l) => log.push(l),
+      onIdle: idle.fire,
       // Only the renewal can notice the silent connection: polling is off the table.
       pollIntervalMs: 600_000,
       idleRenewMs: 1_000,
@@ -122,8 +125,9 @@ for (const c of CASES) {
     const it = mb.watch(ctl.signal)[Symbol.asyncIterator]();
     try {
       assert.equal((await it.next()).done, false);
+      const idling = idle.next(); // the watch enters IDLE only once asked for its next wake-up
       const next = it.next();
-      await c.settle();
+      await c.settle(idling);
       proxy.stall();
       // Its EXISTS goes into the silent connection and is lost: only a new connection can tell.
       await stack.deliverRaw(me, message(me, "[mm-stall] during"));

@@ -8,6 +8,7 @@ import { MailError } from "../../src/mail/errors.ts";
 import type { Mailbox, MessageInfo } from "../../src/mail/mailbox.ts";
 import { openImapMailbox } from "../../src/mail/imap.ts";
 import { type MailStack, mailStack } from "../helpers/mailstack.ts";
+import { Waiters } from "../helpers/waiters.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 type Kind = "imap" | "imaps";
@@ -30,10 +31,17 @@ function crlf(bytes: Uint8Array): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
-async function open(stack: MailStack, kind: Kind, address: string, log?: string[]): Promise<Mailbox> {
+async function open(
+  stack: MailStack,
+  kind: Kind,
+  address: string,
+  log?: string[],
+  onIdle?: () => void,
+): Promise<Mailbox> {
   return await openImapMailbox(parseAccount(stack.url(kind, address)), {
     caCerts: [stack.caPem],
     log: log ? (l) => log.push(l) : undefined,
+    onIdle,
     // Long enough that only an IDLE push can explain a quick wake-up.
     pollIntervalMs: 60_000,
   });
@@ -173,14 +181,17 @@ for (const kind of KINDS) {
   Deno.test(`${kind}: watch is woken by an IDLE push within seconds of delivery`, async () => {
     await using stack = await mailStack();
     const me = stack.freshAddress(`${kind}-idle`);
-    await using mb = await open(stack, kind, me);
+    const idle = new Waiters();
+    await using mb = await open(stack, kind, me, undefined, idle.fire);
     const ctl = new AbortController();
     const it = mb.watch(ctl.signal)[Symbol.asyncIterator]();
     try {
       assert.equal(await nextWithin(it, 5000), "yield");
       assert.deepEqual(await mb.list("[mm-idle]"), []);
+      // The watch enters IDLE only once asked for its next wake-up (just below).
+      const idling = idle.next();
       const woken = nextWithin(it, 15_000).then((r) => ({ r, at: Date.now() }));
-      await new Promise((r) => setTimeout(r, 300)); // let IDLE begin
+      await idling; // Dovecot accepted the IDLE: a delivery now is pushed
       await stack.deliverRaw(me, message(me, "[mm-idle] ping"));
       const inBox = Date.now(); // deliverRaw resolves once the file is in the Maildir
       const { r, at } = await woken;

@@ -1,38 +1,10 @@
 import assert from "node:assert/strict";
-import { generateKeyPair } from "../../src/protocol/noise.ts";
-import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
-import { acceptLink, initiateLink } from "../../src/net/link.ts";
 import type { MuxStream } from "../../src/net/mux.ts";
-import { LinkRegistry } from "../../src/node/links.ts";
 import { ControlServer } from "../../src/node/control.ts";
 import { ControlClient } from "../../src/node/control_client.ts";
 import { RoomService } from "../../src/node/room.ts";
 import type { AppEvent } from "../../src/apps/links.ts";
-import { NetPeerLink } from "../../src/roles/net_linker.ts";
-import { memoryPipe } from "../helpers/mem_stream.ts";
-
-const NETWORK = networkKeyFromSecret(new Uint8Array(32).fill(3));
-
-/** Two registries (ours and a member's) linked over an in-memory pipe. */
-async function linkedPair() {
-  const ours = new LinkRegistry({ user: "me", events: () => {} });
-  const theirs = new LinkRegistry({ user: "bob", events: () => {} });
-  const [kMe, kBob] = [generateKeyPair(), generateKeyPair()];
-  const [x, y] = memoryPipe();
-  const [a, b] = await Promise.all([
-    initiateLink(x, {
-      staticKey: kMe,
-      remoteStatic: kBob.publicKey,
-      networkKey: NETWORK.secret,
-      localInfo: { user: "me" },
-    }),
-    acceptLink(y, { staticKey: kBob, networkKey: NETWORK.secret, localInfo: { user: "bob" } }),
-  ]);
-  const route = { path: "direct" as const, transport: "tcp" as const, kind: "lan" as const, rttMs: 1 };
-  ours.adopt(new NetPeerLink(a, "bob", "mem", "out", route));
-  theirs.adopt(new NetPeerLink(b, "me", "mem", "in", route));
-  return { ours, theirs };
-}
+import { linkedPair } from "../helpers/linked_pair.ts";
 
 async function readAll(s: MuxStream): Promise<string> {
   let text = "";

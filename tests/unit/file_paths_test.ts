@@ -5,7 +5,7 @@ import { prepareTarget, safeComponents, UnsafePathError } from "../../src/apps/f
 import { receiveFiles } from "../../src/apps/file_receive.ts";
 import { FILE_PROTOCOL, M_ANSWER, M_OFFER, MessageReader, writeJson } from "../../src/apps/file_proto.ts";
 import { Mux, type MuxStream } from "../../src/net/mux.ts";
-import { ends } from "../helpers/mem_link.ts";
+import { ends } from "../helpers/mem_pipe.ts";
 
 Deno.test("names that leave the folder, are absolute, or are malformed are refused", () => {
   for (

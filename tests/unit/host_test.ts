@@ -388,3 +388,51 @@ Deno.test("a bootstrap nobody answers gives up after its time limit, naming the 
   await failed;
   assert.equal(timers.pending, 0);
 });
+
+Deno.test("the first requester gets a formal reply with no peers; the next gets the first, never itself, at its own address and session", async () => {
+  await using t = await setup();
+  const ann = request("ann");
+  assert.equal(await t.host.handle(mail(ann)), "delete");
+  const bob = request("bob");
+  assert.equal(await t.host.handle(mail(bob)), "delete");
+  const replies = t.outbox.of("reply");
+  assert.deepEqual(replies.map((r) => r.to), [[ann.replyTo], [bob.replyTo]]);
+  assert.deepEqual(replies[0].message.peers, [], "an empty table still answers (formally)");
+  assert.deepEqual(replies[0].message.session, ann.session);
+  assert.deepEqual(replies[1].message.peers.map((p) => p.user), ["ann"]);
+  assert.deepEqual(replies[1].message.session, bob.session);
+  assert.ok(
+    replies.every((r) => !JSON.stringify(r.message.peers).includes("@")),
+    "e-mail addresses stay in the host (【0045】)",
+  );
+});
+
+Deno.test("a failure notice flags the peer it names by user id, and later replies carry the flag (【0047】)", async () => {
+  await using t = await setup();
+  const ann = request("ann");
+  await t.host.handle(mail(ann));
+  await t.host.handle(mail(request("bob")));
+  const notice = {
+    kind: "failure" as const,
+    user: "bob",
+    target: "ann",
+    targetKey: ann.linkKey,
+    time: NOW,
+    nonce: rnd(16),
+  };
+  assert.equal(await t.host.handle(mail(notice)), "delete");
+  assert.ok(t.events.some((e) => e.event === "host_failure" && e.peer === "ann" && e.flagged === true));
+  await t.host.handle(mail(request("cat")));
+  const last = t.outbox.of("reply").at(-1)!.message;
+  // The host only marks it; each peer ranks flagged ones last itself (table/policy.ts).
+  assert.deepEqual(last.peers.map((p) => [p.user, p.flagged]).sort(), [["ann", true], ["bob", false]]);
+});
+
+Deno.test("a request replayed in another mail (same nonce) is dropped and not answered again", async () => {
+  await using t = await setup();
+  const ann = request("ann");
+  await t.host.handle(mail(ann));
+  await t.host.handle(mail(ann));
+  assert.equal(t.outbox.of("reply").length, 1);
+  assert.ok(t.events.some((e) => e.event === "host_dropped" && /replayed/.test(e.reason)));
+});

@@ -106,6 +106,7 @@ class Session {
         const line = await this.readCommand();
         if (line === null) break;
         s.commands.push(line);
+        s.commandSeen(line);
         if (this.idleTag) {
           if (line.toUpperCase() === "DONE") {
             const tag = this.idleTag;
@@ -303,6 +304,7 @@ class FakeImap implements AsyncDisposable {
   #accepting: Promise<void>;
   #running = new Set<Promise<void>>();
   #idleWaiters: (() => void)[] = [];
+  #commandWaiters: { suffix: string; resolve: () => void }[] = [];
 
   constructor(readonly opts: FakeOptions = {}) {
     this.caps = opts.caps ?? "IMAP4rev1 AUTH=PLAIN SASL-IR IDLE UIDPLUS";
@@ -363,6 +365,17 @@ class FakeImap implements AsyncDisposable {
   /** Resolves when some session next enters IDLE. */
   nextIdle(): Promise<void> {
     return new Promise((r) => this.#idleWaiters.push(r));
+  }
+
+  commandSeen(line: string): void {
+    const waiting = this.#commandWaiters;
+    this.#commandWaiters = waiting.filter((w) => !line.toUpperCase().endsWith(w.suffix));
+    for (const w of waiting) if (line.toUpperCase().endsWith(w.suffix)) w.resolve();
+  }
+
+  /** Resolves when some session next sends a command ending with `suffix` (" NOOP": the next poll). */
+  nextCommand(suffix: string): Promise<void> {
+    return new Promise((resolve) => this.#commandWaiters.push({ suffix: suffix.toUpperCase(), resolve }));
   }
 
   count(prefix: string): number {
@@ -614,7 +627,7 @@ Deno.test("without IDLE, watch polls with NOOP and sees new mail", async () => {
   const it = mb.watch(ctl.signal)[Symbol.asyncIterator]();
   assert.equal(await nextWithin(it, 1000), "yield");
   const next = nextWithin(it, 3000);
-  await new Promise((r) => setTimeout(r, 150));
+  await server.nextCommand(" NOOP"); // a poll went by with nothing new
   await server.deliver("[mm] polled");
   assert.equal(await next, "yield");
   assert.ok(server.commands.some((c) => c.endsWith(" NOOP")));
@@ -640,7 +653,7 @@ Deno.test("a server that answers IDLE with BAD is polled instead", async () => {
   const it = mb.watch(ctl.signal)[Symbol.asyncIterator]();
   assert.equal(await nextWithin(it, 1000), "yield");
   const next = nextWithin(it, 3000);
-  await new Promise((r) => setTimeout(r, 100));
+  await refusing.nextCommand(" NOOP"); // refused, it polls now
   await refusing.deliver("[mm] polled");
   assert.equal(await next, "yield");
   assert.ok(log.some((l) => l.includes("refused IDLE")), log.join("\n"));
@@ -675,7 +688,7 @@ Deno.test("IDLE is re-issued after the refresh interval without yielding", async
   assert.equal(await nextWithin(it, 450), "timeout");
   assert.ok(server.commands.filter((c) => c.endsWith(" IDLE")).length >= 3, server.commands.join("|"));
   ctl.abort();
-  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await nextWithin(it, 1000), "done");
 });
 
 Deno.test("an operation called while IDLE runs ends it (DONE), runs, and IDLE resumes", async () => {

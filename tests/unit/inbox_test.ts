@@ -12,11 +12,12 @@ import type { OutgoingMail, Sender, SentInfo } from "../../src/mail/smtp.ts";
 import { composeMail, toMailError } from "../../src/mail/smtp.ts";
 import { parseAccount } from "../../src/mail/account.ts";
 import { openText, sealToText } from "../../src/protocol/envelope.ts";
-import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
+import { type NetworkKey, networkKeyFromSecret } from "../../src/protocol/keys.ts";
+import { ProtocolError } from "../../src/protocol/errors.ts";
 import type { Reply } from "../../src/protocol/messages.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
 import { Host } from "../../src/roles/host.ts";
-import { InboxReader, QUARANTINE_FOLDER } from "../../src/roles/inbox.ts";
+import { type Disposition, type InboundMail, InboxReader, QUARANTINE_FOLDER } from "../../src/roles/inbox.ts";
 import { DEFAULT_POLICY } from "../../src/table/policy.ts";
 import { PeerTable } from "../../src/table/table.ts";
 import { request } from "../helpers/events.ts";
@@ -37,6 +38,11 @@ class MemBox implements Mailbox {
   failLists = 0;
   /** commit() throws this (a crash before the deletions were made permanent). */
   commitFails?: Error;
+  /** fetch() refuses these as too large. */
+  tooLarge = new Set<string>();
+  /** These are bounces (listReports), not marker mail. */
+  reportIds = new Set<string>();
+  fetched: string[] = [];
   #next = 0;
   #poke?: () => void;
 
@@ -63,6 +69,8 @@ class MemBox implements Mailbox {
     return Promise.resolve(out);
   }
   fetch(id: string): Promise<Uint8Array> {
+    this.fetched.push(id);
+    if (this.tooLarge.has(id)) return Promise.reject(new MailError(`${id} is too large.`, "too_large"));
     const raw = this.mails.get(id);
     return raw ? Promise.resolve(raw) : Promise.reject(new MailError(`${id} gone`, "not_found"));
   }
@@ -78,7 +86,13 @@ class MemBox implements Mailbox {
     this.marked.clear();
     return Promise.resolve();
   }
-  quarantine(ids: readonly string[], folder: string): Promise<void> {
+  listReports(): Promise<MessageInfo[]> {
+    return Promise.resolve(
+      [...this.reportIds].filter((id) => this.mails.has(id)).map((id) => ({ id, subject: "", size: 0 })),
+    );
+  }
+  /** A mailbox with folders sets mail aside; undefined: one without (POP3, maildir) deletes it instead. */
+  quarantine?: (ids: readonly string[], folder: string) => Promise<void> = (ids, folder) => {
     assert.equal(folder, QUARANTINE_FOLDER);
     this.log.push(`quarantine ${ids.length}`);
     for (const id of ids) {
@@ -86,7 +100,7 @@ class MemBox implements Mailbox {
       this.mails.delete(id);
     }
     return Promise.resolve();
-  }
+  };
   async *watch(signal: AbortSignal): AsyncIterable<void> {
     yield;
     while (!signal.aborted) {
@@ -127,13 +141,17 @@ class Outbox implements Sender {
   }
 }
 
-async function requestMail(user: string): Promise<Uint8Array> {
+function requestMail(user: string): Promise<Uint8Array> {
+  return requestMailWith(key, user);
+}
+
+async function requestMailWith(sealKey: NetworkKey, user: string): Promise<Uint8Array> {
   const replyTo = `${user}@isp-a.test`;
   return (await composeMail({
     from: replyTo,
     to: [HOST],
     subject: MARKER,
-    text: sealToText(key, request(user, { address: replyTo })),
+    text: sealToText(sealKey, request(user, { address: replyTo })),
   })).raw;
 }
 
@@ -260,6 +278,7 @@ Deno.test("a mail whose handler failed is tried again after a pause, with no new
 Deno.test("run() waits out a mail server outage, says so once, and gives up at its deadline with the last error", async () => {
   let now = 0;
   const said: string[] = [];
+  const recovered = Promise.withResolvers<void>();
   const patience = new Patience({
     deadline: () => 60_000,
     clock: () => now,
@@ -269,7 +288,10 @@ Deno.test("run() waits out a mail server outage, says so once, and gives up at i
       return Promise.resolve();
     },
     onWaiting: (what, err) => said.push(`waiting ${what}: ${err.code}`),
-    onRecovered: (what) => said.push(`recovered ${what}`),
+    onRecovered: (what) => {
+      said.push(`recovered ${what}`);
+      recovered.resolve();
+    },
   });
   const box = new MemBox(16);
   box.failLists = 3;
@@ -278,7 +300,7 @@ Deno.test("run() waits out a mail server outage, says so once, and gives up at i
   const running = reader.run(ctl.signal, () => Promise.resolve("keep"));
   box.add(enc(`Subject: ${MARKER}\r\n\r\nx`));
   // The first watch's pass failed 3 times; the 4th works and the loop goes on until aborted.
-  while (said.length < 2) await new Promise((r) => setTimeout(r, 0));
+  await recovered.promise;
   ctl.abort();
   await running;
   assert.deepEqual(said, ["waiting reading: connect", "recovered reading"]);
@@ -349,4 +371,146 @@ Deno.test("patience retries a 454 temporary authentication failure; a wrong pass
     /refused the password/,
   );
   assert.equal(tries, 1);
+});
+
+/** Marker mail with `text` as its body. */
+const marked = (text: string) =>
+  enc(`Subject: ${MARKER}\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\n\r\n${text}`);
+
+Deno.test("each disposition: delete removes the mail, keep leaves it unread for the run, later reopens it next pass, quarantine sets it aside", async () => {
+  const box = new MemBox(16);
+  const ids = {
+    delete: box.add(marked("a")),
+    keep: box.add(marked("b")),
+    later: box.add(marked("c")),
+    quarantine: box.add(marked("d")),
+  };
+  const byId = new Map(Object.entries(ids).map(([d, id]) => [id, d as Disposition]));
+  const seen: string[] = [];
+  const reader = new InboxReader(box, { marker: MARKER, key });
+  const handler = (m: InboundMail) => {
+    seen.push(byId.get(m.id)!);
+    return Promise.resolve(byId.get(m.id)!);
+  };
+  assert.equal(await reader.pass(handler), 4);
+  assert.deepEqual(seen, ["delete", "keep", "later", "quarantine"]);
+  assert.deepEqual([...box.mails.keys()].sort(), [ids.keep, ids.later].sort());
+  assert.deepEqual(box.quarantined, [ids.quarantine]);
+  seen.length = 0;
+  assert.equal(await reader.pass(handler), 1);
+  assert.deepEqual(seen, ["later"], "kept mail is not read again this run; 'later' is");
+  assert.equal(
+    await new InboxReader(box, { marker: MARKER, key }).pass(handler),
+    2,
+    "a new run reads kept mail again",
+  );
+});
+
+Deno.test("on a mailbox without folders, quarantined mail is deleted", async () => {
+  const box = new MemBox(16);
+  box.quarantine = undefined;
+  const id = box.add(marked("d"));
+  await new InboxReader(box, { marker: MARKER, key }).pass(() => Promise.resolve("quarantine"));
+  assert.equal(box.mails.has(id), false);
+  assert.deepEqual(box.log, ["delete 1", "commit"]);
+});
+
+Deno.test("marker mail that is no mailmeet message, or sealed with another key, reaches the handler as a typed error, not a crash", async () => {
+  const box = new MemBox(16);
+  const other = networkKeyFromSecret(new Uint8Array(32).fill(8));
+  const noBlock = box.add(marked("just a note with our subject"));
+  const otherKey = box.add(await requestMailWith(other, "eve"));
+  const ours = box.add(await requestMail("ann"));
+  const got = new Map<string, string>();
+  await new InboxReader(box, { marker: MARKER, key }).pass((m) => {
+    got.set(m.id, m.message instanceof ProtocolError ? m.message.code : m.message.kind);
+    return Promise.resolve("keep");
+  });
+  assert.deepEqual(Object.fromEntries(got), {
+    [noBlock]: "malformed",
+    [otherKey]: "unsealed",
+    [ours]: "request",
+  });
+});
+
+Deno.test("a mail too large to be ours is skipped: reported once, never handed to a handler, never deleted", async () => {
+  const box = new MemBox(16);
+  const big = box.add(marked("x"));
+  box.tooLarge.add(big);
+  const small = box.add(marked("y"));
+  const skipped: string[] = [];
+  const handled: string[] = [];
+  const reader = new InboxReader(box, { marker: MARKER, key, onSkip: (id) => skipped.push(id) });
+  const handler = (m: InboundMail) => {
+    handled.push(m.id);
+    return Promise.resolve("delete" as const);
+  };
+  assert.equal(await reader.pass(handler), 1);
+  assert.equal(await reader.pass(handler), 0);
+  assert.deepEqual(skipped, [big], "said once");
+  assert.deepEqual(handled, [small]);
+  assert.ok(box.mails.has(big), "left for its owner");
+  assert.equal(box.fetched.filter((id) => id === big).length, 1, "not fetched again this run");
+});
+
+Deno.test("a mail gone between list and fetch (another reader took it) is skipped without a word", async () => {
+  const box = new MemBox(16);
+  const gone = box.add(marked("x"));
+  const realFetch = box.fetch.bind(box);
+  box.fetch = (id: string) => {
+    box.mails.delete(gone);
+    return realFetch(id);
+  };
+  const skipped: string[] = [];
+  const handled: string[] = [];
+  const n = await new InboxReader(box, { marker: MARKER, key, onSkip: (id) => skipped.push(id) })
+    .pass((m) => {
+      handled.push(m.id);
+      return Promise.resolve("delete");
+    });
+  assert.equal(n, 0);
+  assert.deepEqual([skipped, handled], [[], []]);
+});
+
+Deno.test("a handler's permanent mail failure ends the pass unless onError takes it; then the mail stays and is tried again", async () => {
+  const box = new MemBox(16);
+  const id = box.add(marked("x"));
+  const permanent = new MailError("The server refused the mail.", "rejected");
+  await assert.rejects(
+    new InboxReader(box, { marker: MARKER, key }).pass(() => Promise.reject(permanent)),
+    /refused the mail/,
+  );
+  const errors: string[] = [];
+  const reader = new InboxReader(box, { marker: MARKER, key, onError: (i) => errors.push(i) });
+  assert.equal(await reader.pass(() => Promise.reject(permanent)), 0);
+  assert.deepEqual(errors, [id]);
+  assert.ok(box.mails.has(id), "at-least-once: the work is not done, the mail stays");
+  assert.equal(await reader.pass(() => Promise.resolve("delete")), 1, "not settled: tried again");
+  assert.equal(box.mails.has(id), false);
+});
+
+Deno.test("a bounce about our mail is deleted and committed before settled() runs; another bounce is kept and read once", async () => {
+  const dsn = await Deno.readFile(new URL("../fixtures/dsn_postfix_unknown_domain.eml", import.meta.url));
+  const box = new MemBox(16);
+  const ours = box.add(dsn);
+  const theirs = box.add(dsn);
+  box.reportIds.add(ours).add(theirs);
+  const seen: string[] = [];
+  const reader = new InboxReader(box, {
+    marker: MARKER,
+    key,
+    reports: {
+      wanted: () => true,
+      handle: (id, report) => {
+        seen.push(`${id} ${report.messageId}`);
+        return id === ours ? "delete" : "keep";
+      },
+      settled: () => box.log.push("settled"),
+    },
+  });
+  await reader.pass(() => Promise.resolve("keep"));
+  await reader.pass(() => Promise.resolve("keep"));
+  assert.deepEqual(seen, [ours, theirs].map((id) => `${id} aaac873f-a181-bc38-d6ab-7da8f6ab503c@isp-a.test`));
+  assert.deepEqual(box.log, ["delete 1", "commit", "settled", "settled"]);
+  assert.deepEqual([...box.mails.keys()], [theirs]);
 });

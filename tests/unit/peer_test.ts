@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { OutgoingMail, Sender, SentInfo } from "../../src/mail/smtp.ts";
 import type { ParsedMail } from "../../src/mail/parse.ts";
-import { openText } from "../../src/protocol/envelope.ts";
+import { openText, sealToText } from "../../src/protocol/envelope.ts";
+import { ProtocolError } from "../../src/protocol/errors.ts";
 import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
 import {
   type Intro,
@@ -13,6 +14,7 @@ import {
 import type { NodeEvent } from "../../src/roles/events.ts";
 import type { InboundMail } from "../../src/roles/inbox.ts";
 import {
+  type DialOptions,
   LINKED_REANNOUNCE_MS,
   type Linker,
   type LinkSet,
@@ -66,16 +68,22 @@ class Links implements LinkSet {
 
 const REACH: Reach = { host: "198.51.100.10", port: 4000, ...reachAt("198.51.100.10", 4000) };
 
-function setup(reachable: (user: string) => boolean) {
+function setup(
+  reachable: (user: string) => boolean,
+  dialHook?: (entry: PeerEntry, opts?: DialOptions) => Promise<PeerLink>,
+) {
   const outbox = new Outbox();
   const links = new Links();
   const events: NodeEvent[] = [];
   const dialled: { user: string; deadline: number }[] = [];
+  const dialOpts: (DialOptions | undefined)[] = [];
   const linker: Linker = {
     publicKey: new Uint8Array(32).fill(1),
     reach: () => REACH,
-    dial: (entry, deadline) => {
+    dial: (entry, deadline, opts) => {
       dialled.push({ user: entry.user, deadline });
+      dialOpts.push(opts);
+      if (dialHook) return dialHook(entry, opts);
       return reachable(entry.user)
         ? Promise.resolve(fakeLink(entry.user))
         : Promise.reject(new Error(`${entry.user} did not answer`));
@@ -96,7 +104,7 @@ function setup(reachable: (user: string) => boolean) {
     },
     { key, sender: outbox, linker, links, events: (e) => events.push(e), clock: () => clock },
   );
-  return { peer, outbox, links, events, dialled, tick: (ms: number) => clock += ms };
+  return { peer, outbox, links, events, dialled, dialOpts, tick: (ms: number) => clock += ms };
 }
 
 function entry(user: string, seen = NOW - 1000): PeerEntry {
@@ -176,19 +184,17 @@ Deno.test("an introduction that came after its window makes the peer ask again, 
     window: 45_000,
   };
   const requests = () => t.outbox.sent.filter((s) => s.message.kind === "request").length;
+  // announce() hands its mail to the sender before its first await: what was asked is counted at once.
   t.peer.handle(mail(late));
-  await new Promise((r) => setTimeout(r, 0));
   assert.equal(requests(), 0, "read at start, before our own request (which is about to go): no second one");
   await t.peer.announce();
   t.peer.handle(mail(late));
   t.peer.handle(mail(late));
   await t.peer.dialing;
-  await new Promise((r) => setTimeout(r, 0));
   assert.equal(t.dialled.length, 0, "nobody is trying any more: no dial");
   assert.equal(requests(), 2, "asked again once");
   t.tick(61_000);
   t.peer.handle(mail(late));
-  await new Promise((r) => setTimeout(r, 0));
   assert.equal(requests(), 3);
 });
 
@@ -239,4 +245,108 @@ Deno.test("a peer coming back dials the members it was linked to last time; link
   assert.equal((await t.peer.announce()).quiet, true, "the host keeps its row; no introductions wanted");
   const alone = setup(() => false);
   assert.equal(await alone.peer.comeBack([entry("gone")], 10_000), false, "nobody answered: ask by mail");
+});
+
+Deno.test("a reply whose session id is not ours dials nothing; before any request every reply is someone else's", async () => {
+  const t = setup(() => true);
+  const before = mail({ kind: "reply", session: new Uint8Array(16).fill(3), time: NOW, peers: [entry("x")] });
+  assert.equal(t.peer.handle(before), "keep", "we asked nothing yet: not ours to delete");
+  const req = await t.peer.announce();
+  const forged = new Uint8Array(req.session);
+  forged[0] ^= 1;
+  assert.equal(
+    t.peer.handle(mail({ kind: "reply", session: forged, time: NOW, peers: [entry("x")] })),
+    "keep",
+    "one bit off is another request's reply",
+  );
+  await t.peer.dialing;
+  assert.deepEqual(t.dialled, []);
+  assert.equal(t.events.filter((e) => e.event === "reply").length, 0);
+  assert.equal(t.events.filter((e) => e.event === "reply_ignored").length, 2);
+});
+
+Deno.test("a reply sealed with another network key (a stranger posing as a host) is set aside and dials nothing", async () => {
+  const t = setup(() => true);
+  const req = await t.peer.announce();
+  const stranger = networkKeyFromSecret(new Uint8Array(32).fill(5));
+  const text = sealToText(stranger, { kind: "reply", session: req.session, time: NOW, peers: [entry("x")] });
+  let opened: Message | ProtocolError;
+  try {
+    opened = openText(key, text);
+  } catch (err) {
+    opened = err as ProtocolError;
+  }
+  assert.ok(opened instanceof ProtocolError && opened.code === "unsealed");
+  const m = mail({ kind: "reply", session: req.session, time: NOW, peers: [] });
+  m.message = opened;
+  assert.equal(t.peer.wants(m), false, "an unopened mail is no reply for the peer role");
+  assert.equal(t.peer.handle(m), "quarantine");
+  await t.peer.dialing;
+  assert.deepEqual(t.dialled, []);
+  assert.ok(t.events.some((e) => e.event === "reply_ignored" && /another key/.test(e.reason)));
+});
+
+Deno.test("a host we never asked that echoes our session (an upstream host, 【0065】) is heard; the session id, not the From, proves the answer", async () => {
+  const heard: string[] = [];
+  const t = setup(() => true);
+  t.peer.deps.onPeers = (_peers, via) => heard.push(via);
+  const req = await t.peer.announce();
+  const m = mail({ kind: "reply", session: req.session, time: NOW, peers: [entry("ann"), entry("me")] });
+  m.mail.from = "upstream@far.test";
+  assert.equal(t.peer.handle(m), "delete");
+  await t.peer.dialing;
+  assert.deepEqual(heard, ["upstream@far.test"]);
+  assert.deepEqual(t.dialled.map((d) => d.user), ["ann"], "a host listing us never makes us dial ourselves");
+});
+
+Deno.test("later replies to one request are taken for five minutes; after that one is deleted as a replay", async () => {
+  const t = setup(() => true);
+  const req = await t.peer.announce();
+  const reply = (user: string) =>
+    mail({ kind: "reply", session: req.session, time: NOW, peers: [entry(user)] });
+  assert.equal(t.peer.handle(reply("ann")), "delete");
+  t.tick(4 * 60_000);
+  assert.equal(t.peer.handle(reply("bob")), "delete");
+  t.tick(2 * 60_000);
+  assert.equal(t.peer.handle(reply("cat")), "delete");
+  await t.peer.dialing;
+  assert.deepEqual(t.dialled.map((d) => d.user), ["ann", "bob"], "the late reply dials nobody");
+  assert.ok(t.events.some((e) => e.event === "reply_ignored" && /answered long ago/.test(e.reason)));
+});
+
+Deno.test("an introduced peer punches at once but dials TCP only if the newcomer has not reached us meanwhile", async () => {
+  const dial = Promise.withResolvers<PeerLink>();
+  const t = setup(() => true, () => dial.promise);
+  const intro: Intro = {
+    kind: "intro",
+    peer: entry("newbie", NOW),
+    time: NOW,
+    nonce: new Uint8Array(16),
+    window: 45_000,
+  };
+  t.peer.handle(mail(intro));
+  assert.equal(t.dialled.length, 1, "the dial (punching) starts at once");
+  const tcpWhen = t.dialOpts[0]?.tcpWhen;
+  assert.ok(tcpWhen);
+  t.links.users.add("newbie"); // the newcomer's own dial reached us first
+  assert.equal(await tcpWhen, false, "no second (TCP) link to close");
+  dial.reject(new Error("gave up"));
+  await t.peer.dialing;
+  assert.ok(!t.events.some((e) => e.event === "dial_failed"), "it reached us: nothing failed");
+});
+
+Deno.test("close() aborts the dials under way and reports no failure for them", async () => {
+  const t = setup(
+    () => true,
+    (_e, opts) =>
+      new Promise((_resolve, reject) =>
+        opts?.signal?.addEventListener("abort", () => reject(new Error("aborted")), { once: true })
+      ),
+  );
+  const req = await t.peer.announce();
+  t.peer.handle(mail({ kind: "reply", session: req.session, time: NOW, peers: [entry("ann")] }));
+  assert.equal(t.dialled.length, 1);
+  await t.peer.close();
+  assert.equal(t.outbox.sent.filter((s) => s.message.kind === "failure").length, 0);
+  assert.ok(!t.events.some((e) => e.event === "dial_failed" || e.event === "waiting"));
 });

@@ -473,17 +473,21 @@ Deno.test("pop3 watch yields at once, then only when a new session shows a new U
   await using mb = await open(server, { poll: 30 });
   const ac = new AbortController();
   const yields: number[] = [];
+  const second = Promise.withResolvers<void>();
   const t0 = Date.now();
   const watching = (async () => {
-    for await (const _ of mb.watch(ac.signal)) yields.push(Date.now() - t0);
+    for await (const _ of mb.watch(ac.signal)) {
+      yields.push(Date.now() - t0);
+      if (yields.length === 2) second.resolve();
+    }
   })();
-  await new Promise((r) => setTimeout(r, 200));
+  await commandsSeen(server, "PASS", 4); // three polls went by, the fourth is logging in
   assert.equal(yields.length, 1, "polls without new mail should not wake the caller");
   const sessionsBefore = new Set(server.commands.map((c) => c.split(" ")[0])).size;
   assert.ok(sessionsBefore >= 4, `expected a new session per poll, saw ${sessionsBefore}`);
   server.maildrop.push(message("u2", MARKER));
   const added = Date.now() - t0;
-  await waitFor(() => yields.length === 2, 1_000);
+  await second.promise;
   assert.ok(yields[1] - added < 200, `new mail seen after ${yields[1] - added} ms`);
   ac.abort();
   await watching;
@@ -498,7 +502,7 @@ Deno.test("pop3 watch: a poll refresh never commits uncommitted deletions", asyn
   const watching = (async () => {
     for await (const _ of mb.watch(ac.signal)) { /* polls happen between iterations */ }
   })();
-  await new Promise((r) => setTimeout(r, 150));
+  await commandsSeen(server, "RSET", 2); // two poll refreshes went by
   ac.abort();
   await watching;
   assert.equal(server.maildrop.length, 2);
@@ -514,10 +518,14 @@ Deno.test("pop3 watch ends promptly when aborted during the wait", async () => {
   await using mb = await open(server, { poll: 60_000 });
   const ac = new AbortController();
   let yields = 0;
+  const first = Promise.withResolvers<void>();
   const watching = (async () => {
-    for await (const _ of mb.watch(ac.signal)) yields++;
+    for await (const _ of mb.watch(ac.signal)) {
+      yields++;
+      first.resolve();
+    }
   })();
-  await new Promise((r) => setTimeout(r, 30));
+  await first.promise; // the watch now waits for the next poll
   const t0 = Date.now();
   ac.abort();
   await watching;
@@ -555,12 +563,19 @@ function disposable(server: FakePop3): FakePop3 & AsyncDisposable {
   return Object.assign(server, { [Symbol.asyncDispose]: () => server.close() });
 }
 
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+/** Resolves once the server has seen `n` more commands starting with `prefix`: a sync point, not a sleep. */
+function commandsSeen(server: FakePop3, prefix: string, n = 1): Promise<void> {
+  const done = Promise.withResolvers<void>();
+  const before = server.hook;
+  let left = n;
+  server.hook = (c, s) => {
+    if (c.startsWith(prefix) && --left === 0) {
+      server.hook = before;
+      done.resolve();
+    }
+    return before?.(c, s) ?? "default";
+  };
+  return done.promise;
 }
 
 Deno.test("pop3: a server that promises [AUTH] (AUTH-RESP-CODE) and refuses without it is restarting, not refusing the password", async () => {

@@ -13,7 +13,7 @@ import { LinkRegistry } from "../../src/node/links.ts";
 import { NetPeerLink } from "../../src/roles/net_linker.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
 import type { LinkRoute } from "../../src/roles/peer.ts";
-import { memoryPipe } from "../helpers/mem_stream.ts";
+import { DIRECT, handshake } from "../helpers/linked_pair.ts";
 
 const NETWORK = networkKeyFromSecret(new Uint8Array(32).fill(9));
 
@@ -22,32 +22,34 @@ interface Node {
   key: KeyPair;
   links: LinkRegistry;
   events: NodeEvent[];
+  /** Resolves when this node says it is connected to `peer` (at once if it said so already). */
+  connected(peer: string): Promise<void>;
 }
 
 function node(user: string): Node {
   const events: NodeEvent[] = [];
+  const waiters: { peer: string; resolve: () => void }[] = [];
+  const said = (peer: string) => events.some((e) => e.event === "connected" && e.peer === peer);
   return {
     user,
     key: generateKeyPair(),
-    links: new LinkRegistry({ user, events: (e) => events.push(e) }),
+    links: new LinkRegistry({
+      user,
+      events: (e) => {
+        events.push(e);
+        if (e.event !== "connected") return;
+        for (const w of waiters.filter((w) => w.peer === e.peer)) w.resolve();
+      },
+    }),
     events,
+    connected: (peer) =>
+      said(peer) ? Promise.resolve() : new Promise((resolve) => waiters.push({ peer, resolve })),
   };
 }
 
-const DIRECT: LinkRoute = { path: "direct", transport: "tcp", kind: "lan", rttMs: 1 };
-
 /** Links a (dialer) and b over an in-memory pipe and hands each side's link to its registry. */
 async function link(a: Node, b: Node, route: LinkRoute = DIRECT): Promise<void> {
-  const [x, y] = memoryPipe();
-  const [la, lb] = await Promise.all([
-    initiateLink(x, {
-      staticKey: a.key,
-      remoteStatic: b.key.publicKey,
-      networkKey: NETWORK.secret,
-      localInfo: { user: a.user },
-    }),
-    acceptLink(y, { staticKey: b.key, networkKey: NETWORK.secret, localInfo: { user: b.user } }),
-  ]);
+  const [la, lb] = await handshake(a, b, NETWORK.secret);
   a.links.adopt(new NetPeerLink(la, b.user, "mem", "out", route));
   b.links.adopt(new NetPeerLink(lb, a.user, "mem", "in", route));
 }
@@ -111,8 +113,7 @@ Deno.test("two members link end to end through a third: the relay splices, the h
       rttMs: 1,
     }),
   );
-  await bob.links.firstLink;
-  for (let i = 0; i < 100 && !bob.links.has("ann"); i++) await new Promise((r) => setTimeout(r, 5));
+  await bob.connected("ann");
   assert.ok(bob.links.has("ann"), "bob adopted the relayed link");
   assert.deepEqual(relayed, [{ from: "ann", to: "bob", outcome: "spliced" }]);
 

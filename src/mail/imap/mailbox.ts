@@ -81,6 +81,8 @@ export const DEFAULT_TUNING: ImapTuning = {
 export interface ImapMailboxOptions extends MailboxOptions {
   /** Timeouts and backoff; tests shorten them. */
   tuning?: Partial<ImapTuning>;
+  /** Called each time the server accepts an IDLE ("+"): tests wait on it instead of sleeping. */
+  onIdle?: () => void;
 }
 
 /** A FIFO lock: whoever asked first gets the connection first. */
@@ -530,6 +532,7 @@ export class ImapMailbox implements Mailbox {
       }
       throw err;
     }
+    this.#opts.onIdle?.();
     let finish!: (e: IdleEnd) => void;
     const ended = new Promise<IdleEnd>((r) => (finish = r));
     const check = () => {
