@@ -15,7 +15,8 @@ import type { MailError } from "../mail/errors.ts";
 import { patientSender } from "../mail/patience.ts";
 import { AutoNode } from "../roles/auto.ts";
 import type { EventSink } from "../roles/events.ts";
-import { DEFAULT_SKEW_MS, Host } from "../roles/host.ts";
+import { Host } from "../roles/host.ts";
+import { hostSettings, selfEntry } from "./host_wiring.ts";
 import { InboxReader } from "../roles/inbox.ts";
 import { Peer } from "../roles/peer.ts";
 import type { PeerTable } from "../table/table.ts";
@@ -258,33 +259,16 @@ export async function startNode(
       promote: flag(r, "no-host") ? undefined : () => {
         table = openTable(r, mail.address);
         status.tableSize = () => table?.size() ?? 0;
-        const host = new Host(
-          {
-            address: mail.address,
-            marker: str(r, "marker")!,
-            maxAgeMs: num(r, "max-age"),
-            skewMs: DEFAULT_SKEW_MS,
-            upstream: vias,
-            syncIntervalMs: num(r, "sync-interval"),
-          },
-          {
-            key,
-            table,
-            sender,
-            events,
-            budget,
-            // A promoted node is a peer too: it offers itself first (it is online right now).
-            self: () => ({
-              user,
-              ...network.reach(),
-              linkKey: network.linker.publicKey,
-              seen: Date.now(),
-              flagged: false,
-            }),
-            // The newcomer is ours to reach too: no mail to ourselves.
-            introduceSelf: (intro) => void peer.introduce(intro, mail.address),
-          },
-        );
+        const host = new Host(hostSettings(r, mail.address, vias), {
+          key,
+          table,
+          sender,
+          events,
+          budget,
+          self: selfEntry(network, user),
+          // The newcomer is ours to reach too: no mail to ourselves.
+          introduceSelf: (intro) => void peer.introduce(intro, mail.address),
+        });
         host.runSync(signal).catch((err) =>
           events({ event: "error", message: `sync stopped: ${err.message}` })
         );

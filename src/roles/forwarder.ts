@@ -6,7 +6,7 @@
  */
 import type { Sender } from "../mail/smtp.ts";
 import { ProtocolError } from "../protocol/errors.ts";
-import type { PeerTable } from "../table/table.ts";
+import type { NonceLedger } from "./host_storage.ts";
 import type { EventSink } from "./events.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
 import { screen, type ScreenSettings } from "./screen.ts";
@@ -35,7 +35,7 @@ export class Forwarder {
 
   constructor(
     readonly settings: ForwarderSettings,
-    readonly deps: { sender: Sender; table: PeerTable; events: EventSink; clock?: () => number },
+    readonly deps: { sender: Sender; table: NonceLedger; events: EventSink; clock?: () => number },
   ) {
     this.#workers = settings.workers.map((address) => ({ address, forwarded: 0, failures: 0, restUntil: 0 }));
     this.#clock = deps.clock ?? Date.now;

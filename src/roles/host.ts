@@ -24,7 +24,7 @@ import {
 } from "../protocol/messages.ts";
 import { b64u, type Random, systemRandom } from "../protocol/bytes.ts";
 import type { TableEntry } from "../table/policy.ts";
-import type { PeerTable } from "../table/table.ts";
+import type { HostStorage } from "./host_storage.ts";
 import type { EventSink } from "./events.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
 import { screen } from "./screen.ts";
@@ -61,7 +61,8 @@ export const DEFAULT_INTRO_WINDOW_MS = 45_000;
 
 export interface HostDeps {
   key: NetworkKey;
-  table: PeerTable;
+  /** The peer table (src/table/table.ts), behind what the role needs of it. */
+  table: HostStorage;
   sender: Sender;
   events: EventSink;
   /** This node's own entry when it is a peer too (auto-promotion): offered first, always fresh. */
@@ -77,6 +78,11 @@ export interface HostDeps {
   random?: Random;
   /** For the bootstrap's time limit (tests fire it by hand). */
   timers?: Timers;
+}
+
+/** The table could not be filled from another host (【0060】): no answer, or the sync could not be sent. */
+export class BootstrapError extends Error {
+  override name = "BootstrapError";
 }
 
 export class Host {
@@ -200,7 +206,7 @@ export class Host {
     const me = this.settings.address;
     for (const other of m.mail.recipients) {
       if (other === me || this.settings.upstream?.includes(other)) continue;
-      if (this.deps.table.store.addHost(other, now)) {
+      if (this.deps.table.addHost(other, now)) {
         this.deps.events({ event: "info", message: `learned of host ${other} from ${req.user}'s request` });
         await this.#sendSync(other, this.#recent(now), false, [me]);
       }
@@ -257,7 +263,7 @@ export class Host {
     // 【0047】: look the peer up by user id, not by address (addresses change; ids do not) — and
     // only while the row is still the run the reporter tried (a restarted peer is alive).
     const flagged = this.deps.table.settle(nonce, now, () => {
-      const row = f.targetKey ? this.deps.table.store.get(f.target) : undefined;
+      const row = f.targetKey ? this.deps.table.get(f.target) : undefined;
       const stale = f.targetKey !== undefined && row !== undefined && b64u(row.linkKey) !== b64u(f.targetKey);
       return stale ? false : this.deps.table.flag(f.target);
     });
@@ -274,8 +280,8 @@ export class Host {
       if (e.user === selfUser) continue; // we know where we are better than anyone
       if (this.deps.table.learn(fromPeerEntry(e, msg.host), now)) learned.push(e);
     }
-    const isNewHost = this.deps.table.store.addHost(msg.host, now);
-    this.deps.table.store.markSynced(msg.host, now);
+    const isNewHost = this.deps.table.addHost(msg.host, now);
+    this.deps.table.markSynced(msg.host, now);
     this.deps.events({
       event: "info",
       message: `sync from ${msg.host}: ${learned.length} of ${msg.entries.length} entries new${
@@ -300,7 +306,7 @@ export class Host {
    */
   async bootstrap(address: string, timeoutMs: number): Promise<void> {
     this.#bootstrapFrom = address.toLowerCase();
-    this.deps.table.store.addHost(this.#bootstrapFrom, this.#clock());
+    this.deps.table.addHost(this.#bootstrapFrom, this.#clock());
     await this.#sendSync(this.#bootstrapFrom, this.#recent(this.#clock()), true, [this.settings.address]);
     try {
       await deadline(this.#bootstrapped.promise, timeoutMs, { timers: this.deps.timers });
@@ -310,12 +316,48 @@ export class Host {
     }
   }
 
+  /**
+   * 【0060】 A new host fills its table from `from` before answering anyone: it reads only syncs
+   * from its mailbox (everything else stays there for later) until `from`'s answer is stored.
+   * Rejects after `timeoutMs`, or when `stop` aborts.
+   */
+  async fillFrom(
+    from: string,
+    timeoutMs: number,
+    inbox: { run(signal: AbortSignal, handle: (m: InboundMail) => Promise<Disposition>): Promise<void> },
+    stop: AbortSignal,
+  ): Promise<void> {
+    const booting = new AbortController();
+    const reading = inbox.run(
+      AbortSignal.any([stop, booting.signal]),
+      (m) =>
+        !(m.message instanceof ProtocolError) && m.message.kind === "sync"
+          ? this.handle(m)
+          : Promise.resolve("later"),
+    );
+    try {
+      await Promise.race([
+        this.bootstrap(from, timeoutMs).catch((err) => {
+          throw new BootstrapError((err as Error).message, { cause: err });
+        }),
+        // Reading ends early only when stopped (the caller knows) or when the mailbox failed
+        // (that error, as it is, is the answer).
+        reading.then(() => {
+          throw new BootstrapError("stopped before the answer came");
+        }),
+      ]);
+    } finally {
+      booting.abort();
+      await reading.catch(() => {});
+    }
+  }
+
   /** Sends every known host and upstream host our recent entries (periodic convergence, 【0061】). */
   async syncAll(): Promise<void> {
     const now = this.#clock();
     const entries = this.#recent(now);
     const targets = new Set([
-      ...this.deps.table.store.hosts().map((h) => h.address),
+      ...this.deps.table.hosts().map((h) => h.address),
       ...(this.settings.upstream ?? []),
     ]);
     for (const h of targets) {
@@ -428,7 +470,7 @@ export class Host {
       nonce: this.#random(NONCE_BYTES),
     };
     await this.#mail([to], msg);
-    this.deps.table.store.markSynced(to, this.#clock());
+    this.deps.table.markSynced(to, this.#clock());
   }
 
   /** Whether the budget lets one more mail of this kind go; says once per kind what it holds back. */

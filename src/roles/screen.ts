@@ -7,7 +7,7 @@ import { ProtocolError } from "../protocol/errors.ts";
 import { b64u } from "../protocol/bytes.ts";
 import type { Failure, Leave, Request, Sync } from "../protocol/messages.ts";
 import { freshness } from "../table/policy.ts";
-import type { PeerTable } from "../table/table.ts";
+import type { NonceLedger } from "./host_storage.ts";
 import type { InboundMail } from "./inbox.ts";
 
 export interface ScreenSettings {
@@ -26,7 +26,7 @@ export type Screened =
   }
   | { ok: false; reason: string };
 
-export function screen(m: InboundMail, table: PeerTable, s: ScreenSettings, now: number): Screened {
+export function screen(m: InboundMail, table: NonceLedger, s: ScreenSettings, now: number): Screened {
   if (m.message instanceof ProtocolError) return { ok: false, reason: m.message.message };
   if (m.mail.date && m.mail.date.getTime() < now - s.maxAgeMs) {
     return { ok: false, reason: `its Date (${m.mail.date.toISOString()}) is older than --max-age` };

@@ -61,6 +61,26 @@ export class PeerTable implements Disposable {
     return this.store.recent(expiredAtOrBefore(now, this.policy.ttlMs), requester, this.policy.replyLimit);
   }
 
+  /** The row of `user`, if held. */
+  get(user: string): TableEntry | undefined {
+    return this.store.get(user);
+  }
+
+  /** Notes another host of the group (【0059】); true when it was not known yet. */
+  addHost(address: string, now: number): boolean {
+    return this.store.addHost(address, now);
+  }
+
+  /** Notes a sync with `address` at `now`. */
+  markSynced(address: string, now: number): void {
+    this.store.markSynced(address, now);
+  }
+
+  /** The other hosts known, with when each last synced. */
+  hosts(): { address: string; synced: number }[] {
+    return this.store.hosts();
+  }
+
   /** Forgets a peer that said it leaves, if the row is of that run (its link key); false otherwise. */
   forget(user: string, linkKey: Uint8Array): boolean {
     return this.store.transaction(() => {

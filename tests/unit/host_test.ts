@@ -14,8 +14,8 @@ import {
   type Sync,
 } from "../../src/protocol/messages.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
-import { Host } from "../../src/roles/host.ts";
-import type { InboundMail } from "../../src/roles/inbox.ts";
+import { BootstrapError, Host } from "../../src/roles/host.ts";
+import type { Disposition, InboundMail } from "../../src/roles/inbox.ts";
 import { DEFAULT_POLICY } from "../../src/table/policy.ts";
 import { PeerTable } from "../../src/table/table.ts";
 import { MailBudget, MemoryLedger } from "../../src/mail/budget.ts";
@@ -435,4 +435,57 @@ Deno.test("a request replayed in another mail (same nonce) is dropped and not an
   await t.host.handle(mail(ann));
   assert.equal(t.outbox.of("reply").length, 1);
   assert.ok(t.events.some((e) => e.event === "host_dropped" && /replayed/.test(e.reason)));
+});
+
+/** An inbox that hands the host a list of mails once, then waits until stopped (or fails, if told to). */
+function scriptedInbox(mails: InboundMail[], opts: { failWith?: Error } = {}) {
+  const seen: { kind: string; disposition: Disposition }[] = [];
+  return {
+    seen,
+    async run(signal: AbortSignal, handle: (m: InboundMail) => Promise<Disposition>): Promise<void> {
+      for (const m of mails) {
+        const kind = m.message instanceof Error ? "unreadable" : m.message.kind;
+        seen.push({ kind, disposition: await handle(m) });
+      }
+      if (opts.failWith) throw opts.failWith;
+      if (signal.aborted) return;
+      await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+    },
+  };
+}
+
+Deno.test("filling the table from another host reads only syncs, leaves requests for later, and ends once the answer is stored", async () => {
+  await using t = await setup();
+  const stop = new AbortController();
+  const answer = sync("first@host.test", [entry("early", NOW - 2000)], ["first@host.test"]);
+  const inbox = scriptedInbox([mail(request("waiting")), mail(answer)]);
+  await t.host.fillFrom("First@host.test", 60_000, inbox, stop.signal);
+  assert.deepEqual(inbox.seen, [{ kind: "request", disposition: "later" }, {
+    kind: "sync",
+    disposition: "delete",
+  }]);
+  assert.equal(t.outbox.of("sync")[0].to[0], "first@host.test", "it asked for the table");
+  assert.equal(t.outbox.of("sync")[0].message.want, true);
+  assert.ok(t.table.get("early"), "the answer's entries are stored");
+  assert.equal(t.table.get("waiting"), undefined, "the request waits until the host answers everyone");
+});
+
+Deno.test("filling the table fails with a BootstrapError when no answer comes in time", async () => {
+  await using t = await setup();
+  const err = await t.host.fillFrom("first@host.test", 5, scriptedInbox([]), new AbortController().signal)
+    .then(() => undefined, (e) => e);
+  assert.ok(err instanceof BootstrapError, String(err));
+  assert.match(err.message, /first@host\.test did not answer/);
+});
+
+Deno.test("filling the table gives up at once with the mailbox's own error when reading fails", async () => {
+  await using t = await setup();
+  const broken = new Error("mailbox gone");
+  const err = await t.host.fillFrom(
+    "first@host.test",
+    60_000,
+    scriptedInbox([], { failWith: broken }),
+    new AbortController().signal,
+  ).then(() => undefined, (e) => e);
+  assert.equal(err, broken);
 });

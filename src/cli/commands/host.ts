@@ -1,6 +1,7 @@
 import { openMailbox } from "../../mail/open.ts";
 import { openSender } from "../../mail/smtp.ts";
-import { Host } from "../../roles/host.ts";
+import { BootstrapError, DEFAULT_SKEW_MS, Host } from "../../roles/host.ts";
+import { hostSettings, selfEntry } from "../host_wiring.ts";
 import { InboxReader } from "../../roles/inbox.ts";
 import { addresses, flag, loadKey, mailSettings, num, sinkFor, str, userId } from "../context.ts";
 import { openTable, tablePath } from "../host_table.ts";
@@ -9,13 +10,11 @@ import { startNetwork } from "../node.ts";
 import type { NodeNetwork } from "../../node/network.ts";
 import type { EventSink } from "../../roles/events.ts";
 import { Forwarder } from "../../roles/forwarder.ts";
-import { ProtocolError } from "../../protocol/errors.ts";
 import { InterruptedError, UsageError } from "../errors.ts";
 import { reportUnreadable } from "../mail_watch.ts";
 import type { Resolved } from "../options.ts";
 import { interruptSignal } from "../signals.ts";
 import { openNodeStatus } from "../status.ts";
-import { DEFAULT_SKEW_MS } from "../../roles/host.ts";
 import { patientSender } from "../../mail/patience.ts";
 import { budgetedSender } from "../../mail/budget_sender.ts";
 import { openMailBudget } from "../mail_budget.ts";
@@ -139,55 +138,27 @@ export async function hostCommand(r: Resolved): Promise<number> {
     ? undefined
     : await relayNetwork(r, key, mail.address, events);
   await using _network = { [Symbol.asyncDispose]: () => network?.close() ?? Promise.resolve() };
-  const host = new Host(
-    {
-      address: mail.address,
-      marker,
-      maxAgeMs: num(r, "max-age"),
-      skewMs: DEFAULT_SKEW_MS,
-      upstream: addresses(r, "via"),
-      syncIntervalMs: num(r, "sync-interval"),
-    },
-    {
-      key,
-      table,
-      sender,
-      events,
-      budget,
-      self: network &&
-        (() => ({
-          user: network.links.opts.user,
-          ...network.reach(),
-          linkKey: network.linker.publicKey,
-          seen: Date.now(),
-          flagged: false,
-        })),
-    },
-  );
+  const host = new Host(hostSettings(r, mail.address, addresses(r, "via")), {
+    key,
+    table,
+    sender,
+    events,
+    budget,
+    self: network && selfEntry(network, network.links.opts.user),
+  });
   const bootstrap = str(r, "bootstrap");
   if (bootstrap) {
     // 【0060】 Fill the table from an existing host before answering anyone.
-    const booting = new AbortController();
-    stop.signal.addEventListener("abort", () => booting.abort(), { once: true });
-    const loop = reader.run(
-      booting.signal,
-      (m) =>
-        !(m.message instanceof ProtocolError) && m.message.kind === "sync"
-          ? host.handle(m)
-          : Promise.resolve("later"),
-    );
     try {
-      await host.bootstrap(bootstrap, num(r, "timeout"));
-      events({
-        event: "info",
-        message: `table filled from ${bootstrap}: ${table.size()} entries`,
-      });
+      await host.fillFrom(bootstrap, num(r, "timeout"), reader, stop.signal);
     } catch (err) {
-      throw new UsageError(`Could not bootstrap from ${bootstrap}: ${(err as Error).message}.`);
-    } finally {
-      booting.abort();
-      await loop;
+      if (stop.interrupted) throw interrupted();
+      if (err instanceof BootstrapError) {
+        throw new UsageError(`Could not bootstrap from ${bootstrap}: ${err.message}.`);
+      }
+      throw err;
     }
+    events({ event: "info", message: `table filled from ${bootstrap}: ${table.size()} entries` });
   }
   const handle = reportUnreadable((m) => host.handle(m), events);
   if (once) {
