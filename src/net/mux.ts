@@ -179,12 +179,8 @@ export class Mux {
 
   /** The streams' narrow view of this mux (see StreamSink). */
   #makeSink(): StreamSink {
-    // deno-lint-ignore no-this-alias
-    const mux = this;
     return {
-      get gaming() {
-        return mux.gaming;
-      },
+      gaming: () => this.gaming,
       clock: this.#clock,
       schedule: (stream) => this.#schedule(stream),
       sendCredit: (stream, n) => this.#sendCredit(stream, n),

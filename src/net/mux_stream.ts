@@ -62,7 +62,7 @@ export interface FrameRef {
 /** What a stream needs of its mux. */
 export interface StreamSink {
   /** Datagrams flowed in the last GAME_MS: bulk streams yield to them. */
-  readonly gaming: boolean;
+  gaming(): boolean;
   readonly clock: Clock;
   /** The stream has data or a FIN to send. */
   schedule(stream: Stream): void;
@@ -140,7 +140,7 @@ export class Stream implements MuxStream {
       if (this.finQueued) throw new MuxError("Cannot write to a stream after closeWrite().", "closed");
       // While a game's datagrams flow, keep less of this stream in flight (see GAME_INFLIGHT).
       const inflight = this.#sendWindow - this.#credit;
-      const room = this.#sink.gaming
+      const room = this.#sink.gaming()
         ? Math.min(this.#credit, Math.max(0, GAME_INFLIGHT - inflight))
         : this.#credit;
       if (room === 0) {
