@@ -12,6 +12,7 @@ import {
   type MuxStream,
   STREAM_WINDOW,
 } from "../../src/net/mux.ts";
+import { ManualClock } from "../helpers/manual_clock.ts";
 import { ends } from "../helpers/mem_link.ts";
 
 function pair(a: MuxOptions = {}, b: MuxOptions = {}, capacity?: number) {
@@ -178,6 +179,33 @@ Deno.test("reset: the other side's reads and writes fail with the reason; a stre
   await shut(a, b, c, d);
 });
 
+Deno.test("a second read() while one is waiting is refused with code busy, and the first still gets the data", async () => {
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b } = pair({}, { onStream: (s) => accepted.resolve(s) });
+  const s = a.open("chat");
+  const t = await accepted.promise;
+  const first = t.read();
+  await assert.rejects(t.read(), (e: unknown) => e instanceof MuxError && e.code === "busy");
+  await s.write(new TextEncoder().encode("hi"));
+  assert.equal(new TextDecoder().decode((await first)!), "hi");
+  // Once the first read() returned, the next one is fine.
+  s.closeWrite();
+  assert.equal(await t.read(), null);
+  await shut(a, b);
+});
+
+Deno.test("open() with metadata over the limit throws and leaves no stream behind, nor uses up an id", async () => {
+  const opened: MuxStream[] = [];
+  const { a, b } = pair({}, { onStream: (s) => opened.push(s) });
+  assert.throws(() => a.open("big", "x".repeat(20_000)), RangeError);
+  assert.equal(a.streamCount, 0);
+  const s = a.open("small");
+  assert.equal(s.id, 1, "the dialer's first stream id is still free");
+  await settle();
+  assert.deepEqual(opened.map((t) => [t.id, t.protocol]), [[1, "small"]]);
+  await shut(a, b);
+});
+
 Deno.test("small messages written in one turn share one frame", async () => {
   const { a, b, x } = pair({}, { onStream: () => {} });
   const before = x.sent;
@@ -283,28 +311,31 @@ Deno.test("a received frame goes back to the link only when every chunk of it wa
 });
 
 Deno.test("an idle link carries keepalive pings, and a peer silent past the limit is cut", async () => {
-  const { a, b, x, y } = pair({ keepaliveMs: 20, deadAfterMs: 200 }, { keepaliveMs: 20, deadAfterMs: 200 });
-  await new Promise((r) => setTimeout(r, 300));
+  const clock = new ManualClock();
+  const opts = { clock, keepaliveMs: 20, deadAfterMs: 200 };
+  const { a, b, x, y } = pair(opts, opts);
+  /** Moves the clock on in keepalive ticks (every 10 ms), letting the pings cross between ticks. */
+  const pass = async (ms: number) => {
+    for (let t = 0; t < ms; t += 10) {
+      clock.advance(10);
+      await settle();
+    }
+  };
+  await pass(300);
   assert.ok(x.sent >= 3 && y.sent >= 3, `pings sent: ${x.sent}, ${y.sent}`);
   assert.equal(a.isClosed || b.isClosed, false, "both alive while pinging");
   // b goes silent: its socket takes nothing any more (a machine that lost power)
   y.stalled = new Promise(() => {});
-  // (a plain timer keeps the test's event loop alive: the keepalive's own timer is unref'd)
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const reason = await Promise.race([
-    a.closed,
-    new Promise((r) => timer = setTimeout(() => r("still open"), 3000)),
-  ]);
-  clearTimeout(timer);
-  assert.match(String(reason), /has not been heard from/);
+  await pass(300);
+  assert.ok(a.isClosed, "a cut the link once b was silent past deadAfterMs");
+  assert.match((await a.closed) ?? "", /has not been heard from/);
   b.abort();
 });
 
 Deno.test("while datagrams flow, a bulk stream keeps little in flight and small frames; once they stopped, its whole window", async () => {
-  let now = 0;
-  const clock = () => now;
+  const clock = new ManualClock();
   const accepted = Promise.withResolvers<MuxStream>();
-  const { a, b, x } = pair({ now: clock }, { now: clock, onStream: (t) => accepted.resolve(t) });
+  const { a, b, x } = pair({ clock }, { clock, onStream: (t) => accepted.resolve(t) });
   const s = a.open("bulk", {});
   // A game's datagram: from now on (for GAME_MS) bulk yields to datagrams.
   assert.ok(a.sendDatagram(1, new Uint8Array(64)));
@@ -314,7 +345,7 @@ Deno.test("while datagrams flow, a bulk stream keeps little in flight and small 
   assert.equal(s.written, GAME_INFLIGHT, "no more than GAME_INFLIGHT unconsumed at the other side");
   assert.ok(x.sent >= GAME_INFLIGHT / GAME_FRAME, `small frames (${x.sent} for ${GAME_INFLIGHT} bytes)`);
   // No datagram for GAME_MS: as the reader consumes, the writer may fill the whole window again.
-  now += GAME_MS;
+  clock.advance(GAME_MS);
   const t = await accepted.promise;
   let consumed = 0;
   while (consumed < GAME_INFLIGHT) consumed += (await t.read())!.length;

@@ -1,0 +1,306 @@
+/**
+ * One stream of the mux (src/net/mux.ts): its flow-control credit, what it received and not yet
+ * read, what was written and not yet sealed. The stream talks to its mux through a StreamSink,
+ * never the Mux itself, so what only streams need stays out of the Mux's API; and the
+ * applications see a stream only as the MuxStream interface.
+ */
+import type { Clock } from "./clock.ts";
+import { MuxError } from "./mux_error.ts";
+
+/** Bytes of one stream that may be in flight or unread at the receiver. */
+export const STREAM_WINDOW = 4 * 1024 * 1024;
+/** The reader grants credit back once its application consumed this much. */
+export const CREDIT_THRESHOLD = 256 * 1024;
+/** Datagrams within this long (sent or received) make bulk streams yield to them. */
+export const GAME_MS = 1_000;
+/**
+ * Bytes of one stream sent but not yet consumed by the other side, while datagrams flow. Above
+ * CREDIT_THRESHOLD, or the reader would never grant more: four steps keep the bulk moving.
+ */
+export const GAME_INFLIGHT = 4 * CREDIT_THRESHOLD;
+
+/** One bidirectional byte stream. Reads and writes may each be awaited one at a time. */
+export interface MuxStream {
+  readonly id: number;
+  readonly protocol: string;
+  readonly meta: unknown;
+  /** Resolves when the stream is over both ways (FIN each way), rejects when it was reset or the link ended. */
+  readonly done: Promise<void>;
+  /** Set once the stream was reset or its link ended. */
+  readonly failure: MuxError | null;
+  /**
+   * Queues `data` to be sent, waiting while the other side's window is full. The stream keeps a
+   * view of `data` until it is sealed: do not reuse the buffer afterwards.
+   */
+  write(data: Uint8Array): Promise<void>;
+  /** Bytes queued by write() so far: pass it to sent() to learn when the buffers written up to now are free again. */
+  readonly written: number;
+  /**
+   * Resolves once the first `position` bytes written have been sealed into frames and taken by
+   * the socket (or the stream failed): from then on their buffers may be reused.
+   */
+  sent(position: number): Promise<void>;
+  /**
+   * The next chunk the other side sent, or null after its FIN. Rejects once the stream was reset,
+   * and with code "busy" while another read() on this stream is still waiting.
+   * The chunk is a view of the received frame and stays valid only until the next read() on this
+   * stream (its buffer then goes back to the link for a later frame): copy what must live longer.
+   */
+  read(): Promise<Uint8Array | null>;
+  /** No more data from us; the other side reads null after what was already written. */
+  closeWrite(): void;
+  /** Kills the stream both ways; the other side's reads and writes fail with `reason`. */
+  reset(reason?: string): void;
+}
+
+/** A received frame's buffer and how many holders (queued or last-read chunks) still refer to it. */
+export interface FrameRef {
+  buffer: ArrayBuffer;
+  holders: number;
+}
+
+/** What a stream needs of its mux. */
+export interface StreamSink {
+  /** Datagrams flowed in the last GAME_MS: bulk streams yield to them. */
+  gaming(): boolean;
+  readonly clock: Clock;
+  /** The stream has data or a FIN to send. */
+  schedule(stream: Stream): void;
+  /** Lets the other side send `n` more bytes of the stream. */
+  sendCredit(stream: Stream, n: number): void;
+  sendReset(stream: Stream, reason: string): void;
+  /** One holder of a received frame is done with it; the last one hands the buffer back to the link. */
+  release(frame: FrameRef | null): void;
+  /** The stream is over: the mux drops it. */
+  forget(stream: Stream): void;
+}
+
+type Waiter = { resolve: () => void; reject: (err: Error) => void };
+
+/** A MuxStream and what its mux does with it (the members below `write`… are for the mux alone). */
+export class Stream implements MuxStream {
+  /** Bytes the other side still lets us send. */
+  #credit: number;
+  readonly #sendWindow: number;
+  /** Bytes we still let the other side send (it must never exceed this). */
+  #window: number;
+  #consumed = 0;
+  /** Credit goes back in steps of this much, not per read: a ping-pong then costs one frame each way. */
+  readonly #threshold: number;
+  #in: Uint8Array[] = [];
+  /** The frame under each chunk of #in, and under the chunk read() returned last. */
+  #inFrames: (FrameRef | null)[] = [];
+  #lastRead: FrameRef | null = null;
+  #inFin = false;
+  #readWaiter: Waiter | null = null;
+  /** A read() is waiting (from before its waiter is set until it resumed after the wake). */
+  #reading = false;
+  #creditWaiter: Waiter | null = null;
+  /** Views of written buffers, not yet put into a frame. */
+  out: Uint8Array[] = [];
+  outBytes = 0;
+  /** FIN requested; sent once `out` is empty. */
+  finQueued = false;
+  #finSent = false;
+  #failure: MuxError | null = null;
+  #done = Promise.withResolvers<void>();
+  /** Bytes ever queued by write(), and how many of them the link has taken (sealed and written). */
+  #queuedTotal = 0;
+  #sentTotal = 0;
+  #sentWaiters: { at: number; resolve: () => void }[] = [];
+  readonly #sink: StreamSink;
+
+  constructor(
+    sink: StreamSink,
+    readonly id: number,
+    readonly protocol: string,
+    readonly meta: unknown,
+    window: number,
+  ) {
+    this.#sink = sink;
+    this.#credit = window;
+    this.#sendWindow = window;
+    this.#window = window;
+    this.#threshold = Math.min(CREDIT_THRESHOLD, Math.max(1, Math.floor(window / 4)));
+    this.#done.promise.catch(() => {});
+  }
+
+  get done(): Promise<void> {
+    return this.#done.promise;
+  }
+
+  get failure(): MuxError | null {
+    return this.#failure;
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < data.length) {
+      if (this.#failure) throw this.#failure;
+      if (this.finQueued) throw new MuxError("Cannot write to a stream after closeWrite().", "closed");
+      // While a game's datagrams flow, keep less of this stream in flight (see GAME_INFLIGHT).
+      const inflight = this.#sendWindow - this.#credit;
+      const room = this.#sink.gaming()
+        ? Math.min(this.#credit, Math.max(0, GAME_INFLIGHT - inflight))
+        : this.#credit;
+      if (room === 0) {
+        const credit = new Promise<void>((resolve, reject) => this.#creditWaiter = { resolve, reject });
+        if (this.#credit === 0) {
+          await credit;
+          continue;
+        }
+        // Held back for a game only: once datagrams stop, the window is ours again, credit or not.
+        let cancel: (() => void) | undefined;
+        try {
+          await Promise.race([credit, new Promise<void>((r) => cancel = this.#sink.clock.after(GAME_MS, r))]);
+        } finally {
+          cancel?.();
+        }
+        continue;
+      }
+      const n = Math.min(room, data.length - off);
+      this.#credit -= n;
+      this.out.push(off === 0 && n === data.length ? data : data.subarray(off, off + n));
+      this.outBytes += n;
+      this.#queuedTotal += n;
+      off += n;
+      this.#sink.schedule(this);
+    }
+    if (this.#failure) throw this.#failure;
+  }
+
+  get written(): number {
+    return this.#queuedTotal;
+  }
+
+  sent(position: number): Promise<void> {
+    if (this.#sentTotal >= position || this.#failure) return Promise.resolve();
+    return new Promise((resolve) => this.#sentWaiters.push({ at: position, resolve }));
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.#reading) {
+      throw new MuxError("read() is already waiting on this stream; call it one at a time.", "busy");
+    }
+    this.#releaseLast();
+    for (;;) {
+      if (this.#in.length > 0) {
+        const chunk = this.#in.shift()!;
+        this.#lastRead = this.#inFrames.shift() ?? null;
+        this.#consumed += chunk.length;
+        if (this.#consumed >= this.#threshold) this.#grant();
+        return chunk;
+      }
+      if (this.#failure) throw this.#failure;
+      if (this.#inFin) return null;
+      this.#reading = true;
+      try {
+        await new Promise<void>((resolve, reject) => this.#readWaiter = { resolve, reject });
+      } finally {
+        this.#reading = false;
+      }
+    }
+  }
+
+  closeWrite(): void {
+    if (this.finQueued || this.#failure) return;
+    this.finQueued = true;
+    this.#sink.schedule(this);
+  }
+
+  reset(reason = "reset"): void {
+    if (this.#failure) return;
+    this.#sink.sendReset(this, reason);
+    this.fail(new MuxError(`The stream was reset: ${reason}`, "reset"));
+  }
+
+  // ── for the Mux ──
+
+  /** The mux wrote a frame holding `n` bytes of this stream. */
+  markSent(n: number): void {
+    this.#sentTotal += n;
+    if (this.#sentWaiters.length === 0) return;
+    const ready = this.#sentWaiters.filter((w) => w.at <= this.#sentTotal);
+    this.#sentWaiters = this.#sentWaiters.filter((w) => w.at > this.#sentTotal);
+    for (const w of ready) w.resolve();
+  }
+
+  /** Data from the other side; false when it overran the window we granted. */
+  deliver(data: Uint8Array, frame: FrameRef | null): boolean {
+    if (this.#inFin || this.#failure) return true; // late data after our reset: dropped
+    this.#window -= data.length;
+    if (this.#window < 0) return false;
+    if (data.length === 0) return true;
+    this.#in.push(data);
+    if (frame) frame.holders++;
+    this.#inFrames.push(frame);
+    this.#wakeReader();
+    return true;
+  }
+
+  addCredit(n: number): void {
+    this.#credit += n;
+    const w = this.#creditWaiter;
+    this.#creditWaiter = null;
+    w?.resolve();
+  }
+
+  receivedFin(): void {
+    this.#inFin = true;
+    this.#wakeReader();
+    this.#settle();
+  }
+
+  sentFin(): void {
+    this.#finSent = true;
+    this.#settle();
+  }
+
+  fail(err: MuxError): void {
+    if (this.#failure) return;
+    this.#failure = err;
+    this.out = [];
+    this.outBytes = 0;
+    this.#in = [];
+    for (const f of this.#inFrames) this.#sink.release(f);
+    this.#inFrames = [];
+    this.#releaseLast();
+    const r = this.#readWaiter;
+    const c = this.#creditWaiter;
+    this.#readWaiter = this.#creditWaiter = null;
+    r?.reject(err);
+    c?.reject(err);
+    for (const w of this.#sentWaiters) w.resolve(); // nothing holds the buffers any more
+    this.#sentWaiters = [];
+    this.#done.reject(err);
+    this.#sink.forget(this);
+  }
+
+  /** Grants back what the application consumed, so the other side may send that much more. */
+  #grant(): void {
+    const n = this.#consumed;
+    this.#consumed = 0;
+    if (this.#failure || this.#inFin) return;
+    this.#window += n;
+    this.#sink.sendCredit(this, n);
+  }
+
+  #releaseLast(): void {
+    const f = this.#lastRead;
+    this.#lastRead = null;
+    this.#sink.release(f);
+  }
+
+  #wakeReader(): void {
+    const w = this.#readWaiter;
+    this.#readWaiter = null;
+    w?.resolve();
+  }
+
+  #settle(): void {
+    if (this.#inFin && this.#finSent && !this.#failure) {
+      this.#done.resolve();
+      this.#sink.forget(this);
+    }
+  }
+}
