@@ -74,7 +74,14 @@ import { type DatagramLane, MAX_FRAME_PLAINTEXT } from "./secure_channel.ts";
 
 export { MuxError, type MuxErrorCode } from "./mux_error.ts";
 export { MuxFrameError } from "./mux_frame.ts";
-export { CREDIT_THRESHOLD, GAME_INFLIGHT, GAME_MS, type MuxStream, STREAM_WINDOW } from "./mux_stream.ts";
+export {
+  CREDIT_THRESHOLD,
+  GAME_CREDIT,
+  GAME_INFLIGHT,
+  GAME_MS,
+  type MuxStream,
+  STREAM_WINDOW,
+} from "./mux_stream.ts";
 export type { Clock } from "./clock.ts";
 
 /** At most this much of one stream goes into a frame before other streams get their turn. */

@@ -14,10 +14,17 @@ export const CREDIT_THRESHOLD = 256 * 1024;
 /** Datagrams within this long (sent or received) make bulk streams yield to them. */
 export const GAME_MS = 1_000;
 /**
- * Bytes of one stream sent but not yet consumed by the other side, while datagrams flow. Above
- * CREDIT_THRESHOLD, or the reader would never grant more: four steps keep the bulk moving.
+ * While datagrams flow, the reader grants credit in steps this small, so that the writer can keep
+ * little in flight and a game's datagram waits behind little bulk data (issue 16).
  */
-export const GAME_INFLIGHT = 4 * CREDIT_THRESHOLD;
+export const GAME_CREDIT = 32 * 1024;
+/**
+ * Bytes of one stream sent but not yet consumed by the other side, while datagrams flow: four of
+ * the reader's grant steps keep the bulk moving. A reader of an earlier version grants only in
+ * CREDIT_THRESHOLD steps: the writer keeps twice the last grant it got in flight, so such a
+ * reader is never starved (it would otherwise wait for GAME_MS each time).
+ */
+export const GAME_INFLIGHT = 4 * GAME_CREDIT;
 
 /** One bidirectional byte stream. Reads and writes may each be awaited one at a time. */
 export interface MuxStream {
@@ -81,6 +88,8 @@ type Waiter = { resolve: () => void; reject: (err: Error) => void };
 export class Stream implements MuxStream {
   /** Bytes the other side still lets us send. */
   #credit: number;
+  /** The other side's last grant: how far it lets us run ahead while a game plays. */
+  #lastGrant = 0;
   readonly #sendWindow: number;
   /** Bytes we still let the other side send (it must never exceed this). */
   #window: number;
@@ -141,7 +150,7 @@ export class Stream implements MuxStream {
       // While a game's datagrams flow, keep less of this stream in flight (see GAME_INFLIGHT).
       const inflight = this.#sendWindow - this.#credit;
       const room = this.#sink.gaming()
-        ? Math.min(this.#credit, Math.max(0, GAME_INFLIGHT - inflight))
+        ? Math.min(this.#credit, Math.max(0, Math.max(GAME_INFLIGHT, 2 * this.#lastGrant) - inflight))
         : this.#credit;
       if (room === 0) {
         const credit = new Promise<void>((resolve, reject) => this.#creditWaiter = { resolve, reject });
@@ -152,7 +161,13 @@ export class Stream implements MuxStream {
         // Held back for a game only: once datagrams stop, the window is ours again, credit or not.
         let cancel: (() => void) | undefined;
         try {
-          await Promise.race([credit, new Promise<void>((r) => cancel = this.#sink.clock.after(GAME_MS, r))]);
+          const granted = await Promise.race([
+            credit.then(() => true),
+            new Promise<false>((r) => cancel = this.#sink.clock.after(GAME_MS, () => r(false))),
+          ]);
+          // Nothing granted for GAME_MS with bytes in flight: a reader of an earlier version, which
+          // grants only in CREDIT_THRESHOLD steps. Run far enough ahead that it does.
+          if (!granted) this.#lastGrant = Math.max(this.#lastGrant, CREDIT_THRESHOLD);
         } finally {
           cancel?.();
         }
@@ -188,7 +203,9 @@ export class Stream implements MuxStream {
         const chunk = this.#in.shift()!;
         this.#lastRead = this.#inFrames.shift() ?? null;
         this.#consumed += chunk.length;
-        if (this.#consumed >= this.#threshold) this.#grant();
+        if (this.#consumed >= this.#threshold || (this.#consumed >= GAME_CREDIT && this.#sink.gaming())) {
+          this.#grant();
+        }
         return chunk;
       }
       if (this.#failure) throw this.#failure;
@@ -240,6 +257,7 @@ export class Stream implements MuxStream {
 
   addCredit(n: number): void {
     this.#credit += n;
+    this.#lastGrant = n;
     const w = this.#creditWaiter;
     this.#creditWaiter = null;
     w?.resolve();

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import {
   CREDIT_THRESHOLD,
   DATAGRAM_QUEUE_BYTES,
+  GAME_CREDIT,
   GAME_FRAME,
   GAME_INFLIGHT,
   GAME_MS,
@@ -353,6 +354,65 @@ Deno.test("while datagrams flow, a bulk stream keeps little in flight and small 
   // (Credit comes back in CREDIT_THRESHOLD steps: up to one step of what was read is not granted yet.)
   const inFlight = s.written - consumed;
   assert.ok(inFlight > STREAM_WINDOW - CREDIT_THRESHOLD, `the whole window in flight again (${inFlight})`);
+  s.reset("done");
+  await writing.catch(() => {});
+  await shut(a, b);
+});
+
+Deno.test("while datagrams flow, the reader grants credit in small steps, so the writer moves on with little in flight", async () => {
+  const clock = new ManualClock();
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b } = pair({ clock }, { clock, onStream: (t) => accepted.resolve(t) });
+  const s = a.open("bulk", {});
+  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
+  const writing = s.write(new Uint8Array(STREAM_WINDOW));
+  for (let i = 0; i < 3; i++) await settle();
+  assert.equal(s.written, GAME_INFLIGHT);
+  const t = await accepted.promise;
+  let consumed = 0;
+  while (consumed < GAME_CREDIT) consumed += (await t.read())!.length;
+  for (let i = 0; i < 3; i++) await settle();
+  // Granted after GAME_CREDIT (not CREDIT_THRESHOLD) was read: the writer went on, GAME_INFLIGHT ahead.
+  assert.ok(consumed < CREDIT_THRESHOLD);
+  assert.equal(s.written, consumed + GAME_INFLIGHT, `written ${s.written}, consumed ${consumed}`);
+  s.reset("done");
+  await writing.catch(() => {});
+  await shut(a, b);
+});
+
+Deno.test("while datagrams flow, a writer facing a reader that grants only in large steps (an earlier version) runs ahead far enough after GAME_MS", async () => {
+  // Each side keeps its own time: the reader's says no datagram came lately, so it grants in
+  // CREDIT_THRESHOLD steps as earlier versions did; the writer's says a game plays.
+  const [ca, cb] = [new ManualClock(), new ManualClock()];
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b } = pair({ clock: ca }, { clock: cb, onStream: (t) => accepted.resolve(t) });
+  const s = a.open("bulk", {});
+  const quietReader = async () => {
+    for (let i = 0; i < 3; i++) await settle();
+    cb.advance(GAME_MS + 1);
+  };
+  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
+  const writing = s.write(new Uint8Array(STREAM_WINDOW));
+  await quietReader();
+  const t = await accepted.promise;
+  let consumed = 0;
+  while (consumed < GAME_INFLIGHT) consumed += (await t.read())!.length;
+  await quietReader();
+  assert.equal(
+    s.written,
+    GAME_INFLIGHT,
+    "stuck: the reader waits for CREDIT_THRESHOLD, the writer for a grant",
+  );
+  // The game goes on; a GAME_MS without any grant tells the writer what kind of reader it faces.
+  ca.advance(GAME_MS / 2);
+  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
+  await quietReader();
+  ca.advance(GAME_MS / 2);
+  await quietReader();
+  assert.equal(s.written, 2 * CREDIT_THRESHOLD, "twice the reader's step in flight");
+  while (consumed < CREDIT_THRESHOLD) consumed += (await t.read())!.length;
+  await quietReader();
+  assert.ok(s.written > 2 * CREDIT_THRESHOLD, `granted, and on it goes (${s.written})`);
   s.reset("done");
   await writing.catch(() => {});
   await shut(a, b);

@@ -17,6 +17,7 @@ import { findNode, nodeIdentity, startNode } from "../node.ts";
 import { type AppStatus, openNodeStatus } from "../status.ts";
 import { interruptSignal } from "../signals.ts";
 import { deadline, DeadlineError } from "../../util/deadline.ts";
+import { runInBackground } from "../background_priority.ts";
 
 export interface AppOutput {
   /** The node's events (rendezvous). */
@@ -112,6 +113,8 @@ export interface AppOptions {
   beforeLink?: string;
   /** The sentence for Ctrl-C once the app ran. */
   interrupted?: string;
+  /** A bulk app (send, receive): attached to a running node, it runs at background CPU priority. */
+  background?: boolean;
 }
 
 /**
@@ -155,6 +158,7 @@ export async function runApp(
       [Symbol.asyncDispose]: () => settledWithin(Promise.resolve(meeting[Symbol.asyncDispose]()), CLEANUP_MS),
     };
     if (meeting.attached) clearInterval(ticker); // the running node met the group already
+    if (meeting.attached && opts.background) runInBackground();
     let linked = false;
     void meeting.firstLink.then(() => linked = true);
     const waitFor = async <T>(

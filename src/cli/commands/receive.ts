@@ -198,5 +198,5 @@ export async function receiveCommand(r: Resolved): Promise<number> {
     } finally {
       // The node's links close when it stops.
     }
-  }, { beforeLink: "Interrupted before any peer connected; nothing was received." });
+  }, { beforeLink: "Interrupted before any peer connected; nothing was received.", background: true });
 }

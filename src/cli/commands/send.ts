@@ -103,5 +103,5 @@ export async function sendCommand(r: Resolved): Promise<number> {
     } finally {
       // The node's links close when it stops.
     }
-  }, { interrupted: "Interrupted; nothing more was sent." });
+  }, { interrupted: "Interrupted; nothing more was sent.", background: true });
 }
