@@ -1,6 +1,7 @@
 /** Turns resolved options into what the roles need: key, mail URLs, addresses, output. */
 import { join } from "node:path";
 import { parseAccount } from "../mail/account.ts";
+import { isMailAddress } from "../mail/address.ts";
 import { MailError } from "../mail/errors.ts";
 import type { AccessTokenSource } from "../mail/access_token.ts";
 import { OAuthError } from "../oauth/errors.ts";
@@ -26,7 +27,7 @@ export function list(r: Resolved, name: string): string[] {
 /** A repeatable option of e-mail addresses (--via, --forward-to), checked and lower-cased. */
 export function addresses(r: Resolved, name: string): string[] {
   return list(r, name).map((a) => {
-    if (!/^[^\s@<>",;]+@[^\s@<>",;]+$/.test(a)) {
+    if (!isMailAddress(a)) {
       throw new UsageError(`--${name} ${a} is not an e-mail address.`);
     }
     return a.toLowerCase();
@@ -59,7 +60,7 @@ export function requireAddress(r: Resolved): string {
         : "No settings yet: run `mailmeet init` once (it asks for your address, mail servers and network key), or pass --address you@example.org and the other options.",
     );
   }
-  if (!/^[^\s@<>",;]+@[^\s@<>",;]+$/.test(a)) {
+  if (!isMailAddress(a)) {
     throw new UsageError(`--address ${a} is not an e-mail address.`);
   }
   return a.toLowerCase();

@@ -6,6 +6,7 @@
  * reply, on a busy host (issue 12). Anything else (non-ASCII, long lines, extra headers) returns
  * undefined, and the caller composes with nodemailer.
  */
+import { isMailAddress } from "./address.ts";
 
 export interface PlainMail {
   from: string;
@@ -25,7 +26,13 @@ const PLAIN_FIELD = /^[\x20-\x7e\t]*$/;
 /** 7-bit text without NUL or bare CR. */
 // deno-lint-ignore no-control-regex
 const PLAIN_TEXT = /^[\x01-\x0c\x0e-\x7f]*$/;
-const ADDRESS = /^[^\s<>()",;:\\@]+@[^\s<>()",;:\\@]+$/;
+/**
+ * `(`, `)`, `:` and `\` are specials outside a quoted string (RFC 5322 §3.2.3): written bare into a
+ * header they would start a comment, a group or a quoted pair, so such an address is left to the
+ * general composer, which quotes it.
+ */
+const HEADER_SPECIALS = /[():\\]/;
+const plainAddress = (a: string) => isMailAddress(a) && !HEADER_SPECIALS.test(a);
 
 /** RFC 5322 §3.3 date-time in UTC: "Fri, 27 Nov 2026 03:56:01 +0000". */
 export function rfc5322Date(d: Date): string {
@@ -36,7 +43,7 @@ export function rfc5322Date(d: Date): string {
 
 /** The raw message, or undefined when the mail needs a general composer. */
 export function composePlain(mail: PlainMail): { raw: Uint8Array; messageId: string } | undefined {
-  if (!ADDRESS.test(mail.from) || mail.to.length === 0 || !mail.to.every((a) => ADDRESS.test(a))) {
+  if (!plainAddress(mail.from) || mail.to.length === 0 || !mail.to.every(plainAddress)) {
     return undefined;
   }
   const text = mail.text.replace(/\r\n/g, "\n");

@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { type Account, durationParam } from "./account.ts";
+import { isMailAddress } from "./address.ts";
 import { MailError } from "./errors.ts";
 import type { Mailbox, MailboxOptions, MessageInfo } from "./mailbox.ts";
 import { subjectHasMarker } from "./mailbox.ts";
@@ -23,7 +24,8 @@ let counter = 0;
 /** The folder that holds `address`'s Maildir in `spool`. */
 export function maildirFor(spool: string, address: string): string {
   const a = address.trim().toLowerCase();
-  if (!/^[^\s/\\]+@[^\s/\\]+$/.test(a) || a.includes("..")) {
+  // A path separator or ".." in it would name a folder outside the spool.
+  if (!isMailAddress(a) || /[/\\]/.test(a) || a.includes("..")) {
     throw new MailError(`"${address}" is not an e-mail address that can name a maildir folder.`, "config");
   }
   return join(spool, a);

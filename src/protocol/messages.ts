@@ -13,6 +13,7 @@ import {
   type MappingBehaviour,
 } from "./candidate.ts";
 import { ProtocolError } from "./errors.ts";
+import { isMailAddress } from "../mail/address.ts";
 
 export { isValidHost };
 
@@ -407,7 +408,7 @@ function timeField(v: unknown): number {
 }
 
 function mailAddress(v: unknown): string {
-  if (typeof v !== "string" || v.length > MAX_MAIL_CHARS || !/^[^\s@<>",;]+@[^\s@<>",;]+$/.test(v)) {
+  if (typeof v !== "string" || v.length > MAX_MAIL_CHARS || !isMailAddress(v)) {
     throw new ProtocolError("The reply address is missing or not an e-mail address.", "invalid");
   }
   return v.toLowerCase();

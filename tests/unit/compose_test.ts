@@ -51,3 +51,12 @@ Deno.test("anything but plain 7-bit mail goes to nodemailer", () => {
   assert.equal(composePlain({ ...base, text: "a\rb" }), undefined, "a bare CR");
   assert.equal(rfc5322Date(new Date("2026-01-05T03:04:05Z")), "Mon, 5 Jan 2026 03:04:05 +0000");
 });
+
+Deno.test("an address with a header special ( ) : or \\ is left to the general composer", () => {
+  const base = { from: "a@x.test", to: ["b@y.test"], subject: "s", text: "t", date: new Date(0) };
+  assert.ok(composePlain({ ...base, to: ["b+tag@y.test"] }), "a subaddress is plain");
+  for (const odd of ["a(b)@x.test", "a:b@x.test", "a\\b@x.test"]) {
+    assert.equal(composePlain({ ...base, from: odd }), undefined, odd);
+    assert.equal(composePlain({ ...base, to: [odd] }), undefined, odd);
+  }
+});

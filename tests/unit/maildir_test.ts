@@ -136,6 +136,13 @@ Deno.test("maildir needs an address and refuses one that could escape the spool"
   await assert.rejects(() => openMailbox("maildir:///tmp/x"), MailError);
   assert.throws(() => maildirFor("/tmp/s", "../../etc@x"), MailError);
   assert.throws(() => maildirFor("/tmp/s", "a/b@x"), MailError);
+  assert.throws(() => maildirFor("/tmp/s", "a\\b@x"), MailError);
+});
+
+Deno.test("a maildir folder is named by the lower-cased address, subaddress and IDN included", () => {
+  assert.equal(maildirFor("/tmp/s", " Bob+Games@B.test "), "/tmp/s/bob+games@b.test");
+  assert.equal(maildirFor("/tmp/s", "jörg@bücher.example"), "/tmp/s/jörg@bücher.example");
+  assert.throws(() => maildirFor("/tmp/s", "bob"), MailError);
 });
 
 Deno.test("two processes delivering while a third reads lose and duplicate nothing", async () => {

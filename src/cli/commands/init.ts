@@ -6,6 +6,7 @@
  */
 import { join, resolve } from "node:path";
 import { parseAccount, redact } from "../../mail/account.ts";
+import { isMailAddress } from "../../mail/address.ts";
 import { MailError } from "../../mail/errors.ts";
 import { ProtocolError } from "../../protocol/errors.ts";
 import { generateKeyText, type NetworkKey, parseNetworkKey } from "../../protocol/keys.ts";
@@ -262,8 +263,6 @@ function order(settings: Settings): Settings {
   return out;
 }
 
-const ADDRESS = /^[^\s@<>",;]+@[^\s@<>",;]+$/;
-
 /** Non-interactive: fill --smtp/--inbox from the suggested servers when a password was given. */
 function completeMail(settings: Settings, password: string | undefined, say: (l: string) => void): void {
   const address = checkAddress(settings.address);
@@ -294,7 +293,7 @@ function completeMail(settings: Settings, password: string | undefined, say: (l:
 }
 
 function checkAddress(address: unknown): string {
-  if (typeof address !== "string" || !ADDRESS.test(address)) {
+  if (typeof address !== "string" || !isMailAddress(address)) {
     throw new UsageError(
       address
         ? `--address ${address} is not an e-mail address.`
@@ -359,7 +358,7 @@ function checkMail(settings: Settings): void {
   const via = settings.via;
   if (Array.isArray(via)) {
     for (const v of via) {
-      if (!ADDRESS.test(String(v))) throw new UsageError(`--via ${v} is not an e-mail address.`);
+      if (!isMailAddress(String(v))) throw new UsageError(`--via ${v} is not an e-mail address.`);
     }
   }
   if (settings.user !== undefined && !isValidUserId(settings.user)) {
@@ -430,7 +429,7 @@ async function askMail(
 ): Promise<void> {
   const address = await askUntil(p, async () => {
     const a = await p.ask("Your e-mail address", settings.address as string | undefined);
-    if (!ADDRESS.test(a)) throw new UsageError(`"${a}" is not an e-mail address.`);
+    if (!isMailAddress(a)) throw new UsageError(`"${a}" is not an e-mail address.`);
     return a.toLowerCase();
   });
   settings.address = address;
@@ -491,7 +490,7 @@ async function askMail(
       Array.isArray(settings.via) ? settings.via.join(", ") : undefined,
     );
     const list = a.split(",").map((v) => v.trim().toLowerCase()).filter(Boolean);
-    for (const v of list) if (!ADDRESS.test(v)) throw new UsageError(`"${v}" is not an e-mail address.`);
+    for (const v of list) if (!isMailAddress(v)) throw new UsageError(`"${v}" is not an e-mail address.`);
     return list;
   });
   if (via.length) settings.via = via;
