@@ -12,20 +12,24 @@ import { isValidHost, isValidUserId } from "../protocol/messages.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { EventSink } from "../roles/events.ts";
 import { UsageError } from "./errors.ts";
-import type { Resolved } from "./options.ts";
+import type { BooleanOption, ListOption, NumberOption, Resolved, Settings, StringOption } from "./options.ts";
 import { eventSink } from "./output.ts";
 import { dataDirFor } from "./paths.ts";
 
-export function str(r: Resolved, name: string): string | undefined {
+/**
+ * A string setting; an empty one reads as not set. Typed from the option table: an option with a
+ * default comes back as `string` (only an explicit empty value could make it undefined, as before).
+ */
+export function str<Name extends StringOption>(r: Resolved, name: Name): Settings[Name] {
   const v = r.values[name];
-  return typeof v === "string" && v !== "" ? v : undefined;
+  return (typeof v === "string" && v !== "" ? v : undefined) as Settings[Name];
 }
-export function list(r: Resolved, name: string): string[] {
+export function list(r: Resolved, name: ListOption): string[] {
   const v = r.values[name];
   return Array.isArray(v) ? v : [];
 }
 /** A repeatable option of e-mail addresses (--via, --forward-to), checked and lower-cased. */
-export function addresses(r: Resolved, name: string): string[] {
+export function addresses(r: Resolved, name: ListOption): string[] {
   return list(r, name).map((a) => {
     if (!isMailAddress(a)) {
       throw new UsageError(`--${name} ${a} is not an e-mail address.`);
@@ -34,10 +38,11 @@ export function addresses(r: Resolved, name: string): string[] {
   });
 }
 
-export function num(r: Resolved, name: string): number {
-  return r.values[name] as number;
+/** An int or duration (milliseconds) setting. */
+export function num<Name extends NumberOption>(r: Resolved, name: Name): Settings[Name] {
+  return r.values[name];
 }
-export function flag(r: Resolved, name: string): boolean {
+export function flag(r: Resolved, name: BooleanOption): boolean {
   return r.values[name] === true;
 }
 
@@ -112,7 +117,7 @@ export async function mailSettings(r: Resolved): Promise<MailSettings> {
     caCerts,
     pollMs: num(r, "poll"),
     idleRenewMs: num(r, "idle-renew"),
-    marker: str(r, "marker")!,
+    marker: str(r, "marker"),
     ...(tokens ? { tokens } : {}),
   };
 }

@@ -12,7 +12,7 @@ import type { Resolved } from "./options.ts";
 export function hostSettings(r: Resolved, address: string, upstream: readonly string[]): HostSettings {
   return {
     address,
-    marker: str(r, "marker")!,
+    marker: str(r, "marker"),
     maxAgeMs: num(r, "max-age"),
     skewMs: DEFAULT_SKEW_MS,
     upstream,

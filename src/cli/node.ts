@@ -66,7 +66,7 @@ export interface RunningNode extends AsyncDisposable {
 
 /** The network options every command shares (join, apps, host, doctor). */
 export function networkOptions(r: Resolved, user: string, events: EventSink, role: "peer" | "relay") {
-  const listen = parseHostPort(str(r, "listen")!, "listen");
+  const listen = parseHostPort(str(r, "listen"), "listen");
   const adv = str(r, "advertise");
   return {
     user,
@@ -96,7 +96,7 @@ export async function startNetwork(
     return await NodeNetwork.start({ ...opts, key, onReachChange });
   } catch (err) {
     if (err instanceof LinkError) throw new UsageError(err.message);
-    throw listenError(str(r, "listen")!, err);
+    throw listenError(str(r, "listen"), err);
   }
 }
 
@@ -221,7 +221,7 @@ export async function startNode(
         address: mail.address,
         user,
         vias,
-        marker: str(r, "marker")!,
+        marker: str(r, "marker"),
         friends: new Set(list(r, "friend")),
         blocked: new Set(list(r, "block")),
         dialWindowMs: num(r, "dial-window"),
@@ -276,7 +276,7 @@ export async function startNode(
       },
     });
     const reader = new InboxReader(inbox, {
-      marker: str(r, "marker")!,
+      marker: str(r, "marker"),
       key,
       onError: (id, err) => events({ event: "error", message: `mail ${id}: ${(err as Error).message}` }),
       reports: bounceReports(sentMail, events),

@@ -10,8 +10,8 @@ import { defaultConfigPath, type Os } from "./paths.ts";
 
 export type OptionKind = "string" | "boolean" | "list" | "int" | "duration";
 
-export interface OptionSpec {
-  name: string;
+export interface OptionSpec<Name extends string = string> {
+  name: Name;
   kind: OptionKind;
   help: string;
   default?: string | number | boolean | string[];
@@ -22,7 +22,11 @@ export interface OptionSpec {
   arg?: string;
 }
 
-export const OPTIONS: readonly OptionSpec[] = [
+/**
+ * The table itself, `as const` so that its names, kinds and defaults are types: `Settings` below is
+ * derived from it, and a misspelt option name or a setting read as the wrong kind fails `deno check`.
+ */
+const TABLE = [
   { name: "config", kind: "string", arg: "FILE", help: "read settings from this JSON file", flagOnly: true },
   { name: "address", kind: "string", arg: "ADDR", help: "your own e-mail address" },
   {
@@ -212,7 +216,33 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: "verbose", kind: "boolean", help: "more detail", default: false },
   { name: "help", kind: "boolean", help: "show help", flagOnly: true, default: false },
   { name: "version", kind: "boolean", help: "show the version", flagOnly: true, default: false },
-];
+] as const satisfies readonly OptionSpec[];
+
+type Row = typeof TABLE[number];
+export type OptionName = Row["name"];
+/** Every option, in help order; `name` is one of the table's. */
+export const OPTIONS: readonly OptionSpec<OptionName>[] = TABLE;
+
+type NamesOf<Kind extends OptionKind> = Extract<Row, { kind: Kind }>["name"];
+export type StringOption = NamesOf<"string">;
+export type BooleanOption = NamesOf<"boolean">;
+export type ListOption = NamesOf<"list">;
+/** int and duration (milliseconds) settings. */
+export type NumberOption = NamesOf<"int" | "duration">;
+
+type KindValue<Kind extends OptionKind> = Kind extends "boolean" ? boolean
+  : Kind extends "list" ? string[]
+  : Kind extends "int" | "duration" ? number
+  : string;
+
+/**
+ * The resolved settings, one property per option. An option with a default is always set (a
+ * default is converted like any other value); one without may be undefined.
+ */
+export type Settings = {
+  [R in Row as R["name"]]: R extends { default: unknown } ? KindValue<R["kind"]>
+    : KindValue<R["kind"]> | undefined;
+};
 
 export type Source = "flag" | "env" | "file" | "default";
 export type Value = string | number | boolean | string[] | undefined;
@@ -222,8 +252,8 @@ export interface Resolved {
   /** False when the command was implied (bare `mailmeet`, or `--host`). */
   explicitCommand: boolean;
   positionals: string[];
-  values: Record<string, Value>;
-  sources: Record<string, Source>;
+  values: Settings;
+  sources: Record<OptionName, Source>;
   /** Options not in OPTIONS that a command declared (e.g. send's --to). */
   extra: Record<string, string | boolean | string[] | undefined>;
   /**
@@ -319,8 +349,9 @@ export async function resolveOptions(
     else configFile.exists = false;
   }
 
+  // Filled below for every row of the table, each by convert() from its kind: a Settings once done.
   const values: Record<string, Value> = {};
-  const sources: Record<string, Source> = {};
+  const sources: Partial<Record<OptionName, Source>> = {};
   for (const spec of OPTIONS) {
     let raw: unknown;
     let source: Source = "default";
@@ -350,7 +381,15 @@ export async function resolveOptions(
   if (configFile) sources.config = configFile.origin === "default" ? "default" : configFile.origin;
   const extra: Resolved["extra"] = {};
   for (const o of extras) extra[o.name] = flags[o.name] as string | boolean | string[] | undefined;
-  return { command, explicitCommand, positionals, values, sources, extra, configFile };
+  return {
+    command,
+    explicitCommand,
+    positionals,
+    values: values as Settings,
+    sources: sources as Record<OptionName, Source>,
+    extra,
+    configFile,
+  };
 }
 
 /** --config, else MAILMEET_CONFIG, else the platform's default file when it exists. */
@@ -403,7 +442,7 @@ export async function readConfigFile(
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new UsageError(`The config file ${path} must hold one JSON object of option names and values.`);
   }
-  const known = OPTIONS.filter((o) => !o.flagOnly).map((o) => o.name);
+  const known: string[] = OPTIONS.filter((o) => !o.flagOnly).map((o) => o.name);
   for (const k of Object.keys(data)) {
     if (!known.includes(k)) {
       throw new UsageError(

@@ -8,7 +8,7 @@ import { formatDuration } from "../config_file.ts";
 import { parseNetworkKey } from "../../protocol/keys.ts";
 import { flag, str } from "../context.ts";
 import { UsageError } from "../errors.ts";
-import { envName, OPTIONS, type Resolved, type Value } from "../options.ts";
+import { envName, type OptionName, OPTIONS, type Resolved, type Value } from "../options.ts";
 import { paint } from "../output.ts";
 import { defaultConfigPath } from "../paths.ts";
 
@@ -26,7 +26,7 @@ Examples:
   MAILMEET_VIA=lan-host@game.test mailmeet config show --json`;
 
 /** Per-run switches that say nothing about the setup. */
-const HIDDEN = new Set(["help", "version", "config"]);
+const HIDDEN = new Set<OptionName>(["help", "version", "config"]);
 
 export interface ShownSetting {
   name: string;

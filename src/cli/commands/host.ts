@@ -87,7 +87,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
     });
   await using inbox = patience ? await patience.run("reading", open, stop.signal) : await open();
   reached = true;
-  const marker = str(r, "marker")!;
+  const marker = str(r, "marker");
   const interrupted = () => new InterruptedError("Interrupted; the host stopped.");
   const reader = new InboxReader(inbox, {
     marker,

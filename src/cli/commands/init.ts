@@ -15,7 +15,7 @@ import { configText, formatDuration, writeSecretFile } from "../config_file.ts";
 import { describeFsError } from "../../apps/file_send.ts";
 import { flag, str } from "../context.ts";
 import { UsageError } from "../errors.ts";
-import { OPTIONS, readConfigFile, type Resolved } from "../options.ts";
+import { type OptionName, OPTIONS, readConfigFile, type Resolved } from "../options.ts";
 import { paint } from "../output.ts";
 import { defaultConfigPath, keyFileFor } from "../paths.ts";
 import { Prompter, type PromptIo, terminalIo } from "../prompt.ts";
@@ -62,7 +62,7 @@ Examples:
     --inbox 'imaps://bob%40isp-b.test:PASS@imap.isp-b.test/INBOX' --via lan-host@game.test`;
 
 /** Options never written to the config file: per-run switches and what init itself handles. */
-const NOT_SAVED = new Set([
+const NOT_SAVED = new Set<OptionName>([
   "config",
   "help",
   "version",
@@ -75,7 +75,7 @@ const NOT_SAVED = new Set([
   "key",
 ]);
 /** Options holding a path: saved absolute, since the config is read from anywhere. */
-const PATHS = new Set(["key-file", "tls-ca", "db", "oauth-token-file"]);
+const PATHS = new Set<OptionName>(["key-file", "tls-ca", "db", "oauth-token-file"]);
 const MAX_TRIES = 5;
 
 export interface InitDeps {
@@ -250,7 +250,7 @@ async function readAllStdin(): Promise<string> {
 }
 
 /** A resolved value in the form the config file takes (durations as "90s", paths absolute). */
-function saved(name: string, kind: string, value: unknown): unknown {
+function saved(name: OptionName, kind: string, value: unknown): unknown {
   if (kind === "duration" && typeof value === "number") return formatDuration(value);
   if (PATHS.has(name) && typeof value === "string") return resolve(value);
   return value;

@@ -29,7 +29,7 @@ export async function checkListen(
 ): Promise<Listening | undefined> {
   let listen: { host: string; port: number };
   try {
-    listen = parseHostPort(str(r, "listen")!, "listen");
+    listen = parseHostPort(str(r, "listen"), "listen");
   } catch (err) {
     report({
       check: "listen",
