@@ -12,7 +12,15 @@ import { isValidHost, isValidUserId } from "../protocol/messages.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { EventSink } from "../roles/events.ts";
 import { UsageError } from "./errors.ts";
-import type { BooleanOption, ListOption, NumberOption, Resolved, Settings, StringOption } from "./options.ts";
+import type {
+  AddressListOption,
+  BooleanOption,
+  ListOption,
+  NumberOption,
+  Resolved,
+  Settings,
+  StringOption,
+} from "./options.ts";
 import { eventSink } from "./output.ts";
 import { dataDirFor } from "./paths.ts";
 
@@ -29,7 +37,7 @@ export function list(r: Resolved, name: ListOption): string[] {
   return Array.isArray(v) ? v : [];
 }
 /** A repeatable option of e-mail addresses (--via, --forward-to), checked and lower-cased. */
-export function addresses(r: Resolved, name: ListOption): string[] {
+export function addresses(r: Resolved, name: AddressListOption): string[] {
   return list(r, name).map((a) => {
     if (!isMailAddress(a)) {
       throw new UsageError(`--${name} ${a} is not an e-mail address.`);
@@ -199,7 +207,7 @@ export function userId(r: Resolved, address: string): string {
   return u;
 }
 
-export function parseHostPort(text: string, option: string): { host: string; port: number } {
+export function parseHostPort(text: string, option: StringOption): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
   const port = m ? Number(m[2]) : NaN;
   if (

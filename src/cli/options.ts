@@ -227,6 +227,8 @@ type NamesOf<Kind extends OptionKind> = Extract<Row, { kind: Kind }>["name"];
 export type StringOption = NamesOf<"string">;
 export type BooleanOption = NamesOf<"boolean">;
 export type ListOption = NamesOf<"list">;
+/** Repeatable options of e-mail addresses: the list options whose argument is an ADDR. */
+export type AddressListOption = Extract<Row, { kind: "list"; arg: "ADDR" }>["name"];
 /** int and duration (milliseconds) settings. */
 export type NumberOption = NamesOf<"int" | "duration">;
 

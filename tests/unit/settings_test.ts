@@ -46,6 +46,8 @@ function _settingsAreTypedByTheOptionTable(r: Awaited<ReturnType<typeof resolveO
   list(r, "json");
   // @ts-expect-error: --address is a single string, not a list of addresses
   addresses(r, "address");
+  // @ts-expect-error: --friend lists user ids, not e-mail addresses
+  addresses(r, "friend");
   is<string>(str(r, "marker"));
   is<number>(num(r, "max-links"));
   // @ts-expect-error: --user has no default, so it may be undefined
