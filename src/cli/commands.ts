@@ -11,7 +11,7 @@ import { CHAT_HELP, chatCommand } from "./commands/chat.ts";
 import { TUNNEL_EXTRAS, TUNNEL_HELP, tunnelCommand } from "./commands/tunnel.ts";
 import { SEND_EXTRAS, SEND_HELP, sendCommand } from "./commands/send.ts";
 import { RECEIVE_EXTRAS, RECEIVE_HELP, receiveCommand } from "./commands/receive.ts";
-import { INIT_HELP, initCommand } from "./commands/init.ts";
+import { INIT_EXTRAS, INIT_HELP, initCommand } from "./commands/init.ts";
 import { DOCTOR_HELP, doctorCommand } from "./commands/doctor.ts";
 import { CONFIG_HELP, configCommand } from "./commands/config.ts";
 import { STATUS_HELP, statusCommand } from "./commands/status.ts";
@@ -22,46 +22,11 @@ export interface Command {
   name: string;
   summary: string;
   help: string;
-  extras?: ExtraOption[];
+  extras?: readonly ExtraOption[];
   /** What follows the command name, e.g. "PATH…"; a command without it takes no arguments. */
   args?: string;
   run: (r: Resolved) => Promise<number> | number;
 }
-
-const INIT_EXTRAS: ExtraOption[] = [
-  {
-    name: "force",
-    kind: "boolean",
-    help: "replace an existing config file (keeping what is not given again)",
-  },
-  { name: "password-stdin", kind: "boolean", help: "read the mail password from standard input" },
-  {
-    name: "oauth",
-    kind: "string",
-    arg: "PROVIDER",
-    help: "sign in with OAuth2 instead of a password: microsoft (Outlook.com, Hotmail) or google",
-  },
-  {
-    name: "oauth-client-id",
-    kind: "string",
-    arg: "ID",
-    help: "the OAuth2 app (client) id your group registered",
-  },
-  {
-    name: "oauth-client-secret",
-    kind: "string",
-    arg: "TEXT",
-    help: "the app's client secret (Google asks for it)",
-  },
-  {
-    name: "oauth-device-url",
-    kind: "string",
-    arg: "URL",
-    help: "the provider's device authorization endpoint",
-  },
-  { name: "oauth-token-url", kind: "string", arg: "URL", help: "the provider's token endpoint" },
-  { name: "oauth-scope", kind: "string", arg: "SCOPES", help: "space-separated scopes to ask for" },
-];
 
 export const COMMANDS: readonly Command[] = [
   {

@@ -16,7 +16,7 @@ import {
 import { type Fetch, revokeToken } from "../oauth/token_endpoint.ts";
 import { readSignIn, removeSignIn, type StoredSignIn, writeSignIn } from "../oauth/token_store.ts";
 import { UsageError } from "./errors.ts";
-import type { Resolved } from "./options.ts";
+import type { ExtraNames, ExtraOption, Resolved } from "./options.ts";
 import { suggestServers } from "./providers.ts";
 
 export interface SignInDeps {
@@ -35,9 +35,40 @@ export interface SignInIo {
   event?: (e: Record<string, unknown>) => void;
 }
 
+/** `mailmeet init`'s options for an OAuth2 sign-in (init lists them after its own). */
+export const OAUTH_EXTRAS = [
+  {
+    name: "oauth",
+    kind: "string",
+    arg: "PROVIDER",
+    help: "sign in with OAuth2 instead of a password: microsoft (Outlook.com, Hotmail) or google",
+  },
+  {
+    name: "oauth-client-id",
+    kind: "string",
+    arg: "ID",
+    help: "the OAuth2 app (client) id your group registered",
+  },
+  {
+    name: "oauth-client-secret",
+    kind: "string",
+    arg: "TEXT",
+    help: "the app's client secret (Google asks for it)",
+  },
+  {
+    name: "oauth-device-url",
+    kind: "string",
+    arg: "URL",
+    help: "the provider's device authorization endpoint",
+  },
+  { name: "oauth-token-url", kind: "string", arg: "URL", help: "the provider's token endpoint" },
+  { name: "oauth-scope", kind: "string", arg: "SCOPES", help: "space-separated scopes to ask for" },
+] as const satisfies readonly ExtraOption[];
+type OAuthFlag = ExtraNames<typeof OAUTH_EXTRAS>;
+
 const READ_ME = 'see README, "Signing in with OAuth2"';
 
-function extra(r: Resolved, name: string): string | undefined {
+function extra(r: Resolved<OAuthFlag>, name: OAuthFlag): string | undefined {
   const v = r.extra[name];
   return typeof v === "string" && v !== "" ? v : undefined;
 }
@@ -46,7 +77,7 @@ function extra(r: Resolved, name: string): string | undefined {
  * True when the command line asks for an OAuth2 sign-in: --oauth, or --oauth-client-id alone (the
  * provider then comes from the address: outlook.com → microsoft).
  */
-export function oauthRequested(r: Resolved): boolean {
+export function oauthRequested(r: Resolved<OAuthFlag>): boolean {
   return extra(r, "oauth") !== undefined || extra(r, "oauth-client-id") !== undefined;
 }
 
@@ -54,7 +85,11 @@ export function oauthRequested(r: Resolved): boolean {
  * The client to sign in with: the provider's endpoints, each replaceable by a flag; the client id
  * from --oauth-client-id, else the one the previous sign-in used with the same provider.
  */
-export function oauthClient(r: Resolved, address: string, previous?: StoredSignIn): OAuthClient {
+export function oauthClient(
+  r: Resolved<OAuthFlag>,
+  address: string,
+  previous?: StoredSignIn,
+): OAuthClient {
   const name = extra(r, "oauth") ?? previous?.client.provider ?? providerForAddress(address);
   if (!name) {
     throw new UsageError(

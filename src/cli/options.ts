@@ -249,7 +249,14 @@ export type Settings = {
 export type Source = "flag" | "env" | "file" | "default";
 export type Value = string | number | boolean | string[] | undefined;
 
-export interface Resolved {
+/** What an extra option resolves to: its string(s), or true for a switch; undefined when not given. */
+export type ExtraValue = string | boolean | string[] | undefined;
+
+/**
+ * The resolved command line. `Extra` names the extra options a command reads (see ExtraNames), so
+ * that `r.extra.tp` in a command that declared `to` fails `deno check`.
+ */
+export interface Resolved<Extra extends string = string> {
   command: string;
   /** False when the command was implied (bare `mailmeet`, or `--host`). */
   explicitCommand: boolean;
@@ -257,7 +264,7 @@ export interface Resolved {
   values: Settings;
   sources: Record<OptionName, Source>;
   /** Options not in OPTIONS that a command declared (e.g. send's --to). */
-  extra: Record<string, string | boolean | string[] | undefined>;
+  extra: { [Name in Extra]?: ExtraValue };
   /**
    * The config file in use: named by --config or MAILMEET_CONFIG, or the default one of the platform
    * when it exists. `exists` is false only for `init`, which may name a file it is about to create.
@@ -280,6 +287,9 @@ export interface ExtraOption {
   /** One line for `mailmeet --help` and the command's own help. */
   help: string;
 }
+
+/** The names in a command's table of extras (declared `as const satisfies readonly ExtraOption[]`). */
+export type ExtraNames<Extras extends readonly ExtraOption[]> = Extras[number]["name"];
 
 export function envName(option: string): string {
   return `MAILMEET_${option.toUpperCase().replaceAll("-", "_")}`;
@@ -382,7 +392,7 @@ export async function resolveOptions(
   values.config = configPath;
   if (configFile) sources.config = configFile.origin === "default" ? "default" : configFile.origin;
   const extra: Resolved["extra"] = {};
-  for (const o of extras) extra[o.name] = flags[o.name] as string | boolean | string[] | undefined;
+  for (const o of extras) extra[o.name] = flags[o.name] as ExtraValue;
   return {
     command,
     explicitCommand,

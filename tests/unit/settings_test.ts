@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { resolveOptions } from "../../src/cli/options.ts";
+import { type ExtraNames, type Resolved, resolveOptions } from "../../src/cli/options.ts";
+import type { SEND_EXTRAS } from "../../src/cli/commands/send.ts";
+import type { INIT_EXTRAS } from "../../src/cli/commands/init.ts";
 import { addresses, flag, list, num, str } from "../../src/cli/context.ts";
 import { UsageError } from "../../src/cli/errors.ts";
 
@@ -56,3 +58,19 @@ function _settingsAreTypedByTheOptionTable(r: Awaited<ReturnType<typeof resolveO
   is<number>(r.values.via);
 }
 void _settingsAreTypedByTheOptionTable;
+
+/** As above, for the options only one command takes: each command reads only the ones it declared. */
+function _extrasAreTypedByTheirCommand(
+  send: Resolved<ExtraNames<typeof SEND_EXTRAS>>,
+  init: Resolved<ExtraNames<typeof INIT_EXTRAS>>,
+): void {
+  send.extra.to;
+  init.extra["oauth-client-id"];
+  // @ts-expect-error: a misspelt extra option
+  send.extra.too;
+  // @ts-expect-error: --force is receive's and init's, not send's
+  send.extra.force;
+  // @ts-expect-error: a misspelt extra option
+  init.extra["oauth-clientid"];
+}
+void _extrasAreTypedByTheirCommand;

@@ -15,7 +15,14 @@ import { configText, formatDuration, writeSecretFile } from "../config_file.ts";
 import { describeFsError } from "../../apps/file_send.ts";
 import { flag, str } from "../context.ts";
 import { UsageError } from "../errors.ts";
-import { type OptionName, OPTIONS, readConfigFile, type Resolved } from "../options.ts";
+import {
+  type ExtraNames,
+  type ExtraOption,
+  type OptionName,
+  OPTIONS,
+  readConfigFile,
+  type Resolved,
+} from "../options.ts";
 import { paint } from "../output.ts";
 import { defaultConfigPath, keyFileFor } from "../paths.ts";
 import { Prompter, type PromptIo, terminalIo } from "../prompt.ts";
@@ -23,6 +30,7 @@ import { suggestServers, withCredentials } from "../providers.ts";
 import { tokenFileFor } from "../../oauth/token_store.ts";
 import {
   dropSignIn,
+  OAUTH_EXTRAS,
   oauthClient,
   oauthRequested,
   oauthServers,
@@ -61,6 +69,18 @@ Examples:
   mailmeet init --address bob@isp-b.test --smtp 'smtps://bob%40isp-b.test:PASS@smtp.isp-b.test' \\
     --inbox 'imaps://bob%40isp-b.test:PASS@imap.isp-b.test/INBOX' --via lan-host@game.test`;
 
+/** init's own options, then the OAuth2 sign-in's. */
+export const INIT_EXTRAS = [
+  {
+    name: "force",
+    kind: "boolean",
+    help: "replace an existing config file (keeping what is not given again)",
+  },
+  { name: "password-stdin", kind: "boolean", help: "read the mail password from standard input" },
+  ...OAUTH_EXTRAS,
+] as const satisfies readonly ExtraOption[];
+type InitResolved = Resolved<ExtraNames<typeof INIT_EXTRAS>>;
+
 /** Options never written to the config file: per-run switches and what init itself handles. */
 const NOT_SAVED = new Set<OptionName>([
   "config",
@@ -93,7 +113,7 @@ export interface InitDeps {
 
 type Settings = Record<string, unknown>;
 
-export async function initCommand(r: Resolved, deps: InitDeps = {}): Promise<number> {
+export async function initCommand(r: InitResolved, deps: InitDeps = {}): Promise<number> {
   const env = deps.env ?? Deno.env.toObject();
   const print = deps.print ?? ((line: string) => console.log(line));
   const json = flag(r, "json");

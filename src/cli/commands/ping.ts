@@ -6,7 +6,7 @@
 import { RTT_PROTOCOL, RttProber } from "../../node/rtt.ts";
 import { flag } from "../context.ts";
 import { NoPeerError, UsageError } from "../errors.ts";
-import type { ExtraOption, Resolved } from "../options.ts";
+import type { ExtraNames, ExtraOption, Resolved } from "../options.ts";
 import { findNode, nodeIdentity } from "../node.ts";
 import { writeStdout } from "./app_common.ts";
 
@@ -21,15 +21,15 @@ Examples:
   mailmeet ping ann
   mailmeet ping ann --count 10 --json`;
 
-export const PING_EXTRAS: ExtraOption[] = [
+export const PING_EXTRAS = [
   { name: "count", kind: "string", arg: "N", help: "probes to send (default 4)" },
-];
+] as const satisfies readonly ExtraOption[];
 
 /** A probe not answered within this long is lost. */
 const LOST_AFTER_MS = 2_000;
 const EVERY_MS = 1_000;
 
-export async function pingCommand(r: Resolved): Promise<number> {
+export async function pingCommand(r: Resolved<ExtraNames<typeof PING_EXTRAS>>): Promise<number> {
   const user = r.positionals[0];
   if (!user || r.positionals.length > 1) throw new UsageError("Say whom to ping: mailmeet ping USER.");
   const countText = typeof r.extra.count === "string" ? r.extra.count : "4";

@@ -4,7 +4,7 @@ import { FILE_PROTOCOL, formatBytes } from "../../apps/file_proto.ts";
 import type { AppEvent } from "../../apps/links.ts";
 import type { MuxStream } from "../../net/mux.ts";
 import { UsageError } from "../errors.ts";
-import type { ExtraOption, Resolved } from "../options.ts";
+import type { ExtraNames, ExtraOption, Resolved } from "../options.ts";
 import {
   aborted,
   appOutput,
@@ -31,11 +31,11 @@ Exit codes: 0 received · 3 nobody connected within --timeout · 4 refused, decl
 Example:
   mailmeet receive --out ~/Downloads --address bob@isp-b.test --via lan-host@game.test --key-file group.key`;
 
-export const RECEIVE_EXTRAS: ExtraOption[] = [
+export const RECEIVE_EXTRAS = [
   { name: "out", kind: "string", arg: "DIR", help: "where the files go (default: the current folder)" },
   { name: "yes", kind: "boolean", short: "y", help: "accept the offer without asking" },
   { name: "force", kind: "boolean", help: "overwrite files that already exist" },
-];
+] as const satisfies readonly ExtraOption[];
 
 function describe(e: AppEvent, took = ""): string | undefined {
   switch (e.event) {
@@ -101,7 +101,7 @@ async function prepareOut(root: string): Promise<void> {
   await Deno.remove(probe).catch(() => {});
 }
 
-export async function receiveCommand(r: Resolved): Promise<number> {
+export async function receiveCommand(r: Resolved<ExtraNames<typeof RECEIVE_EXTRAS>>): Promise<number> {
   const out = appOutput(r);
   const emit = (e: AppEvent, took = "") => out.app(e, describe(e, took));
   const root = resolve(typeof r.extra.out === "string" ? r.extra.out : ".");

@@ -3,7 +3,7 @@ import { formatBytes, TransferError } from "../../apps/file_proto.ts";
 import type { AppEvent, MemberMux } from "../../apps/links.ts";
 import { num } from "../context.ts";
 import { UsageError } from "../errors.ts";
-import type { ExtraOption, Resolved } from "../options.ts";
+import type { ExtraNames, ExtraOption, Resolved } from "../options.ts";
 import { appOutput, files, progressReporter, runApp, took, transferFailed } from "./app_common.ts";
 
 export const SEND_HELP = `mailmeet send PATH… --to ID — send files and folders to one peer
@@ -18,9 +18,9 @@ Exit codes: 0 sent · 3 the peer did not connect in time · 4 declined or broken
 Example:
   mailmeet send holiday/ notes.txt --to bob --address ann@isp-a.test --via lan-host@game.test --key-file group.key`;
 
-export const SEND_EXTRAS: ExtraOption[] = [
+export const SEND_EXTRAS = [
   { name: "to", kind: "string", arg: "ID", help: "who gets the files (their user id)" },
-];
+] as const satisfies readonly ExtraOption[];
 
 function describe(e: AppEvent, took = ""): string | undefined {
   switch (e.event) {
@@ -43,7 +43,7 @@ function describe(e: AppEvent, took = ""): string | undefined {
   }
 }
 
-export async function sendCommand(r: Resolved): Promise<number> {
+export async function sendCommand(r: Resolved<ExtraNames<typeof SEND_EXTRAS>>): Promise<number> {
   const to = typeof r.extra.to === "string" ? r.extra.to : undefined;
   if (!to) throw new UsageError("Say who gets the files with --to USER-ID.");
   const paths = r.positionals;

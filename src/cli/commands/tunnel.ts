@@ -5,7 +5,7 @@ import { LanForwarder } from "../../apps/lan/forwarder.ts";
 import { scopeOf } from "../../apps/lan/lan_socket.ts";
 import { LoopGuard } from "../../apps/lan/loop_guard.ts";
 import type { AppEvent, LinkApp } from "../../apps/links.ts";
-import type { ExtraOption, Resolved } from "../options.ts";
+import type { ExtraNames, ExtraOption, Resolved } from "../options.ts";
 import { UsageError } from "../errors.ts";
 import type { AppStatus } from "../status.ts";
 import { parseBind, parseExpose, parseLanChannels, parseLocal } from "../tunnel_spec.ts";
@@ -40,7 +40,7 @@ Example:
   mailmeet tunnel --local 25565 --address bob@isp-b.test --via lan-host@game.test --key-file group.key
   mailmeet tunnel --local 25566:25565,27015/udp --bind 0.0.0.0`;
 
-export const TUNNEL_EXTRAS: ExtraOption[] = [
+export const TUNNEL_EXTRAS = [
   { name: "expose", kind: "list", arg: "PORT", help: "the service on this port here is what peers reach" },
   {
     name: "local",
@@ -59,7 +59,7 @@ export const TUNNEL_EXTRAS: ExtraOption[] = [
   },
   { name: "broadcast", kind: "list", arg: "PORT", help: "carry this port's LAN broadcasts both ways" },
   { name: "multicast", kind: "list", arg: "GROUP:PORT", help: "carry this multicast group's datagrams" },
-];
+] as const satisfies readonly ExtraOption[];
 
 function describe(e: AppEvent): string | undefined {
   switch (e.event) {
@@ -94,7 +94,7 @@ function describe(e: AppEvent): string | undefined {
   }
 }
 
-export async function tunnelCommand(r: Resolved): Promise<number> {
+export async function tunnelCommand(r: Resolved<ExtraNames<typeof TUNNEL_EXTRAS>>): Promise<number> {
   const out = appOutput(r);
   // `mailmeet status` shows the first tunnel's port and the connections open now.
   let shown: { setApp(a: AppStatus): void } | undefined;
