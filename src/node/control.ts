@@ -53,10 +53,18 @@ export function controlPath(dir: string, id: NodeIdentity): string {
   return join(dir, `node-${h}.sock`);
 }
 
-/** Copies a → b until a ends (then half-closes b); a failure resets both. */
+/**
+ * Copies a → b until a ends (then half-closes b); a failure resets both. Without a copy: each
+ * chunk goes to b as the view a gave, and a is read again only once b sealed it (a chunk is valid
+ * until the next read). A copy per chunk was 100 MiB/s of fresh buffers in the node, and the full
+ * GCs they caused stalled the game datagrams the node carries beside (issue 16).
+ */
 export async function splice(a: MuxStream, b: MuxStream): Promise<void> {
   try {
-    for (let chunk = await a.read(); chunk !== null; chunk = await a.read()) await b.write(chunk.slice());
+    for (let chunk = await a.read(); chunk !== null; chunk = await a.read()) {
+      await b.write(chunk);
+      await b.sent(b.written);
+    }
     b.closeWrite();
   } catch (err) {
     const why = err instanceof Error ? err.message.replace(/^The stream was reset: /, "") : String(err);
