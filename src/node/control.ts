@@ -18,13 +18,13 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { fromUtf8, utf8 } from "../protocol/bytes.ts";
+import { fromUtf8 } from "../protocol/bytes.ts";
 import { Mux, type MuxStream } from "../net/mux.ts";
 import type { AppRoute, LinkApp, Member } from "../apps/links.ts";
 import { decodeServices, encodeServices } from "../apps/tunnel_services.ts";
 import type { RoomHost } from "../apps/chat.ts";
 import { ControlChannel } from "./control_channel.ts";
-import { LineQueue } from "./line_queue.ts";
+import { LineQueue, writeLine } from "../net/line_queue.ts";
 
 export interface NodeIdentity {
   address: string;
@@ -63,10 +63,6 @@ export async function splice(a: MuxStream, b: MuxStream): Promise<void> {
     a.reset(why);
     b.reset(why);
   }
-}
-
-export function writeLine(stream: MuxStream, value: unknown): void {
-  stream.write(utf8(`${JSON.stringify(value)}\n`)).catch(() => {});
 }
 
 /** Reads JSON lines from a stream until it ends. */

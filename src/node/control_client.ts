@@ -20,7 +20,7 @@ import {
   servicesOf,
 } from "./control.ts";
 import type { ExposedService } from "../apps/tunnel_services.ts";
-import { LineQueue } from "./line_queue.ts";
+import { LineQueue } from "../net/line_queue.ts";
 import type { AppSink } from "../apps/links.ts";
 import type { RoomHost } from "../apps/chat.ts";
 

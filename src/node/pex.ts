@@ -19,7 +19,8 @@ import { decodeCandidates, decodeMapping, encodeCandidates } from "../protocol/c
 import { isValidUserId, type PeerEntry } from "../protocol/messages.ts";
 import type { MuxStream } from "../net/mux.ts";
 import type { LinkApp, Member } from "../apps/links.ts";
-import { readLines, writeLine } from "./control.ts";
+import { readLines } from "./control.ts";
+import { writeLine } from "../net/line_queue.ts";
 
 export const PEX_PROTOCOL = "pex";
 /** Members listed in one "known" line at most. */
