@@ -26,7 +26,14 @@ import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import type { Buffer } from "node:buffer";
 import type { MuxStream } from "../net/mux.ts";
 import { writeLine } from "../net/line_queue.ts";
-import { type AppRoute, type AppSink, type LinkApp, type Member, type MemberMux, pipeConn } from "./links.ts";
+import {
+  type AppRoute,
+  type AppSink,
+  type LinkApp,
+  type Member,
+  type MemberMux,
+  pipeConn,
+} from "./app_host.ts";
 import {
   channelSession,
   datagramChannel,

@@ -14,7 +14,7 @@ import type { Socket } from "node:dgram";
 import { b64u, fromB64u } from "../../protocol/bytes.ts";
 import type { MuxStream } from "../../net/mux.ts";
 import { writeLine } from "../../net/line_queue.ts";
-import type { AppSink, LinkApp, Member } from "../links.ts";
+import type { AppSink, LinkApp, Member } from "../app_host.ts";
 import { LanSender, listenLan, type Scope } from "./lan_socket.ts";
 import { LoopGuard } from "./loop_guard.ts";
 
