@@ -11,7 +11,7 @@
  *  - {event:"unreachable", peer, reason}: a member of the group (heard of by mail or over a link)
  *    that neither we nor anyone in the room reaches.
  */
-import type { AppSink, LinkApp, Member } from "./links.ts";
+import type { AppSink, LinkApp, Member } from "./app_host.ts";
 
 /** The node's room as an app sees it: in the node's own process, or over its control socket. */
 export interface RoomHost {

@@ -26,7 +26,7 @@ import {
   writeJson,
 } from "./file_proto.ts";
 import { describeFsError } from "./file_send.ts";
-import type { AppSink } from "./links.ts";
+import type { AppSink } from "./app_host.ts";
 
 /** The offer was refused (unsafe or existing names) or declined: answered cleanly, no reset. */
 class Declined extends TransferError {}

@@ -25,7 +25,7 @@ import {
   TransferInterrupted,
   writeJson,
 } from "./file_proto.ts";
-import type { AppSink, MemberMux } from "./links.ts";
+import type { AppSink, MemberMux } from "./app_host.ts";
 
 /** File reads (and DATA messages) are this large: few reads, few AEAD calls per byte. */
 const READ_SIZE = 1024 * 1024;

@@ -25,7 +25,15 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import type { Buffer } from "node:buffer";
 import type { MuxStream } from "../net/mux.ts";
-import { type AppRoute, type AppSink, type LinkApp, type Member, type MemberMux, pipeConn } from "./links.ts";
+import { writeLine } from "../net/line_queue.ts";
+import {
+  type AppRoute,
+  type AppSink,
+  type LinkApp,
+  type Member,
+  type MemberMux,
+  pipeConn,
+} from "./app_host.ts";
 import {
   channelSession,
   datagramChannel,
@@ -62,12 +70,6 @@ interface UdpSession {
   /** The exposing side: connect() finished; datagrams wait in backlog until then. */
   connected?: boolean;
   backlog?: Uint8Array[];
-}
-
-const encoder = new TextEncoder();
-
-function writeJsonLine(stream: MuxStream, value: unknown): void {
-  stream.write(encoder.encode(`${JSON.stringify(value)}\n`)).catch(() => {});
 }
 
 /** The side that runs the service: takes streams and datagrams, reaches only 127.0.0.1:port. */
@@ -109,7 +111,7 @@ export class TunnelExpose implements LinkApp {
   setGame(game: string, announce: string): void {
     if (this.#service.game === game && this.#service.announce === announce) return;
     this.#service = { ...this.#service, game, announce };
-    for (const s of this.#told.values()) writeJsonLine(s, encodeServices([this.#service]));
+    for (const s of this.#told.values()) writeLine(s, encodeServices([this.#service]));
   }
 
   added(m: Member): void {
@@ -119,7 +121,7 @@ export class TunnelExpose implements LinkApp {
     try {
       const s = mux.open(SERVICES_PROTOCOL, {});
       this.#told.set(m, s);
-      writeJsonLine(s, encodeServices([this.#service]));
+      writeLine(s, encodeServices([this.#service]));
     } catch {
       // the link ended already
     }

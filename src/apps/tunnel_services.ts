@@ -5,7 +5,7 @@
  * Every `tunnel --expose` opens one "services" stream to each member and writes one JSON line per
  * change: {t:"expose", list:[{p: port, u: 1 for UDP, g: game, m: LAN announcement text}]}. The
  * stream stays open while the tunnel runs; its end withdraws what it said (the node on the other
- * side keeps one list per stream: src/node/links.ts).
+ * side keeps one list per stream: src/node/link_registry.ts).
  *
  * Several tunnels share a link, so their traffic is told apart:
  *  - a tunnel stream's metadata names the port it wants ({port});

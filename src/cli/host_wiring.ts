@@ -25,7 +25,7 @@ export function selfEntry(network: NodeNetwork, user: string): () => PeerEntry {
   return () => ({
     user,
     ...network.reach(),
-    linkKey: network.linker.publicKey,
+    linkKey: network.dialer.publicKey,
     seen: Date.now(),
     flagged: false,
   });

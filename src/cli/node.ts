@@ -20,7 +20,7 @@ import { hostSettings, selfEntry } from "./host_wiring.ts";
 import { InboxReader } from "../roles/inbox.ts";
 import { Peer } from "../roles/peer.ts";
 import type { PeerTable } from "../table/table.ts";
-import type { LinkApp } from "../apps/links.ts";
+import type { LinkApp } from "../apps/app_host.ts";
 import { ControlServer, type NodeIdentity } from "../node/control.ts";
 import { ControlClient } from "../node/control_client.ts";
 import { statusDirFor } from "./paths.ts";
@@ -231,7 +231,7 @@ export async function startNode(
       {
         key,
         sender,
-        linker: network.linker,
+        dialer: network.dialer,
         links: network.links,
         // A member no dial reached may still be in the room through others; if not, chat says so.
         events: (e) => {

@@ -9,7 +9,8 @@ export interface ByteSource {
   read(p: Uint8Array): Promise<number | null>;
 }
 
-export const DEFAULT_MAX_LINE = 64 * 1024;
+/** Longest line a text protocol's server may send us unless told otherwise: a POP3 reply or a greeting. */
+export const MAX_REPLY_LINE = 64 * 1024;
 
 export class LineReader {
   #src: ByteSource;
@@ -18,7 +19,7 @@ export class LineReader {
   #end = 0;
   #eof = false;
 
-  constructor(src: ByteSource, readonly maxLine = DEFAULT_MAX_LINE) {
+  constructor(src: ByteSource, readonly maxLine = MAX_REPLY_LINE) {
     this.#src = src;
   }
 

@@ -80,17 +80,22 @@ export function openSender(url: string, opts: SenderOptions = {}): Sender {
 /** Composes the RFC 5322 bytes nodemailer would send. */
 const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: "\r\n" });
 
-export async function composeMail(mail: OutgoingMail): Promise<{ raw: Uint8Array; messageId: string }> {
-  const plain = mail.headers ? undefined : composePlain(mail);
-  if (plain) return plain;
-  const info = await composer.sendMail({
+/** The message as nodemailer takes it, for mail that composePlain (compose.ts) does not compose. */
+function nodemailerMail(mail: OutgoingMail) {
+  return {
     from: mail.from,
     to: [...mail.to],
     subject: mail.subject,
     text: mail.text,
     headers: mail.headers,
     date: mail.date,
-  });
+  };
+}
+
+export async function composeMail(mail: OutgoingMail): Promise<{ raw: Uint8Array; messageId: string }> {
+  const plain = mail.headers ? undefined : composePlain(mail);
+  if (plain) return plain;
+  const info = await composer.sendMail(nodemailerMail(mail));
   return { raw: new Uint8Array(info.message as unknown as Uint8Array), messageId: info.messageId };
 }
 
@@ -216,14 +221,7 @@ class SmtpSender implements Sender {
             envelope: { from: mail.from, to: [...mail.to] },
             raw: Buffer.from(plain.raw.buffer, plain.raw.byteOffset, plain.raw.byteLength),
           })
-          : await this.#transport.sendMail({
-            from: mail.from,
-            to: [...mail.to],
-            subject: mail.subject,
-            text: mail.text,
-            headers: mail.headers,
-            date: mail.date,
-          });
+          : await this.#transport.sendMail(nodemailerMail(mail));
         return { messageId: plain?.messageId ?? info.messageId, response: info.response };
       } catch (err) {
         const e = this.#tokenError ?? toMailError(err as NodemailerError, this.account);

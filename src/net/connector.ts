@@ -21,7 +21,7 @@ import {
 import { equalBytes } from "../protocol/bytes.ts";
 import { type KeyPair, LinkError } from "../protocol/noise.ts";
 import type { NetworkKey } from "../protocol/keys.ts";
-import { acceptLink, dialLink, initiateLink, type Link, type LinkInfo } from "./link.ts";
+import { acceptLink, dialLink, type HandshakePayload, initiateLink, type Link } from "./link.ts";
 import type { PunchHub, PunchResult } from "./punch_hub.ts";
 import type { ByteStream } from "./secure_channel.ts";
 import { formatHp } from "./punch.ts";
@@ -68,7 +68,7 @@ export interface ConnectorOptions {
   staticKey: KeyPair;
   networkKey: NetworkKey;
   /** Sent inside every handshake (user id, version); the path is added per attempt. */
-  localInfo: LinkInfo;
+  localInfo: HandshakePayload;
   hub?: PunchHub;
   relay?: RelayProvider;
   /** Budget of one TCP attempt (--dial-timeout). */

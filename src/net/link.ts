@@ -56,7 +56,7 @@ interface Pending {
 const KEY_CONFIRMATION = utf8("mailmeet link ready v1");
 
 /** What each side tells the other inside the handshake, e.g. `{ user: "alice", v: 1 }`. */
-export type LinkInfo = Record<string, unknown>;
+export type HandshakePayload = Record<string, unknown>;
 
 export interface LinkKeys {
   /** Our link key pair for this run. */
@@ -64,7 +64,7 @@ export interface LinkKeys {
   /** The group's 32-byte network key (NetworkKey.secret). */
   networkKey: Uint8Array;
   /** Sent to the other side inside the encrypted handshake. */
-  localInfo?: LinkInfo;
+  localInfo?: HandshakePayload;
 }
 
 export interface InitiateOptions extends LinkKeys {
@@ -111,7 +111,7 @@ export class Link {
     /** The other side's link public key: the published one (dialer) or the one it proved (listener). */
     readonly remoteStatic: Uint8Array,
     /** What the other side sent inside the handshake. */
-    readonly remotePayload: LinkInfo,
+    readonly remotePayload: HandshakePayload,
     /** The Noise handshake hash, equal on both sides: usable for channel binding. */
     readonly handshakeHash: Uint8Array,
     readonly role: LinkRole,
@@ -171,22 +171,22 @@ export class Link {
 
 // ─── Handshake payloads ──────────────────────────────────────────────────────────────────────
 
-function encodeInfo(info: LinkInfo | undefined): Uint8Array {
+function encodeInfo(info: HandshakePayload | undefined): Uint8Array {
   const bytes = utf8(JSON.stringify(info ?? {}));
   if (bytes.length > MAX_HANDSHAKE_PAYLOAD) {
     throw new RangeError(
-      `The link info is ${bytes.length} bytes; at most ${MAX_HANDSHAKE_PAYLOAD} fit the handshake.`,
+      `The handshake payload is ${bytes.length} bytes; at most ${MAX_HANDSHAKE_PAYLOAD} fit the handshake.`,
     );
   }
   return bytes;
 }
 
-function decodeInfo(bytes: Uint8Array): LinkInfo | undefined {
+function decodeInfo(bytes: Uint8Array): HandshakePayload | undefined {
   if (bytes.length > MAX_HANDSHAKE_PAYLOAD) return undefined;
   try {
     const value: unknown = JSON.parse(fromUtf8(bytes));
     return typeof value === "object" && value !== null && !Array.isArray(value)
-      ? value as LinkInfo
+      ? value as HandshakePayload
       : undefined;
   } catch {
     return undefined;

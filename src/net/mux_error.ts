@@ -2,7 +2,7 @@ export type MuxErrorCode =
   | "reset" // the stream was reset, by either side
   | "closed" // the link ended, or the stream was closed for writing
   | "protocol" // the other side broke the mux protocol
-  | "busy"; // read() while another read() on the stream was still waiting
+  | "busy"; // read() or write() while another of the same on the stream was still waiting
 
 export class MuxError extends Error {
   constructor(message: string, readonly code: MuxErrorCode, options: { cause?: unknown } = {}) {

@@ -37,7 +37,8 @@ export interface MuxStream {
   readonly failure: MuxError | null;
   /**
    * Queues `data` to be sent, waiting while the other side's window is full. The stream keeps a
-   * view of `data` until it is sealed: do not reuse the buffer afterwards.
+   * view of `data` until it is sealed: do not reuse the buffer afterwards. Rejects with code
+   * "busy" while another write() on this stream is still waiting (their bytes would interleave).
    */
   write(data: Uint8Array): Promise<void>;
   /** Bytes queued by write() so far: pass it to sent() to learn when the buffers written up to now are free again. */
@@ -105,6 +106,8 @@ export class Stream implements MuxStream {
   /** A read() is waiting (from before its waiter is set until it resumed after the wake). */
   #reading = false;
   #creditWaiter: Waiter | null = null;
+  /** A write() is waiting for credit: a second one would take its waiter and interleave its bytes. */
+  #writing = false;
   /** Views of written buffers, not yet put into a frame. */
   out: Uint8Array[] = [];
   outBytes = 0;
@@ -143,45 +146,54 @@ export class Stream implements MuxStream {
   }
 
   async write(data: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < data.length) {
-      if (this.#failure) throw this.#failure;
-      if (this.finQueued) throw new MuxError("Cannot write to a stream after closeWrite().", "closed");
-      // While a game's datagrams flow, keep less of this stream in flight (see GAME_INFLIGHT).
-      const inflight = this.#sendWindow - this.#credit;
-      const room = this.#sink.gaming()
-        ? Math.min(this.#credit, Math.max(0, Math.max(GAME_INFLIGHT, 2 * this.#lastGrant) - inflight))
-        : this.#credit;
-      if (room === 0) {
-        const credit = new Promise<void>((resolve, reject) => this.#creditWaiter = { resolve, reject });
-        if (this.#credit === 0) {
-          await credit;
+    if (this.#writing) {
+      throw new MuxError("write() is already waiting on this stream; call it one at a time.", "busy");
+    }
+    // Set and cleared in the same turn when no credit is awaited: back-to-back writes stay fine.
+    this.#writing = true;
+    try {
+      let off = 0;
+      while (off < data.length) {
+        if (this.#failure) throw this.#failure;
+        if (this.finQueued) throw new MuxError("Cannot write to a stream after closeWrite().", "closed");
+        // While a game's datagrams flow, keep less of this stream in flight (see GAME_INFLIGHT).
+        const inflight = this.#sendWindow - this.#credit;
+        const room = this.#sink.gaming()
+          ? Math.min(this.#credit, Math.max(0, Math.max(GAME_INFLIGHT, 2 * this.#lastGrant) - inflight))
+          : this.#credit;
+        if (room === 0) {
+          const credit = new Promise<void>((resolve, reject) => this.#creditWaiter = { resolve, reject });
+          if (this.#credit === 0) {
+            await credit;
+            continue;
+          }
+          // Held back for a game only: once datagrams stop, the window is ours again, credit or not.
+          let cancel: (() => void) | undefined;
+          try {
+            const granted = await Promise.race([
+              credit.then(() => true),
+              new Promise<false>((r) => cancel = this.#sink.clock.after(GAME_MS, () => r(false))),
+            ]);
+            // Nothing granted for GAME_MS with bytes in flight: a reader of an earlier version, which
+            // grants only in CREDIT_THRESHOLD steps. Run far enough ahead that it does.
+            if (!granted) this.#lastGrant = Math.max(this.#lastGrant, CREDIT_THRESHOLD);
+          } finally {
+            cancel?.();
+          }
           continue;
         }
-        // Held back for a game only: once datagrams stop, the window is ours again, credit or not.
-        let cancel: (() => void) | undefined;
-        try {
-          const granted = await Promise.race([
-            credit.then(() => true),
-            new Promise<false>((r) => cancel = this.#sink.clock.after(GAME_MS, () => r(false))),
-          ]);
-          // Nothing granted for GAME_MS with bytes in flight: a reader of an earlier version, which
-          // grants only in CREDIT_THRESHOLD steps. Run far enough ahead that it does.
-          if (!granted) this.#lastGrant = Math.max(this.#lastGrant, CREDIT_THRESHOLD);
-        } finally {
-          cancel?.();
-        }
-        continue;
+        const n = Math.min(room, data.length - off);
+        this.#credit -= n;
+        this.out.push(off === 0 && n === data.length ? data : data.subarray(off, off + n));
+        this.outBytes += n;
+        this.#queuedTotal += n;
+        off += n;
+        this.#sink.schedule(this);
       }
-      const n = Math.min(room, data.length - off);
-      this.#credit -= n;
-      this.out.push(off === 0 && n === data.length ? data : data.subarray(off, off + n));
-      this.outBytes += n;
-      this.#queuedTotal += n;
-      off += n;
-      this.#sink.schedule(this);
+      if (this.#failure) throw this.#failure;
+    } finally {
+      this.#writing = false;
     }
-    if (this.#failure) throw this.#failure;
   }
 
   get written(): number {

@@ -586,14 +586,7 @@ export class PunchHub {
       if (p.type === "probe") {
         // Answer members who probe us before we know of them: their side of the punch completes,
         // and they go on to signal us.
-        this.#sendPacket(
-          socket,
-          from,
-          p.from,
-          "ack",
-          { e: b64u(p.session), s: formatHp(from) },
-          this.#statelessSession,
-        );
+        this.#ackProbe(socket, from, p);
         return;
       }
       if (p.type !== "signal" || p.body.t !== "offer" || !quicAvailable() || this.#closed) return;
@@ -612,15 +605,20 @@ export class PunchHub {
     else if (s.stage1 && (socket === this.#socket || s.stage1Sockets.includes(socket))) {
       s.stage1.receive(p, from, socket);
     } else if (socket === this.#socket && p.type === "probe") {
-      this.#sendPacket(
-        socket,
-        from,
-        p.from,
-        "ack",
-        { e: b64u(p.session), s: formatHp(from) },
-        this.#statelessSession,
-      );
+      this.#ackProbe(socket, from, p);
     }
+  }
+
+  /** Acks a probe outside any session of ours, telling the prober the address it came from. */
+  #ackProbe(socket: UdpSocket, from: HostPort, p: PunchPacket): void {
+    this.#sendPacket(
+      socket,
+      from,
+      p.from,
+      "ack",
+      { e: b64u(p.session), s: formatHp(from) },
+      this.#statelessSession,
+    );
   }
 
   #sendPacket(

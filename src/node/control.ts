@@ -8,7 +8,7 @@
  * (src/node/control_channel.ts):
  *  - "hello": the node says who it is (pid, since when) and closes the stream;
  *  - "attach" {protocols, datagrams, route}: the app's streams of those protocols and the link's
- *    datagrams (those `route` names: src/apps/links.ts) come to it; the node writes one JSON line
+ *    datagrams (those `route` names: src/apps/app_host.ts) come to it; the node writes one JSON line
  *    per member that links or leaves, and one whenever what a member exposes changes;
  *  - "open" {member, protocol, meta}: a stream to a member, spliced by the node to a stream on
  *    that member's link; the node does the same the other way ("incoming");
@@ -18,13 +18,13 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { fromUtf8, utf8 } from "../protocol/bytes.ts";
+import { fromUtf8 } from "../protocol/bytes.ts";
 import { Mux, type MuxStream } from "../net/mux.ts";
-import type { AppRoute, LinkApp, Member } from "../apps/links.ts";
+import type { AppRoute, LinkApp, Member } from "../apps/app_host.ts";
 import { decodeServices, encodeServices } from "../apps/tunnel_services.ts";
 import type { RoomHost } from "../apps/chat.ts";
 import { ControlChannel } from "./control_channel.ts";
-import { LineQueue } from "./line_queue.ts";
+import { LineQueue, writeLine } from "../net/line_queue.ts";
 
 export interface NodeIdentity {
   address: string;
@@ -71,10 +71,6 @@ export async function splice(a: MuxStream, b: MuxStream): Promise<void> {
     a.reset(why);
     b.reset(why);
   }
-}
-
-export function writeLine(stream: MuxStream, value: unknown): void {
-  stream.write(utf8(`${JSON.stringify(value)}\n`)).catch(() => {});
 }
 
 /** Reads JSON lines from a stream until it ends. */

@@ -4,7 +4,7 @@
  * unchanged whether the node is in their own process or in the `join` next door.
  */
 import { Mux, type MuxStream } from "../net/mux.ts";
-import type { LinkApp, Member, MemberMux } from "../apps/links.ts";
+import type { LinkApp, Member, MemberMux } from "../apps/app_host.ts";
 import { ControlChannel } from "./control_channel.ts";
 import {
   ATTACH,
@@ -20,8 +20,8 @@ import {
   servicesOf,
 } from "./control.ts";
 import type { ExposedService } from "../apps/tunnel_services.ts";
-import { LineQueue } from "./line_queue.ts";
-import type { AppSink } from "../apps/links.ts";
+import { LineQueue } from "../net/line_queue.ts";
+import type { AppSink } from "../apps/app_host.ts";
 import type { RoomHost } from "../apps/chat.ts";
 
 class RemoteMember implements Member {

@@ -34,11 +34,11 @@ import {
   RelayService,
 } from "../net/relay.ts";
 import { DEFAULT_STUN_SERVERS, parseStunServer, resolveStunServers } from "../net/stun.ts";
-import { LINK_INFO_VERSION, NetLinker } from "../roles/net_linker.ts";
+import { HANDSHAKE_PAYLOAD_VERSION, NetPeerDialer } from "../roles/net_dialer.ts";
 import type { Reach } from "../roles/peer.ts";
 import type { EventSink } from "../roles/events.ts";
-import type { Member } from "../apps/links.ts";
-import { LinkRegistry } from "./links.ts";
+import type { Member } from "../apps/app_host.ts";
+import { LinkRegistry } from "./link_registry.ts";
 import { PeerExchange } from "./pex.ts";
 import { RoomService } from "./room.ts";
 
@@ -81,7 +81,7 @@ export interface NetworkOptions {
 
 export class NodeNetwork {
   readonly links: LinkRegistry;
-  readonly linker: NetLinker;
+  readonly dialer: NetPeerDialer;
   readonly staticKey: KeyPair;
   readonly #o: NetworkOptions;
   readonly #listener: LinkListener;
@@ -124,7 +124,7 @@ export class NodeNetwork {
     };
     this.#direct = new Connector(base);
     const relayProvider: RelayProvider = { open: (t, signal, opts) => this.#openRelayed(t, signal, opts) };
-    this.linker = new NetLinker(new Connector({ ...base, relay: relayProvider }), () => this.#reach);
+    this.dialer = new NetPeerDialer(new Connector({ ...base, relay: relayProvider }), () => this.#reach);
   }
 
   static async start(o: NetworkOptions): Promise<NodeNetwork> {
@@ -141,7 +141,7 @@ export class NodeNetwork {
         const net = ref.net;
         if (!net) return void link.abort();
         try {
-          links.adopt(net.linker.wrap(link, {
+          links.adopt(net.dialer.wrap(link, {
             path: "direct",
             transport: "tcp",
             kind: "lan",
@@ -353,7 +353,7 @@ export class NodeNetwork {
     if (this.#closed || this.#pexDialing.has(e.user) || this.links.has(e.user)) return;
     this.#pexDialing.add(e.user);
     try {
-      const link = await this.linker.dial(e, Date.now() + PEX_DIAL_WINDOW_MS, {
+      const link = await this.dialer.dial(e, Date.now() + PEX_DIAL_WINDOW_MS, {
         signal: this.#stopDials.signal,
       });
       this.links.adopt(link);
@@ -381,7 +381,7 @@ export class NodeNetwork {
         localInfo: { ...info(this.#o), path: "relayed" },
         peer: `${who} via ${relay.user}`,
       });
-      this.links.adopt(this.linker.wrap(link, {
+      this.links.adopt(this.dialer.wrap(link, {
         path: "relay",
         transport: relay.route.transport,
         kind: "relayed",
@@ -409,7 +409,7 @@ export class NodeNetwork {
       if (!mux) {
         try {
           const c = await this.#direct.connect(r, Date.now() + DIRECT_TRY_MS, signal);
-          this.links.adopt(this.linker.wrap(c.link, c.route));
+          this.links.adopt(this.dialer.wrap(c.link, c.route));
           mux = this.links.muxFor(r.linkKey);
         } catch (err) {
           last = err as Error;
@@ -437,7 +437,7 @@ export class NodeNetwork {
   async #inboundPunch(r: import("../net/punch_hub.ts").PunchResult): Promise<void> {
     try {
       const c = await this.#direct.handshakeOver(r);
-      this.links.adopt(this.linker.wrap(c.link, c.route));
+      this.links.adopt(this.dialer.wrap(c.link, c.route));
     } catch (err) {
       this.#o.events({
         event: "link_refused",
@@ -503,7 +503,7 @@ export class NodeNetwork {
     };
     try {
       const c = await this.#direct.connect(target, Date.now() + DIRECT_TRY_MS);
-      this.links.adopt(this.linker.wrap(c.link, c.route));
+      this.links.adopt(this.dialer.wrap(c.link, c.route));
     } catch {
       // still no direct path: the relay stays
     }
@@ -537,7 +537,7 @@ const WILDCARDS = new Set(["0.0.0.0", "::"]);
 
 /** What this node says of itself inside every handshake: who, and whether it only relays. */
 function info(o: NetworkOptions): Record<string, unknown> {
-  return { user: o.user, v: LINK_INFO_VERSION, ...(o.role === "relay" ? { role: "relay" } : {}) };
+  return { user: o.user, v: HANDSHAKE_PAYLOAD_VERSION, ...(o.role === "relay" ? { role: "relay" } : {}) };
 }
 
 /** A mapping helps only when the router's outside address is the public one (no NAT beyond it). */

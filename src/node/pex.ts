@@ -18,8 +18,9 @@ import { b64u, fromB64u } from "../protocol/bytes.ts";
 import { decodeCandidates, decodeMapping, encodeCandidates } from "../protocol/candidate.ts";
 import { isValidUserId, type PeerEntry } from "../protocol/messages.ts";
 import type { MuxStream } from "../net/mux.ts";
-import type { LinkApp, Member } from "../apps/links.ts";
-import { readLines, writeLine } from "./control.ts";
+import type { LinkApp, Member } from "../apps/app_host.ts";
+import { readLines } from "./control.ts";
+import { writeLine } from "../net/line_queue.ts";
 
 export const PEX_PROTOCOL = "pex";
 /** Members listed in one "known" line at most. */
@@ -33,7 +34,7 @@ export interface PexOptions {
   user: string;
   /** Our own entry as of now. */
   self: () => PeerEntry;
-  /** Reach `entry` (both sides do at once); the node's linker and links. */
+  /** Reach `entry` (both sides do at once); the node's dialer and links. */
   dial: (entry: PeerEntry) => void;
   isLinked: (user: string) => boolean;
   blocked: ReadonlySet<string>;

@@ -21,10 +21,10 @@
  */
 import { type Random, systemRandom } from "../protocol/bytes.ts";
 import type { MuxStream } from "../net/mux.ts";
-import type { AppEvent, AppSink, LinkApp, Member } from "../apps/links.ts";
+import type { AppEvent, AppSink, LinkApp, Member } from "../apps/app_host.ts";
 import { cleanChatText, type RoomHost } from "../apps/chat.ts";
 import { readLines } from "./control.ts";
-import { LineQueue } from "./line_queue.ts";
+import { LineQueue } from "../net/line_queue.ts";
 import { type Arrival, SenderOrder } from "./room_order.ts";
 import { HERE_EVERY_MS, Roster } from "./room_roster.ts";
 import { TokenBucket } from "./token_bucket.ts";

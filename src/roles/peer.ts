@@ -34,8 +34,11 @@ export interface LinkRoute {
   rttMs: number;
 }
 
-/** A direct (or relayed) link to another peer, as the roles see it (src/net provides the real one). */
-export interface PeerLink {
+/**
+ * A peer we hold a link to, as the roles see it: who it is, how it was reached, when the link ends
+ * (src/roles/net_dialer.ts wraps the real Link of src/net).
+ */
+export interface LinkedPeer {
   /** The other side's user id, learned inside the authenticated handshake. */
   readonly user: string;
   /** "ip:port" of the other side ("via NAME" through a relay). */
@@ -50,14 +53,17 @@ export interface PeerLink {
 /** What this node publishes about how to reach it (for requests and the host's own entry). */
 export type Reach = Reachability & { host: string; port: number };
 
-/** How the peer reaches the network; tests pass a fake, the CLI passes src/net/. */
-export interface Linker {
+/**
+ * The roles' port to the network: dials a peer a host listed, and tells our link key and reach to
+ * publish. Tests pass a fake; the node passes NetPeerDialer (src/roles/net_dialer.ts).
+ */
+export interface PeerDialer {
   /** Our link public key for this run, published through the host. */
   readonly publicKey: Uint8Array;
   /** Our addresses as they are now. */
   reach(): Reach;
   /** Reaches `entry` over the best path before `deadline` (ms since the epoch); rejects with one sentence. */
-  dial(entry: PeerEntry, deadline: number, opts?: DialOptions): Promise<PeerLink>;
+  dial(entry: PeerEntry, deadline: number, opts?: DialOptions): Promise<LinkedPeer>;
 }
 
 export interface DialOptions {
@@ -73,7 +79,7 @@ export interface DialOptions {
 /** The node's links, one per member (src/node keeps them; roles only hand links over). */
 export interface LinkSet {
   /** Takes a new link; false when a better one to the same member is kept instead. */
-  adopt(link: PeerLink): boolean;
+  adopt(link: LinkedPeer): boolean;
   has(user: string): boolean;
   readonly size: number;
 }
@@ -104,7 +110,7 @@ export interface PeerSettings {
 export interface PeerDeps {
   key: NetworkKey;
   sender: Sender;
-  linker: Linker;
+  dialer: PeerDialer;
   links: LinkSet;
   events: EventSink;
   /** The peers a host's reply listed, and which host said so (an auto-promoted host learns from it). */
@@ -168,13 +174,13 @@ export class Peer {
     this.#session = this.#random(SESSION_BYTES);
     this.#answeredAt = undefined;
     this.#lastAnnounce = this.#clock();
-    const reach = this.deps.linker.reach();
+    const reach = this.deps.dialer.reach();
     const req: Request = {
       kind: "request",
       user: s.user,
       ...reach,
       session: this.#session,
-      linkKey: this.deps.linker.publicKey,
+      linkKey: this.deps.dialer.publicKey,
       time: this.#clock(),
       nonce: this.#random(NONCE_BYTES),
       replyTo: s.address,
@@ -367,7 +373,7 @@ export class Peer {
       const address = formatHostPort(entry.host, entry.port);
       this.deps.events({ event: "dial", peer: entry.user, address, candidates: entry.candidates.length });
       try {
-        const link = await this.deps.linker.dial(entry, deadline, { ...opts, signal: this.#stop.signal });
+        const link = await this.deps.dialer.dial(entry, deadline, { ...opts, signal: this.#stop.signal });
         this.deps.links.adopt(link);
       } catch (err) {
         if (this.#closed) return;
@@ -422,7 +428,7 @@ export class Peer {
     const leave: Leave = {
       kind: "leave",
       user: this.settings.user,
-      linkKey: this.deps.linker.publicKey,
+      linkKey: this.deps.dialer.publicKey,
       time: this.#clock(),
       nonce: this.#random(NONCE_BYTES),
     };

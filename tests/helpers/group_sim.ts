@@ -14,7 +14,7 @@ import { type PeerEntry, reachAt } from "../../src/protocol/messages.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
 import { DEFAULT_SKEW_MS, Host } from "../../src/roles/host.ts";
 import type { InboundMail } from "../../src/roles/inbox.ts";
-import { type LinkSet, Peer, type PeerLink } from "../../src/roles/peer.ts";
+import { type LinkedPeer, type LinkSet, Peer } from "../../src/roles/peer.ts";
 import { DEFAULT_POLICY } from "../../src/table/policy.ts";
 import { PeerTable } from "../../src/table/table.ts";
 
@@ -192,7 +192,7 @@ export async function simulateGroup(o: SimOptions): Promise<SimResult> {
       return m.links.size;
     },
   });
-  const fakeLink = (user: string): PeerLink => ({
+  const fakeLink = (user: string): LinkedPeer => ({
     user,
     address: "192.0.2.1:4000",
     direction: "out",
@@ -219,7 +219,7 @@ export async function simulateGroup(o: SimOptions): Promise<SimResult> {
       {
         key,
         sender: m.sender,
-        linker: {
+        dialer: {
           publicKey: new Uint8Array(32).fill(1),
           reach: () => ({ host: "192.0.2.1", port: 4000, ...reachAt("192.0.2.1", 4000) }),
           dial: (entry) => {

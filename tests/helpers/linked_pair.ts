@@ -2,8 +2,8 @@
 import { generateKeyPair, type KeyPair } from "../../src/protocol/noise.ts";
 import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
 import { acceptLink, initiateLink, type Link } from "../../src/net/link.ts";
-import { LinkRegistry } from "../../src/node/links.ts";
-import { NetPeerLink } from "../../src/roles/net_linker.ts";
+import { LinkRegistry } from "../../src/node/link_registry.ts";
+import { NetLinkedPeer } from "../../src/roles/net_dialer.ts";
 import type { LinkRoute } from "../../src/roles/peer.ts";
 import { memoryPipe } from "./mem_pipe.ts";
 
@@ -44,8 +44,8 @@ export async function linkedPair(a = "me", b = "bob") {
   const ours = new LinkRegistry({ user: a, events: () => {} });
   const theirs = new LinkRegistry({ user: b, events: () => {} });
   const [la, lb] = await handshake(side(a), side(b));
-  ours.adopt(new NetPeerLink(la, b, "mem", "out", DIRECT));
-  theirs.adopt(new NetPeerLink(lb, a, "mem", "in", DIRECT));
+  ours.adopt(new NetLinkedPeer(la, b, "mem", "out", DIRECT));
+  theirs.adopt(new NetLinkedPeer(lb, a, "mem", "in", DIRECT));
   return {
     ours,
     theirs,

@@ -3,7 +3,7 @@
  * a frame written on a link is queued and handed to the other end by `settle()`, so tests decide
  * when frames move and need no timers. `link(a, b)` links two members; `cut()` ends that link.
  */
-import type { AppEvent, Member } from "../../src/apps/links.ts";
+import type { AppEvent, Member } from "../../src/apps/app_host.ts";
 import type { MuxStream } from "../../src/net/mux.ts";
 import { RoomService } from "../../src/node/room.ts";
 

@@ -1,7 +1,7 @@
 /** The chat app (src/apps/chat.ts): what it says into the node's room and what it keeps of it. */
 import assert from "node:assert/strict";
 import { ChatRoom, cleanChatText, type RoomHost } from "../../src/apps/chat.ts";
-import type { AppEvent, AppSink, Member } from "../../src/apps/links.ts";
+import type { AppEvent, AppSink, Member } from "../../src/apps/app_host.ts";
 
 /** A room that records what is said and lets the test speak for it. */
 function room() {

@@ -3,7 +3,7 @@ import type { MuxStream } from "../../src/net/mux.ts";
 import { ControlServer } from "../../src/node/control.ts";
 import { ControlClient } from "../../src/node/control_client.ts";
 import { RoomService } from "../../src/node/room.ts";
-import type { AppEvent } from "../../src/apps/links.ts";
+import type { AppEvent } from "../../src/apps/app_host.ts";
 import { linkedPair } from "../helpers/linked_pair.ts";
 
 async function readAll(s: MuxStream): Promise<string> {

@@ -21,7 +21,7 @@ import {
 } from "../../src/apps/file_proto.ts";
 import { receiveFiles, type ReceiveOptions } from "../../src/apps/file_receive.ts";
 import { collectEntries, sendFiles } from "../../src/apps/file_send.ts";
-import type { AppEvent } from "../../src/apps/links.ts";
+import type { AppEvent } from "../../src/apps/app_host.ts";
 import { Mux, type MuxStream } from "../../src/net/mux.ts";
 import { ends } from "../helpers/mem_pipe.ts";
 

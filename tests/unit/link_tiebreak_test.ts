@@ -1,13 +1,13 @@
 /**
  * Two peers that dial each other at once end up with two links to one member; both ends must keep
- * the same one (src/node/links.ts): the better route kind, and between equals the link dialled by
+ * the same one (src/node/link_registry.ts): the better route kind, and between equals the link dialled by
  * the smaller user id.
  */
 import assert from "node:assert/strict";
 import type { Link } from "../../src/net/link.ts";
-import { LinkRegistry } from "../../src/node/links.ts";
+import { LinkRegistry } from "../../src/node/link_registry.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
-import { NetPeerLink } from "../../src/roles/net_linker.ts";
+import { NetLinkedPeer } from "../../src/roles/net_dialer.ts";
 import type { LinkRoute } from "../../src/roles/peer.ts";
 import { DIRECT, handshake, side } from "../helpers/linked_pair.ts";
 
@@ -20,7 +20,7 @@ function registry(user: string) {
 
 /** The link a registry kept for `user`, as the handshake that made it. */
 function kept(r: LinkRegistry, user: string): Link | undefined {
-  return (r.member(user) as unknown as { link: NetPeerLink } | undefined)?.link.link;
+  return (r.member(user) as unknown as { peer: NetLinkedPeer } | undefined)?.peer.link;
 }
 
 async function bothDial(order: "own first" | "other's first", meRoute = DIRECT, bobRoute = DIRECT) {
@@ -30,12 +30,12 @@ async function bothDial(order: "own first" | "other's first", meRoute = DIRECT, 
   const [meOut, bobIn] = await handshake(me, bob); // me dialled bob
   const [bobOut, meIn] = await handshake(bob, me); // bob dialled me, at the same moment
   const mine = {
-    out: new NetPeerLink(meOut, "bob", "mem", "out", meRoute),
-    in: new NetPeerLink(meIn, "bob", "mem", "in", bobRoute),
+    out: new NetLinkedPeer(meOut, "bob", "mem", "out", meRoute),
+    in: new NetLinkedPeer(meIn, "bob", "mem", "in", bobRoute),
   };
   const bobs = {
-    out: new NetPeerLink(bobOut, "me", "mem", "out", bobRoute),
-    in: new NetPeerLink(bobIn, "me", "mem", "in", meRoute),
+    out: new NetLinkedPeer(bobOut, "me", "mem", "out", bobRoute),
+    in: new NetLinkedPeer(bobIn, "me", "mem", "in", meRoute),
   };
   const [first, second] = order === "own first" ? ["out", "in"] as const : ["in", "out"] as const;
   ours.links.adopt(mine[first]);

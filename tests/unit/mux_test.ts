@@ -195,6 +195,24 @@ Deno.test("a second read() while one is waiting is refused with code busy, and t
   await shut(a, b);
 });
 
+Deno.test("a second write() while one waits for credit is refused with code busy, and the first still completes in order", async () => {
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b } = pair({ window: 1024 }, { window: 1024, onStream: (s) => accepted.resolve(s) });
+  const s = a.open("bulk");
+  // Two writes in one turn that both fit the window are not concurrent: neither waits.
+  await Promise.all([s.write(bytes(256, 1)), s.write(bytes(256, 2))]);
+  const first = s.write(bytes(4096, 3)); // more than the window left: waits for credit
+  await settle();
+  await assert.rejects(s.write(bytes(16, 4)), (e: unknown) => e instanceof MuxError && e.code === "busy");
+  const t = await accepted.promise;
+  const reading = readAll(t);
+  await first;
+  s.closeWrite();
+  const got = await reading;
+  assert.deepEqual(got, new Uint8Array([...bytes(256, 1), ...bytes(256, 2), ...bytes(4096, 3)]));
+  await shut(a, b);
+});
+
 Deno.test("open() with metadata over the limit throws and leaves no stream behind, nor uses up an id", async () => {
   const opened: MuxStream[] = [];
   const { a, b } = pair({}, { onStream: (s) => opened.push(s) });

@@ -16,10 +16,10 @@ import type { InboundMail } from "../../src/roles/inbox.ts";
 import {
   type DialOptions,
   LINKED_REANNOUNCE_MS,
-  type Linker,
+  type LinkedPeer,
   type LinkSet,
   Peer,
-  type PeerLink,
+  type PeerDialer,
   type Reach,
 } from "../../src/roles/peer.ts";
 
@@ -41,7 +41,7 @@ class Outbox implements Sender {
   }
 }
 
-function fakeLink(user: string): PeerLink {
+function fakeLink(user: string): LinkedPeer {
   return {
     user,
     address: "198.51.100.10:4000",
@@ -54,7 +54,7 @@ function fakeLink(user: string): PeerLink {
 
 class Links implements LinkSet {
   users = new Set<string>();
-  adopt(link: PeerLink): boolean {
+  adopt(link: LinkedPeer): boolean {
     this.users.add(link.user);
     return true;
   }
@@ -70,14 +70,14 @@ const REACH: Reach = { host: "198.51.100.10", port: 4000, ...reachAt("198.51.100
 
 function setup(
   reachable: (user: string) => boolean,
-  dialHook?: (entry: PeerEntry, opts?: DialOptions) => Promise<PeerLink>,
+  dialHook?: (entry: PeerEntry, opts?: DialOptions) => Promise<LinkedPeer>,
 ) {
   const outbox = new Outbox();
   const links = new Links();
   const events: NodeEvent[] = [];
   const dialled: { user: string; deadline: number }[] = [];
   const dialOpts: (DialOptions | undefined)[] = [];
-  const linker: Linker = {
+  const dialer: PeerDialer = {
     publicKey: new Uint8Array(32).fill(1),
     reach: () => REACH,
     dial: (entry, deadline, opts) => {
@@ -102,7 +102,7 @@ function setup(
       maxLinks: 8,
       introDelayMs: 0,
     },
-    { key, sender: outbox, linker, links, events: (e) => events.push(e), clock: () => clock },
+    { key, sender: outbox, dialer, links, events: (e) => events.push(e), clock: () => clock },
   );
   return { peer, outbox, links, events, dialled, dialOpts, tick: (ms: number) => clock += ms };
 }
@@ -315,7 +315,7 @@ Deno.test("later replies to one request are taken for five minutes; after that o
 });
 
 Deno.test("an introduced peer punches at once but dials TCP only if the newcomer has not reached us meanwhile", async () => {
-  const dial = Promise.withResolvers<PeerLink>();
+  const dial = Promise.withResolvers<LinkedPeer>();
   const t = setup(() => true, () => dial.promise);
   const intro: Intro = {
     kind: "intro",

@@ -9,8 +9,8 @@ import {
   RELAY_PROTOCOL,
   RelayService,
 } from "../../src/net/relay.ts";
-import { LinkRegistry } from "../../src/node/links.ts";
-import { NetPeerLink } from "../../src/roles/net_linker.ts";
+import { LinkRegistry } from "../../src/node/link_registry.ts";
+import { NetLinkedPeer } from "../../src/roles/net_dialer.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
 import type { LinkRoute } from "../../src/roles/peer.ts";
 import { DIRECT, handshake } from "../helpers/linked_pair.ts";
@@ -50,8 +50,8 @@ function node(user: string): Node {
 /** Links a (dialer) and b over an in-memory pipe and hands each side's link to its registry. */
 async function link(a: Node, b: Node, route: LinkRoute = DIRECT): Promise<void> {
   const [la, lb] = await handshake(a, b, NETWORK.secret);
-  a.links.adopt(new NetPeerLink(la, b.user, "mem", "out", route));
-  b.links.adopt(new NetPeerLink(lb, a.user, "mem", "in", route));
+  a.links.adopt(new NetLinkedPeer(la, b.user, "mem", "out", route));
+  b.links.adopt(new NetLinkedPeer(lb, a.user, "mem", "in", route));
 }
 
 /** What a node does with a "relay-in" stream: the listener's handshake over it. */
@@ -64,7 +64,7 @@ function takeRelayed(n: Node): void {
     })
       .then((l: Link) =>
         n.links.adopt(
-          new NetPeerLink(l, String(l.remotePayload.user), `via ${relay.user}`, "in", {
+          new NetLinkedPeer(l, String(l.remotePayload.user), `via ${relay.user}`, "in", {
             path: "relay",
             transport: "tcp",
             kind: "relayed",
@@ -106,7 +106,7 @@ Deno.test("two members link end to end through a third: the relay splices, the h
     localInfo: { user: "ann" },
   });
   ann.links.adopt(
-    new NetPeerLink(l, "bob", "via rita", "out", {
+    new NetLinkedPeer(l, "bob", "via rita", "out", {
       path: "relay",
       transport: "tcp",
       kind: "relayed",
@@ -173,8 +173,8 @@ Deno.test("a second link to a member replaces the first only when its route is b
   await link(dana, carl);
   await link(carl, dana);
   assert.equal(carl.links.member("dana")!.route.kind, "lan");
-  const keptByCarl = (carl.links.member("dana") as unknown as { link: NetPeerLink }).link.direction;
-  const keptByDana = (dana.links.member("carl") as unknown as { link: NetPeerLink }).link.direction;
+  const keptByCarl = (carl.links.member("dana") as unknown as { peer: NetLinkedPeer }).peer.direction;
+  const keptByDana = (dana.links.member("carl") as unknown as { peer: NetLinkedPeer }).peer.direction;
   assert.equal(keptByCarl, "out", "carl < dana: carl's dial is kept");
   assert.equal(keptByDana, "in");
   await Promise.all([ann, bob, carl, dana].map((n) => n.links.close()));

@@ -12,11 +12,11 @@ import {
   localChannels,
   takesChannel,
 } from "../../src/apps/tunnel_services.ts";
-import { datagramApp, type LinkApp, streamApp } from "../../src/apps/links.ts";
+import { datagramApp, type LinkApp, streamApp } from "../../src/apps/app_host.ts";
 import { TunnelExpose, TunnelLocal } from "../../src/apps/tunnel.ts";
 import { ControlServer } from "../../src/node/control.ts";
 import { ControlClient } from "../../src/node/control_client.ts";
-import type { AppEvent } from "../../src/apps/links.ts";
+import type { AppEvent } from "../../src/apps/app_host.ts";
 import { linkedPair } from "../helpers/linked_pair.ts";
 
 Deno.test("an expose line round-trips; bad entries and unknown games are dropped, not the line", () => {

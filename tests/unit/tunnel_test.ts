@@ -3,7 +3,7 @@
  * our side, a service on loopback on the member's side.
  */
 import assert from "node:assert/strict";
-import type { AppEvent } from "../../src/apps/links.ts";
+import type { AppEvent } from "../../src/apps/app_host.ts";
 import { TunnelExpose, TunnelLocal } from "../../src/apps/tunnel.ts";
 import { linkedPair } from "../helpers/linked_pair.ts";
 

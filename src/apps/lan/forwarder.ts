@@ -13,7 +13,8 @@
 import type { Socket } from "node:dgram";
 import { b64u, fromB64u } from "../../protocol/bytes.ts";
 import type { MuxStream } from "../../net/mux.ts";
-import type { AppSink, LinkApp, Member } from "../links.ts";
+import { writeLine } from "../../net/line_queue.ts";
+import type { AppSink, LinkApp, Member } from "../app_host.ts";
 import { LanSender, listenLan, type Scope } from "./lan_socket.ts";
 import { LoopGuard } from "./loop_guard.ts";
 
@@ -40,7 +41,6 @@ export interface LanForwarderOptions {
   now?: () => number;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export class LanForwarder implements LinkApp {
@@ -106,8 +106,8 @@ export class LanForwarder implements LinkApp {
 
   #carry(c: LanChannel, data: Uint8Array): void {
     if (this.#out.size === 0) return;
-    const line = encoder.encode(`${JSON.stringify({ g: c.group ?? "", p: c.port, d: b64u(data) })}\n`);
-    for (const s of this.#out.values()) s.write(line).catch(() => {});
+    const line = { g: c.group ?? "", p: c.port, d: b64u(data) };
+    for (const s of this.#out.values()) writeLine(s, line);
     this.carried++;
     this.opts.emit({
       event: "lan_carried",

@@ -4,7 +4,7 @@
  * (minecraft.ts, a2s.ts).
  */
 import { b64u, fromB64u } from "../../protocol/bytes.ts";
-import type { AppSink } from "../links.ts";
+import type { AppSink } from "../app_host.ts";
 import type { TunnelExpose, TunnelLocal, TunnelTarget } from "../tunnel.ts";
 import { MinecraftAnnouncer, watchMinecraft } from "./minecraft_lan.ts";
 import { answerInfoQuery, probeSource } from "./source_lan.ts";

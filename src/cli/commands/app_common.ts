@@ -2,9 +2,9 @@
  * What chat, send, receive and tunnel share: rendezvous exactly as `join` does (startNode), wait
  * for a first link within --timeout, stop on Ctrl-C, and print app events beside the node's.
  */
-import type { AppEvent } from "../../apps/links.ts";
+import type { AppEvent } from "../../apps/app_host.ts";
 import { formatBytes, Progress, TransferError, TransferInterrupted } from "../../apps/file_proto.ts";
-import type { LinkApp } from "../../apps/links.ts";
+import type { LinkApp } from "../../apps/app_host.ts";
 import type { RoomHost } from "../../apps/chat.ts";
 import type { EventSink } from "../../roles/events.ts";
 import { addresses, flag, num } from "../context.ts";

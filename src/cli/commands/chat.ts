@@ -1,6 +1,6 @@
 import { ChatRoom } from "../../apps/chat.ts";
 import { RTT_PROTOCOL, RttProber } from "../../node/rtt.ts";
-import type { AppEvent } from "../../apps/links.ts";
+import type { AppEvent } from "../../apps/app_host.ts";
 import type { Resolved } from "../options.ts";
 import { aborted, appOutput, runApp } from "./app_common.ts";
 

@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import { type OfferSummary, receiveFiles } from "../../apps/file_receive.ts";
 import { FILE_PROTOCOL, formatBytes } from "../../apps/file_proto.ts";
-import type { AppEvent } from "../../apps/links.ts";
+import type { AppEvent } from "../../apps/app_host.ts";
 import type { MuxStream } from "../../net/mux.ts";
 import { UsageError } from "../errors.ts";
 import type { ExtraNames, ExtraOption, Resolved } from "../options.ts";

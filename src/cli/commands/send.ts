@@ -1,6 +1,6 @@
 import { collectEntries, sendFiles } from "../../apps/file_send.ts";
 import { formatBytes, TransferError } from "../../apps/file_proto.ts";
-import type { AppEvent, MemberMux } from "../../apps/links.ts";
+import type { AppEvent, MemberMux } from "../../apps/app_host.ts";
 import { num } from "../context.ts";
 import { UsageError } from "../errors.ts";
 import type { ExtraNames, ExtraOption, Resolved } from "../options.ts";

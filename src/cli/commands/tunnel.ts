@@ -4,7 +4,7 @@ import { exposeGames, gameProto, GAMES, isGame, localGames, sourceAnswer } from 
 import { LanForwarder } from "../../apps/lan/forwarder.ts";
 import { scopeOf } from "../../apps/lan/lan_socket.ts";
 import { LoopGuard } from "../../apps/lan/loop_guard.ts";
-import type { AppEvent, LinkApp } from "../../apps/links.ts";
+import type { AppEvent, LinkApp } from "../../apps/app_host.ts";
 import type { ExtraNames, ExtraOption, Resolved } from "../options.ts";
 import { UsageError } from "../errors.ts";
 import type { AppStatus } from "../status.ts";

@@ -58,7 +58,7 @@ export async function checkHosts(
       {
         key,
         sender,
-        linker: listening.linker,
+        dialer: listening.dialer,
         links: { adopt: () => false, has: () => false, size: 0 },
         events: (e: NodeEvent) => {
           if (e.event === "reply") replies.set(via, { from: e.from, peers: e.peers, ms: ms(t0) });

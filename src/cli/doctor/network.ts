@@ -7,7 +7,7 @@ import { listenLinks } from "../../net/link.ts";
 import { formatHostPort } from "../../protocol/candidate.ts";
 import type { NetworkKey } from "../../protocol/keys.ts";
 import { generateKeyPair } from "../../protocol/noise.ts";
-import type { Linker } from "../../roles/peer.ts";
+import type { PeerDialer } from "../../roles/peer.ts";
 import { parseHostPort, str } from "../context.ts";
 import { listenError, sentenceFor } from "../errors.ts";
 import type { Resolved } from "../options.ts";
@@ -15,7 +15,7 @@ import { type CheckResult, STEP_TIMEOUT_MS } from "./check.ts";
 import { listenFix } from "./fixes.ts";
 
 export interface Listening {
-  linker: Linker;
+  dialer: PeerDialer;
   port: number;
   advertise: { host: string; port: number };
   close(): Promise<void>;
@@ -149,7 +149,7 @@ export async function checkListen(
     });
   }
   // Doctor's probes never dial: they only want to know that a host answers.
-  const linker: Linker = {
+  const dialer: PeerDialer = {
     publicKey: staticKey.publicKey,
     reach: () => ({
       host: advertise.host,
@@ -161,7 +161,7 @@ export async function checkListen(
     }),
     dial: () => Promise.reject(new Error("doctor does not dial")),
   };
-  return { linker, port, advertise, close };
+  return { dialer, port, advertise, close };
 }
 
 export function addressKind(host: string): "public" | "private" | "loopback" {

@@ -13,9 +13,10 @@
 import type { Account } from "../account.ts";
 import { TextConnection } from "../connection.ts";
 import { MailError } from "../errors.ts";
+import { loginNotNow, passwordRefused, tokenRefused } from "../login_refusal.ts";
 import { type CommandPart, displayParts, quoteBytes, stringArg } from "./encode.ts";
 import { saslPlain } from "../sasl.ts";
-import { DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL, DEFAULT_MAX_RESPONSE, ResponseReader } from "./framing.ts";
+import { DEFAULT_MAX_LITERAL, DEFAULT_MAX_RESPONSE, MAX_IMAP_LINE, ResponseReader } from "./framing.ts";
 import {
   capabilityNames,
   type ContinuationResponse,
@@ -120,7 +121,7 @@ export class ImapClient {
     this.#opts = opts;
     this.where = conn.where;
     this.dead = new Promise((r) => (this.#markDead = r));
-    this.#framer = new ResponseReader(conn.reader, { maxLine: DEFAULT_MAX_LINE }, () => this.#progress());
+    this.#framer = new ResponseReader(conn.reader, { maxLine: MAX_IMAP_LINE }, () => this.#progress());
   }
 
   /**
@@ -146,7 +147,7 @@ export class ImapClient {
       implicitTls: account.tls === "implicit",
       caCerts: opts.caCerts,
       connectTimeoutMs: opts.connectTimeoutMs,
-      maxLine: DEFAULT_MAX_LINE,
+      maxLine: MAX_IMAP_LINE,
     });
     const client = new ImapClient(conn, opts);
     if (account.password) client.#secrets.push(account.password, saslPlain(account.user, account.password));
@@ -469,16 +470,8 @@ export class ImapClient {
     if (tagged.status === "BAD" || !isCredentialsRefusal(tagged)) {
       return this.#loginError(user, tagged, command);
     }
-    const text = this.scrub(tagged.text);
-    const why = failure?.status
-      ? ` (status ${failure.status}${failure.scope ? `, scope ${failure.scope}` : ""})`
-      : "";
-    return new MailError(
-      `Cannot log in to ${this.where} as "${user}": the server refused the OAuth2 access token${why} by ${mechanism}; ` +
-        "the sign-in may have been revoked or lack the mail permission: run `mailmeet init --force --oauth …` to sign in again.",
-      "auth",
-      { command, response: `${tagged.status} ${text}` },
-    );
+    const response = `${tagged.status} ${this.scrub(tagged.text)}`;
+    return tokenRefused(this.where, user, mechanism, failure, { command, response });
   }
 
   #loginError(user: string, tagged: StatusResponse, command: string): MailError {
@@ -493,11 +486,7 @@ export class ImapClient {
     }
     // RFC 5530 §3 response codes tell "not now" and "not like this" from "wrong password".
     if (code === "UNAVAILABLE" || code === "INUSE" || code === "LIMIT") {
-      return new MailError(
-        `Cannot log in to ${this.where} as "${user}": the server is busy ("${text}"). Try again later.`,
-        "temporary",
-        { command, response },
-      );
+      return loginNotNow(this.where, user, "the server is busy", text, { command, response });
     }
     if (code === "PRIVACYREQUIRED") {
       return new MailError(
@@ -506,11 +495,7 @@ export class ImapClient {
         { command, response, reason: "needs_encryption" },
       );
     }
-    return new MailError(
-      `Cannot log in to ${this.where} as "${user}": the server refused the password. Check it, or use an app password.`,
-      "auth",
-      { command, response },
-    );
+    return passwordRefused(this.where, user, { command, response });
   }
 
   /* ---------- wire ---------- */
@@ -579,7 +564,7 @@ export class ImapClient {
   #limits() {
     let maxLiteral = DEFAULT_MAX_LITERAL;
     for (const p of this.#pending.values()) maxLiteral = Math.max(maxLiteral, p.maxLiteral);
-    return { maxLiteral, maxResponse: Math.max(DEFAULT_MAX_RESPONSE, maxLiteral + DEFAULT_MAX_LINE) };
+    return { maxLiteral, maxResponse: Math.max(DEFAULT_MAX_RESPONSE, maxLiteral + MAX_IMAP_LINE) };
   }
 
   /** Routes one response; true when the reader must stop (after STARTTLS's OK). */

@@ -4,7 +4,7 @@
  * (RFC 3501 §6.4.8), which stay valid across sessions while UIDVALIDITY does not change (§2.3.1.1).
  */
 import { MailError } from "../errors.ts";
-import type { ImapClient } from "./client.ts";
+import type { CommandResult, ImapClient } from "./client.ts";
 import { type ListedMailbox, parseListResponse } from "./junk.ts";
 import { chunks, encodeMailboxName, stringArg, uidSet } from "./encode.ts";
 import {
@@ -72,14 +72,8 @@ export async function listMailboxes(client: ImapClient): Promise<ListedMailbox[]
   });
 }
 
-/**
- * UID SEARCH SUBJECT (RFC 3501 §6.4.4): a case-insensitive substring match done by the server.
- * A non-ASCII marker is sent as a UTF-8 literal with CHARSET UTF-8.
- */
-export async function searchSubject(client: ImapClient, marker: string): Promise<number[]> {
-  const ascii = [...marker].every((ch) => ch.charCodeAt(0) < 0x80);
-  const head = ascii ? "UID SEARCH SUBJECT " : "UID SEARCH CHARSET UTF-8 SUBJECT ";
-  const r = await client.command([head, stringArg(marker)]);
+/** The UIDs of a UID SEARCH's untagged SEARCH responses (RFC 3501 §7.2.5), each once, ascending. */
+function searchUids(r: CommandResult): number[] {
   const uids: number[] = [];
   for (const u of r.untagged) {
     if (u.kind !== "data" || u.name !== "SEARCH") continue;
@@ -92,20 +86,23 @@ export async function searchSubject(client: ImapClient, marker: string): Promise
 }
 
 /**
+ * UID SEARCH SUBJECT (RFC 3501 §6.4.4): a case-insensitive substring match done by the server.
+ * A non-ASCII marker is sent as a UTF-8 literal with CHARSET UTF-8.
+ */
+export async function searchSubject(client: ImapClient, marker: string): Promise<number[]> {
+  const ascii = [...marker].every((ch) => ch.charCodeAt(0) < 0x80);
+  const head = ascii ? "UID SEARCH SUBJECT " : "UID SEARCH CHARSET UTF-8 SUBJECT ";
+  const r = await client.command([head, stringArg(marker)]);
+  return searchUids(r);
+}
+
+/**
  * UID SEARCH HEADER (RFC 3501 §6.4.4): messages whose `field` holds `value` (a substring match),
  * e.g. Content-Type "delivery-status" for bounces.
  */
 export async function searchHeader(client: ImapClient, field: string, value: string): Promise<number[]> {
   const r = await client.command(["UID SEARCH HEADER ", stringArg(field), " ", stringArg(value)]);
-  const uids: number[] = [];
-  for (const u of r.untagged) {
-    if (u.kind !== "data" || u.name !== "SEARCH") continue;
-    for (const v of u.values) {
-      const n = numberValue(v);
-      if (n !== undefined) uids.push(n);
-    }
-  }
-  return [...new Set(uids)].sort((a, b) => a - b);
+  return searchUids(r);
 }
 
 export interface HeaderInfo {

@@ -31,7 +31,7 @@ export interface FrameLimits {
 }
 
 /** Capability lists, SEARCH results and FETCH lines are far below this. */
-export const DEFAULT_MAX_LINE = 1024 * 1024;
+export const MAX_IMAP_LINE = 1024 * 1024;
 /** Outside a FETCH of a body nothing we ask for carries a big literal. */
 export const DEFAULT_MAX_LITERAL = 1024 * 1024;
 export const DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024;
@@ -39,7 +39,7 @@ export const DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024;
 const LITERAL_CHUNK = 64 * 1024;
 
 export const DEFAULT_LIMITS: FrameLimits = {
-  maxLine: DEFAULT_MAX_LINE,
+  maxLine: MAX_IMAP_LINE,
   maxLiteral: DEFAULT_MAX_LITERAL,
   maxResponse: DEFAULT_MAX_RESPONSE,
 };

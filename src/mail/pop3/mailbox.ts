@@ -116,37 +116,31 @@ export class Pop3Mailbox implements Mailbox {
 
   list(marker: string): Promise<MessageInfo[]> {
     return this.#op(async (s) => {
-      const out: MessageInfo[] = [];
-      for (const [id, { n, size }] of s.messages) {
-        if (s.deleted.has(id)) continue;
-        let head = this.#headers.get(id);
-        if (!head) {
-          head = readHeader(await s.top(n));
-          this.#headers.set(id, head);
-        }
-        if (subjectHasMarker(head.subject, marker)) {
-          out.push({ id, subject: head.subject, size, date: head.date });
-        }
-      }
+      const out = await this.#listWhere(s, (head) => subjectHasMarker(head.subject, marker));
       for (const id of this.#headers.keys()) if (!s.messages.has(id)) this.#headers.delete(id);
       return out;
     }, { refreshAfterMs: this.pollIntervalMs });
   }
 
   listReports(): Promise<MessageInfo[]> {
-    return this.#op(async (s) => {
-      const out: MessageInfo[] = [];
-      for (const [id, { n, size }] of s.messages) {
-        if (s.deleted.has(id)) continue;
-        let head = this.#headers.get(id);
-        if (!head) {
-          head = readHeader(await s.top(n));
-          this.#headers.set(id, head);
-        }
-        if (head.report) out.push({ id, subject: head.subject, size, date: head.date });
+    return this.#op((s) => this.#listWhere(s, (head) => head.report === true), {
+      refreshAfterMs: this.pollIntervalMs,
+    });
+  }
+
+  /** The messages not deleted whose header `keep` takes; each header is fetched (TOP n 0) once. */
+  async #listWhere(s: Pop3Session, keep: (head: Header) => boolean): Promise<MessageInfo[]> {
+    const out: MessageInfo[] = [];
+    for (const [id, { n, size }] of s.messages) {
+      if (s.deleted.has(id)) continue;
+      let head = this.#headers.get(id);
+      if (!head) {
+        head = readHeader(await s.top(n));
+        this.#headers.set(id, head);
       }
-      return out;
-    }, { refreshAfterMs: this.pollIntervalMs });
+      if (keep(head)) out.push({ id, subject: head.subject, size, date: head.date });
+    }
+    return out;
   }
 
   fetch(id: string, maxBytes: number): Promise<Uint8Array> {

@@ -8,6 +8,7 @@
 import type { Account } from "../account.ts";
 import { TextConnection, withTimeout } from "../connection.ts";
 import { MailError } from "../errors.ts";
+import { loginNotNow, passwordRefused, tokenRefused } from "../login_refusal.ts";
 import { silentGreetingHint, wrongProtocol } from "../greeting.ts";
 import { type AccessTokenSource, tokenFor } from "../access_token.ts";
 import { bearerAbort, bearerResponse, parseBearerFailure, pickBearerMechanism } from "../sasl.ts";
@@ -226,13 +227,10 @@ export class Pop3Session {
       const temporary = st.code === "SYS/TEMP" || st.code === "IN-USE" || st.code === "LOGIN-DELAY";
       if (temporary) throw this.#loginError(account.user, st, hidden, "password", caps);
       if (!renew) continue;
-      const why = failure?.status ? ` (status ${failure.status})` : "";
-      throw new MailError(
-        `Cannot log in to ${this.where} as "${account.user}": the server refused the OAuth2 access token${why} by ${mechanism}; ` +
-          "the sign-in may have been revoked or lack the mail permission: run `mailmeet init --force --oauth …` to sign in again.",
-        "auth",
-        { command: hidden, response: shown(st.line) },
-      );
+      throw tokenRefused(this.where, account.user, mechanism, failure, {
+        command: hidden,
+        response: shown(st.line),
+      });
     }
   }
 
@@ -251,13 +249,10 @@ export class Pop3Session {
       st.code === "SYS/TEMP" || st.code === "IN-USE" || st.code === "LOGIN-DELAY" ||
       (caps.authRespCode && st.code !== "AUTH" && st.code !== "SYS/PERM")
     ) {
-      return new MailError(
-        `Cannot log in to ${this.where} as "${user}": the server is busy or the mailbox is in use ("${
-          shown(st.text)
-        }"). Try again later.`,
-        "temporary",
-        { command, response },
-      );
+      return loginNotNow(this.where, user, "the server is busy or the mailbox is in use", shown(st.text), {
+        command,
+        response,
+      });
     }
     if (refused === "user") {
       return new MailError(
@@ -268,11 +263,7 @@ export class Pop3Session {
         { command, response },
       );
     }
-    return new MailError(
-      `Cannot log in to ${this.where} as "${user}": the server refused the password. Check it, or use an app password.`,
-      "auth",
-      { command, response },
-    );
+    return passwordRefused(this.where, user, { command, response });
   }
 
   async #snapshot(): Promise<void> {

@@ -12,7 +12,7 @@ import { type PathKind, pathRank } from "../protocol/candidate.ts";
 import { b64u } from "../protocol/bytes.ts";
 import { Mux, type MuxStream } from "../net/mux.ts";
 import type { RelayLinks } from "../net/relay.ts";
-import { datagramApp, type LinkApp, type Member, streamApp } from "../apps/links.ts";
+import { datagramApp, type LinkApp, type Member, streamApp } from "../apps/app_host.ts";
 import { decodeServices, type ExposedService, SERVICES_PROTOCOL } from "../apps/tunnel_services.ts";
 import { readLines } from "./control.ts";
 import {
@@ -26,7 +26,7 @@ import {
 } from "./rtt.ts";
 import type { LinkSet } from "../roles/peer.ts";
 import type { EventSink } from "../roles/events.ts";
-import type { NetPeerLink } from "../roles/net_linker.ts";
+import type { NetLinkedPeer } from "../roles/net_dialer.ts";
 
 class LinkedMember implements Member {
   readonly mux: Mux;
@@ -34,33 +34,33 @@ class LinkedMember implements Member {
   /** What each of the member's "services" streams said last (one per tunnel it runs). */
   readonly announced = new Map<MuxStream, ExposedService[]>();
 
-  constructor(readonly link: NetPeerLink, route: (m: LinkedMember) => Mux) {
+  constructor(readonly peer: NetLinkedPeer, route: (m: LinkedMember) => Mux) {
     this.mux = route(this);
     this.closed = this.mux.closed;
-    void this.mux.closed.then((reason) => link.ended(reason));
+    void this.mux.closed.then((reason) => peer.ended(reason));
   }
 
   get user(): string {
-    return this.link.user;
+    return this.peer.user;
   }
   get address(): string {
-    return this.link.address;
+    return this.peer.address;
   }
   /** The link's round trip, smoothed over the probes since it came up (src/node/rtt.ts). */
   rtt?: number;
 
   get route() {
-    return this.rtt === undefined ? this.link.route : { ...this.link.route, rttMs: this.rtt };
+    return this.rtt === undefined ? this.peer.route : { ...this.peer.route, rttMs: this.rtt };
   }
   get services(): ExposedService[] {
     return [...this.announced.values()].flat();
   }
   get key(): Uint8Array {
-    return this.link.link.remoteStatic;
+    return this.peer.link.remoteStatic;
   }
   /** A dedicated host that only relays: a link for relaying, not a person in the group. */
   get relayOnly(): boolean {
-    return this.link.link.remotePayload.role === "relay";
+    return this.peer.link.remotePayload.role === "relay";
   }
 }
 
@@ -143,7 +143,7 @@ export class LinkRegistry implements LinkSet, RelayLinks {
     return () => void this.#apps.delete(app);
   }
 
-  adopt(link: NetPeerLink): boolean {
+  adopt(link: NetLinkedPeer): boolean {
     if (this.#closed || this.opts.blocked?.has(link.user)) {
       if (!this.#closed) {
         this.opts.events({ event: "link_refused", address: link.address, reason: `${link.user} is blocked` });
@@ -153,7 +153,7 @@ export class LinkRegistry implements LinkSet, RelayLinks {
     }
     const existing = this.#members.get(link.user);
     if (existing) {
-      if (!this.#better(link, existing.link)) {
+      if (!this.#better(link, existing.peer)) {
         void link.close();
         return false;
       }
@@ -235,7 +235,7 @@ export class LinkRegistry implements LinkSet, RelayLinks {
   }
 
   /** Whether `a` should replace `b` (both ends decide alike). */
-  #better(a: NetPeerLink, b: NetPeerLink): boolean {
+  #better(a: NetLinkedPeer, b: NetLinkedPeer): boolean {
     const ra = pathRank(a.route.kind as PathKind);
     const rb = pathRank(b.route.kind as PathKind);
     if (ra !== rb) return ra < rb;

@@ -2,10 +2,11 @@
  * JSON lines to one stream, one write at a time, with a cap on what waits. A member that reads
  * slowly (or not at all) must not make its neighbours hold an ever-growing queue of room frames:
  * past `maxBytes` waiting, new lines are dropped and counted. One write at a time also keeps
- * writes in order while the stream's window is full.
+ * writes in order while the stream's window is full (a mux stream refuses a second write() while
+ * one waits).
  */
 import { utf8 } from "../protocol/bytes.ts";
-import type { MuxStream } from "../net/mux.ts";
+import type { MuxStream } from "./mux.ts";
 
 /** What may wait for a slow reader. */
 export const LINE_QUEUE_BYTES = 1024 * 1024;
@@ -53,4 +54,14 @@ export class LineQueue {
       this.#busy = false;
     }
   }
+}
+
+/** Each stream's queue for writeLine(), made on its first line. */
+const queues = new WeakMap<MuxStream, LineQueue>();
+
+/** Sends `value` as one JSON line on `stream`, after the lines sent before it (see LineQueue). */
+export function writeLine(stream: MuxStream, value: unknown): void {
+  let queue = queues.get(stream);
+  if (!queue) queues.set(stream, queue = new LineQueue(stream));
+  queue.send(value);
 }

@@ -1,18 +1,19 @@
 /**
- * The roles' view of links (PeerLink, Linker in peer.ts) over the real network of src/net: who is
- * on the other side (the user id from inside the authenticated handshake), how it was reached, and
- * when the link ends. Roles may use net; net knows nothing of roles.
+ * The roles' ports (LinkedPeer, PeerDialer in peer.ts) over the real network of src/net: dialing a
+ * peer, and who is on the other side of a Link (the user id from inside the authenticated
+ * handshake), how it was reached, and when the link ends. Roles may use net; net knows nothing of
+ * roles.
  */
 import { isPathKind } from "../protocol/candidate.ts";
 import { isValidUserId, type PeerEntry } from "../protocol/messages.ts";
 import { LinkError } from "../protocol/noise.ts";
 import type { Connector, Route } from "../net/connector.ts";
 import type { Link } from "../net/link.ts";
-import type { DialOptions, Linker, LinkRoute, PeerLink, Reach } from "./peer.ts";
+import type { DialOptions, LinkedPeer, LinkRoute, PeerDialer, Reach } from "./peer.ts";
 
-export const LINK_INFO_VERSION = 1;
+export const HANDSHAKE_PAYLOAD_VERSION = 1;
 
-export class NetPeerLink implements PeerLink {
+export class NetLinkedPeer implements LinkedPeer {
   readonly closed: Promise<string | undefined>;
   #done = Promise.withResolvers<string | undefined>();
   #ended = false;
@@ -57,7 +58,7 @@ function linkRoute(r: Route): LinkRoute {
   return { path: r.path, transport: r.transport, kind: r.kind, rttMs: r.rttMs };
 }
 
-export class NetLinker implements Linker {
+export class NetPeerDialer implements PeerDialer {
   constructor(
     readonly connector: Connector,
     readonly reach: () => Reach,
@@ -67,7 +68,7 @@ export class NetLinker implements Linker {
     return this.connector.opts.staticKey.publicKey;
   }
 
-  async dial(entry: PeerEntry, deadline: number, opts: DialOptions = {}): Promise<NetPeerLink> {
+  async dial(entry: PeerEntry, deadline: number, opts: DialOptions = {}): Promise<NetLinkedPeer> {
     const { link, route } = await this.connector.connect(
       { user: entry.user, linkKey: entry.linkKey, candidates: entry.candidates, mapping: entry.mapping },
       deadline,
@@ -81,7 +82,7 @@ export class NetLinker implements Linker {
       throw new LinkError(`${route.address} answered as "${user}", not "${entry.user}".`, "protocol");
     }
     // A punched path's QUIC server ran the Noise responder: it did not dial, whoever started.
-    return new NetPeerLink(
+    return new NetLinkedPeer(
       link,
       user,
       route.address,
@@ -95,13 +96,16 @@ export class NetLinker implements Linker {
    * relay's own link): who dialled is who ran the handshake's initiator. A TCP listener learns
    * the path kind from the dialer's handshake payload.
    */
-  wrap(link: Link, route: Route): NetPeerLink {
+  wrap(link: Link, route: Route): NetLinkedPeer {
     const user = userOf(link, route.address);
     const said = link.remotePayload.path;
     const accepted = link.role === "listener";
     const kind = accepted && route.transport === "tcp" && route.path === "direct" && isPathKind(said)
       ? said
       : route.kind;
-    return new NetPeerLink(link, user, route.address, accepted ? "in" : "out", { ...linkRoute(route), kind });
+    return new NetLinkedPeer(link, user, route.address, accepted ? "in" : "out", {
+      ...linkRoute(route),
+      kind,
+    });
   }
 }

@@ -1,6 +1,6 @@
 /**
- * What apps see of the node's links: members, each with one multiplexer the node put on its link,
- * and the LinkApp shape an app takes to receive its protocol's streams and hear who comes and goes.
+ * Where apps attach to the node (AppHost), and what they see of its links: members, each with one
+ * multiplexer the node put on its link, and the LinkApp shape an app takes to receive its protocol's streams and hear who comes and goes.
  * Plus the small pieces the apps share: piping a TCP connection to a stream, and their events.
  */
 import type { MuxStream } from "../net/mux.ts";
