@@ -18,6 +18,7 @@
  * their final buffer) avoids a fresh chunk allocation and a copy per read, and `write` resolves
  * when the kernel took the bytes, which is the back-pressure `send` promises.
  */
+import { abortable, deadline, DeadlineError } from "../util/deadline.ts";
 import { LinkError, TAGLEN } from "../protocol/noise.ts";
 import { createFrameCipher, type FrameCipher, type FrameCipherKind } from "./frame_cipher.ts";
 
@@ -157,31 +158,22 @@ export class FrameReader {
 
 // ─── Timeouts ────────────────────────────────────────────────────────────────────────────────
 
-/** Races `promise` against a timer (cleared afterwards); `promise` itself keeps running. */
+/**
+ * `promise`, or `onTimeout()` once `ms` passed (no limit when `ms` is undefined or infinite), or
+ * the signal's reason once it aborts: util/deadline.ts with the link's own errors.
+ */
 export async function withTimeout<T>(
   promise: Promise<T>,
   ms: number | undefined,
   onTimeout: () => Error,
   signal?: AbortSignal,
 ): Promise<T> {
-  if ((ms === undefined || !Number.isFinite(ms)) && !signal) return await promise;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
-  const stop = new Promise<never>((_, reject) => {
-    if (ms !== undefined && Number.isFinite(ms)) {
-      timer = setTimeout(() => reject(onTimeout()), Math.max(0, ms));
-    }
-    if (signal) {
-      onAbort = () => reject(signal.reason ?? new DOMException("Aborted", "AbortError"));
-      if (signal.aborted) onAbort();
-      else signal.addEventListener("abort", onAbort, { once: true });
-    }
-  });
+  const limited = ms !== undefined && Number.isFinite(ms);
+  if (!limited) return signal ? await abortable(promise, signal) : await promise;
   try {
-    return await Promise.race([promise, stop]);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener("abort", onAbort);
+    return await deadline(promise, Math.max(0, ms), { signal });
+  } catch (err) {
+    throw err instanceof DeadlineError ? onTimeout() : err;
   }
 }
 
