@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Mux, type MuxStream } from "../../src/net/mux.ts";
 import { writeLine } from "../../src/net/line_queue.ts";
-import { ends } from "../helpers/mem_link.ts";
+import { ends } from "../helpers/mem_pipe.ts";
 
 /** Lets queued microtasks and timers run (in-memory pipes settle within a few turns). */
 const settle = () => new Promise((r) => setTimeout(r, 0));

@@ -14,7 +14,7 @@ import {
   STREAM_WINDOW,
 } from "../../src/net/mux.ts";
 import { ManualClock } from "../helpers/manual_clock.ts";
-import { ends } from "../helpers/mem_link.ts";
+import { ends } from "../helpers/mem_pipe.ts";
 
 function pair(a: MuxOptions = {}, b: MuxOptions = {}, capacity?: number) {
   const [x, y] = ends(capacity);

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { createHash } from "node:crypto";
 import { LinkError } from "../../src/protocol/noise.ts";
 import { type FrameCipherKind, nativeFrameCipherAvailable } from "../../src/net/frame_cipher.ts";
-import { memoryPipe } from "../helpers/mem_stream.ts";
+import { memoryPipe } from "../helpers/mem_pipe.ts";
 import {
   type ByteStream,
   encodeFrame,

@@ -1,2 +1,0 @@
-/** Kept for imports in flight on other branches: the in-memory links live in mem_pipe.ts now. */
-export { ends, MemEnd } from "./mem_pipe.ts";
