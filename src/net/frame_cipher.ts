@@ -16,6 +16,7 @@
  */
 import { aesGcmNonce, checkNonce, decrypt, encrypt, LinkError, TAGLEN } from "../protocol/noise.ts";
 import { nativeAeadAvailable, NativeGcm } from "./aead.ts";
+import { concat } from "../protocol/bytes.ts";
 
 export type FrameCipherKind = "native" | "portable";
 
@@ -167,7 +168,7 @@ class PortableFrameCipher implements FrameCipher {
   seal(parts: readonly Uint8Array[]): Uint8Array[] | Promise<Uint8Array[]> {
     checkNonce(this.#sendN);
     const n = this.#sendN++;
-    const plaintext = join(parts);
+    const plaintext = parts.length === 1 ? parts[0] : concat(...parts);
     if (plaintext.length < ASYNC_AEAD_THRESHOLD) {
       return this.#withHeadroom(encrypt(this.#sendKey, n, EMPTY, plaintext));
     }
@@ -218,19 +219,6 @@ class PortableFrameCipher implements FrameCipher {
     out.set(sealed, this.#headroom);
     return [out];
   }
-}
-
-function join(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let len = 0;
-  for (const p of parts) len += p.length;
-  const out = new Uint8Array(len);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function webKey(raw: Uint8Array): Promise<CryptoKey> {

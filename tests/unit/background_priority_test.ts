@@ -30,7 +30,9 @@ Deno.test("a bulk app where priority cannot be changed (no --allow-sys, refused)
 
 Deno.test("really: every thread of this process ends up at the background priority", async () => {
   const probe = `
-    import { runInBackground } from ${JSON.stringify(new URL("../../src/cli/background_priority.ts", import.meta.url).href)};
+    import { runInBackground } from ${
+    JSON.stringify(new URL("../../src/cli/background_priority.ts", import.meta.url).href)
+  };
     runInBackground();
     await Deno.readFile("/proc/self/stat");
     const nice = [...Deno.readDirSync("/proc/self/task")].map((e) => {

@@ -1,18 +1,9 @@
 /** The local control connection's frames: what sendv() writes, receive() gives back whole. */
 import assert from "node:assert/strict";
+import { concat } from "../../src/protocol/bytes.ts";
 import fc from "fast-check";
 import { ControlChannel } from "../../src/node/control_channel.ts";
 import { memoryPipe } from "../helpers/mem_pipe.ts";
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 Deno.test("frames of small and large parts, copied together or written as they are, arrive whole and in order", async () => {
   await fc.assert(
@@ -36,7 +27,7 @@ Deno.test("frames of small and large parts, copied together or written as they a
         for (const parts of frames) await a.sendv(parts);
         for (const parts of frames) {
           const got = await b.receive();
-          assert.deepEqual(got, concat(parts));
+          assert.deepEqual(got, concat(...parts));
           // A large frame's buffer may go back for the next one: what was read must already be checked.
           if (got && got.buffer.byteLength > got.length) b.recycle(got.buffer as ArrayBuffer);
         }

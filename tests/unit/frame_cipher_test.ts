@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { concat } from "../../src/protocol/bytes.ts";
 import fc from "fast-check";
 import {
   ASYNC_AEAD_THRESHOLD,
@@ -36,14 +37,7 @@ async function sealBytes(
   headroom = HEADROOM,
 ): Promise<Uint8Array> {
   const pieces = await c.seal(parts);
-  let len = 0;
-  for (const p of pieces) len += p.length;
-  const out = new Uint8Array(len);
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.length;
-  }
+  const out = concat(...pieces);
   c.release(pieces);
   assert.ok(pieces[0].length >= headroom, "the first piece holds the headroom");
   return out.slice(headroom);

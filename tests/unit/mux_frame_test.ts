@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { concat } from "../../src/protocol/bytes.ts";
 import fc from "fast-check";
 import {
   decodeCredit,
@@ -35,18 +36,8 @@ const message: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ type: fc.constant(MSG.CREDIT), id: u32, body: u32.map(encodeCredit) }),
 ).map(({ type, id, body }) => ({ type, id, body })); // plain objects, as decode() builds them
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function encode(messages: readonly Message[]): Uint8Array {
-  return concat(messages.flatMap((m) => [encodeHeader(m.type, m.id, m.body.length), m.body]));
+  return concat(...messages.flatMap((m) => [encodeHeader(m.type, m.id, m.body.length), m.body]));
 }
 
 /** What a receiver sees of one frame: its messages (copied), or the error that refused it. */
@@ -134,11 +125,11 @@ Deno.test("a frame cut inside a message is refused (truncated or overrun), after
 });
 
 Deno.test("a length beyond the frame, an unknown type, or a credit that is not 4 bytes is refused with its code", () => {
-  refusedWith(concat([encodeHeader(MSG.DATA, 1, 0xffff_ffff), new Uint8Array(100)]), "overrun");
+  refusedWith(concat(encodeHeader(MSG.DATA, 1, 0xffff_ffff), new Uint8Array(100)), "overrun");
   refusedWith(new Uint8Array([MSG.DATA, 0, 0, 0, 1, 0, 0]), "truncated");
   for (const type of [0, 8, 255]) refusedWith(encodeHeader(type, 1, 0), "unknown_type");
-  refusedWith(concat([encodeHeader(MSG.CREDIT, 1, 3), new Uint8Array(3)]), "malformed");
-  refusedWith(concat([encodeHeader(MSG.CREDIT, 1, 8), new Uint8Array(8)]), "malformed");
+  refusedWith(concat(encodeHeader(MSG.CREDIT, 1, 3), new Uint8Array(3)), "malformed");
+  refusedWith(concat(encodeHeader(MSG.CREDIT, 1, 8), new Uint8Array(8)), "malformed");
   const { error } = decode(encodeHeader(9, 1, 0));
   assert.match(error?.message ?? "", /unknown message type 9/);
   assert.equal(decode(new Uint8Array(0)).got.length, 0, "an empty frame holds no messages");
