@@ -17,6 +17,23 @@ class Layout implements AsyncDisposable {
   readonly procs: CliProcess[] = [];
   constructor(readonly stack: MailStack, readonly key: string, readonly dir: string) {}
 
+  #homes = 0;
+
+  /**
+   * A machine of its own for each process: fresh config, data and run folders, so no run finds the
+   * links a previous one remembered (it would dial them before its request and time nothing) and
+   * nothing lands in the real home folder.
+   */
+  home(name: string): Record<string, string> {
+    const root = `${this.dir}/home-${name}-${++this.#homes}`;
+    Deno.mkdirSync(`${root}/run`, { recursive: true, mode: 0o700 });
+    return {
+      XDG_CONFIG_HOME: `${root}/config`,
+      XDG_DATA_HOME: `${root}/data`,
+      XDG_RUNTIME_DIR: `${root}/run`,
+    };
+  }
+
   address(name: string, domain = "game.test"): string {
     return this.stack.freshAddress(name, domain);
   }
@@ -40,7 +57,11 @@ class Layout implements AsyncDisposable {
 
   host(name: string, address: string, extra: string[] = []): CliProcess {
     return this.#track(
-      spawnCli(name, ["host", ...this.args(address), "--db", `${this.dir}/${name}.db`, ...extra]),
+      spawnCli(
+        name,
+        ["host", ...this.args(address), "--db", `${this.dir}/${name}.db`, ...extra],
+        this.home(name),
+      ),
     );
   }
 
@@ -56,7 +77,7 @@ class Layout implements AsyncDisposable {
       "--timeout",
       "3600",
       ...extra,
-    ]));
+    ], this.home(name)));
   }
 
   /** Mails sent by every process of the layout so far. */
@@ -94,7 +115,7 @@ async function joins(l: Layout, vias: string[], target: string, runs: number): P
       "--listen",
       "127.0.0.1:0",
       "--no-host",
-    ]);
+    ], l.home("peer"));
     const sent = await peer.waitFor((e) => e.event === "request_sent", 60_000, "request");
     const conn = await peer.waitFor(
       (e: CliEvent) => e.event === "connected" && e.peer === target,
