@@ -6,28 +6,11 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { Buffer } from "node:buffer";
-import { BUNDLE, type CliEvent, type CliProcess, spawnCli } from "../../scripts/lib/cli_process.ts";
-import { type Account, type Transport, type World, world } from "../helpers/world.ts";
+import { BUNDLE, type CliEvent } from "../../scripts/lib/cli_process.ts";
+import { type Account, memberApp as app, type Transport, type World, world } from "../helpers/world.ts";
 
 const is = (event: string, extra: Record<string, unknown> = {}) => (e: CliEvent) =>
   e.event === event && Object.entries(extra).every(([k, v]) => e[k] === v);
-
-/** `mailmeet COMMAND` for `name`, meeting through `host`, listening on loopback. */
-function app(w: World, name: string, host: Account, args: string[], acct = w.account(name)): CliProcess {
-  return spawnCli(name, [
-    args[0],
-    ...w.common(acct),
-    "--user",
-    name,
-    "--via",
-    host.address,
-    "--listen",
-    "127.0.0.1:0",
-    "--timeout",
-    "60",
-    ...args.slice(1),
-  ], w.env); // its own run folder: never attach to a node of another test on this machine
-}
 
 /** A CLI process with stdin as a pipe (chat): lines in, JSON events out. */
 function chatProcess(w: World, name: string, host: Account) {
@@ -229,9 +212,9 @@ Deno.test("[maildir] a 200 MiB file: the sender vanishes mid-transfer, the parti
   }
 
   // The retry resumes from the partial file.
-  await using bob2 = app(w, "bob2", hostAcct, ["receive", "--out", out, "--yes"], w.account("bob2"));
+  await using bob2 = app(w, "bob2", hostAcct, ["receive", "--out", out, "--yes"]);
   await bob2.waitFor(is("waiting"), 30_000, "bob2 waiting");
-  await using ann2 = app(w, "ann2", hostAcct, ["send", src, "--to", "bob2"], w.account("ann2"));
+  await using ann2 = app(w, "ann2", hostAcct, ["send", src, "--to", "bob2"]);
   const resume = await bob2.waitFor(is("resume"), 30_000, "resume");
   assert.equal(resume.offset, kept);
   assert.equal((await ann2.status).code, 0, ann2.stderr.join("\n"));
@@ -285,9 +268,9 @@ Deno.test("[maildir] a folder arrives whole (nested, empty folder), links are sk
   // Again: every file exists now, so without --force the offer is refused and nothing changes.
   await Deno.writeTextFile(`${out}/album/readme.txt`, "mine\n");
   {
-    await using bob = app(w, "bob3", hostAcct, ["receive", "--out", out, "--yes"], w.account("bob3"));
+    await using bob = app(w, "bob3", hostAcct, ["receive", "--out", out, "--yes"]);
     await bob.waitFor(is("waiting"), 30_000, "bob3 waiting");
-    await using ann = app(w, "ann3", hostAcct, ["send", src, "--to", "bob3"], w.account("ann3"));
+    await using ann = app(w, "ann3", hostAcct, ["send", src, "--to", "bob3"]);
     assert.equal((await ann.status).code, 4);
     assert.match(ann.stderr.join("\n"), /declined: .*already exists \(--force overwrites it\)/);
     assert.equal((await bob.status).code, 4);
@@ -300,10 +283,9 @@ Deno.test("[maildir] a folder arrives whole (nested, empty folder), links are sk
       "bob4",
       hostAcct,
       ["receive", "--out", out, "--yes", "--force"],
-      w.account("bob4"),
     );
     await bob.waitFor(is("waiting"), 30_000, "bob4 waiting");
-    await using ann = app(w, "ann4", hostAcct, ["send", src, "--to", "bob4"], w.account("ann4"));
+    await using ann = app(w, "ann4", hostAcct, ["send", src, "--to", "bob4"]);
     assert.equal((await ann.status).code, 0, ann.stderr.join("\n"));
     assert.equal((await bob.status).code, 0);
     assert.equal(await Deno.readTextFile(`${out}/album/readme.txt`), "hello\n");
