@@ -7,6 +7,7 @@
  * Both ride the same one-way lane.
  */
 import type { MuxTransport } from "../../src/net/mux.ts";
+import { concat } from "../../src/protocol/bytes.ts";
 import type { ByteStream } from "../../src/net/secure_channel.ts";
 
 /** One direction: queued items, how much they hold, whether it ended or broke, and who waits. */
@@ -49,14 +50,7 @@ export class MemEnd implements MuxTransport {
       if (out.items.length < out.capacity) break;
       await out.wait();
     }
-    let n = 0;
-    for (const p of parts) n += p.length;
-    const frame = new Uint8Array(n);
-    let at = 0;
-    for (const p of parts) {
-      frame.set(p, at);
-      at += p.length;
-    }
+    const frame = concat(...parts);
     this.sent++;
     out.items.push(frame);
     out.notify();

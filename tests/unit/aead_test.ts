@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { splitAt } from "../helpers/split_at.ts";
 import fc from "fast-check";
 import { nativeAeadAvailable, NativeGcm } from "../../src/net/aead.ts";
 import { CipherState, TAGLEN } from "../../src/protocol/noise.ts";
@@ -27,14 +28,7 @@ Deno.test({
         fc.nat(40),
         (key, plain, cuts, n) => {
           const gcm = NativeGcm.create(key)!;
-          const points = [...new Set(cuts.map((c) => c % (plain.length + 1)))].sort((a, b) => a - b);
-          const parts: Uint8Array[] = [];
-          let at = 0;
-          for (const p of points) {
-            parts.push(plain.subarray(at, p));
-            at = p;
-          }
-          parts.push(plain.subarray(at));
+          const parts = splitAt(plain, cuts);
           const out = new Uint8Array(plain.length + TAGLEN);
           gcm.seal(n, parts, out);
           assert.deepEqual(out, stateAt(key, n).encryptWithAd(EMPTY, plain));

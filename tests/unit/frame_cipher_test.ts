@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { splitAt } from "../helpers/split_at.ts";
 import { concat } from "../../src/protocol/bytes.ts";
 import fc from "fast-check";
 import {
@@ -122,14 +123,7 @@ for (const kind of KINDS) {
             const c = cipher(kind, key, key);
             const reference = new CipherState(key);
             for (const [plain, cuts] of frames) {
-              const points = [...new Set(cuts.map((x) => x % (plain.length + 1)))].sort((x, y) => x - y);
-              const parts: Uint8Array[] = [];
-              let at = 0;
-              for (const p of points) {
-                parts.push(plain.subarray(at, p));
-                at = p;
-              }
-              parts.push(plain.subarray(at));
+              const parts = splitAt(plain, cuts);
               const expected = reference.encryptWithAd(EMPTY, plain);
               const sealed = await sealBytes(c, parts);
               assert.equal(sealed.toHex(), expected.toHex());

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { splitAt } from "../helpers/split_at.ts";
 import fc from "fast-check";
 import { MailError } from "../../src/mail/errors.ts";
 import { LineReader, streamSource } from "../../src/mail/line_reader.ts";
@@ -27,19 +28,6 @@ function dotStuff(body: Uint8Array): Uint8Array {
   }
   out.push(0x2e, 0x0d, 0x0a);
   return new Uint8Array(out);
-}
-
-/** Splits bytes at the given cut points (any order, duplicates allowed). */
-function splitAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const parts: Uint8Array[] = [];
-  let last = 0;
-  for (const p of points) {
-    parts.push(bytes.slice(last, p));
-    last = p;
-  }
-  parts.push(bytes.slice(last));
-  return parts;
 }
 
 async function readReply(chunks: (string | Uint8Array)[], maxBytes = 1 << 20) {
