@@ -159,11 +159,14 @@ async function runHost(
   let peakRss = 0;
   const marks = new Set(rssMarks);
   const ref: { p?: CliProcess } = {};
+  // MAILMEET_BENCH_PROF=DIR: a V8 CPU profile of every host run lands in DIR (where the time goes).
+  const prof = Deno.env.get("MAILMEET_BENCH_PROF");
+  const opts = prof ? { permissions: ["-A", "--unstable-net", "--cpu-prof", `--cpu-prof-dir=${prof}`] } : {};
   const p = ref.p = spawnCli("host", ["host", ...args, "--once", "--json"], env, (e) => {
     if (e.event !== "host_reply") return;
     replies++;
     if (marks.has(replies) && ref.p) rssAt.set(replies, procStatus(ref.p.pid, "VmRSS") ?? 0);
-  });
+  }, opts);
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, procStatus(p.pid, "VmHWM") ?? 0);
   }, 50);

@@ -284,6 +284,7 @@ export async function startNode(
         await sender.flush?.();
         table?.sync();
       },
+      afterPass: async () => await auto.host?.flushIntroductions(),
       patience,
     });
     const handle = reportUnreadable(auto.handle, events);

@@ -29,10 +29,19 @@ export const BUDGET_WINDOW_MS = 24 * 3600_000;
 export const RATE_LIMIT_PAUSE_MS = 15 * 60_000;
 export const RATE_LIMIT_MAX_PAUSE_MS = 24 * 3600_000;
 
+/**
+ * Mail sent within one minute: [epoch ms of its first, of its last, recipients]. A busy host sends
+ * thousands of mails a day; one entry per minute keeps the ledger (read and written at every mail)
+ * at most 1,440 entries. A group leaves the window with its last mail: never early.
+ */
+export type SentGroup = [first: number, last: number, recipients: number];
+/** How long after its first mail a group still takes more. */
+export const SENT_GROUP_MS = 60_000;
+
 /** What the budget remembers of one account between runs. */
 export interface LedgerRecord {
-  /** Epoch ms of each recipient of each mail sent in the last 24 hours. */
-  sent: number[];
+  /** The mail sent in the last 24 hours, oldest first. */
+  sent: SentGroup[];
   /** No mail until then: the provider said we send too much. */
   pausedUntil?: number;
   /** Rate-limit answers in a row (the pause doubles with each). */
@@ -49,10 +58,10 @@ export class MemoryLedger implements Ledger {
   #records = new Map<string, LedgerRecord>();
   load(account: string): LedgerRecord {
     const r = this.#records.get(account);
-    return r ? { ...r, sent: [...r.sent] } : { sent: [] };
+    return r ? { ...r, sent: r.sent.map((g) => [...g]) } : { sent: [] };
   }
   save(account: string, record: LedgerRecord): void {
-    this.#records.set(account, { ...record, sent: [...record.sent] });
+    this.#records.set(account, { ...record, sent: record.sent.map((g) => [...g]) });
   }
 }
 
@@ -80,7 +89,9 @@ export class MailBudget {
 
   /** Recipients mailed in the last 24 hours. */
   sent(): number {
-    return this.#current().sent.length;
+    let n = 0;
+    for (const g of this.#current().sent) n += g[2];
+    return n;
   }
 
   /** Until when a provider's rate limit stops our sending, if it does now. */
@@ -132,7 +143,11 @@ export class MailBudget {
   record(recipients: number): void {
     const r = this.#current();
     const now = this.#clock();
-    for (let i = 0; i < recipients; i++) r.sent.push(now);
+    const last = r.sent.at(-1);
+    if (last && now - last[0] < SENT_GROUP_MS && now >= last[1]) {
+      last[1] = now;
+      last[2] += recipients;
+    } else r.sent.push([now, now, recipients]);
     r.strikes = 0;
     this.#ledger.save(this.account, r);
   }
@@ -150,7 +165,7 @@ export class MailBudget {
   #current(): LedgerRecord {
     const r = this.#ledger.load(this.account);
     const from = this.#clock() - BUDGET_WINDOW_MS;
-    r.sent = r.sent.filter((t) => t > from);
+    r.sent = r.sent.filter((g) => g[1] > from);
     return r;
   }
 }

@@ -146,11 +146,16 @@ export interface Sync {
  */
 export interface Intro {
   kind: "intro";
-  /** The newcomer, as the host stored it. */
-  peer: PeerEntry;
+  /**
+   * The newcomers, as the host stored them (1 to MAX_INTRO_PEERS): a host answering a burst of
+   * requests introduces each earlier peer to all the newcomers of the burst in one mail, not one
+   * mail per newcomer (free accounts send a few hundred mails a day).
+   */
+  peers: PeerEntry[];
+  /** When the host introduced the first of them. */
   time: number;
   nonce: Uint8Array;
-  /** How long (ms from `time`) the newcomer keeps trying; after that, a dial is pointless. */
+  /** How long (ms from `time`) the newcomers keep trying; after that, a dial is pointless. */
   window: number;
 }
 
@@ -168,6 +173,8 @@ export type Message = Request | Reply | Failure | Sync | Intro | Leave;
 
 /** The longest punch window an introduction may ask for. */
 export const MAX_INTRO_WINDOW_MS = 10 * 60_000;
+/** Newcomers one introduction may carry (a burst's worth; the mail stays a few kilobytes). */
+export const MAX_INTRO_PEERS = 16;
 
 export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array } {
   let wire: Record<string, unknown>;
@@ -210,7 +217,15 @@ export function encodeMessage(msg: Message): { kind: number; bytes: Uint8Array }
       };
       break;
     case "intro":
-      wire = { e: entryWire(msg.peer), t: msg.time, n: b64u(msg.nonce), w: msg.window };
+      // `e` is the first newcomer, as versions before coalescing wrote it (they read only that
+      // one); `x` the others of the burst.
+      wire = {
+        e: entryWire(msg.peers[0]),
+        ...(msg.peers.length > 1 ? { x: msg.peers.slice(1).map(entryWire) } : {}),
+        t: msg.time,
+        n: b64u(msg.nonce),
+        w: msg.window,
+      };
       break;
     case "leave":
       wire = { u: msg.user, k: b64u(msg.linkKey), t: msg.time, n: b64u(msg.nonce) };
@@ -282,7 +297,7 @@ export function decodeMessage(kind: number, bytes: Uint8Array): Message {
       }
       return {
         kind: "intro",
-        peer: entry(w.e),
+        peers: [entry(w.e), ...(w.x === undefined ? [] : entryList(w.x, MAX_INTRO_PEERS - 1))],
         time: timeField(w.t),
         nonce: bytesField(w.n, "nonce", NONCE_BYTES),
         window: w.w as number,

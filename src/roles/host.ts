@@ -15,6 +15,8 @@ import {
   type Failure,
   type Intro,
   MAX_HOPS,
+  MAX_INTRO_PEERS,
+  MAX_INTRO_WINDOW_MS,
   MAX_SYNC_ENTRIES,
   NONCE_BYTES,
   type PeerEntry,
@@ -58,6 +60,13 @@ export const DEFAULT_SYNC_INTERVAL_MS = 10 * 60_000;
  */
 export const DEFAULT_INTRO_LIMIT = 8;
 export const DEFAULT_INTRO_WINDOW_MS = 45_000;
+/**
+ * Introductions wait at most this long to be coalesced: a burst of newcomers (a LAN party
+ * arriving, a mailbox read after a pause) mostly introduces the same few recent members, each of
+ * whom gets one mail naming all of them instead of one mail per newcomer. Short beside the punch
+ * window, and a pass that ends sends what it gathered at once (flushIntroductions).
+ */
+export const INTRO_COALESCE_MS = 1_000;
 
 export interface HostDeps {
   key: NetworkKey;
@@ -81,6 +90,15 @@ export interface HostDeps {
 }
 
 /** The table could not be filled from another host (【0060】): no answer, or the sync could not be sent. */
+/** Introductions gathered for one mailbox: the newcomers, and which earlier peer each was for. */
+interface PendingIntros {
+  /** When the first of them was made. */
+  time: number;
+  peers: PeerEntry[];
+  /** [earlier peer, newcomer] pairs, for the host_intro events once the mail went. */
+  told: [string, string][];
+}
+
 export class BootstrapError extends Error {
   override name = "BootstrapError";
 }
@@ -92,6 +110,10 @@ export class Host {
   #bootstrapFrom?: string;
   /** Kinds of mail the budget holds back right now (said once each, not once per mail). */
   #holding = new Set<MailPriority>();
+  /** Introductions not sent yet, by the earlier peer's mailbox (see INTRO_COALESCE_MS). */
+  #intros = new Map<string, PendingIntros>();
+  /** When the oldest of them was made. */
+  #introsSince = 0;
 
   constructor(readonly settings: HostSettings, readonly deps: HostDeps) {
     this.#clock = deps.clock ?? Date.now;
@@ -124,8 +146,13 @@ export class Host {
       return "delete";
     }
     switch (s.message.kind) {
-      case "request":
-        return await this.#request(s.message, m, s.nonce, s.seen === "retry", now);
+      case "request": {
+        const d = await this.#request(s.message, m, s.nonce, s.seen === "retry", now);
+        if (this.#intros.size > 0 && this.#clock() - this.#introsSince >= INTRO_COALESCE_MS) {
+          await this.flushIntroductions();
+        }
+        return d;
+      }
       case "failure":
         return this.#failure(s.message, s.nonce, now);
       case "sync": {
@@ -410,45 +437,82 @@ export class Host {
   }
 
   /**
-   * Mails each of the most recent listed peers that registered here (we hold its address) an
-   * introduction to the newcomer, so both reach out at once (design: "Introductions"). Flagged
-   * and relay-only peers are skipped; our own peer role hears it without mail.
+   * Introduces the newcomer to each of the most recent listed peers that registered here (we hold
+   * its address), so both reach out at once (design: "Introductions"). Flagged and relay-only
+   * peers are skipped; our own peer role hears it at once, without mail. The mails are gathered
+   * by mailbox and sent by flushIntroductions: a burst of newcomers costs one mail per earlier
+   * peer, not one per newcomer and peer.
    */
   async #introduce(newcomer: PeerEntry, listed: PeerEntry[], rows: TableEntry[], now: number): Promise<void> {
     const limit = this.settings.introLimit ?? DEFAULT_INTRO_LIMIT;
     if (limit <= 0 || newcomer.role === "relay") return;
-    const intro: Intro = {
-      kind: "intro",
-      peer: newcomer,
-      time: now,
-      nonce: this.#random(NONCE_BYTES),
-      window: this.settings.introWindowMs ?? DEFAULT_INTRO_WINDOW_MS,
-    };
     const selfUser = this.deps.self?.().user;
     let sent = 0;
     for (const p of listed) {
       if (sent >= limit) break;
       if (p.flagged || p.role === "relay") continue;
       if (p.user === selfUser) {
-        this.deps.introduceSelf?.(intro);
+        this.deps.introduceSelf?.({
+          kind: "intro",
+          peers: [newcomer],
+          time: now,
+          nonce: this.#random(NONCE_BYTES),
+          window: this.#window(),
+        });
         sent++;
         continue;
       }
       const row = rows.find((r) => r.user === p.user);
       if (!row || row.email === "" || row.origin !== "") continue;
-      // The newcomer has its reply and dials; introductions only help it through NATs sooner.
-      if (!this.#affords("intro", `no more introductions of ${newcomer.user}`)) return;
-      try {
-        await this.#mail([row.email], { ...intro, nonce: this.#random(NONCE_BYTES) });
-        this.deps.events({ event: "host_intro", peer: p.user, newcomer: newcomer.user });
-        sent++;
-      } catch (err) {
-        this.deps.events({
-          event: "error",
-          message: `Could not introduce ${newcomer.user} to ${p.user}: ${(err as Error).message}`,
-        });
-      }
+      const to = row.email.toLowerCase();
+      if (this.#intros.size === 0) this.#introsSince = now;
+      let pending = this.#intros.get(to);
+      if (!pending) this.#intros.set(to, pending = { time: now, peers: [], told: [] });
+      // A newcomer asking twice in one burst is introduced as it asked last.
+      const i = pending.peers.findIndex((e) => e.user === newcomer.user);
+      if (i >= 0) pending.peers.splice(i, 1);
+      pending.peers.push(newcomer);
+      pending.told.push([p.user, newcomer.user]);
+      sent++;
+      if (pending.peers.length >= MAX_INTRO_PEERS) await this.#sendIntros(to, pending);
     }
+  }
+
+  /**
+   * Sends the introductions gathered so far, one mail per earlier peer's mailbox. The inbox calls
+   * it when a pass ends; a long pass also sends every INTRO_COALESCE_MS.
+   */
+  async flushIntroductions(): Promise<void> {
+    const all = [...this.#intros];
+    this.#intros.clear();
+    for (const [to, pending] of all) await this.#sendIntros(to, pending);
+  }
+
+  async #sendIntros(to: string, pending: PendingIntros): Promise<void> {
+    this.#intros.delete(to);
+    const names = pending.peers.map((p) => p.user).join(", ");
+    // The newcomers have their replies and dial; introductions only help them through NATs sooner.
+    if (!this.#affords("intro", `no more introductions (of ${names})`)) return;
+    try {
+      await this.#mail([to], {
+        kind: "intro",
+        peers: pending.peers,
+        time: pending.time,
+        nonce: this.#random(NONCE_BYTES),
+        // The last newcomer of the burst (introduced by now at the latest) keeps trying a whole window too.
+        window: Math.min(MAX_INTRO_WINDOW_MS, this.#window() + Math.max(0, this.#clock() - pending.time)),
+      });
+      for (const [peer, newcomer] of pending.told) this.deps.events({ event: "host_intro", peer, newcomer });
+    } catch (err) {
+      this.deps.events({
+        event: "error",
+        message: `Could not introduce ${names} to ${to}: ${(err as Error).message}`,
+      });
+    }
+  }
+
+  #window(): number {
+    return this.settings.introWindowMs ?? DEFAULT_INTRO_WINDOW_MS;
   }
 
   #recent(now: number): PeerEntry[] {

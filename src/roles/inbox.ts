@@ -74,6 +74,11 @@ export interface InboxOptions {
   };
   /** Makes what the handlers recorded durable; called before any deletion is made permanent. */
   durable?: () => void | Promise<void>;
+  /**
+   * Called when a pass has handled what it found, after its deletions: work the handlers gather
+   * across a burst of mail and do once (a host's introductions, src/roles/host.ts).
+   */
+  afterPass?: () => Promise<void>;
   /** Keeps run() going through mail server outages until its deadline; without it the first failure ends run(). */
   patience?: Patience;
   /** The pause before a retry pass (tests shorten it). */
@@ -148,6 +153,7 @@ export class InboxReader {
       // queued for the next pass, and the handlers' records keep it from being done twice.
       if (finished) await this.#flush();
       else await this.#flush().catch(() => {});
+      await this.opts.afterPass?.();
     }
     await this.#reports();
     return handled;

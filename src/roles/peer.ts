@@ -286,41 +286,42 @@ export class Peer {
     return "delete";
   }
 
-  /** An earlier peer hears of a newcomer: reach out too, so both NATs open towards each other. */
+  /** An earlier peer hears of newcomers: reach out too, so both NATs open towards each other. */
   introduce(intro: Intro, via: string): Disposition {
-    const p = intro.peer;
-    if (p.user === this.settings.user || this.settings.blocked.has(p.user)) return "delete";
-    this.deps.events({ event: "introduced", peer: p.user, via });
-    this.deps.onIntro?.(p, via);
-    if (this.deps.links.has(p.user)) return "delete"; // already linked: nothing to do
     const deadline = intro.time + intro.window;
-    if (deadline <= this.#clock()) {
-      // The newcomer stopped trying before we heard of it: ask again, so the host introduces us.
-      // Not before our first request: a node reading old mail at start is about to ask anyway.
-      if (
-        this.#session !== undefined && this.#clock() - this.#lastReask > REASK_AFTER_LATE_INTRO_MS &&
-        this.settings.vias.length > 0
-      ) {
-        this.#lastReask = this.#clock();
-        this.deps.events({
-          event: "info",
-          message: `the introduction to ${p.user} came too late; asking again`,
-        });
-        this.announce().catch((err) =>
-          this.deps.events({
-            event: "error",
-            message: `Could not ask the host(s) again: ${(err as Error).message}`,
-          })
-        );
+    let late = false;
+    for (const p of intro.peers) {
+      if (p.user === this.settings.user || this.settings.blocked.has(p.user)) continue;
+      this.deps.events({ event: "introduced", peer: p.user, via });
+      this.deps.onIntro?.(p, via);
+      if (this.deps.links.has(p.user)) continue; // already linked: nothing to do
+      if (deadline <= this.#clock()) {
+        late = true;
+        continue;
       }
-      return "delete";
+      // Punch at once (the newcomer punches now); dial TCP a little later, and only if the
+      // newcomer's own dial has not reached us meanwhile.
+      const tcpWhen = new Promise<boolean>((r) =>
+        setTimeout(() => r(!this.deps.links.has(p.user)), this.settings.introDelayMs ?? INTRO_DIAL_DELAY_MS)
+      );
+      this.#track(this.#dial(p, via, deadline, false, { tcpWhen }));
     }
-    // Punch at once (the newcomer punches now); dial TCP a little later, and only if the
-    // newcomer's own dial has not reached us meanwhile.
-    const tcpWhen = new Promise<boolean>((r) =>
-      setTimeout(() => r(!this.deps.links.has(p.user)), this.settings.introDelayMs ?? INTRO_DIAL_DELAY_MS)
-    );
-    this.#track(this.#dial(p, via, deadline, false, { tcpWhen }));
+    // The newcomers stopped trying before we heard of them: ask again, so the host introduces us.
+    // Not before our first request: a node reading old mail at start is about to ask anyway.
+    if (
+      late && this.#session !== undefined && this.#clock() - this.#lastReask > REASK_AFTER_LATE_INTRO_MS &&
+      this.settings.vias.length > 0
+    ) {
+      this.#lastReask = this.#clock();
+      const who = intro.peers.map((p) => p.user).join(", ");
+      this.deps.events({ event: "info", message: `the introduction to ${who} came too late; asking again` });
+      this.announce().catch((err) =>
+        this.deps.events({
+          event: "error",
+          message: `Could not ask the host(s) again: ${(err as Error).message}`,
+        })
+      );
+    }
     return "delete";
   }
 

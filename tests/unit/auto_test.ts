@@ -77,7 +77,7 @@ Deno.test("replies and introductions go to the peer role; the node stays a plain
   assert.equal(await t.node.handle(mail(reply)), "delete");
   const intro: Message = {
     kind: "intro",
-    peer: entry("bob"),
+    peers: [entry("bob")],
     time: NOW,
     nonce: new Uint8Array(16),
     window: 45_000,

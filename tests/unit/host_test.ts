@@ -7,6 +7,7 @@ import { networkKeyFromSecret } from "../../src/protocol/keys.ts";
 import {
   type Intro,
   MAX_HOPS,
+  MAX_INTRO_PEERS,
   type Message,
   type PeerEntry,
   reachAt,
@@ -14,7 +15,7 @@ import {
   type Sync,
 } from "../../src/protocol/messages.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
-import { BootstrapError, Host } from "../../src/roles/host.ts";
+import { BootstrapError, DEFAULT_INTRO_WINDOW_MS, Host, INTRO_COALESCE_MS } from "../../src/roles/host.ts";
 import type { Disposition, InboundMail } from "../../src/roles/inbox.ts";
 import { DEFAULT_POLICY } from "../../src/table/policy.ts";
 import { PeerTable } from "../../src/table/table.ts";
@@ -71,6 +72,7 @@ async function setup(
   const outbox = new Outbox();
   const events: NodeEvent[] = [];
   const introducedSelf: Intro[] = [];
+  let clock = NOW;
   const host = new Host(
     {
       address: "me@host.test",
@@ -85,7 +87,7 @@ async function setup(
       table,
       sender: outbox,
       events: (e) => events.push(e),
-      clock: () => NOW,
+      clock: () => clock,
       random: rnd,
       self: opts.self && (() => opts.self!),
       introduceSelf: (intro) => introducedSelf.push(intro),
@@ -99,6 +101,7 @@ async function setup(
     outbox,
     events,
     introducedSelf,
+    tick: (ms: number) => clock += ms,
     async [Symbol.asyncDispose]() {
       table.close();
       await Deno.remove(dir, { recursive: true });
@@ -245,8 +248,11 @@ Deno.test("a host mails the newcomer's introduction to the most recent peers it 
   for (const [u, age] of [["old", 9000], ["mid", 5000], ["new", 1000]] as const) {
     await t.host.handle(mail(request(u, NOW - age)));
   }
+  await t.host.flushIntroductions();
   t.outbox.sent = [];
   await t.host.handle(mail(request("pat")));
+  assert.equal(t.outbox.of("intro").length, 0, "gathered until the pass ends");
+  await t.host.flushIntroductions();
   const intros = t.outbox.of("intro");
   assert.deepEqual(
     intros.map((i) => i.to),
@@ -254,8 +260,8 @@ Deno.test("a host mails the newcomer's introduction to the most recent peers it 
     "limit 2, most recent first",
   );
   const intro = intros[0].message;
-  assert.equal(intro.peer.user, "pat");
-  assert.deepEqual(intro.peer.linkKey, new Uint8Array(32).fill(2));
+  assert.deepEqual(intro.peers.map((p) => p.user), ["pat"]);
+  assert.deepEqual(intro.peers[0].linkKey, new Uint8Array(32).fill(2));
   assert.ok(intro.window > 0);
   // The reply still lists all three; the introductions only add mail for the first two.
   assert.deepEqual((t.outbox.of("reply")[0].message as Reply).peers.map((p) => p.user), [
@@ -272,10 +278,13 @@ Deno.test("no introductions for a quiet request, nor to flagged peers, relay-onl
   t.table.flag("flagged");
   await t.host.handle(mail(sync("other@host.test", [entry("remote", NOW - 2000)], ["other@host.test"])));
   await t.host.handle(mail({ ...request("relay", NOW - 1000), role: "relay", relay: true }));
+  await t.host.flushIntroductions();
   t.outbox.sent = [];
   await t.host.handle(mail(request("quiet", NOW, true)));
+  await t.host.flushIntroductions();
   assert.equal(t.outbox.of("intro").length, 0, "a quiet request is only kept in the table");
   await t.host.handle(mail(request("pat")));
+  await t.host.flushIntroductions();
   assert.deepEqual(
     t.outbox.of("intro").map((i) => i.to),
     [["quiet@peers.test"]],
@@ -287,8 +296,72 @@ Deno.test("no introductions for a quiet request, nor to flagged peers, relay-onl
 Deno.test("an auto-promoted host introduces newcomers to its own peer role without mail", async () => {
   await using t = await setup({ self: entry("node", NOW) });
   await t.host.handle(mail(request("pat")));
-  assert.deepEqual(t.introducedSelf.map((i) => i.peer.user), ["pat"]);
+  assert.deepEqual(
+    t.introducedSelf.map((i) => i.peers.map((p) => p.user)),
+    [["pat"]],
+    "at once, not at the pass's end",
+  );
+  await t.host.flushIntroductions();
   assert.equal(t.outbox.of("intro").length, 0);
+});
+
+Deno.test("a burst of newcomers costs each earlier peer one introduction naming them all, not one mail per newcomer", async () => {
+  await using t = await setup({ introLimit: 8 });
+  for (const [u, age] of [["a", 9000], ["b", 8000]] as const) {
+    await t.host.handle(mail(request(u, NOW - age)));
+  }
+  await t.host.flushIntroductions();
+  t.outbox.sent = [];
+  t.events.length = 0;
+  for (const u of ["n1", "n2", "n3"]) await t.host.handle(mail(request(u)));
+  assert.equal(t.outbox.of("intro").length, 0);
+  await t.host.flushIntroductions();
+  const byBox = Object.fromEntries(
+    t.outbox.of("intro").map((i) => [i.to[0], i.message.peers.map((p) => p.user)]),
+  );
+  assert.deepEqual(byBox, {
+    "a@peers.test": ["n1", "n2", "n3"],
+    "b@peers.test": ["n1", "n2", "n3"],
+    "n1@peers.test": ["n2", "n3"],
+    "n2@peers.test": ["n3"],
+  });
+  assert.equal(t.outbox.of("reply").length, 3, "every newcomer still has its own reply at once");
+  const told = t.events.filter((e) => e.event === "host_intro");
+  assert.equal(told.length, 9, "one host_intro per newcomer and earlier peer, as before");
+  await t.host.flushIntroductions();
+  assert.equal(t.outbox.of("intro").length, 4, "sent once");
+});
+
+Deno.test("a long burst sends the introductions it gathered every second", async () => {
+  await using t = await setup({ introLimit: 1 });
+  await t.host.handle(mail(request("early", NOW - 9000)));
+  t.outbox.sent = [];
+  await t.host.handle(mail(request("n0")));
+  t.tick(INTRO_COALESCE_MS);
+  await t.host.handle(mail(request("n1")));
+  assert.deepEqual(
+    t.outbox.of("intro").map((i) => [i.to[0], i.message.peers.map((p) => p.user)]),
+    [["early@peers.test", ["n0"]], ["n0@peers.test", ["n1"]]],
+    "a second after the first was gathered, the next request's handling sends them",
+  );
+  const window = t.outbox.of("intro")[0].message.window;
+  assert.equal(
+    window,
+    DEFAULT_INTRO_WINDOW_MS + INTRO_COALESCE_MS,
+    "the window still covers the last newcomer",
+  );
+});
+
+Deno.test("an introduction names at most MAX_INTRO_PEERS newcomers; the next ones start another mail", async () => {
+  await using t = await setup({ introLimit: 1 });
+  await t.host.handle(mail(request("a")));
+  t.outbox.sent = [];
+  // Older than "a": each newcomer's one introduction goes to "a", the most recent member.
+  for (let i = 0; i <= MAX_INTRO_PEERS; i++) await t.host.handle(mail(request(`n${i}`, NOW - 60_000 + i)));
+  assert.deepEqual(t.outbox.of("intro").map((i) => i.message.peers.length), [MAX_INTRO_PEERS]);
+  await t.host.flushIntroductions();
+  assert.deepEqual(t.outbox.of("intro").map((i) => i.message.peers.length), [MAX_INTRO_PEERS, 1]);
+  assert.deepEqual(t.outbox.of("intro")[1].message.peers.map((p) => p.user), [`n${MAX_INTRO_PEERS}`]);
 });
 
 Deno.test("a peer that says it leaves is forgotten at once — only the row of that run", async () => {
@@ -362,10 +435,12 @@ Deno.test("a host near its mail budget skips syncs (and replies to re-announces)
     "no sync for dan's re-announce",
   );
   await t.host.handle(mail(request("eve")));
+  await t.host.flushIntroductions();
   assert.ok(t.outbox.of("intro").length > 0, "introductions still go below 70%");
   budget.record(14 - budget.sent());
   const before = t.outbox.of("intro").length;
   await t.host.handle(mail(request("fay")));
+  await t.host.flushIntroductions();
   assert.equal(t.outbox.of("intro").length, before, "no introductions above 70%");
   assert.equal(t.outbox.of("reply").at(-1)?.to[0], "fay@peers.test", "but the reply goes");
   budget.record(18 - budget.sent());

@@ -187,7 +187,7 @@ Deno.test("a host sets aside a deeply nested mail, an oversized header and a par
   }
 });
 
-Deno.test("mail is deleted in batches as the pass goes, each batch after durable()", async () => {
+Deno.test("mail is deleted in batches as the pass goes, each batch after durable(); afterPass() ends the pass", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const box = new MemBox(2);
@@ -198,6 +198,7 @@ Deno.test("mail is deleted in batches as the pass goes, each batch after durable
       marker: MARKER,
       key,
       durable: () => void box.log.push("durable"),
+      afterPass: () => Promise.resolve(void box.log.push("after pass")),
     });
     const handled: string[] = [];
     await reader.pass((m) => {
@@ -209,7 +210,8 @@ Deno.test("mail is deleted in batches as the pass goes, each batch after durable
       ...["handle", "handle", "durable", "delete 2", "commit"],
       ...["handle", "handle", "durable", "delete 2", "commit"],
       ...["handle", "durable", "delete 1", "commit"],
-    ]);
+      "after pass",
+    ], "what handlers gather across the pass (introductions) is done once, at its end");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -77,6 +77,64 @@ Deno.test("the mail count survives a restart, per account, in the data folder", 
   }
 });
 
+Deno.test("a busy day keeps the ledger small: one entry per minute of mail, however many mails", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/mail-sent.json`;
+    let now = NOW;
+    const b = new MailBudget({
+      account: "h@x.test",
+      limit: 1e9,
+      ledger: new FileLedger(path),
+      clock: () => now,
+    });
+    for (let i = 0; i < 3000; i++) {
+      b.record(1);
+      now += 100; // ten mails a second for five minutes
+    }
+    assert.equal(b.sent(), 3000);
+    const file = JSON.parse(Deno.readTextFileSync(path));
+    assert.equal(file.accounts["h@x.test"].sent.length, 5);
+    assert.ok(Deno.statSync(path).size < 1000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a ledger written by another process is read again; one written before grouping still counts each mail", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/mail-sent.json`;
+    // The earlier format: one timestamp per recipient.
+    Deno.writeTextFileSync(
+      path,
+      JSON.stringify({
+        version: 1,
+        accounts: { "a@x.test": { sent: [NOW - 1000, NOW - 500, NOW - 3 * 3600_000] } },
+      }),
+    );
+    const mine = new MailBudget({
+      account: "a@x.test",
+      limit: 50,
+      ledger: new FileLedger(path),
+      clock: () => NOW,
+    });
+    assert.equal(mine.sent(), 3);
+    const other = new MailBudget({
+      account: "a@x.test",
+      limit: 50,
+      ledger: new FileLedger(path),
+      clock: () => NOW,
+    });
+    other.record(2);
+    assert.equal(mine.sent(), 5, "the other process's count is seen at once");
+    mine.record(1);
+    assert.equal(other.sent(), 6);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a provider's rate-limit answer stops sending for a while, longer each time, and a success resets it", () => {
   const { b, tick } = budget(100);
   const until = b.rateLimited();

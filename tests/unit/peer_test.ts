@@ -158,7 +158,7 @@ Deno.test("an introduction makes the earlier peer dial the newcomer within the i
   const t = setup(() => true);
   const intro: Intro = {
     kind: "intro",
-    peer: entry("newbie", NOW),
+    peers: [entry("newbie", NOW)],
     time: NOW,
     nonce: new Uint8Array(16),
     window: 45_000,
@@ -174,11 +174,31 @@ Deno.test("an introduction makes the earlier peer dial the newcomer within the i
   assert.equal(t.dialled.length, 1);
 });
 
+Deno.test("one introduction of several newcomers dials each of them, skipping ourselves and those already linked", async () => {
+  const t = setup(() => true);
+  t.links.users.add("linked");
+  const intro: Intro = {
+    kind: "intro",
+    peers: [entry("n1", NOW), entry("me", NOW), entry("linked", NOW), entry("n2", NOW)],
+    time: NOW,
+    nonce: new Uint8Array(16),
+    window: 45_000,
+  };
+  assert.equal(t.peer.handle(mail(intro)), "delete");
+  await t.peer.dialing;
+  assert.deepEqual(t.dialled.map((d) => d.user).sort(), ["n1", "n2"]);
+  assert.deepEqual(
+    t.events.filter((e) => e.event === "introduced").map((e) => e.peer),
+    ["n1", "linked", "n2"],
+    "told of each other newcomer, never of ourselves",
+  );
+});
+
 Deno.test("an introduction that came after its window makes the peer ask again, at most once a minute, once it has asked at all", async () => {
   const t = setup(() => true);
   const late: Intro = {
     kind: "intro",
-    peer: entry("newbie", NOW - 120_000),
+    peers: [entry("newbie", NOW - 120_000)],
     time: NOW - 120_000,
     nonce: new Uint8Array(16),
     window: 45_000,
@@ -211,7 +231,7 @@ Deno.test("a reply to another request is left for its owner until it is old; an 
   foreign.mail.date = new Date(NOW - 13 * 3600_000);
   assert.equal(t.peer.handle(foreign), "delete", "older than --max-age: nobody needs it");
   t.peer.handle(
-    mail({ kind: "intro", peer: entry("me"), time: NOW, nonce: new Uint8Array(16), window: 1000 }),
+    mail({ kind: "intro", peers: [entry("me")], time: NOW, nonce: new Uint8Array(16), window: 1000 }),
   );
   await t.peer.dialing;
   assert.equal(t.dialled.length, 0);
@@ -319,7 +339,7 @@ Deno.test("an introduced peer punches at once but dials TCP only if the newcomer
   const t = setup(() => true, () => dial.promise);
   const intro: Intro = {
     kind: "intro",
-    peer: entry("newbie", NOW),
+    peers: [entry("newbie", NOW)],
     time: NOW,
     nonce: new Uint8Array(16),
     window: 45_000,

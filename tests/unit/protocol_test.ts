@@ -12,6 +12,7 @@ import {
   decodeMessage,
   encodeMessage,
   KIND,
+  MAX_INTRO_PEERS,
   MAX_INTRO_WINDOW_MS,
   type Message,
   type PeerEntry,
@@ -208,7 +209,7 @@ const arbMessage: fc.Arbitrary<Message> = fc.oneof(
   }),
   rec({
     kind: fc.constant("intro" as const),
-    peer: arbEntry,
+    peers: fc.array(arbEntry, { minLength: 1, maxLength: MAX_INTRO_PEERS }),
     time: arbTime,
     nonce: arbBytes(16),
     window: fc.integer({ min: 0, max: MAX_INTRO_WINDOW_MS }),

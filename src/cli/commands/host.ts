@@ -89,8 +89,11 @@ export async function hostCommand(r: Resolved): Promise<number> {
   reached = true;
   const marker = str(r, "marker");
   const interrupted = () => new InterruptedError("Interrupted; the host stopped.");
+  // Made below, once the reader can fill its table (a bootstrap); each pass ends with its introductions.
+  const made: { host?: Host } = {};
   const reader = new InboxReader(inbox, {
     marker,
+    afterPass: async () => await made.host?.flushIntroductions(),
     key,
     onSkip: (id, reason) => events({ event: "host_dropped", reason, detail: `mail ${id}` }),
     onError: (id, err) =>
@@ -138,7 +141,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
     ? undefined
     : await relayNetwork(r, key, mail.address, events);
   await using _network = { [Symbol.asyncDispose]: () => network?.close() ?? Promise.resolve() };
-  const host = new Host(hostSettings(r, mail.address, addresses(r, "via")), {
+  const host = made.host = new Host(hostSettings(r, mail.address, addresses(r, "via")), {
     key,
     table,
     sender,
