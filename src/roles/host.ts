@@ -67,6 +67,8 @@ export const DEFAULT_INTRO_WINDOW_MS = 45_000;
  * window, and a pass that ends sends what it gathered at once (flushIntroductions).
  */
 export const INTRO_COALESCE_MS = 1_000;
+/** Introduction mails sent at once when a pass ends. */
+const INTRO_SENDS_AT_ONCE = 2;
 
 export interface HostDeps {
   key: NetworkKey;
@@ -199,18 +201,21 @@ export class Host {
       relay: req.relay,
       role: req.role,
     };
-    // The reply is made before the row is written (it never lists the requester anyway), so the
-    // row and the note "answered" go in one transaction once SMTP accepted the reply: a crash
-    // between the two repeats at most this one reply, and a restart deletes what was answered.
     // A re-announce (quiet: its sender is linked) needs its row kept, not an answer: near the
     // budget its reply is skipped like a sync. A newcomer's request waits for the budget instead.
     const answer = req.quiet
       ? this.#affords("sync", `no reply to ${req.user}'s re-announce (its row is kept)`)
       : this.#affords("reply", `${req.user}'s request waits in the mailbox`);
     if (!answer && !req.quiet) return "later";
+    // The row is written before the reply goes (which never lists the requester anyway), with no
+    // await in between: requests the inbox handles while this reply is on its way (a host answers
+    // a few at once) list this one. The note "answered" is written once SMTP accepted the reply:
+    // a crash between the two repeats at most this one reply (the row is written again, the
+    // same), and a restart deletes what was answered without answering it again.
     const { peers, rows } = this.#offer(req.user, now);
+    const stored = this.deps.table.register(entry, now);
     if (answer) await this.#mail([req.replyTo], { kind: "reply", session: req.session, time: now, peers });
-    const stored = this.deps.table.settle(nonce, now, () => this.deps.table.register(entry, now));
+    this.deps.table.settle(nonce, now, () => {});
     this.deps.events({
       event: "host_request",
       peer: req.user,
@@ -483,9 +488,14 @@ export class Host {
    * it when a pass ends; a long pass also sends every INTRO_COALESCE_MS.
    */
   async flushIntroductions(): Promise<void> {
-    const all = [...this.#intros];
+    const queue = [...this.#intros];
     this.#intros.clear();
-    for (const [to, pending] of all) await this.#sendIntros(to, pending);
+    // As many at once as the SMTP pool keeps connections (src/mail/smtp.ts): each mail waits for
+    // the server's answer, and the other connection would idle meanwhile.
+    const worker = async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) await this.#sendIntros(...next);
+    };
+    await Promise.all(Array.from({ length: INTRO_SENDS_AT_ONCE }, worker));
   }
 
   async #sendIntros(to: string, pending: PendingIntros): Promise<void> {

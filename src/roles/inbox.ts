@@ -72,6 +72,11 @@ export interface InboxOptions {
     handle(id: string, report: DeliveryReport): "delete" | "keep";
     settled?(): void;
   };
+  /**
+   * Mails handled at once (default 1: one after the other). A host answers a few at once: each
+   * reply waits for the mail server's answer, and one mail server takes several at a time.
+   */
+  concurrency?: number;
   /** Makes what the handlers recorded durable; called before any deletion is made permanent. */
   durable?: () => void | Promise<void>;
   /**
@@ -111,44 +116,57 @@ export class InboxReader {
       (a.date?.getTime() ?? 0) - (b.date?.getTime() ?? 0)
     );
     let finished = false;
-    // The next mail is fetched and read while the handler works on this one (its reply waits for a
-    // mail server's answer): one message ahead, never more.
+    // Up to `concurrency` handlers work at once (a host waits on a mail server's answer to each
+    // reply); the next mail is fetched and read meanwhile, one ahead, never more.
+    const limit = Math.max(1, this.opts.concurrency ?? 1);
     const ahead = (i: number) => {
       if (i >= fresh.length) return undefined;
       const p = this.#fetch(fresh[i]);
       p.catch(() => {}); // seen when awaited; an abandoned one (a failed pass) is moot
       return p;
     };
+    const working = new Set<Promise<void>>();
+    /** A permanent mail failure no onError takes: it ends the pass once the others are done. */
+    let fatal: { err: unknown } | undefined;
+    const work = async (id: string, mail: ParsedMail, message: Message | ProtocolError) => {
+      let disposition: Disposition;
+      try {
+        disposition = await handler({ id, mail, message, wokeAt });
+      } catch (err) {
+        if (err instanceof MailError && !isRetriableError(err) && this.opts.onError === undefined) {
+          fatal ??= { err };
+          return;
+        }
+        // A failure that may pass (a server restarting) gets a retry pass soon; a permanent one
+        // (a 5xx) waits for the next wake-up instead of hammering the server every few seconds.
+        if (isRetriableError(err)) this.#failed = true;
+        this.opts.onError?.(id, err);
+        return;
+      }
+      handled++;
+      if (disposition === "later") return;
+      this.#settled.add(id);
+      if (disposition === "quarantine") this.#toQuarantine.push(id);
+      else if (disposition === "delete") this.#toDelete.push(id);
+    };
     let next = ahead(0);
     try {
-      for (let i = 0; i < fresh.length; i++) {
+      for (let i = 0; i < fresh.length && !fatal; i++) {
         const info = fresh[i];
         const got = await next!;
         next = ahead(i + 1);
         if (got === "skip") continue;
-        const { mail, message } = got;
-        let disposition: Disposition;
-        try {
-          disposition = await handler({ id: info.id, mail, message, wokeAt });
-        } catch (err) {
-          if (err instanceof MailError && !isRetriableError(err) && this.opts.onError === undefined) {
-            throw err;
-          }
-          // A failure that may pass (a server restarting) gets a retry pass soon; a permanent one
-          // (a 5xx) waits for the next wake-up instead of hammering the server every few seconds.
-          if (isRetriableError(err)) this.#failed = true;
-          this.opts.onError?.(info.id, err);
-          continue;
-        }
-        handled++;
-        if (disposition === "later") continue;
-        this.#settled.add(info.id);
-        if (disposition === "quarantine") this.#toQuarantine.push(info.id);
-        else if (disposition === "delete") this.#toDelete.push(info.id);
+        const run = work(info.id, got.mail, got.message);
+        working.add(run);
+        void run.finally(() => working.delete(run));
+        if (working.size >= limit) await Promise.race(working);
         if (this.#toDelete.length + this.#toQuarantine.length >= this.#batch) await this.#flush();
       }
+      await Promise.all(working);
+      if (fatal) throw fatal.err;
       finished = true;
     } finally {
+      await Promise.all(working);
       // What was settled before a failure is still removed if the mailbox lets us; if not, it stays
       // queued for the next pass, and the handlers' records keep it from being done twice.
       if (finished) await this.#flush();
@@ -266,17 +284,27 @@ export class InboxReader {
   /** Removes what was settled so far, once the handlers' records are durable. */
   async #flush(): Promise<void> {
     if (this.#toDelete.length + this.#toQuarantine.length === 0) return;
-    await this.opts.durable?.();
+    // What is settled now, before durable(): handlers still at work settle into the next batch.
     const quarantine = this.#toQuarantine;
     const del = this.#toDelete;
-    if (quarantine.length > 0) {
-      if (this.mailbox.quarantine) await this.mailbox.quarantine(quarantine, QUARANTINE_FOLDER);
-      else await this.mailbox.delete(quarantine);
-      this.#toQuarantine = [];
-    }
-    if (del.length > 0) await this.mailbox.delete(del);
+    this.#toQuarantine = [];
     this.#toDelete = [];
-    await this.mailbox.commit();
+    let quarantined = quarantine.length === 0;
+    try {
+      await this.opts.durable?.();
+      if (!quarantined) {
+        if (this.mailbox.quarantine) await this.mailbox.quarantine(quarantine, QUARANTINE_FOLDER);
+        else await this.mailbox.delete(quarantine);
+        quarantined = true;
+      }
+      if (del.length > 0) await this.mailbox.delete(del);
+      await this.mailbox.commit();
+    } catch (err) {
+      // Not removed yet: tried again with the next batch.
+      if (!quarantined) this.#toQuarantine.unshift(...quarantine);
+      this.#toDelete.unshift(...del);
+      throw err;
+    }
   }
 }
 

@@ -35,6 +35,8 @@ const rnd = (n: number) => {
 class Outbox implements Sender {
   readonly label = "fake";
   sent: { to: readonly string[]; message: Message; text: string; headers?: Record<string, string> }[] = [];
+  /** While set, the server's answer waits for it (a reply on its way). */
+  gate?: Promise<void>;
   send(mail: OutgoingMail): Promise<SentInfo> {
     this.sent.push({
       to: mail.to,
@@ -42,7 +44,8 @@ class Outbox implements Sender {
       text: mail.text,
       headers: mail.headers,
     });
-    return Promise.resolve({ messageId: `<${this.sent.length}@fake>`, response: "250 ok" });
+    const info = { messageId: `<${this.sent.length}@fake>`, response: "250 ok" };
+    return this.gate ? this.gate.then(() => info) : Promise.resolve(info);
   }
   close() {
     return Promise.resolve();
@@ -303,6 +306,22 @@ Deno.test("an auto-promoted host introduces newcomers to its own peer role witho
   );
   await t.host.flushIntroductions();
   assert.equal(t.outbox.of("intro").length, 0);
+});
+
+Deno.test("requests answered at once list each other: a row is written before its reply goes, the note after it was accepted", async () => {
+  await using t = await setup();
+  const server = Promise.withResolvers<void>();
+  t.outbox.gate = server.promise;
+  const first = t.host.handle(mail(request("ann")));
+  const second = t.host.handle(mail(request("bob")));
+  assert.deepEqual(
+    (t.outbox.of("reply")[1].message as Reply).peers.map((p) => p.user),
+    ["ann"],
+    "bob's reply lists ann, whose own reply is still on its way",
+  );
+  assert.ok(t.table.get("ann"), "ann's row is written while its reply waits for the server");
+  server.resolve();
+  assert.deepEqual(await Promise.all([first, second]), ["delete", "delete"]);
 });
 
 Deno.test("a burst of newcomers costs each earlier peer one introduction naming them all, not one mail per newcomer", async () => {

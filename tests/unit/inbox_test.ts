@@ -217,6 +217,47 @@ Deno.test("mail is deleted in batches as the pass goes, each batch after durable
   }
 });
 
+Deno.test("with concurrency N at most N handlers work at once; what finishes first is deleted first, after durable()", async () => {
+  const box = new MemBox(2);
+  for (let i = 0; i < 6; i++) box.add(await requestMail(`u${i}`));
+  let durableCalls = 0;
+  const reader = new InboxReader(box, {
+    marker: MARKER,
+    key,
+    concurrency: 3,
+    durable: () => void durableCalls++,
+  });
+  const gates = new Map<string, PromiseWithResolvers<void>>();
+  let busy = 0;
+  let most = 0;
+  const started: string[] = [];
+  const passing = reader.pass(async (m) => {
+    started.push(m.id);
+    most = Math.max(most, ++busy);
+    const gate = Promise.withResolvers<void>();
+    gates.set(m.id, gate);
+    await gate.promise;
+    busy--;
+    return "delete";
+  });
+  const settle = async (id: string) => {
+    while (!gates.has(id)) await new Promise((r) => setTimeout(r, 0));
+    gates.get(id)!.resolve();
+  };
+  // The third and the second finish before the first: the pass goes on with the fourth at once.
+  await settle("m3");
+  await settle("m2");
+  await settle("m4");
+  await settle("m1");
+  await settle("m5");
+  await settle("m6");
+  assert.equal(await passing, 6);
+  assert.equal(most, 3, "never more than three at once");
+  assert.deepEqual(started, ["m1", "m2", "m3", "m4", "m5", "m6"], "taken in the box's order");
+  assert.equal(box.mails.size, 0, "all deleted");
+  assert.ok(durableCalls >= 3, "each batch of deletions after durable()");
+});
+
 Deno.test("after a crash a host deletes what it answered without answering again; only the reply in flight repeats", async () => {
   const dir = await Deno.makeTempDir();
   try {

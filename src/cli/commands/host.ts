@@ -52,6 +52,13 @@ async function relayNetwork(
   return undefined;
 }
 
+/**
+ * Requests a host answers at once: each reply waits for the mail server's answer (Postfix: about
+ * 10 ms, a provider far more), and the server takes several mails at a time; the replies share the
+ * SMTP pool's connections (src/mail/smtp.ts).
+ */
+const HOST_MAILS_AT_ONCE = 4;
+
 export async function hostCommand(r: Resolved): Promise<number> {
   const mail = await mailSettings(r);
   const key = await loadKey(r);
@@ -94,6 +101,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
   const reader = new InboxReader(inbox, {
     marker,
     afterPass: async () => await made.host?.flushIntroductions(),
+    concurrency: HOST_MAILS_AT_ONCE,
     key,
     onSkip: (id, reason) => events({ event: "host_dropped", reason, detail: `mail ${id}` }),
     onError: (id, err) =>
