@@ -79,6 +79,8 @@ export class MailBudget {
   readonly limit: number;
   #ledger: Ledger;
   #clock: () => number;
+  /** Recipients of mail handed to the server and not answered yet (hold()). */
+  #onTheWay = 0;
 
   constructor(opts: BudgetOptions) {
     this.account = opts.account.toLowerCase();
@@ -103,7 +105,21 @@ export class MailBudget {
   /** Whether `recipients` more of this kind fit its share of the budget (and no pause holds). */
   allows(priority: MailPriority, recipients = 1): boolean {
     if (this.pausedUntil() !== undefined) return false;
-    return this.sent() + recipients <= Math.floor(this.limit * BUDGET_SHARE[priority]);
+    return this.sent() + this.#onTheWay + recipients <= Math.floor(this.limit * BUDGET_SHARE[priority]);
+  }
+
+  /**
+   * Counts `recipients` against the budget while their mail is on its way, until the returned
+   * function is called (then record() counts it if the server took it): mails sent at once (a host
+   * answers several requests at a time) must not each pass the check on the same remaining room.
+   */
+  hold(recipients: number): () => void {
+    this.#onTheWay += recipients;
+    let held = true;
+    return () => {
+      if (held) this.#onTheWay -= recipients;
+      held = false;
+    };
   }
 
   /** Why mail is held back now, in a few words (for the message that says so). */

@@ -15,11 +15,14 @@ export function budgetedSender(inner: Sender, budget: MailBudget): Sender {
     },
     async send(mail: OutgoingMail): Promise<SentInfo> {
       budget.check(mail.priority ?? "own", mail.to.length);
+      const release = budget.hold(mail.to.length);
       try {
         const info = await inner.send(mail);
+        release();
         budget.record(mail.to.length);
         return info;
       } catch (err) {
+        release();
         if (err instanceof MailError && err.code === "rate_limited") {
           const until = budget.rateLimited();
           throw new MailError(

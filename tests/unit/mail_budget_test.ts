@@ -243,3 +243,20 @@ Deno.test("an SMTP rate-limit answer becomes a rate_limited MailError, not a ret
   assert.equal(e.code, "rate_limited");
   assert.match(e.message, /limits sending/);
 });
+
+Deno.test("mail on its way counts against the budget: two sent at once do not both take the last room", async () => {
+  const { b } = budget(10);
+  b.record(7); // replies may fill 9
+  const smtp = new FakeSmtp();
+  const sender = budgetedSender(smtp, b);
+  const first = sender.send(mail("reply"));
+  assert.equal(b.allows("reply"), true, "one more still fits beside the one on its way");
+  const second = sender.send(mail("reply"));
+  await assert.rejects(sender.send(mail("reply")), (e: MailError) => e.code === "budget");
+  await Promise.all([first, second]);
+  assert.equal(b.sent(), 9);
+  assert.equal(b.allows("reply"), false);
+  smtp.answer = new MailError("451 try later", "protocol");
+  await assert.rejects(sender.send(mail("own")));
+  assert.equal(b.allows("own"), true, "a mail the server refused is no longer on its way");
+});
