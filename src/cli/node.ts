@@ -202,7 +202,7 @@ export async function startNode(
     );
     stack.use(smtp);
     // Free accounts allow a few hundred mails a day: the budget holds back the least important first.
-    const budget = openMailBudget(r, mail.address);
+    const budget = stack.use(openMailBudget(r, mail.address)); // its last counts written on the way out
     status.mailBudget = budget;
     const sender = patientSender(budgetedSender(smtp, budget), patience, signal);
     const inbox: Mailbox = await patience.run("reading", () =>

@@ -52,6 +52,8 @@ export interface LedgerRecord {
 export interface Ledger {
   load(account: string): LedgerRecord;
   save(account: string, record: LedgerRecord): void;
+  /** Writes what save() may have held back. */
+  flush?(): void;
 }
 
 export class MemoryLedger implements Ledger {
@@ -153,6 +155,15 @@ export class MailBudget {
         `this ${priority === "own" ? "mail" : priority} waits until older mails leave the 24-hour window.`,
       "budget",
     );
+  }
+
+  /** Makes the counts durable (the CLI's way out); also on dispose. */
+  flush(): void {
+    this.#ledger.flush?.();
+  }
+
+  [Symbol.dispose](): void {
+    this.flush();
   }
 
   /** Counts a mail accepted for `recipients` recipients; a success ends a run of rate limits. */

@@ -4,7 +4,11 @@
  * at each change, so two processes lose at most a count to a race, never the file.
  *
  * A host asks the budget several times per mail it sends: the file is parsed again only when it
- * changed since we last read or wrote it (another process counted), which one stat() tells.
+ * changed since we last read or wrote it (another process counted), which one stat() tells. And a
+ * busy host sends hundreds of mails a second: its counts are written at most every SAVE_EVERY_MS
+ * (and at flush(), which the CLI calls on its way out), not at every mail — a rename costs a
+ * millisecond or more on some file systems. A count not written yet is this process's alone for
+ * that long; a crash loses at most that much counting.
  */
 import { dirname } from "node:path";
 import { type Ledger, type LedgerRecord, SENT_GROUP_MS, type SentGroup } from "./budget.ts";
@@ -14,12 +18,19 @@ interface LedgerFile {
   accounts: Record<string, LedgerRecord>;
 }
 
+/** The longest a count waits to be written. */
+export const SAVE_EVERY_MS = 250;
+
 export class FileLedger implements Ledger {
   /** The file as last read or written, and the stat() that says whether it is still that. */
   #cached?: { file: LedgerFile; stamp: string };
   #fallback?: LedgerFile;
+  /** Counts saved but not written yet. */
+  #unwritten?: LedgerFile;
+  #writtenAt = -Infinity;
+  #timer?: ReturnType<typeof setTimeout>;
 
-  constructor(readonly path: string) {}
+  constructor(readonly path: string, readonly clock: () => number = () => performance.now()) {}
 
   load(account: string): LedgerRecord {
     const r = this.#read().accounts[account];
@@ -30,6 +41,23 @@ export class FileLedger implements Ledger {
   save(account: string, record: LedgerRecord): void {
     const file = this.#read();
     file.accounts[account] = { ...record, sent: record.sent.map((g) => [...g]) };
+    this.#unwritten = file;
+    const wait = this.#writtenAt + SAVE_EVERY_MS - this.clock();
+    if (wait <= 0) this.flush();
+    else if (this.#timer === undefined) {
+      const timer = this.#timer = setTimeout(() => this.flush(), wait);
+      Deno.unrefTimer(timer); // flush() on the way out writes what is left
+    }
+  }
+
+  /** Writes the counts not written yet. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const file = this.#unwritten;
+    if (!file) return;
+    this.#unwritten = undefined;
+    this.#writtenAt = this.clock();
     const tmp = `${this.path}.${Deno.pid}.tmp`;
     try {
       Deno.mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
@@ -44,6 +72,7 @@ export class FileLedger implements Ledger {
   }
 
   #read(): LedgerFile {
+    if (this.#unwritten) return this.#unwritten; // newer than the file
     const stamp = this.#stamp();
     if (stamp !== undefined && this.#cached?.stamp === stamp) return this.#cached.file;
     try {

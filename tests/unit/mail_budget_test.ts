@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { BUDGET_WINDOW_MS, MailBudget, MemoryLedger, RATE_LIMIT_PAUSE_MS } from "../../src/mail/budget.ts";
 import { budgetedSender } from "../../src/mail/budget_sender.ts";
 import { MailError } from "../../src/mail/errors.ts";
-import { FileLedger } from "../../src/mail/ledger.ts";
+import { FileLedger, SAVE_EVERY_MS } from "../../src/mail/ledger.ts";
 import { isRateLimitAnswer } from "../../src/mail/rate_limit.ts";
 import type { OutgoingMail, Sender, SentInfo } from "../../src/mail/smtp.ts";
 import { toMailError } from "../../src/mail/smtp.ts";
@@ -93,9 +93,43 @@ Deno.test("a busy day keeps the ledger small: one entry per minute of mail, howe
       now += 100; // ten mails a second for five minutes
     }
     assert.equal(b.sent(), 3000);
+    b.flush();
     const file = JSON.parse(Deno.readTextFileSync(path));
     assert.equal(file.accounts["h@x.test"].sent.length, 5);
     assert.ok(Deno.statSync(path).size < 1000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("counts are written at most every SAVE_EVERY_MS, and all of them at flush()", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/mail-sent.json`;
+    let ms = 0;
+    const onDisk = () =>
+      new MailBudget({ account: "h@x.test", limit: 100, ledger: new FileLedger(path), clock: () => NOW })
+        .sent();
+    using b = new MailBudget({
+      account: "h@x.test",
+      limit: 100,
+      ledger: new FileLedger(path, () => ms),
+      clock: () => NOW,
+    });
+    b.record(1);
+    assert.equal(onDisk(), 1, "the first count is written at once");
+    ms += 10;
+    b.record(1);
+    b.record(1);
+    assert.equal(b.sent(), 3, "this process sees its own counts at once");
+    assert.equal(onDisk(), 1, "the next ones wait");
+    ms += SAVE_EVERY_MS;
+    b.record(1);
+    assert.equal(onDisk(), 4, "written once SAVE_EVERY_MS passed");
+    ms += 1;
+    b.record(1);
+    b.flush();
+    assert.equal(onDisk(), 5, "flush() writes what was held");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -79,7 +79,7 @@ export async function hostCommand(r: Resolved): Promise<number> {
     () => (reached || num(r, "timeout") <= 0 ? Infinity : startedAt + num(r, "timeout")),
   );
   await using smtp = openSender(mail.smtp, { caCerts: mail.caCerts, tokens: mail.tokens });
-  const budget = openMailBudget(r, mail.address);
+  using budget = openMailBudget(r, mail.address); // its last counts written on the way out
   status.mailBudget = budget;
   const budgeted = budgetedSender(smtp, budget);
   const sender = patience ? patientSender(budgeted, patience, stop.signal) : budgeted;
