@@ -467,7 +467,8 @@ async function benchPop3(args: HostBenchArgs): Promise<void> {
       "--listen",
       "127.0.0.1:0",
       "--no-host",
-    ], s.env());
+      // A machine of its own each time: no link remembered from the last run is dialled before the request.
+    ], { XDG_CONFIG_HOME: join(s.dir, `config-${i}`), XDG_DATA_HOME: join(s.dir, `data-${i}`) });
     const sent = await peer.waitFor((e) => e.event === "request_sent", 60_000, "request");
     const conn = await peer.waitFor(
       (e) => e.event === "connected" && e.peer === "anchor",
