@@ -284,6 +284,8 @@ export async function simulateGroup(o: SimOptions): Promise<SimResult> {
         if (d === "later") q.at = now + 10 * MINUTE;
         else hostBox.splice(hostBox.indexOf(q), 1);
       }
+      // The pass ends: the introductions it gathered go (as InboxReader's afterPass does).
+      await host.flushIntroductions();
       for (const m of members.values()) if (m.online) await readBox(m);
       for (const m of members.values()) {
         if (!m.online || now < m.nextReannounce) continue;
