@@ -32,7 +32,7 @@ const which = positionals[0] ?? "all";
 const benches: Record<string, () => Promise<void>> = {
   mail: () => benchMail({ runs, pollMs: Number(values.poll) }),
   rendezvous: () => benchRendezvous({ runs }),
-  meet: () => benchMeet({ runs: Number(values.runs ?? 10) }),
+  meet: () => benchMeet({ runs: Number(values.runs ?? 10), entry: values.entry }),
   link: () => benchLink(),
   nat: () => benchNat({ runs: Math.min(runs, 10) }),
   budget: () => benchBudget(),

@@ -1,12 +1,12 @@
 /**
- * `deno task bench meet [--runs N]`: the fast local meeting on the embedded maildir spool (no mail
+ * `deno task bench meet [--runs N] [--entry FILE]`: the fast local meeting on the embedded maildir spool (no mail
  * server). One `mailmeet host` and one member already waiting; then N times a fresh `join` peer,
  * timed from its `request_sent` event to its `connected` event with that member. Interleaved with
  * it (A B A B) the reference: hyperswarm on a local HyperDHT testnet, from `swarm.join(topic)` on a
  * fresh swarm to its `connection` event with the peer already joined (scripts/bench/hyperswarm_ref,
  * run by Node; without Node or npm, a plain TCP connect on loopback is the floor shown instead).
  */
-import { type CliEvent, type CliProcess, spawnCli } from "../lib/cli_process.ts";
+import { type CliEvent, type CliProcess, spawnCli, useEntry } from "../lib/cli_process.ts";
 import { generateKeyText } from "../../src/protocol/keys.ts";
 import { percentile } from "./stats.ts";
 
@@ -206,7 +206,9 @@ const row = (label: string, xs: number[]) => {
   };
 };
 
-export async function benchMeet(args: { runs: number }): Promise<void> {
+/** `entry`: the mailmeet script the processes run (default dist/mailmeet.js), to compare two builds. */
+export async function benchMeet(args: { runs: number; entry?: string }): Promise<void> {
+  if (args.entry) useEntry(args.entry);
   const dir = await Deno.makeTempDir({ prefix: "mailmeet-bench-meet-" });
   try {
     await using ref = (await hyperswarm()) ?? tcpFloor();
