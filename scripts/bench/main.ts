@@ -1,7 +1,8 @@
-/** `deno task bench [mail|rendezvous|link|nat|host|game|budget|all] [--runs N] [--file-mib N]`: each figure printed beside its reference. */
+/** `deno task bench [mail|rendezvous|meet|link|nat|host|game|budget|all] [--runs N] [--file-mib N]`: each figure printed beside its reference. */
 import { parseArgs } from "node:util";
 import { benchMail } from "./mail.ts";
 import { benchRendezvous } from "./rendezvous.ts";
+import { benchMeet } from "./meet.ts";
 import { benchLink } from "./link.ts";
 import { benchNat } from "./nat.ts";
 import { benchHost } from "./host.ts";
@@ -12,7 +13,8 @@ const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
   allowPositionals: true,
   options: {
-    runs: { type: "string", default: "30" },
+    // 30 unless given (bench meet: 10)
+    runs: { type: "string" },
     // bench mail: POP3 polling interval, by default the CLI's own (--poll 2)
     poll: { type: "string", default: "2000" },
     // bench host: reference/run pairs, requests per table run, requests queued per capacity run
@@ -25,11 +27,12 @@ const { values, positionals } = parseArgs({
     "file-mib": { type: "string", default: "1024" },
   },
 });
-const runs = Number(values.runs);
+const runs = Number(values.runs ?? 30);
 const which = positionals[0] ?? "all";
 const benches: Record<string, () => Promise<void>> = {
   mail: () => benchMail({ runs, pollMs: Number(values.poll) }),
   rendezvous: () => benchRendezvous({ runs }),
+  meet: () => benchMeet({ runs: Number(values.runs ?? 10), entry: values.entry }),
   link: () => benchLink(),
   nat: () => benchNat({ runs: Math.min(runs, 10) }),
   budget: () => benchBudget(),

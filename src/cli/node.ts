@@ -285,11 +285,22 @@ export async function startNode(
         table?.sync();
       },
       afterPass: async () => await auto.host?.flushIntroductions(),
+      onWatching: () => watching.resolve(),
       patience,
     });
+    const watching = Promise.withResolvers<void>();
     const handle = reportUnreadable(auto.handle, events);
-    // Read what is already in the box before asking, so an old reply cannot be mistaken for the new one.
-    await patience.run("reading", () => reader.pass(handle), signal);
+    // Read what is already in the box before asking, so an old reply cannot be mistaken for the new
+    // one; that first read is the watch's own, so the reply wakes a reader already waiting for it.
+    // Its own stop too: a start that fails after this point (the request cannot be sent) ends it.
+    const inboxStop = new AbortController();
+    const inboxLoop = reader.run(AbortSignal.any([signal, inboxStop.signal]), handle);
+    inboxLoop.catch(() => {});
+    stack.defer(async () => {
+      inboxStop.abort();
+      await inboxLoop.catch(() => {});
+    });
+    await Promise.race([watching.promise, inboxLoop]);
     // Coming back: the members we were linked to may still be online; one link spares the mail.
     const remembered = loadRemembered(rememberAt, Date.now());
     const back = remembered.length > 0 &&
@@ -310,9 +321,6 @@ export async function startNode(
         stack.defer(() => clearInterval(timer));
       }
     } else events({ event: "waiting", reason: "no --via given: waiting to be asked or dialed" });
-    const inboxLoop = reader.run(signal, handle);
-    inboxLoop.catch(() => {});
-    stack.defer(() => inboxLoop.catch(() => {}));
     return {
       peer,
       user,

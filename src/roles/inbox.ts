@@ -84,6 +84,12 @@ export interface InboxOptions {
    * across a burst of mail and do once (a host's introductions, src/roles/host.ts).
    */
   afterPass?: () => Promise<void>;
+  /**
+   * Called by run() after the first pass of its watch: the box has been read and any mail from now
+   * on wakes the reader. A peer sends its request after this, so the reply finds a watch already
+   * waiting (not one still being set up, nor a second pass over mail it has just read).
+   */
+  onWatching?: () => void;
   /** Keeps run() going through mail server outages until its deadline; without it the first failure ends run(). */
   patience?: Patience;
   /** The pause before a retry pass (tests shorten it). */
@@ -230,6 +236,7 @@ export class InboxReader {
     const signal = AbortSignal.any([outer, ctl.signal]);
     const it = this.mailbox.watch(signal)[Symbol.asyncIterator]();
     let next = it.next();
+    let told = false;
     try {
       for (;;) {
         let woke: IteratorResult<void> | "retry";
@@ -248,6 +255,10 @@ export class InboxReader {
         }
         await this.pass(handler);
         this.opts.patience?.ok("reading");
+        if (!told) {
+          told = true;
+          this.opts.onWatching?.();
+        }
       }
     } finally {
       ctl.abort();

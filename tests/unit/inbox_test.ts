@@ -318,6 +318,36 @@ Deno.test("a mail whose handler failed is tried again after a pause, with no new
   assert.equal(calls, 3);
 });
 
+Deno.test("run() says it is watching once its first pass has read the box, and a mail after that wakes it", async () => {
+  const box = new MemBox(16);
+  box.add(enc(`Subject: ${MARKER}\r\n\r\nold`));
+  const seen: string[] = [];
+  const watching = Promise.withResolvers<void>();
+  const ctl = new AbortController();
+  const reader = new InboxReader(box, {
+    marker: MARKER,
+    key,
+    onWatching: () => {
+      seen.push(`watching after ${box.fetched.length} read`);
+      watching.resolve();
+    },
+  });
+  const second = Promise.withResolvers<void>();
+  let handled = 0;
+  const running = reader.run(ctl.signal, () => {
+    if (++handled === 2) second.resolve();
+    return Promise.resolve("delete");
+  });
+  await watching.promise;
+  // What a peer does next: it sends its request; the reply then wakes the waiting reader.
+  const reply = box.add(enc(`Subject: ${MARKER}\r\n\r\nreply`));
+  await second.promise;
+  ctl.abort();
+  await running;
+  assert.deepEqual(seen, ["watching after 1 read"]);
+  assert.equal(box.fetched.at(-1), reply);
+});
+
 Deno.test("run() waits out a mail server outage, says so once, and gives up at its deadline with the last error", async () => {
   let now = 0;
   const said: string[] = [];
