@@ -260,6 +260,8 @@ async function ncCopy(src: string, dst: string): Promise<number> {
   return ms;
 }
 
+const PROF = Deno.env.get("MAILMEET_BENCH_PROF");
+
 export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
   const seconds = opts.seconds ?? 5;
   const rounds = opts.rounds ?? 2000;
@@ -294,8 +296,11 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
       ],
       {},
       onEvent,
-      // What an installed user runs (deno task install), never -A.
-      { permissions: DENO_PERMISSIONS },
+      // What an installed user runs (deno task install), never -A; MAILMEET_BENCH_PROF=DIR adds a
+      // V8 CPU profile of every node in DIR.
+      {
+        permissions: PROF ? [...DENO_PERMISSIONS, "--cpu-prof", `--cpu-prof-dir=${PROF}`] : DENO_PERMISSIONS,
+      },
     );
     procs.push(p);
     return p;
