@@ -55,9 +55,10 @@ async function relayNetwork(
 /**
  * Requests a host answers at once: each reply waits for the mail server's answer (Postfix: about
  * 10 ms, a provider far more), and the server takes several mails at a time; the replies share the
- * SMTP pool's connections (src/mail/smtp.ts).
+ * SMTP pool's connections (src/mail/smtp.ts). A host killed meanwhile answers at most these again
+ * after its restart (a reply whose acceptance died with it), harmless to the peer (it takes one).
  */
-const HOST_MAILS_AT_ONCE = 4;
+export const HOST_MAILS_AT_ONCE = 4;
 
 export async function hostCommand(r: Resolved): Promise<number> {
   const mail = await mailSettings(r);
