@@ -46,6 +46,22 @@ export class MailError extends Error {
 
 const RETRIABLE: ReadonlySet<MailErrorCode> = new Set(["connect", "timeout", "closed", "temporary"]);
 
+/**
+ * A server that offered STARTTLS/STLS earlier in this run and does not now is most likely
+ * restarting (Dovecot answers CAPA before its TLS settings are loaded): a temporary failure, tried
+ * again later, still never in clear. The first connection of a run keeps the configuration error.
+ */
+export function tlsOfferGone(err: unknown, offeredBefore: boolean): unknown {
+  if (!offeredBefore || !(err instanceof MailError) || err.reason !== "no_starttls") return err;
+  return new MailError(
+    `${
+      err.message.replace(/; not logging in\..*$/, "")
+    }, though it did earlier (restarting?); not logging in now, trying again later.`,
+    "temporary",
+    { cause: err, command: err.command, reason: err.reason },
+  );
+}
+
 /** True for failures that a reconnect or a later retry may cure. */
 export function isRetriableError(err: unknown): boolean {
   return err instanceof MailError && RETRIABLE.has(err.code);

@@ -11,7 +11,7 @@
  */
 import { type Account, durationParam, where } from "../account.ts";
 import { CONNECT_TIMEOUT_MS } from "../connection.ts";
-import { isRetriableError, MailError } from "../errors.ts";
+import { isRetriableError, MailError, tlsOfferGone } from "../errors.ts";
 import { type Mailbox, type MailboxOptions, type MessageInfo, subjectHasMarker } from "../mailbox.ts";
 import { parseHeader } from "../parse.ts";
 import { ImapClient } from "./client.ts";
@@ -354,6 +354,8 @@ export class ImapMailbox implements Mailbox {
       connectTimeoutMs: this.#tuning.connectTimeoutMs,
       greetingTimeoutMs: this.#tuning.greetingTimeoutMs,
       commandTimeoutMs: this.#tuning.commandTimeoutMs,
+    }).catch((err) => {
+      throw tlsOfferGone(err, this.#uidValidity !== undefined); // connected before in this run
     });
     try {
       client.onUntagged = (r) => this.#onUntagged(client, r);

@@ -10,7 +10,7 @@
 import { type Account, durationParam, where } from "../account.ts";
 import { CONNECT_TIMEOUT_MS } from "../connection.ts";
 import { isDeliveryReport } from "../dsn.ts";
-import { isRetriableError, MailError } from "../errors.ts";
+import { isRetriableError, MailError, tlsOfferGone } from "../errors.ts";
 import { type Mailbox, type MailboxOptions, type MessageInfo, subjectHasMarker } from "../mailbox.ts";
 import { parseHeader } from "../parse.ts";
 import { Pop3Session, type SessionOptions } from "./session.ts";
@@ -325,6 +325,9 @@ export class Pop3Mailbox implements Mailbox {
   }
 
   /** Connection attempts with exponential backoff and jitter, for failures a retry may cure. */
+  /** A session was opened in this run (so its TLS offer is known: see tlsOfferGone). */
+  #sessionBefore = false;
+
   async #connect(): Promise<Pop3Session> {
     const attempts = Math.max(1, this.#tuning.reconnectAttempts);
     for (let attempt = 1;; attempt++) {
@@ -332,8 +335,10 @@ export class Pop3Mailbox implements Mailbox {
       try {
         const s = await Pop3Session.open(this.#account, this.#sessionOptions());
         if (attempt > 1) this.#log(`reconnected after ${attempt} attempts`);
+        this.#sessionBefore = true;
         return s;
-      } catch (err) {
+      } catch (caught) {
+        const err = tlsOfferGone(caught, this.#sessionBefore);
         if (!isRetriableError(err)) throw err;
         if (attempt >= attempts) {
           throw new MailError(
