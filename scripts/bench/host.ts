@@ -22,6 +22,7 @@ import { request } from "../../tests/helpers/events.ts";
 import { type MailStack, mailStack } from "../../tests/helpers/mailstack.ts";
 import { HopMeter } from "./mail_hop.ts";
 import { line, percentile, ratio, summarize } from "./stats.ts";
+import { FreshHomes } from "./fresh_home.ts";
 
 const MARKER = "mailmeet rendezvous";
 /** Distinct mailboxes the queued requests ask replies to (users are all distinct). */
@@ -453,6 +454,7 @@ async function benchPop3(args: HostBenchArgs): Promise<void> {
   const times: number[] = [];
   const hops: number[] = [];
   const runs = Math.max(args.pairs * 3, 5);
+  const homes = new FreshHomes(s.dir);
   await using meter = await HopMeter.open(stack, "imap");
   await meter.hop(); // cold
   for (let i = 0; i <= runs; i++) {
@@ -468,7 +470,7 @@ async function benchPop3(args: HostBenchArgs): Promise<void> {
       "127.0.0.1:0",
       "--no-host",
       // A machine of its own each time: no link remembered from the last run is dialled before the request.
-    ], { XDG_CONFIG_HOME: join(s.dir, `config-${i}`), XDG_DATA_HOME: join(s.dir, `data-${i}`) });
+    ], homes.make("peer"));
     const sent = await peer.waitFor((e) => e.event === "request_sent", 60_000, "request");
     const conn = await peer.waitFor(
       (e) => e.event === "connected" && e.peer === "anchor",

@@ -9,6 +9,7 @@
 import { type CliEvent, type CliProcess, spawnCli, useEntry } from "../lib/cli_process.ts";
 import { generateKeyText } from "../../src/protocol/keys.ts";
 import { percentile } from "./stats.ts";
+import { FreshHomes } from "./fresh_home.ts";
 
 const REF_DIR = new URL("./hyperswarm_ref/", import.meta.url).pathname;
 
@@ -104,22 +105,18 @@ function tcpFloor(): Reference {
 class Spool implements AsyncDisposable {
   readonly procs: CliProcess[] = [];
   readonly key = generateKeyText();
-  #homes = 0;
-  constructor(readonly dir: string) {}
+  readonly #homes: FreshHomes;
+  constructor(readonly dir: string) {
+    this.#homes = new FreshHomes(dir);
+  }
 
   get url(): string {
     return `maildir://${this.dir}/spool`;
   }
 
-  /** Fresh config, data and run folders per process: no peer finds links a previous one remembered. */
+  /** A machine of its own for each process (fresh_home.ts). */
   home(name: string): Record<string, string> {
-    const root = `${this.dir}/home-${name}-${++this.#homes}`;
-    Deno.mkdirSync(`${root}/run`, { recursive: true, mode: 0o700 });
-    return {
-      XDG_CONFIG_HOME: `${root}/config`,
-      XDG_DATA_HOME: `${root}/data`,
-      XDG_RUNTIME_DIR: `${root}/run`,
-    };
+    return this.#homes.make(name);
   }
 
   args(address: string): string[] {

@@ -9,29 +9,21 @@ import { generateKeyText } from "../../src/protocol/keys.ts";
 import { type MailStack, mailStack } from "../../tests/helpers/mailstack.ts";
 import { measureHops } from "./mail_hop.ts";
 import { line, ratio, summarize } from "./stats.ts";
+import { FreshHomes } from "./fresh_home.ts";
 
 /** After `connected`, wait this long for the mail a request still causes (syncs upward). */
 const SETTLE_MS = 2500;
 
 class Layout implements AsyncDisposable {
   readonly procs: CliProcess[] = [];
-  constructor(readonly stack: MailStack, readonly key: string, readonly dir: string) {}
+  readonly #homes: FreshHomes;
+  constructor(readonly stack: MailStack, readonly key: string, readonly dir: string) {
+    this.#homes = new FreshHomes(dir);
+  }
 
-  #homes = 0;
-
-  /**
-   * A machine of its own for each process: fresh config, data and run folders, so no run finds the
-   * links a previous one remembered (it would dial them before its request and time nothing) and
-   * nothing lands in the real home folder.
-   */
+  /** A machine of its own for each process (fresh_home.ts). */
   home(name: string): Record<string, string> {
-    const root = `${this.dir}/home-${name}-${++this.#homes}`;
-    Deno.mkdirSync(`${root}/run`, { recursive: true, mode: 0o700 });
-    return {
-      XDG_CONFIG_HOME: `${root}/config`,
-      XDG_DATA_HOME: `${root}/data`,
-      XDG_RUNTIME_DIR: `${root}/run`,
-    };
+    return this.#homes.make(name);
   }
 
   address(name: string, domain = "game.test"): string {
