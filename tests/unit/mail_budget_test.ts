@@ -50,123 +50,79 @@ Deno.test("mail older than 24 hours no longer counts against the budget", () => 
   assert.ok(b.allows("own"));
 });
 
-Deno.test("the mail count survives a restart, per account, in the data folder", async () => {
+/** A ledger file in a scratch folder removed afterwards, and budgets counting in it (one per "process"). */
+async function ledgerFile(name = "mail-sent.json") {
   const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/data/mail-sent.json`;
-    const first = new MailBudget({
-      account: "a@x.test",
-      limit: 50,
-      ledger: new FileLedger(path),
-      clock: () => NOW,
-    });
-    first.record(3);
-    new MailBudget({ account: "b@x.test", limit: 50, ledger: new FileLedger(path), clock: () => NOW }).record(
-      1,
-    );
-    const again = new MailBudget({
-      account: "A@x.test",
-      limit: 50,
-      ledger: new FileLedger(path),
-      clock: () => NOW,
-    });
-    assert.equal(again.sent(), 3);
-    assert.equal((Deno.statSync(path).mode ?? 0) & 0o777, 0o600);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const path = `${dir}/${name}`;
+  return {
+    path,
+    budget: (account: string, limit = 50, clock = () => NOW, ledgerClock?: () => number) =>
+      new MailBudget({ account, limit, ledger: new FileLedger(path, ledgerClock), clock }),
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+Deno.test("the mail count survives a restart, per account, in the data folder", async () => {
+  await using f = await ledgerFile("data/mail-sent.json");
+  f.budget("a@x.test").record(3);
+  f.budget("b@x.test").record(1);
+  assert.equal(f.budget("A@x.test").sent(), 3);
+  assert.equal((Deno.statSync(f.path).mode ?? 0) & 0o777, 0o600);
 });
 
 Deno.test("a busy day keeps the ledger small: one entry per minute of mail, however many mails", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/mail-sent.json`;
-    let now = NOW;
-    const b = new MailBudget({
-      account: "h@x.test",
-      limit: 1e9,
-      ledger: new FileLedger(path),
-      clock: () => now,
-    });
-    for (let i = 0; i < 3000; i++) {
-      b.record(1);
-      now += 100; // ten mails a second for five minutes
-    }
-    assert.equal(b.sent(), 3000);
-    b.flush();
-    const file = JSON.parse(Deno.readTextFileSync(path));
-    assert.equal(file.accounts["h@x.test"].sent.length, 5);
-    assert.ok(Deno.statSync(path).size < 1000);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using f = await ledgerFile();
+  let now = NOW;
+  const b = f.budget("h@x.test", 1e9, () => now);
+  for (let i = 0; i < 3000; i++) {
+    b.record(1);
+    now += 100; // ten mails a second for five minutes
   }
+  assert.equal(b.sent(), 3000);
+  b.flush();
+  const file = JSON.parse(Deno.readTextFileSync(f.path));
+  assert.equal(file.accounts["h@x.test"].sent.length, 5);
+  assert.ok(Deno.statSync(f.path).size < 1000);
 });
 
 Deno.test("counts are written at most every SAVE_EVERY_MS, and all of them at flush()", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/mail-sent.json`;
-    let ms = 0;
-    const onDisk = () =>
-      new MailBudget({ account: "h@x.test", limit: 100, ledger: new FileLedger(path), clock: () => NOW })
-        .sent();
-    using b = new MailBudget({
-      account: "h@x.test",
-      limit: 100,
-      ledger: new FileLedger(path, () => ms),
-      clock: () => NOW,
-    });
-    b.record(1);
-    assert.equal(onDisk(), 1, "the first count is written at once");
-    ms += 10;
-    b.record(1);
-    b.record(1);
-    assert.equal(b.sent(), 3, "this process sees its own counts at once");
-    assert.equal(onDisk(), 1, "the next ones wait");
-    ms += SAVE_EVERY_MS;
-    b.record(1);
-    assert.equal(onDisk(), 4, "written once SAVE_EVERY_MS passed");
-    ms += 1;
-    b.record(1);
-    b.flush();
-    assert.equal(onDisk(), 5, "flush() writes what was held");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using f = await ledgerFile();
+  let ms = 0;
+  const onDisk = () => f.budget("h@x.test", 100).sent();
+  using b = f.budget("h@x.test", 100, () => NOW, () => ms);
+  b.record(1);
+  assert.equal(onDisk(), 1, "the first count is written at once");
+  ms += 10;
+  b.record(1);
+  b.record(1);
+  assert.equal(b.sent(), 3, "this process sees its own counts at once");
+  assert.equal(onDisk(), 1, "the next ones wait");
+  ms += SAVE_EVERY_MS;
+  b.record(1);
+  assert.equal(onDisk(), 4, "written once SAVE_EVERY_MS passed");
+  ms += 1;
+  b.record(1);
+  b.flush();
+  assert.equal(onDisk(), 5, "flush() writes what was held");
 });
 
 Deno.test("a ledger written by another process is read again; one written before grouping still counts each mail", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/mail-sent.json`;
-    // The earlier format: one timestamp per recipient.
-    Deno.writeTextFileSync(
-      path,
-      JSON.stringify({
-        version: 1,
-        accounts: { "a@x.test": { sent: [NOW - 1000, NOW - 500, NOW - 3 * 3600_000] } },
-      }),
-    );
-    const mine = new MailBudget({
-      account: "a@x.test",
-      limit: 50,
-      ledger: new FileLedger(path),
-      clock: () => NOW,
-    });
-    assert.equal(mine.sent(), 3);
-    const other = new MailBudget({
-      account: "a@x.test",
-      limit: 50,
-      ledger: new FileLedger(path),
-      clock: () => NOW,
-    });
-    other.record(2);
-    assert.equal(mine.sent(), 5, "the other process's count is seen at once");
-    mine.record(1);
-    assert.equal(other.sent(), 6);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using f = await ledgerFile();
+  // The earlier format: one timestamp per recipient.
+  Deno.writeTextFileSync(
+    f.path,
+    JSON.stringify({
+      version: 1,
+      accounts: { "a@x.test": { sent: [NOW - 1000, NOW - 500, NOW - 3 * 3600_000] } },
+    }),
+  );
+  const mine = f.budget("a@x.test");
+  assert.equal(mine.sent(), 3);
+  const other = f.budget("a@x.test");
+  other.record(2);
+  assert.equal(mine.sent(), 5, "the other process's count is seen at once");
+  mine.record(1);
+  assert.equal(other.sent(), 6);
 });
 
 Deno.test("a provider's rate-limit answer stops sending for a while, longer each time, and a success resets it", () => {
