@@ -31,6 +31,7 @@ import type { EventSink } from "./events.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
 import { screen } from "./screen.ts";
 import { deadline, DeadlineError, type Timers } from "../util/deadline.ts";
+import { atMost } from "../util/at_most.ts";
 
 export interface HostSettings {
   /** This host's own mailbox address: the From of its replies. */
@@ -488,14 +489,11 @@ export class Host {
    * it when a pass ends; a long pass also sends every INTRO_COALESCE_MS.
    */
   async flushIntroductions(): Promise<void> {
-    const queue = [...this.#intros];
+    const all = [...this.#intros];
     this.#intros.clear();
     // As many at once as the SMTP pool keeps connections (src/mail/smtp.ts): each mail waits for
     // the server's answer, and the other connection would idle meanwhile.
-    const worker = async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) await this.#sendIntros(...next);
-    };
-    await Promise.all(Array.from({ length: INTRO_SENDS_AT_ONCE }, worker));
+    await atMost(INTRO_SENDS_AT_ONCE, all, ([to, pending]) => this.#sendIntros(to, pending));
   }
 
   async #sendIntros(to: string, pending: PendingIntros): Promise<void> {

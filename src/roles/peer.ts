@@ -24,6 +24,7 @@ import { equalBytes, type Random, systemRandom } from "../protocol/bytes.ts";
 import { rankCandidates } from "../table/policy.ts";
 import { type EventSink, shortHex } from "./events.ts";
 import type { Disposition, InboundMail } from "./inbox.ts";
+import { atMost } from "../util/at_most.ts";
 
 /** How a link reaches its member. */
 export interface LinkRoute {
@@ -337,13 +338,12 @@ export class Peer {
       blocked: this.settings.blocked,
     }).slice(0, this.settings.maxLinks);
     const deadline = this.#clock() + this.settings.dialWindowMs;
-    const queue = [...ranked];
-    const worker = async () => {
-      for (let e = queue.shift(); e && !this.#closed; e = queue.shift()) {
-        await this.#dial(e, via, deadline, true);
-      }
-    };
-    const all = Promise.all(Array.from({ length: Math.min(PARALLEL_DIALS, queue.length) }, worker));
+    const all = atMost(
+      PARALLEL_DIALS,
+      ranked,
+      (e) => this.#dial(e, via, deadline, true),
+      () => !this.#closed,
+    );
     // Peers behind NATs may answer only later (their introduction is still in the mail), and a
     // peer that left answers never: say we are waiting once the quick paths had their chance.
     let timer: ReturnType<typeof setTimeout> | undefined;
