@@ -18,13 +18,11 @@
  * process or in several attached to the same node — share the links, each taking only its port's
  * streams and datagrams.
  *
- * UDP sockets come from node:dgram, not Deno.listenDatagram: Deno's own UDP API still needs the
- * --unstable-net flag, and the bundled CLI (`deno run -A dist/mailmeet.js`) and `deno compile`
- * must work without unstable flags; node:dgram is stable in Deno and does what a tunnel needs.
+ * UDP sockets are src/net/udp_port.ts: Deno's own UDP API where --unstable-net is given (the
+ * installed command), which receives without an allocation per datagram, and node:dgram where not.
  */
-import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
-import type { Buffer } from "node:buffer";
 import type { MuxStream } from "../net/mux.ts";
+import { openUdpPort, type UdpAddress, type UdpPort } from "../net/udp_port.ts";
 import { writeLine } from "../net/line_queue.ts";
 import {
   type AppRoute,
@@ -63,13 +61,20 @@ export interface TunnelOptions {
 }
 
 interface UdpSession {
-  socket?: Socket;
-  /** The local side: where replies go. */
-  to?: RemoteInfo;
-  last: number;
-  /** The exposing side: connect() finished; datagrams wait in backlog until then. */
-  connected?: boolean;
+  /** The exposing side: the session's own socket, once bound; datagrams wait in backlog until then. */
+  port?: UdpPort;
   backlog?: Uint8Array[];
+  /** The exposing side: the session was dropped (its socket closes as soon as it is bound). */
+  closed?: boolean;
+  /** The local side: where replies go. */
+  to?: UdpAddress;
+  last: number;
+}
+
+/** Ends an exposing side's session: its socket now, or once it is bound. */
+function endSession(s: UdpSession): void {
+  s.closed = true;
+  void s.port?.close();
 }
 
 /** The side that runs the service: takes streams and datagrams, reaches only 127.0.0.1:port. */
@@ -84,8 +89,11 @@ export class TunnelExpose implements LinkApp {
   #service: ExposedService;
   #sweeper?: ReturnType<typeof setInterval>;
   #connections = 0;
+  /** Where the service listens: the only address this side ever sends to. */
+  readonly #target: UdpAddress;
 
   constructor(readonly opts: TunnelOptions & { game?: string; announce?: string }) {
+    this.#target = { address: "127.0.0.1", port: opts.port };
     this.route = { meta: { port: opts.port }, channels: opts.udp ? [exposeChannels(opts.port)] : [] };
     this.#service = {
       proto: opts.udp ? "udp" : "tcp",
@@ -128,7 +136,7 @@ export class TunnelExpose implements LinkApp {
     void m.closed.then(() => {
       this.#told.delete(m);
       this.#muxes.delete(mux);
-      for (const s of this.#udp.get(mux)?.values() ?? []) s.socket?.close();
+      for (const s of this.#udp.get(mux)?.values() ?? []) endSession(s);
       this.#udp.delete(mux);
     });
   }
@@ -172,20 +180,28 @@ export class TunnelExpose implements LinkApp {
     let s = sessions.get(channel);
     if (!s) {
       if (sessions.size >= MAX_UDP_SESSIONS) evictOldest(sessions);
-      const socket = createSocket("udp4");
-      const session: UdpSession = { socket, last: Date.now(), connected: false, backlog: [] };
+      const session: UdpSession = { last: Date.now(), backlog: [] };
       s = session;
       sessions.set(channel, session);
       const back = (channel | TO_LOCAL) >>> 0;
-      socket.on("message", (msg: Buffer) => {
-        session.last = Date.now();
-        mux.sendDatagram(back, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
-      });
-      socket.on("error", () => {}); // ICMP port unreachable and the like: UDP has no errors to report back
-      socket.connect(this.opts.port, "127.0.0.1", () => {
-        session.connected = true;
-        for (const d of session.backlog!) socket.send(d);
+      const service = this.#target;
+      void openUdpPort({
+        hostname: service.address,
+        port: 0,
+        onMessage: (msg, from) => {
+          // As a connected socket would: only the service's replies come back.
+          if (from.port !== service.port || from.address !== service.address) return;
+          session.last = Date.now();
+          // A copy: the view is of the socket's one receive buffer, and the mux may queue it.
+          mux.sendDatagram(back, msg.slice());
+        },
+      }).then((port) => {
+        if (session.closed) return void port.close();
+        session.port = port;
+        for (const d of session.backlog!) port.send(d, service);
         session.backlog = [];
+      }, () => {
+        session.backlog = []; // no socket to be had: this session's datagrams are lost, as UDP's may be
       });
       this.opts.emit({
         event: "udp_session",
@@ -195,9 +211,8 @@ export class TunnelExpose implements LinkApp {
       });
     }
     s.last = Date.now();
-    // Datagrams sent before connect() finished would throw ERR_SOCKET_DGRAM_NOT_CONNECTED.
-    if (s.connected) s.socket!.send(data.slice());
-    else if (s.backlog!.length < 64) s.backlog!.push(data.slice());
+    if (s.port) s.port.send(data.slice(), this.#target);
+    else if (!s.closed && s.backlog!.length < 64) s.backlog!.push(data.slice());
   }
 
   #sweep(idleMs: number): void {
@@ -205,7 +220,7 @@ export class TunnelExpose implements LinkApp {
     for (const sessions of this.#udp.values()) {
       for (const [ch, s] of sessions) {
         if (now - s.last > idleMs) {
-          s.socket?.close();
+          endSession(s);
           sessions.delete(ch);
         }
       }
@@ -216,7 +231,7 @@ export class TunnelExpose implements LinkApp {
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
     for (const s of this.#told.values()) s.closeWrite();
-    for (const sessions of this.#udp.values()) for (const s of sessions.values()) s.socket?.close();
+    for (const sessions of this.#udp.values()) for (const s of sessions.values()) endSession(s);
     await Promise.allSettled([...this.#conns]);
   }
 }
@@ -251,7 +266,7 @@ export class TunnelLocal implements LinkApp {
   readonly #members: Member[] = [];
   readonly #conns = new Set<Promise<unknown>>();
   #listener?: Deno.TcpListener;
-  #udpSocket?: Socket;
+  #udpPort?: UdpPort;
   /** source "ip:port" → session number, and back. */
   readonly #bySource = new Map<string, number>();
   readonly #sessions = new Map<number, UdpSession>();
@@ -269,8 +284,7 @@ export class TunnelLocal implements LinkApp {
   /** Where the local side listens (port 0 in the options picks one). */
   get port(): number {
     if (this.#listener) return this.#listener.addr.port;
-    const a = this.#udpSocket?.address();
-    return a ? a.port : this.opts.port;
+    return this.#udpPort?.port ?? this.opts.port;
   }
 
   get bind(): string {
@@ -284,17 +298,11 @@ export class TunnelLocal implements LinkApp {
       this.#accepting = this.#accept(this.#listener);
       return;
     }
-    const socket = createSocket("udp4");
-    this.#udpSocket = socket;
-    await new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
-      socket.bind(this.opts.port, hostname, () => {
-        socket.off("error", reject);
-        resolve();
-      });
+    this.#udpPort = await openUdpPort({
+      hostname,
+      port: this.opts.port,
+      onMessage: (msg, from) => this.#fromLocal(msg, from),
     });
-    socket.on("error", () => {});
-    socket.on("message", (msg: Buffer, from: RemoteInfo) => this.#fromLocal(msg, from));
     const idle = this.opts.udpIdleMs ?? UDP_IDLE_MS;
     this.#sweeper = setInterval(() => {
       const now = Date.now();
@@ -433,16 +441,13 @@ export class TunnelLocal implements LinkApp {
     }
   }
 
-  #fromLocal(msg: Buffer, from: RemoteInfo): void {
+  /** A datagram from a program here; `msg` is valid during the call only. */
+  #fromLocal(msg: Uint8Array, from: UdpAddress): void {
     const t = this.target();
     // Datagrams need the port for their channel: until the member says it, they are lost (as UDP may be).
     if (t?.port === undefined) return;
-    const answer = this.opts.answer?.(
-      new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
-      t,
-      this.port,
-    );
-    if (answer) return void this.#udpSocket?.send(answer, from.port, from.address);
+    const answer = this.opts.answer?.(msg, t, this.port);
+    if (answer) return void this.#udpPort?.send(answer, from);
     const key = `${from.address}:${from.port}`;
     let ch = this.#bySource.get(key);
     if (ch === undefined) {
@@ -452,7 +457,7 @@ export class TunnelLocal implements LinkApp {
       }
       ch = this.#newSession();
       this.#bySource.set(key, ch);
-      this.#sessions.set(ch, { to: from, last: Date.now() });
+      this.#sessions.set(ch, { to: { address: from.address, port: from.port }, last: Date.now() });
       this.opts.emit({
         event: "udp_session",
         peer: t.user,
@@ -462,10 +467,8 @@ export class TunnelLocal implements LinkApp {
       });
     }
     this.#sessions.get(ch)!.last = Date.now();
-    t.mux.sendDatagram(
-      datagramChannel(t.port, false, ch),
-      new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
-    );
+    // A copy: the view is of the socket's one receive buffer, and the mux may queue it.
+    t.mux.sendDatagram(datagramChannel(t.port, false, ch), msg.slice());
   }
 
   /** A session number not in use (they fit in 15 bits of the channel). */
@@ -479,9 +482,9 @@ export class TunnelLocal implements LinkApp {
 
   #fromPeer(channel: number, data: Uint8Array): void {
     const s = this.#sessions.get(channelSession(channel));
-    if (!s || !this.#udpSocket) return;
+    if (!s || !this.#udpPort) return;
     s.last = Date.now();
-    this.#udpSocket.send(data.slice(), s.to!.port, s.to!.address);
+    this.#udpPort.send(data.slice(), s.to!);
   }
 
   async close(): Promise<void> {
@@ -492,7 +495,7 @@ export class TunnelLocal implements LinkApp {
       // already closed
     }
     await this.#accepting;
-    if (this.#udpSocket) await new Promise<void>((r) => this.#udpSocket!.close(() => r()));
+    await this.#udpPort?.close();
     await Promise.allSettled([...this.#conns]);
   }
 }
@@ -505,7 +508,7 @@ function evictOldest(sessions: Map<number, UdpSession>): UdpSession | undefined 
   let oldest: [number, UdpSession] | undefined;
   for (const e of sessions) if (!oldest || e[1].last < oldest[1].last) oldest = e;
   if (!oldest) return undefined;
-  oldest[1].socket?.close();
+  endSession(oldest[1]);
   sessions.delete(oldest[0]);
   return oldest[1];
 }
