@@ -82,6 +82,10 @@ const fmt = (r: { samples: number[]; lost: number }) =>
     (percentile(r.samples, 99) / 1000).toFixed(3)
   } ms  (${r.samples.length} answered, ${r.lost} lost)`;
 
+// MAILMEET_BENCH_PROF=DIR: a V8 CPU profile of every node and app process lands in DIR.
+const PROF = Deno.env.get("MAILMEET_BENCH_PROF");
+const runOpts = PROF ? { permissions: ["-A", "--unstable-net", "--cpu-prof", `--cpu-prof-dir=${PROF}`] } : {};
+
 export async function benchGame(opts: GameBenchOptions = {}): Promise<void> {
   const rounds = opts.rounds ?? 2000;
   const fileMib = opts.fileMib ?? 1024;
@@ -98,25 +102,31 @@ export async function benchGame(opts: GameBenchOptions = {}): Promise<void> {
   await Deno.mkdir(`${dir}/run`, { mode: 0o700 });
   const procs: CliProcess[] = [];
   const run = (name: string, args: string[]) => {
-    const p = spawnCli(name, [
-      args[0],
-      "--address",
-      `${name}-${tag}@bench.test`,
-      "--user",
+    const p = spawnCli(
       name,
-      "--smtp",
-      spool,
-      "--inbox",
-      spool,
-      "--key",
-      key,
-      "--json",
-      "--via",
-      `host-${tag}@bench.test`,
-      "--listen",
-      "127.0.0.1:0",
-      ...args.slice(1),
-    ], env);
+      [
+        args[0],
+        "--address",
+        `${name}-${tag}@bench.test`,
+        "--user",
+        name,
+        "--smtp",
+        spool,
+        "--inbox",
+        spool,
+        "--key",
+        key,
+        "--json",
+        "--via",
+        `host-${tag}@bench.test`,
+        "--listen",
+        "127.0.0.1:0",
+        ...args.slice(1),
+      ],
+      env,
+      undefined,
+      runOpts,
+    );
     procs.push(p);
     return p;
   };
@@ -179,9 +189,9 @@ export async function benchGame(opts: GameBenchOptions = {}): Promise<void> {
     console.log(`  direct to the echo         ${fmt(direct)}`);
     console.log(`  through the tunnel, idle   ${fmt(idleAll)}   (before ${fmt(idle)}; after ${fmt(after)})`);
     console.log(
-      `  through the tunnel, bulk   ${fmt(loaded)}   transfer ${seconds.toFixed(1)} s, ${
-        status.every((s) => s.success) ? "ok" : "FAILED"
-      }`,
+      `  through the tunnel, bulk   ${fmt(loaded)}   transfer ${seconds.toFixed(1)} s (${
+        (fileMib / seconds).toFixed(0)
+      } MiB/s), ${status.every((s) => s.success) ? "ok" : "FAILED"}`,
     );
     const ratio = percentile(loaded.samples, 99) / percentile(idleAll.samples, 99);
     console.log(`  p99 under load / idle p99  ${ratio.toFixed(2)}× (goal ≤ 2×)`);
@@ -225,6 +235,9 @@ async function linkPair(transport: "tcp" | "quic") {
     listener.accept(),
   ]);
   listener.close();
+  // As dialLink and the listener do for every real link: a small frame must not wait for an ACK.
+  ca.setNoDelay(true);
+  cb.setNoDelay(true);
   return await Promise.all([initiateLink(ca, dial), acceptLink(cb, accept)]);
 }
 
@@ -270,6 +283,9 @@ export async function linkAlone(mib = 512, rounds = 2000, transport: "tcp" | "qu
     `the link alone over ${transport}, one process: datagram round trips, idle and while ${mib} MiB move${lane}`,
   );
   console.log(`  idle                       ${fmt(idle)}`);
-  console.log(`  bulk                       ${fmt(loaded)}   stream ${rate.toFixed(0)} MiB/s`);
+  const paced = ours.pacer.rate === null
+    ? "unpaced at the end"
+    : `paced to ${(ours.pacer.rate / MIB).toFixed(1)} MiB/s at the end`;
+  console.log(`  bulk                       ${fmt(loaded)}   stream ${rate.toFixed(0)} MiB/s (${paced})`);
   await Promise.all([ours.close(), theirs.close()]);
 }

@@ -35,6 +35,12 @@
  * as QUIC datagrams (the transport's DatagramLane), a lane of their own beside the stream, each
  * with its channel (u32) in front.
  *
+ * While datagrams flow, bulk data is also paced to the delay it causes (src/net/bulk_pacer.ts):
+ * a PING with a non-zero id rides along with bulk data every PROBE_EVERY_MS, and the other side
+ * echoes it at once as a PING with the same id and the one-byte payload ECHO. Peers of earlier
+ * versions ignore every PING, so they echo nothing: a writer that never hears an echo within
+ * PROBE_GIVE_UP_MS stops probing that link, and its bulk data goes unpaced as before.
+ *
  * A peer that vanishes without closing (power cut, Wi-Fi gone) would otherwise go unnoticed until
  * TCP gives up, which takes many minutes: a link that has heard nothing for DEAD_AFTER_MS is cut.
  *
@@ -71,6 +77,8 @@ import {
   type StreamSink,
 } from "./mux_stream.ts";
 import { type DatagramLane, MAX_FRAME_PLAINTEXT } from "./secure_channel.ts";
+import { BulkPacer, PROBE_EVERY_MS } from "./bulk_pacer.ts";
+import { CpuPressure, type StallReader } from "./cpu_pressure.ts";
 
 export { MuxError, type MuxErrorCode } from "./mux_error.ts";
 export { MuxFrameError } from "./mux_frame.ts";
@@ -98,6 +106,12 @@ export const MAX_INCOMING_STREAMS = 1024;
 export const KEEPALIVE_MS = 10_000;
 /** Cut a link that has not been heard from for this long (a few missed keepalives). */
 export const DEAD_AFTER_MS = 35_000;
+/** A probe unanswered this long: the other side does not echo (an earlier version); stop probing. */
+export const PROBE_GIVE_UP_MS = 2_000;
+/** The CPU pressure is read at most this often (a figure over a shorter span is mostly noise). */
+const PRESSURE_EVERY_MS = 50;
+/** The payload of a PING that echoes a probe. */
+const ECHO = Uint8Array.of(1);
 
 /** What the mux needs of a link; tests pass an in-memory pair. */
 export interface MuxTransport {
@@ -126,6 +140,8 @@ export interface MuxOptions {
   /** Tests shorten the keepalive (0 turns it off). */
   keepaliveMs?: number;
   deadAfterMs?: number;
+  /** The machine's cumulative CPU stall time (µs), for the bulk pacer; Linux's PSI by default. */
+  cpuStall?: StallReader;
 }
 
 /** The streams and datagrams of one link. Owns the link's receive side from construction on. */
@@ -154,10 +170,22 @@ export class Mux {
   droppedDatagrams = 0;
   /** Datagrams sent on the transport's own lane (QUIC) instead of in frames. */
   laneDatagrams = 0;
+  /** Probes the other side echoed (src/net/bulk_pacer.ts). */
+  probeEchoes = 0;
   #lastSent: number;
   #lastHeard: number;
   #lastDatagram = -Infinity;
   #stopKeepalive: CancelTimer | undefined;
+  /** Paces bulk data while datagrams flow; fed by the probes' round trips. */
+  readonly pacer = new BulkPacer();
+  readonly #pressure: CpuPressure;
+  #pressureAt = -Infinity;
+  #lastPaced = -Infinity;
+  /** The probe on its way (0: none), when it went, the last id used; false once the peer proved it does not echo. */
+  #probe = 0;
+  #probeSentAt = 0;
+  #probeSeq = 0;
+  #probing = true;
   /** The streams whose bytes went into the frame being written, and how many: reused, frame after frame. */
   #sentStreams: Stream[] = [];
   #sentBytes: number[] = [];
@@ -168,6 +196,7 @@ export class Mux {
     this.#clock = opts.clock ?? systemClock;
     this.peer = opts.peer ?? "the peer";
     this.#window = opts.window ?? STREAM_WINDOW;
+    this.#pressure = new CpuPressure(opts.cpuStall);
     this.#nextId = link.role === "dialer" ? 1 : 2;
     this.#lastSent = this.#lastHeard = this.#clock.now();
     this.#sink = this.#makeSink();
@@ -188,6 +217,7 @@ export class Mux {
   #makeSink(): StreamSink {
     return {
       gaming: () => this.gaming,
+      pace: (bytes) => this.#pace(bytes),
       clock: this.#clock,
       schedule: (stream) => this.#schedule(stream),
       sendCredit: (stream, n) => this.#sendCredit(stream, n),
@@ -261,6 +291,11 @@ export class Mux {
     return true;
   }
 
+  /** False once the other side showed it does not echo probes (an earlier version). */
+  get probing(): boolean {
+    return this.#probing;
+  }
+
   /** Datagrams flowed in the last GAME_MS: bulk streams yield to them. */
   get gaming(): boolean {
     return this.#clock.now() - this.#lastDatagram < GAME_MS;
@@ -283,6 +318,15 @@ export class Mux {
   }
 
   // ── for the streams, through #sink ──
+
+  /** Bulk bytes about to be queued while a game plays: how long their writer waits first (ms). */
+  #pace(bytes: number): number {
+    const now = this.#clock.now();
+    // A game that starts again after a pause starts unpaced: what held then may not hold now.
+    if (now - this.#lastPaced > GAME_MS) this.pacer.reset();
+    this.#lastPaced = now;
+    return this.pacer.charge(bytes, now);
+  }
 
   #schedule(stream: Stream): void {
     if (!this.#scheduled.has(stream)) {
@@ -366,7 +410,8 @@ export class Mux {
   #batch(): Uint8Array[] {
     const parts: Uint8Array[] = [];
     let size = 0;
-    const limit = this.gaming ? GAME_FRAME : MAX_FRAME_PLAINTEXT;
+    const gaming = this.gaming;
+    const limit = gaming ? GAME_FRAME : MAX_FRAME_PLAINTEXT;
     while (
       this.#control.length > 0 &&
       size + this.#control[0].length + this.#control[1].length <= MAX_FRAME_PLAINTEXT
@@ -385,6 +430,7 @@ export class Mux {
       parts.push(h, body);
       size += HEADER_BYTES + body.length;
     }
+    if (gaming && this.#ready.length > 0 && this.#probing) size += this.#maybeProbe(parts);
     while (this.#ready.length > 0 && size + HEADER_BYTES < limit) {
       const s = this.#ready.shift()!;
       if (s.failure) {
@@ -433,6 +479,41 @@ export class Mux {
       }
     }
     return parts;
+  }
+
+  /** Puts a probe (a PING with an id) in front of this frame's bulk data, when one is due; its size. */
+  #maybeProbe(parts: Uint8Array[]): number {
+    const now = this.#clock.now();
+    if (this.#probe !== 0) {
+      if (now - this.#probeSentAt >= PROBE_GIVE_UP_MS) this.#probing = false;
+      return 0;
+    }
+    if (now - this.#probeSentAt < PROBE_EVERY_MS) return 0;
+    this.#probeSeq = this.#probeSeq === 0xffffffff ? 1 : this.#probeSeq + 1;
+    this.#probe = this.#probeSeq;
+    this.#probeSentAt = now;
+    parts.push(encodeHeader(MSG.PING, this.#probe, 0));
+    return HEADER_BYTES;
+  }
+
+  /** A PING: a keepalive (id 0), a probe to echo (an id, empty), or the echo of ours (an id, ECHO). */
+  #ping(id: number, body: Uint8Array): void {
+    if (id === 0) return;
+    if (body.length === 0) {
+      this.#queueControl(MSG.PING, id, ECHO);
+      return;
+    }
+    if (body.length === 1 && body[0] === ECHO[0] && id === this.#probe) {
+      const now = this.#clock.now();
+      this.#probe = 0;
+      this.probeEchoes++;
+      let pressure: number | null = null;
+      if (now - this.#pressureAt >= PRESSURE_EVERY_MS) {
+        pressure = this.#pressure.sample(now);
+        this.#pressureAt = now;
+      }
+      this.pacer.sample(now - this.#probeSentAt, now, pressure);
+    }
   }
 
   // ── receiving ──
@@ -485,7 +566,7 @@ export class Mux {
   }
 
   #handle(type: number, id: number, body: Uint8Array, ref: FrameRef | null): void {
-    if (type === MSG.PING) return;
+    if (type === MSG.PING) return this.#ping(id, body);
     if (type === MSG.DGRAM) {
       this.#lastDatagram = this.#clock.now();
       try {

@@ -6,6 +6,7 @@
  */
 import type { Clock } from "./clock.ts";
 import { MuxError } from "./mux_error.ts";
+import { PACE_SLICE } from "./bulk_pacer.ts";
 
 /** Bytes of one stream that may be in flight or unread at the receiver. */
 export const STREAM_WINDOW = 4 * 1024 * 1024;
@@ -71,6 +72,8 @@ export interface FrameRef {
 export interface StreamSink {
   /** Datagrams flowed in the last GAME_MS: bulk streams yield to them. */
   gaming(): boolean;
+  /** Bulk bytes about to be queued while a game plays: ms to wait first (src/net/bulk_pacer.ts). */
+  pace(bytes: number): number;
   readonly clock: Clock;
   /** The stream has data or a FIN to send. */
   schedule(stream: Stream): void;
@@ -158,7 +161,8 @@ export class Stream implements MuxStream {
         if (this.finQueued) throw new MuxError("Cannot write to a stream after closeWrite().", "closed");
         // While a game's datagrams flow, keep less of this stream in flight (see GAME_INFLIGHT).
         const inflight = this.#sendWindow - this.#credit;
-        const room = this.#sink.gaming()
+        const gaming = this.#sink.gaming();
+        const room = gaming
           ? Math.min(this.#credit, Math.max(0, Math.max(GAME_INFLIGHT, 2 * this.#lastGrant) - inflight))
           : this.#credit;
         if (room === 0) {
@@ -182,8 +186,15 @@ export class Stream implements MuxStream {
           }
           continue;
         }
-        const n = Math.min(room, data.length - off);
+        // While a game plays, bulk data goes in slices, each when the pacer lets it.
+        const n = Math.min(room, data.length - off, gaming ? PACE_SLICE : Infinity);
         this.#credit -= n;
+        const wait = gaming ? this.#sink.pace(n) : 0;
+        if (wait > 0) {
+          await new Promise<void>((resolve) => this.#sink.clock.after(wait, resolve));
+          if (this.#failure) throw this.#failure;
+          if (this.finQueued) throw new MuxError("Cannot write to a stream after closeWrite().", "closed");
+        }
         this.out.push(off === 0 && n === data.length ? data : data.subarray(off, off + n));
         this.outBytes += n;
         this.#queuedTotal += n;

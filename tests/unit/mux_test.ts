@@ -11,14 +11,20 @@ import {
   MuxError,
   type MuxOptions,
   type MuxStream,
+  PROBE_GIVE_UP_MS,
   STREAM_WINDOW,
 } from "../../src/net/mux.ts";
+import { encodeHeader, MessageReader, MSG } from "../../src/net/mux_frame.ts";
+import { MIN_BULK_RATE } from "../../src/net/bulk_pacer.ts";
+import { concat } from "../../src/protocol/bytes.ts";
 import { ManualClock } from "../helpers/manual_clock.ts";
 import { ends } from "../helpers/mem_pipe.ts";
 
 function pair(a: MuxOptions = {}, b: MuxOptions = {}, capacity?: number) {
   const [x, y] = ends(capacity);
-  return { a: new Mux(x, { peer: "b", ...a }), b: new Mux(y, { peer: "a", ...b }), x, y };
+  // No CPU pressure unless a test gives one: the machine running the tests must not pace them.
+  const calm = { cpuStall: () => null };
+  return { a: new Mux(x, { peer: "b", ...calm, ...a }), b: new Mux(y, { peer: "a", ...calm, ...b }), x, y };
 }
 
 async function readAll(s: MuxStream): Promise<Uint8Array> {
@@ -433,5 +439,89 @@ Deno.test("while datagrams flow, a writer facing a reader that grants only in la
   assert.ok(s.written > 2 * CREDIT_THRESHOLD, `granted, and on it goes (${s.written})`);
   s.reset("done");
   await writing.catch(() => {});
+  await shut(a, b);
+});
+
+/** Writes until the stream fails (a file bigger than any test runs for), a turn of the event loop between writes. */
+async function endlessWriter(s: MuxStream): Promise<void> {
+  try {
+    for (;;) {
+      await s.write(new Uint8Array(256 * 1024));
+      await settle();
+    }
+  } catch {
+    // reset at the end of the test
+  }
+}
+
+Deno.test("while a game plays, bulk data carries probes the other side echoes, and CPU pressure paces the writer", async () => {
+  const clock = new ManualClock();
+  let stall = 0; // µs: every task always waiting for a CPU
+  const accepted = Promise.withResolvers<MuxStream>();
+  const { a, b } = pair({ clock, cpuStall: () => stall }, { clock, onStream: (t) => accepted.resolve(t) });
+  const s = a.open("bulk", {});
+  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
+  const writing = endlessWriter(s);
+  await settle();
+  const reading = readAll(await accepted.promise).catch(() => new Uint8Array(0));
+  for (let i = 0; i < 40 && a.pacer.rate === null; i++) {
+    stall += 10_000;
+    clock.advance(10);
+    a.sendDatagram(1, new Uint8Array(64)); // the game goes on
+    for (let j = 0; j < 3; j++) await settle();
+  }
+  assert.ok(a.probeEchoes > 0, "probes came back");
+  assert.ok(a.pacer.rate !== null, "paced once the CPUs were all taken");
+  assert.ok(a.pacer.rate! >= MIN_BULK_RATE * 1000);
+  // Paced: without time passing, the writer sends nothing more.
+  const before = s.written;
+  for (let j = 0; j < 5; j++) await settle();
+  assert.equal(s.written, before, "waits for its tokens");
+  clock.advance(1000);
+  for (let j = 0; j < 5; j++) await settle();
+  assert.ok(s.written > before, "and goes on as time passes");
+  s.reset("done");
+  await writing;
+  await reading;
+  await shut(a, b);
+});
+
+Deno.test("a peer that does not echo probes (an earlier version) is probed no more, and bulk data goes unpaced", async () => {
+  const clock = new ManualClock();
+  const [x, y] = ends();
+  // The other side ignores every PING with an id, as versions before probing did.
+  const receive = y.receive.bind(y);
+  y.receive = async () => {
+    const frame = await receive();
+    if (frame === null) return null;
+    const r = new MessageReader();
+    const kept: Uint8Array[] = [];
+    r.start(frame);
+    while (r.next()) {
+      if (r.type === MSG.PING && r.id !== 0) continue;
+      kept.push(encodeHeader(r.type, r.id, r.body.length), r.body.slice());
+    }
+    return concat(...kept);
+  };
+  const accepted = Promise.withResolvers<MuxStream>();
+  const a = new Mux(x, { peer: "b", clock, cpuStall: () => null });
+  const b = new Mux(y, { peer: "a", clock, cpuStall: () => null, onStream: (t) => accepted.resolve(t) });
+  const s = a.open("bulk", {});
+  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
+  const writing = endlessWriter(s);
+  await settle();
+  const reading = readAll(await accepted.promise).catch(() => new Uint8Array(0));
+  for (let ms = 0; ms <= PROBE_GIVE_UP_MS + 100; ms += 50) {
+    clock.advance(50);
+    a.sendDatagram(1, new Uint8Array(64));
+    for (let j = 0; j < 3; j++) await settle();
+  }
+  assert.equal(a.probeEchoes, 0);
+  assert.equal(a.probing, false, "gave up probing");
+  assert.equal(a.pacer.rate, null, "unpaced, as before probing existed");
+  assert.ok(s.written > GAME_INFLIGHT, `bulk moved (${s.written})`);
+  s.reset("done");
+  await writing;
+  await reading;
   await shut(a, b);
 });
