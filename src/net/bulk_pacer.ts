@@ -41,6 +41,12 @@ export const CURRENT_FILTER = 3;
 export const MIN_BULK_RATE = 256 * 1024 / 1000;
 /** Bytes sent at once when the bucket is full, and the most one charge takes (the writer slices). */
 export const PACE_SLICE = 64 * 1024;
+/**
+ * Writes smaller than this are never paced: a chat line, a round-trip probe, a game's own TCP
+ * messages are not what fills a queue, and holding them behind a file's debt would show a player
+ * a round trip the link does not have.
+ */
+export const PACE_FROM = 16 * 1024;
 /** A cut takes at most this share of the rate per sample. */
 const MAX_CUT = 0.5;
 /** Per sample with an empty queue, the rate grows by this share (less as the queue nears the target). */

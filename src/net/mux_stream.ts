@@ -6,7 +6,7 @@
  */
 import type { Clock } from "./clock.ts";
 import { MuxError } from "./mux_error.ts";
-import { PACE_SLICE } from "./bulk_pacer.ts";
+import { PACE_FROM, PACE_SLICE } from "./bulk_pacer.ts";
 
 /** Bytes of one stream that may be in flight or unread at the receiver. */
 export const STREAM_WINDOW = 4 * 1024 * 1024;
@@ -187,9 +187,10 @@ export class Stream implements MuxStream {
           continue;
         }
         // While a game plays, bulk data goes in slices, each when the pacer lets it.
-        const n = Math.min(room, data.length - off, gaming ? PACE_SLICE : Infinity);
+        const paced = gaming && data.length >= PACE_FROM;
+        const n = Math.min(room, data.length - off, paced ? PACE_SLICE : Infinity);
         this.#credit -= n;
-        const wait = gaming ? this.#sink.pace(n) : 0;
+        const wait = paced ? this.#sink.pace(n) : 0;
         if (wait > 0) {
           await new Promise<void>((resolve) => this.#sink.clock.after(wait, resolve));
           if (this.#failure) throw this.#failure;

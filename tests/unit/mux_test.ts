@@ -477,7 +477,13 @@ Deno.test("while a game plays, bulk data carries probes the other side echoes, a
   const before = s.written;
   for (let j = 0; j < 5; j++) await settle();
   assert.equal(s.written, before, "waits for its tokens");
+  // A small write (a chat line, a round-trip probe) is not held behind the file's debt.
+  const chat = a.open("chat", {});
+  const chatting = chat.write(new Uint8Array(100));
+  for (let j = 0; j < 3; j++) await settle();
+  assert.equal(chat.written, 100, "queued at once, the clock standing still");
   clock.advance(1000);
+  await chatting;
   for (let j = 0; j < 5; j++) await settle();
   assert.ok(s.written > before, "and goes on as time passes");
   s.reset("done");
