@@ -22,7 +22,8 @@ export type MailErrorCode =
 export type MailErrorReason =
   | "untrusted_certificate" // the TLS library refused the server's certificate
   | "no_starttls" // the server does not offer STARTTLS / STLS (RFC 3207, RFC 2595 §4)
-  | "needs_encryption"; // the server wants TLS before it takes a login
+  | "needs_encryption" // the server wants TLS before it takes a login
+  | "starttls_refused"; // the server offers STARTTLS / STLS but refused it when asked (shutting down, busy)
 
 export interface MailErrorOptions {
   command?: string;

@@ -825,3 +825,15 @@ Deno.test("watch ends with MailError 'connect' once reconnecting gives up, inste
   for (const s of server.sessions) s.close();
   await assert.rejects(() => next, isCode("connect"));
 });
+
+Deno.test("imap: a server that offers STARTTLS and refuses it when asked (shutting down) fails as temporary, sending no credentials", async () => {
+  await using server = new FakeImap({ caps: "IMAP4rev1 AUTH=PLAIN IDLE STARTTLS" });
+  await assert.rejects(() => open(server, { url: server.url("") }), (e: unknown) => {
+    const temporary = e instanceof MailError &&
+      (e.code === "temporary" || (e.cause instanceof MailError && e.cause.code === "temporary"));
+    assert.ok(temporary, String(e));
+    assert.match(String((e as Error).message), /refused STARTTLS though it offers it/);
+    return true;
+  });
+  assert.equal(server.commands.filter((c) => /LOGIN|AUTHENTICATE/i.test(c)).length, 0);
+});

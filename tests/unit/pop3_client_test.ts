@@ -597,3 +597,18 @@ Deno.test("pop3: a server that promises [AUTH] (AUTH-RESP-CODE) and refuses with
   server.hook = (c) => c.startsWith("PASS") ? "-ERR Shutting down\r\n" : "default";
   await assert.rejects(() => open(server), (e: unknown) => e instanceof MailError && e.code === "auth");
 });
+
+Deno.test("pop3: a server that offers STLS and refuses it when asked (shutting down) is retried as temporary, never logged into in clear", async () => {
+  await using server = disposable(new FakePop3());
+  server.capa = ["UIDL", "TOP", "USER", "STLS"];
+  server.hook = (c) => c.startsWith("STLS") ? "-ERR Shutting down\r\n" : "default";
+  await assert.rejects(() => open(server, { params: "" }), (e: unknown) => {
+    assert.ok(e instanceof MailError && e.code === "connect", String(e));
+    assert.match(e.message, /refused STLS though it offers it: "-ERR Shutting down"/);
+    assert.ok(e.cause instanceof MailError && e.cause.code === "temporary");
+    return true;
+  });
+  assert.equal(server.sent("STLS").length, FAST.reconnectAttempts);
+  assert.equal(server.sent("PASS").length + server.sent("AUTH").length, 0);
+  assert.ok(!server.commands.join("\n").includes(PASSWORD));
+});

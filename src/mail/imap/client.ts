@@ -325,10 +325,13 @@ export class ImapClient {
       }
       const r = await this.command("STARTTLS", { acceptNo: true, stopReading: true });
       if (r.tagged.status !== "OK") {
-        throw new MailError(`${this.where} refused STARTTLS: "${r.tagged.text}"; not logging in.`, "tls", {
-          command: "STARTTLS",
-          response: r.tagged.text,
-        });
+        // It offered STARTTLS a moment ago: a refusal now is the server's state (shutting down,
+        // overloaded), not its configuration. Tried again later, never in clear.
+        throw new MailError(
+          `${this.where} refused STARTTLS though it offers it: "${r.tagged.text}"; not logging in now, trying again later.`,
+          "temporary",
+          { command: "STARTTLS", response: r.tagged.text, reason: "starttls_refused" },
+        );
       }
       await this.#loop;
       try {

@@ -141,10 +141,16 @@ export class Pop3Session {
       }
       const st = await this.#command("STLS");
       if (st.kind !== "+OK") {
-        throw new MailError(`${this.where} refused STLS: "${shown(st.line)}"; not logging in.`, "tls", {
-          command: "STLS",
-          response: shown(st.line),
-        });
+        // It offered STLS a moment ago: a refusal now is the server's state (Dovecot shutting down
+        // for a restart answers "-ERR Shutting down"), not its configuration. Tried again later,
+        // never in clear.
+        throw new MailError(
+          `${this.where} refused STLS though it offers it: "${
+            shown(st.line)
+          }"; not logging in now, trying again later.`,
+          "temporary",
+          { command: "STLS", response: shown(st.line), reason: "starttls_refused" },
+        );
       }
       await this.#io(() => this.#conn.startTls());
       // RFC 2595 §4: capabilities seen before the TLS handshake may have been forged; ask again.
