@@ -507,6 +507,8 @@ export class Mux {
       const now = this.#clock.now();
       this.#probe = 0;
       this.probeEchoes++;
+      // An echo later than PROBE_GIVE_UP_MS (a queue that long) shows the peer echoes after all.
+      this.#probing = true;
       let pressure: number | null = null;
       if (now - this.#pressureAt >= PRESSURE_EVERY_MS) {
         pressure = this.#pressure.sample(now);

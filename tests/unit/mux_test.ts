@@ -442,6 +442,30 @@ Deno.test("while datagrams flow, a writer facing a reader that grants only in la
   await shut(a, b);
 });
 
+/**
+ * Holds back the probes (PINGs with an id) on their way into `end`'s mux, as if its peer ignored
+ * them (an earlier version); `release()` lets the held ones through with the next frame.
+ */
+function holdProbes(end: ReturnType<typeof ends>[1]): { release(): void } {
+  const receive = end.receive.bind(end);
+  const held: Uint8Array[] = [];
+  let releasing = false;
+  end.receive = async () => {
+    const frame = await receive();
+    if (frame === null) return null;
+    const r = new MessageReader();
+    const kept: Uint8Array[] = releasing ? held.splice(0) : [];
+    r.start(frame);
+    while (r.next()) {
+      const message = [encodeHeader(r.type, r.id, r.body.length), r.body.slice()];
+      if (r.type === MSG.PING && r.id !== 0 && !releasing) held.push(...message);
+      else kept.push(...message);
+    }
+    return concat(...kept);
+  };
+  return { release: () => releasing = true };
+}
+
 /** Writes until the stream fails (a file bigger than any test runs for), a turn of the event loop between writes. */
 async function endlessWriter(s: MuxStream): Promise<void> {
   try {
@@ -496,19 +520,7 @@ Deno.test("a peer that does not echo probes (an earlier version) is probed no mo
   const clock = new ManualClock();
   const [x, y] = ends();
   // The other side ignores every PING with an id, as versions before probing did.
-  const receive = y.receive.bind(y);
-  y.receive = async () => {
-    const frame = await receive();
-    if (frame === null) return null;
-    const r = new MessageReader();
-    const kept: Uint8Array[] = [];
-    r.start(frame);
-    while (r.next()) {
-      if (r.type === MSG.PING && r.id !== 0) continue;
-      kept.push(encodeHeader(r.type, r.id, r.body.length), r.body.slice());
-    }
-    return concat(...kept);
-  };
+  holdProbes(y);
   const accepted = Promise.withResolvers<MuxStream>();
   const a = new Mux(x, { peer: "b", clock, cpuStall: () => null });
   const b = new Mux(y, { peer: "a", clock, cpuStall: () => null, onStream: (t) => accepted.resolve(t) });
@@ -526,6 +538,37 @@ Deno.test("a peer that does not echo probes (an earlier version) is probed no mo
   assert.equal(a.probing, false, "gave up probing");
   assert.equal(a.pacer.rate, null, "unpaced, as before probing existed");
   assert.ok(s.written > GAME_INFLIGHT, `bulk moved (${s.written})`);
+  s.reset("done");
+  await writing;
+  await reading;
+  await shut(a, b);
+});
+
+Deno.test("an echo that comes later than PROBE_GIVE_UP_MS (a queue that long) shows the peer echoes: probing goes on", async () => {
+  const clock = new ManualClock();
+  const [x, y] = ends();
+  const probes = holdProbes(y);
+  const accepted = Promise.withResolvers<MuxStream>();
+  const a = new Mux(x, { peer: "b", clock, cpuStall: () => null });
+  const b = new Mux(y, { peer: "a", clock, cpuStall: () => null, onStream: (t) => accepted.resolve(t) });
+  const s = a.open("bulk", {});
+  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
+  const writing = endlessWriter(s);
+  await settle();
+  const reading = readAll(await accepted.promise).catch(() => new Uint8Array(0));
+  const play = async (ms: number) => {
+    for (let t = 0; t < ms; t += 50) {
+      clock.advance(50);
+      a.sendDatagram(1, new Uint8Array(64));
+      for (let j = 0; j < 3; j++) await settle();
+    }
+  };
+  await play(PROBE_GIVE_UP_MS + 100);
+  assert.equal(a.probing, false);
+  probes.release();
+  await play(200);
+  assert.ok(a.probeEchoes >= 1, "the late echo came");
+  assert.equal(a.probing, true, "probing again");
   s.reset("done");
   await writing;
   await reading;
