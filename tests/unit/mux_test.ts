@@ -478,22 +478,44 @@ async function endlessWriter(s: MuxStream): Promise<void> {
   }
 }
 
-Deno.test("while a game plays, bulk data carries probes the other side echoes, and CPU pressure paces the writer", async () => {
+/**
+ * A game on a link (a datagram every step of a manual clock) while one stream moves bulk data
+ * without end from `a` to `b`. `holdProbes`: `b` acts as an earlier version (see holdProbes).
+ */
+async function gameWithBulk(opts: { cpuStall?: () => number | null; holdProbes?: boolean } = {}) {
   const clock = new ManualClock();
-  let stall = 0; // µs: every task always waiting for a CPU
+  const [x, y] = ends();
+  const probes = opts.holdProbes ? holdProbes(y) : undefined;
   const accepted = Promise.withResolvers<MuxStream>();
-  const { a, b } = pair({ clock, cpuStall: () => stall }, { clock, onStream: (t) => accepted.resolve(t) });
+  const a = new Mux(x, { peer: "b", clock, cpuStall: opts.cpuStall ?? (() => null) });
+  const b = new Mux(y, { peer: "a", clock, cpuStall: () => null, onStream: (t) => accepted.resolve(t) });
   const s = a.open("bulk", {});
   assert.ok(a.sendDatagram(1, new Uint8Array(64)));
   const writing = endlessWriter(s);
   await settle();
   const reading = readAll(await accepted.promise).catch(() => new Uint8Array(0));
-  for (let i = 0; i < 40 && a.pacer.rate === null; i++) {
-    stall += 10_000;
-    clock.advance(10);
-    a.sendDatagram(1, new Uint8Array(64)); // the game goes on
-    for (let j = 0; j < 3; j++) await settle();
-  }
+  /** Moves the clock on `ms` in steps (`each` first), a game datagram after each, letting frames cross. */
+  const play = async (ms: number, step = 50, each = () => {}) => {
+    for (let t = 0; t < ms; t += step) {
+      each();
+      clock.advance(step);
+      a.sendDatagram(1, new Uint8Array(64));
+      for (let j = 0; j < 3; j++) await settle();
+    }
+  };
+  const end = async () => {
+    s.reset("done");
+    await writing;
+    await reading;
+    await shut(a, b);
+  };
+  return { a, s, clock, probes: probes!, play, end };
+}
+
+Deno.test("while a game plays, bulk data carries probes the other side echoes, and CPU pressure paces the writer", async () => {
+  let stall = 0; // µs: every task always waiting for a CPU
+  const { a, s, clock, play, end } = await gameWithBulk({ cpuStall: () => stall });
+  for (let i = 0; i < 40 && a.pacer.rate === null; i++) await play(10, 10, () => stall += 10_000);
   assert.ok(a.probeEchoes > 0, "probes came back");
   assert.ok(a.pacer.rate !== null, "paced once the CPUs were all taken");
   assert.ok(a.pacer.rate! >= MIN_BULK_RATE * 1000);
@@ -510,67 +532,26 @@ Deno.test("while a game plays, bulk data carries probes the other side echoes, a
   await chatting;
   for (let j = 0; j < 5; j++) await settle();
   assert.ok(s.written > before, "and goes on as time passes");
-  s.reset("done");
-  await writing;
-  await reading;
-  await shut(a, b);
+  await end();
 });
 
 Deno.test("a peer that does not echo probes (an earlier version) is probed no more, and bulk data goes unpaced", async () => {
-  const clock = new ManualClock();
-  const [x, y] = ends();
-  // The other side ignores every PING with an id, as versions before probing did.
-  holdProbes(y);
-  const accepted = Promise.withResolvers<MuxStream>();
-  const a = new Mux(x, { peer: "b", clock, cpuStall: () => null });
-  const b = new Mux(y, { peer: "a", clock, cpuStall: () => null, onStream: (t) => accepted.resolve(t) });
-  const s = a.open("bulk", {});
-  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
-  const writing = endlessWriter(s);
-  await settle();
-  const reading = readAll(await accepted.promise).catch(() => new Uint8Array(0));
-  for (let ms = 0; ms <= PROBE_GIVE_UP_MS + 100; ms += 50) {
-    clock.advance(50);
-    a.sendDatagram(1, new Uint8Array(64));
-    for (let j = 0; j < 3; j++) await settle();
-  }
+  const { a, s, play, end } = await gameWithBulk({ holdProbes: true });
+  await play(PROBE_GIVE_UP_MS + 150);
   assert.equal(a.probeEchoes, 0);
   assert.equal(a.probing, false, "gave up probing");
   assert.equal(a.pacer.rate, null, "unpaced, as before probing existed");
   assert.ok(s.written > GAME_INFLIGHT, `bulk moved (${s.written})`);
-  s.reset("done");
-  await writing;
-  await reading;
-  await shut(a, b);
+  await end();
 });
 
 Deno.test("an echo that comes later than PROBE_GIVE_UP_MS (a queue that long) shows the peer echoes: probing goes on", async () => {
-  const clock = new ManualClock();
-  const [x, y] = ends();
-  const probes = holdProbes(y);
-  const accepted = Promise.withResolvers<MuxStream>();
-  const a = new Mux(x, { peer: "b", clock, cpuStall: () => null });
-  const b = new Mux(y, { peer: "a", clock, cpuStall: () => null, onStream: (t) => accepted.resolve(t) });
-  const s = a.open("bulk", {});
-  assert.ok(a.sendDatagram(1, new Uint8Array(64)));
-  const writing = endlessWriter(s);
-  await settle();
-  const reading = readAll(await accepted.promise).catch(() => new Uint8Array(0));
-  const play = async (ms: number) => {
-    for (let t = 0; t < ms; t += 50) {
-      clock.advance(50);
-      a.sendDatagram(1, new Uint8Array(64));
-      for (let j = 0; j < 3; j++) await settle();
-    }
-  };
+  const { a, probes, play, end } = await gameWithBulk({ holdProbes: true });
   await play(PROBE_GIVE_UP_MS + 100);
   assert.equal(a.probing, false);
   probes.release();
   await play(200);
   assert.ok(a.probeEchoes >= 1, "the late echo came");
   assert.equal(a.probing, true, "probing again");
-  s.reset("done");
-  await writing;
-  await reading;
-  await shut(a, b);
+  await end();
 });
