@@ -251,8 +251,11 @@ export async function receiveFiles(
           if (chunk === null) break;
           hash.update(chunk);
           try {
+            // Synchronous on purpose: Deno's async file write hands every chunk to a blocking thread
+            // (a dup of the descriptor, a copy, a wake-up), which for 1 GiB cost 1.5 s of extra CPU
+            // and 20 MB of RSS; a write into the page cache takes well under a millisecond.
             let off = 0;
-            while (off < chunk.length) off += await current.file.write(chunk.subarray(off));
+            while (off < chunk.length) off += current.file.writeSync(chunk.subarray(off));
           } catch (err) {
             throw new TransferError(`Cannot write ${target!.path}: ${describeFsError(err)}.`, { cause: err });
           }
