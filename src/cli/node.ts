@@ -46,8 +46,12 @@ import { openMailBudget } from "./mail_budget.ts";
 import { loadRemembered, rememberedPath, saveRemembered } from "./remembered.ts";
 import { budgetedSender } from "../mail/budget_sender.ts";
 
-/** How long a node coming back tries its last run's members before it asks by mail. */
-const COME_BACK_WINDOW_MS = 10_000;
+/**
+ * How long a node coming back tries its last run's members before it asks by mail. A member still
+ * online answers within a few round trips (TCP retries its SYN after 1 s); most addresses are gone
+ * with the last run (the premise: addresses change), so every second here is the wait of a return.
+ */
+const COME_BACK_WINDOW_MS = 3_000;
 const REMEMBER_EVERY_MS = 60_000;
 
 export interface RunningNode extends AsyncDisposable {

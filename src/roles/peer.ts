@@ -229,9 +229,17 @@ export class Peer {
     const deadline = this.#clock() + windowMs;
     const ranked = rankCandidates(others, { friends: this.settings.friends, blocked: this.settings.blocked })
       .slice(0, this.settings.maxLinks);
-    await Promise.all(ranked.map((e) => this.#dial(e, "", deadline, false)));
-    if (this.deps.links.size === 0) return false;
-    return true;
+    // The first link is enough to go on: the dials to members that left (their address is gone with
+    // their last run) keep trying in the background rather than hold up the (quiet) request.
+    const linked = Promise.withResolvers<void>();
+    const dials = Promise.all(ranked.map((e) =>
+      this.#dial(e, "", deadline, false).then(() => {
+        if (this.deps.links.size > 0) linked.resolve();
+      })
+    ));
+    this.#track(dials.then(() => {}));
+    await Promise.race([dials, linked.promise]);
+    return this.deps.links.size > 0;
   }
 
   wants(m: InboundMail): boolean {

@@ -267,6 +267,17 @@ Deno.test("a peer coming back dials the members it was linked to last time; link
   assert.equal(await alone.peer.comeBack([entry("gone")], 10_000), false, "nobody answered: ask by mail");
 });
 
+Deno.test("a peer coming back goes on at its first link, while a dial to a member that left still waits", async () => {
+  const never = Promise.withResolvers<LinkedPeer>();
+  const t = setup(() => true, (e) => e.user === "gone" ? never.promise : Promise.resolve(fakeLink(e.user)));
+  const back = t.peer.comeBack([entry("gone"), entry("ann")], 10_000);
+  // One turn of the event loop settles every promise already resolved; the dial to "gone" is not.
+  const first = await Promise.race([back, new Promise((r) => setTimeout(r, 0, "still waiting"))]);
+  assert.equal(first, true, "ann's link is enough");
+  never.reject(new Error("no answer"));
+  await t.peer.close();
+});
+
 Deno.test("a reply whose session id is not ours dials nothing; before any request every reply is someone else's", async () => {
   const t = setup(() => true);
   const before = mail({ kind: "reply", session: new Uint8Array(16).fill(3), time: NOW, peers: [entry("x")] });
