@@ -45,6 +45,7 @@ import { mailPatience } from "./mail_patience.ts";
 import { openMailBudget } from "./mail_budget.ts";
 import { loadRemembered, rememberedPath, saveRemembered } from "./remembered.ts";
 import { budgetedSender } from "../mail/budget_sender.ts";
+import { releaseFreedMemory } from "../util/release_memory.ts";
 
 /**
  * How long a node coming back tries its last run's members before it asks by mail. A member still
@@ -191,6 +192,7 @@ export async function startNode(
     });
     stack.defer(() => control?.close());
     const reach = network.reach();
+    releaseFreedMemory(); // what start-up (module loading) freed: see release_memory.ts
     events({
       event: "listening",
       address: network.listenHost,
