@@ -4,7 +4,7 @@
  * nodemailer, so every message carries a proper Date and Message-ID.
  */
 // @ts-types="@types/nodemailer"
-import nodemailer from "nodemailer";
+import type Nodemailer from "nodemailer";
 import { isIP } from "node:net";
 import { Buffer } from "node:buffer";
 import { type Account, parseAccount, redact, where } from "./account.ts";
@@ -77,8 +77,23 @@ export function openSender(url: string, opts: SenderOptions = {}): Sender {
   return new SmtpSender(account, url, opts);
 }
 
+/**
+ * nodemailer, loaded when the first mail needs it: with its zlib, http and child_process it was a
+ * third of every command's start-up (`--version` included), and a maildir:// node or an app
+ * attached to a running node never sends by SMTP.
+ */
+let nodemailer: Promise<typeof Nodemailer> | undefined;
+function loadNodemailer(): Promise<typeof Nodemailer> {
+  return nodemailer ??= import("nodemailer").then((m) => m.default as typeof Nodemailer);
+}
+
 /** Composes the RFC 5322 bytes nodemailer would send. */
-const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: "\r\n" });
+let composer: Promise<Nodemailer.Transporter> | undefined;
+function loadComposer(): Promise<Nodemailer.Transporter> {
+  return composer ??= loadNodemailer().then((nm) =>
+    nm.createTransport({ streamTransport: true, buffer: true, newline: "\r\n" })
+  );
+}
 
 /** The message as nodemailer takes it, for mail that composePlain (compose.ts) does not compose. */
 function nodemailerMail(mail: OutgoingMail) {
@@ -95,7 +110,7 @@ function nodemailerMail(mail: OutgoingMail) {
 export async function composeMail(mail: OutgoingMail): Promise<{ raw: Uint8Array; messageId: string }> {
   const plain = mail.headers ? undefined : composePlain(mail);
   if (plain) return plain;
-  const info = await composer.sendMail(nodemailerMail(mail));
+  const info = await (await loadComposer()).sendMail(nodemailerMail(mail));
   return { raw: new Uint8Array(info.message as unknown as Uint8Array), messageId: info.messageId };
 }
 
@@ -154,7 +169,9 @@ export interface NodemailerError extends Error {
 
 class SmtpSender implements Sender {
   readonly label: string;
-  #transport: nodemailer.Transporter;
+  /** Made at the first send (see loadNodemailer). */
+  #transport?: Promise<Nodemailer.Transporter>;
+  #closed = false;
   /** Why the last token could not be had: nodemailer reports it only as a failed AUTH. */
   #tokenError?: MailError;
 
@@ -163,65 +180,76 @@ class SmtpSender implements Sender {
     if (account.tls === "none" && account.password) {
       opts.log?.(`warning: ${this.label} sends the password without TLS, as its URL asks (tls=none).`);
     }
-    this.#transport = nodemailer.createTransport({
-      host: account.host,
-      port: account.port,
-      secure: account.tls === "implicit",
-      requireTLS: account.tls === "starttls",
-      ignoreTLS: account.tls === "none",
-      auth: account.auth === "oauth2"
-        ? {
-          // AUTH XOAUTH2 (nodemailer's OAuth2 support); it asks again with renew=true when the server
-          // refuses a token, and we hand it the token and when to ask next.
-          type: "OAuth2",
-          user: account.user,
-          provisionCallback: (_user, renew, callback) => {
-            tokenFor(account, opts.tokens, { renew }).then(
-              (token) => {
-                this.#tokenError = undefined;
-                callback(null, token, Date.now() + TOKEN_REUSE_MS);
-              },
-              (err) => {
-                this.#tokenError = err instanceof MailError ? err : undefined;
-                // nodemailer rewrites the error it is given (code = "EAUTH"): hand it a copy.
-                callback(new Error((err as Error).message), "", 0);
-              },
-            );
-          },
-        }
-        : account.user
-        ? { user: account.user, pass: account.password }
-        : undefined,
-      // SNI takes names only; with an IP address the certificate is still checked against it.
-      tls: {
-        ca: opts.caCerts,
-        servername: isIP(account.host) ? undefined : account.host,
-        minVersion: "TLSv1.2",
-      },
-      pool: true,
-      maxConnections: 2,
-      // nodemailer reconnects after 100 messages by default: a busy host would pay a TLS handshake and
-      // AUTH every 100 replies for nothing.
-      maxMessages: Infinity,
-      connectionTimeout: CONNECTION_TIMEOUT_MS,
-      greetingTimeout: CONNECTION_TIMEOUT_MS,
-      socketTimeout: SOCKET_TIMEOUT_MS,
-      logger: false,
-      debug: false,
-    });
+  }
+
+  #open(): Promise<Nodemailer.Transporter> {
+    const account = this.account;
+    const opts = this.opts;
+    return this.#transport ??= loadNodemailer().then((nodemailer) =>
+      nodemailer.createTransport({
+        host: account.host,
+        port: account.port,
+        secure: account.tls === "implicit",
+        requireTLS: account.tls === "starttls",
+        ignoreTLS: account.tls === "none",
+        auth: account.auth === "oauth2"
+          ? {
+            // AUTH XOAUTH2 (nodemailer's OAuth2 support); it asks again with renew=true when the server
+            // refuses a token, and we hand it the token and when to ask next.
+            type: "OAuth2",
+            user: account.user,
+            provisionCallback: (_user, renew, callback) => {
+              tokenFor(account, opts.tokens, { renew }).then(
+                (token) => {
+                  this.#tokenError = undefined;
+                  callback(null, token, Date.now() + TOKEN_REUSE_MS);
+                },
+                (err) => {
+                  this.#tokenError = err instanceof MailError ? err : undefined;
+                  // nodemailer rewrites the error it is given (code = "EAUTH"): hand it a copy.
+                  callback(new Error((err as Error).message), "", 0);
+                },
+              );
+            },
+          }
+          : account.user
+          ? { user: account.user, pass: account.password }
+          : undefined,
+        // SNI takes names only; with an IP address the certificate is still checked against it.
+        tls: {
+          ca: opts.caCerts,
+          servername: isIP(account.host) ? undefined : account.host,
+          minVersion: "TLSv1.2",
+        },
+        pool: true,
+        maxConnections: 2,
+        // nodemailer reconnects after 100 messages by default: a busy host would pay a TLS handshake and
+        // AUTH every 100 replies for nothing.
+        maxMessages: Infinity,
+        connectionTimeout: CONNECTION_TIMEOUT_MS,
+        greetingTimeout: CONNECTION_TIMEOUT_MS,
+        socketTimeout: SOCKET_TIMEOUT_MS,
+        logger: false,
+        debug: false,
+      })
+    );
   }
 
   async send(mail: OutgoingMail): Promise<SentInfo> {
+    if (this.#closed) {
+      throw new MailError(`${this.label} was closed; nothing more is sent through it.`, "closed");
+    }
     for (let attempt = 0;; attempt++) {
       try {
         // Our own sealed mail is composed in microseconds (compose.ts); nodemailer then only sends it.
+        const transport = await this.#open();
         const plain = mail.headers ? undefined : composePlain(mail);
         const info = plain
-          ? await this.#transport.sendMail({
+          ? await transport.sendMail({
             envelope: { from: mail.from, to: [...mail.to] },
             raw: Buffer.from(plain.raw.buffer, plain.raw.byteOffset, plain.raw.byteLength),
           })
-          : await this.#transport.sendMail(nodemailerMail(mail));
+          : await transport.sendMail(nodemailerMail(mail));
         return { messageId: plain?.messageId ?? info.messageId, response: info.response };
       } catch (err) {
         const e = this.#tokenError ?? toMailError(err as NodemailerError, this.account);
@@ -237,9 +265,9 @@ class SmtpSender implements Sender {
     }
   }
 
-  close(): Promise<void> {
-    this.#transport.close();
-    return Promise.resolve();
+  async close(): Promise<void> {
+    this.#closed = true;
+    (await this.#transport)?.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

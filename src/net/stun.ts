@@ -9,7 +9,7 @@
  * ports mean the NAT picks a new one per destination ("symmetric").
  */
 import { lookup } from "node:dns/promises";
-import stun from "@msimerson/stun";
+import type Stun from "@msimerson/stun";
 import type { MappingBehaviour } from "../protocol/candidate.ts";
 import { isIPv4, isIPv6 } from "../protocol/candidate.ts";
 import type { Datagram } from "./udp.ts";
@@ -25,6 +25,18 @@ export const DEFAULT_STUN_SERVERS = ["stun.l.google.com:19302", "stun.cloudflare
 const RETRANSMIT_MS = [0, 250, 750];
 export const STUN_TIMEOUT_MS = 1500;
 const STUN_COOKIE = 0x2112a442;
+
+type StunModule = typeof Stun;
+/**
+ * The encoder, loaded by the first Binding request: with its dependencies it cost every command
+ * ~10% of its start-up, and most commands (apps attached to a node, --help) never ask STUN.
+ */
+let stunModule: Promise<StunModule> | undefined;
+/** Set once loaded: an answer can only match a request, and a request loaded it. */
+let stun: StunModule | undefined;
+function loadStun(): Promise<StunModule> {
+  return stunModule ??= import("@msimerson/stun").then((m) => stun = m.default as StunModule);
+}
 
 /** A STUN message: the two top bits clear and the magic cookie at offset 4 (RFC 8489 §5). */
 export function isStun(data: Uint8Array): boolean {
@@ -74,7 +86,7 @@ export class StunClient {
 
   /** Takes an answer; false when it matches no request of ours. */
   handle(d: Datagram): boolean {
-    if (!isStun(d.data)) return false;
+    if (!isStun(d.data) || !stun || this.#pending.size === 0) return false;
     let res;
     try {
       res = stun.decode(Buffer.from(d.data));
@@ -98,6 +110,7 @@ export class StunClient {
     timeoutMs = STUN_TIMEOUT_MS,
     signal?: AbortSignal,
   ): Promise<HostPort | undefined> {
+    const stun = await loadStun();
     const msg = stun.createMessage(stun.constants.STUN_BINDING_REQUEST);
     const id = Buffer.from(msg.transactionId).toString("hex");
     const bytes = new Uint8Array(stun.encode(msg));
