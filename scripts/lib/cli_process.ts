@@ -56,14 +56,19 @@ export async function ensureBundle(): Promise<void> {
   try {
     await Deno.stat(BUNDLE);
   } catch {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "bundle"],
-      cwd: new URL("../..", import.meta.url).pathname,
-      stdout: "inherit",
-      stderr: "inherit",
-    }).output();
-    if (!out.success) throw new Error("deno task bundle failed");
+    await buildBundle();
   }
+}
+
+/** `deno task bundle`: dist/mailmeet.js from the source as it is now. */
+export async function buildBundle(): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "bundle"],
+    cwd: new URL("../..", import.meta.url).pathname,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("deno task bundle failed");
 }
 
 /** How a CLI process is run: Deno permission flags (default -A; the newcomer test and the demo pass DENO_PERMISSIONS). */
