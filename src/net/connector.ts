@@ -167,6 +167,8 @@ export class Connector {
     const hardPair = o.hub?.mapping === "symmetric" && target.mapping === "symmetric";
     const relayAfter = o.relayAfterMs ?? (hardPair ? HARD_PAIR_RELAY_AFTER_MS : DEFAULT_RELAY_AFTER_MS);
     const relayTimer = setTimeout(addRelay, relayAfter);
+    // Why the attempts still running are stopped, for them to pass on (the punch tells the other side).
+    let outcome = "no path answered in time";
     try {
       for (;;) {
         const now = Date.now();
@@ -198,11 +200,12 @@ export class Connector {
       const chosen: ConnectedLink = best;
       best = undefined; // from here, any late success compares against nothing and is aborted below
       for (const a of attempts) a.promise.then((r) => r !== chosen && r.link.abort(), () => {});
+      outcome = "another path was used";
       return chosen;
     } finally {
       clearTimeout(relayTimer);
       signal?.removeEventListener("abort", onAbort);
-      stop.abort();
+      stop.abort(new Error(outcome)); // a no-op after the caller's own abort
     }
   }
 

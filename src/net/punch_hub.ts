@@ -252,8 +252,8 @@ export class PunchHub {
     s = new Session(remoteKey, this.#o.localKey, deadline, true);
     this.#sessions.set(id, s);
     const session = s;
-    // Another path won: stop, and tell the other side so it stops too.
-    signal?.addEventListener("abort", () => this.#cancel(session, "another path was used"), { once: true });
+    // Another path won, or the dial gave up: stop, and tell the other side why so it stops too.
+    signal?.addEventListener("abort", () => this.#cancel(session, abortReason(signal)), { once: true });
     this.#startStage1(s, reach);
     void this.#prepareData(s);
     this.#ensureTimer();
@@ -693,4 +693,11 @@ export class PunchHub {
   #log(s: Session, stage: string, detail?: string): void {
     this.#o.log?.({ event: "punch", peer: s.id.slice(0, 8), stage, detail });
   }
+}
+
+/** What the dialler said when it stopped a punch (connector.ts passes an Error with the reason). */
+function abortReason(signal: AbortSignal): string {
+  const r = signal.reason;
+  if (r instanceof Error && !(r instanceof DOMException)) return r.message;
+  return typeof r === "string" ? r : "the dial was cancelled";
 }
