@@ -28,8 +28,8 @@ const STUN_COOKIE = 0x2112a442;
 
 type StunModule = typeof Stun;
 /**
- * The encoder, loaded by the first Binding request: with its dependencies it cost every command
- * ~10% of its start-up, and most commands (apps attached to a node, --help) never ask STUN.
+ * The encoder, loaded by the first Binding request: evaluating it and its dependencies was ~10% of
+ * every command's start-up, and most commands (apps attached to a node, --help) never ask STUN.
  */
 let stunModule: Promise<StunModule> | undefined;
 /** Set once loaded: an answer can only match a request, and a request loaded it. */
