@@ -3,7 +3,8 @@
  * loopback:
  *  - one TCP stream through `mailmeet tunnel` vs through `ssh -L` (a local OpenSSH server this
  *    script starts on a high port with throw-away keys) vs iperf3 directly;
- *  - 64-byte ping-pong round trips (p50/p99) through the same three paths;
+ *  - 64-byte ping-pong round trips (p50/p99) through the same three paths, and through two plain
+ *    Deno TCP forwarders (deno_proxy.ts): the floor of Deno's own socket I/O;
  *  - a 1 GiB file by `mailmeet send/receive` vs a raw `nc` copy (interleaved pairs, each after a
  *    `sync`), and the peak RSS of both ends;
  *  - the link alone in one process (link_crypto.ts).
@@ -193,6 +194,29 @@ function echoServer(port: number) {
         } catch { /* closed */ }
       }
       await done.catch(() => {});
+    },
+  };
+}
+
+/** Two deno_proxy.ts processes in a row in front of `target`: their listening port, and a close. */
+async function denoProxies(target: number) {
+  const script = new URL("./deno_proxy.ts", import.meta.url).pathname;
+  const second = freePort();
+  const first = freePort();
+  const procs = [[second, target], [first, second]].map(([listen, to]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", script, String(listen), String(to)],
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn()
+  );
+  await waitPort(second);
+  await waitPort(first);
+  return {
+    port: first,
+    async close() {
+      for (const p of procs) p.kill("SIGTERM");
+      await Promise.all(procs.map((p) => p.status));
     },
   };
 }
@@ -428,9 +452,11 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
 
     // ── 64-byte ping-pong through the same paths (an echo server now on the exposed port) ──
     const echo = echoServer(target);
+    const proxies = await denoProxies(target);
     try {
       const d = await pingPong(target, rounds);
       const s = await pingPong(ssh.port, rounds);
+      const f = await pingPong(proxies.port, rounds);
       const t = await pingPong(local, rounds);
       const us = (x: number) => `${x.toFixed(0).padStart(5)} µs`;
       const row = (label: string, v: number[], extra = "") =>
@@ -441,6 +467,13 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
       row("direct", d);
       row("ssh -L", s, `   adds p50 ${us(percentile(s, 50) - percentile(d, 50))}`);
       row(
+        "two plain Deno proxies",
+        f,
+        `   adds p50 ${
+          us(percentile(f, 50) - percentile(d, 50))
+        } (the floor of Deno's socket I/O, deno_proxy.ts)`,
+      );
+      row(
         "mailmeet tunnel",
         t,
         `   adds p50 ${us(percentile(t, 50) - percentile(d, 50))} (ssh -L adds ${
@@ -450,6 +483,7 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
         }`,
       );
     } finally {
+      await proxies.close();
       await echo.close();
     }
     for (const p of [ann, bob]) {
