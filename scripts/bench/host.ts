@@ -312,6 +312,8 @@ async function smtpSource(stack: MailStack, queued: number, size: number): Promi
 
 interface CapacityRun {
   rate: number;
+  mailsPerRequest: number;
+  introsPerRequest: number;
   growth?: number;
   rss1k?: number;
   rssEnd?: number;
@@ -354,10 +356,16 @@ async function capacityRun(
       [mark, queued],
     );
     if (r.replies !== queued) throw new Error(`the host answered ${r.replies} of ${queued} requests`);
+    // Replies, introductions, syncs: every mail the host sent, per request answered.
+    const sent = r.events.filter((e) => e.event === "mail_sent");
+    const mails = sent.reduce((n, e) => n + Number(e.recipients), 0);
+    const intros = sent.filter((e) => e.event === "mail_sent" && e.kind === "intro").length;
     const rss1k = r.rssAt.get(mark);
     const rssEnd = r.rssAt.get(queued);
     return {
       rate: (r.replies - 1) / (r.busyMs / 1000),
+      mailsPerRequest: mails / r.replies,
+      introsPerRequest: intros / r.replies,
       rss1k,
       rssEnd,
       growth: rss1k && rssEnd ? (rssEnd - rss1k) / rss1k : undefined,
@@ -399,7 +407,11 @@ async function benchCapacity(args: HostBenchArgs): Promise<void> {
     console.log(
       `  ${`host, ${kind === "maildir" ? "maildir spool" : "IMAP + SMTP submission"}`.padEnd(34)} ${
         rate.toFixed(0).padStart(6)
-      } requests/s  ${ratio(rate, ref)} of smtp-source  (n=${runs[kind].length})`,
+      } requests/s  ${ratio(rate, ref)} of smtp-source  (n=${runs[kind].length}); ${
+        median(runs[kind].map((r) => r.mailsPerRequest)).toFixed(2)
+      } mails sent per request (${
+        median(runs[kind].map((r) => r.introsPerRequest)).toFixed(2)
+      } introductions)`,
     );
     const g = runs[kind].map((r) => r.growth).filter((x): x is number => x !== undefined);
     const r1 = median(runs[kind].map((r) => r.rss1k ?? 0));

@@ -25,10 +25,10 @@ import {
   type Sync,
 } from "../protocol/messages.ts";
 import { b64u, type Random, systemRandom } from "../protocol/bytes.ts";
-import type { TableEntry } from "../table/policy.ts";
+import { byRecency, type TableEntry } from "../table/policy.ts";
 import type { HostStorage } from "./host_storage.ts";
 import type { EventSink } from "./events.ts";
-import type { Disposition, InboundMail } from "./inbox.ts";
+import type { Disposition, InboundMail, Stall } from "./inbox.ts";
 import { screen } from "./screen.ts";
 import { deadline, DeadlineError, type Timers } from "../util/deadline.ts";
 import { atMost } from "../util/at_most.ts";
@@ -49,6 +49,12 @@ export interface HostSettings {
   introLimit?: number;
   /** How long an introduction asks the earlier peer to keep trying. */
   introWindowMs?: number;
+  /**
+   * Holds the requests the inbox hands out together for one round of replies, until it waits for
+   * them (releaseReplies, InboxOptions.onStall). Without it a round starts as soon as the last
+   * one's replies are sent, with whatever came meanwhile.
+   */
+  gatherReplies?: boolean;
 }
 
 export const DEFAULT_MAX_AGE_MS = 12 * 3600_000;
@@ -70,6 +76,31 @@ export const DEFAULT_INTRO_WINDOW_MS = 45_000;
 export const INTRO_COALESCE_MS = 1_000;
 /** Introduction mails sent at once when a pass ends. */
 const INTRO_SENDS_AT_ONCE = 2;
+/**
+ * Replies of one round sent at once: as many as the SMTP pool keeps connections (src/mail/smtp.ts),
+ * each waiting for the server's answer while the other is on its way.
+ */
+const REPLY_SENDS_AT_ONCE = 2;
+/**
+ * Earlier members (answered before the newcomer's round) introduced to each newcomer at least,
+ * even when its round mates fill the limit: a round is joined to the rest of the group through
+ * more than one member, and peer exchange over those links does the rest.
+ */
+export const MIN_INTROS_OUTSIDE_ROUND = 2;
+/**
+ * Members of one round of replies at most: each reply names all its round mates and still
+ * MIN_INTROS_OUTSIDE_ROUND earlier members, whom the round is then introduced to. A host's inbox
+ * hands out this many at once: one more would be registered (and named as an earlier member)
+ * before the round, yet answered after it.
+ */
+export function roundLimit(replyLimit: number): number {
+  return Math.max(1, replyLimit + 1 - MIN_INTROS_OUTSIDE_ROUND);
+}
+/**
+ * Members whose reply's list is remembered (to spare them introductions of peers it named). A
+ * newcomer asks about them at most two rounds later; this is many rounds' worth.
+ */
+const LISTED_MEMORY = 1024;
 
 export interface HostDeps {
   key: NetworkKey;
@@ -92,7 +123,18 @@ export interface HostDeps {
   timers?: Timers;
 }
 
-/** The table could not be filled from another host (【0060】): no answer, or the sync could not be sent. */
+/** What a reply lists, and the rows behind it (for the introductions). */
+interface Offer {
+  peers: PeerEntry[];
+  rows: TableEntry[];
+}
+
+/** A request whose row is written, waiting for its round to have its reply composed and sent. */
+interface Waiting {
+  req: Request;
+  done: PromiseWithResolvers<Offer>;
+}
+
 /** Introductions gathered for one mailbox: the newcomers, and which earlier peer each was for. */
 interface PendingIntros {
   /** When the first of them was made. */
@@ -102,6 +144,7 @@ interface PendingIntros {
   told: [string, string][];
 }
 
+/** The table could not be filled from another host (【0060】): no answer, or the sync could not be sent. */
 export class BootstrapError extends Error {
   override name = "BootstrapError";
 }
@@ -117,6 +160,13 @@ export class Host {
   #intros = new Map<string, PendingIntros>();
   /** When the oldest of them was made. */
   #introsSince = 0;
+  /** Requests waiting for the next round of replies (see #answer). */
+  #waiting: Waiting[] = [];
+  #rounding = false;
+  /** The inbox's last stall, while it has handed out nothing since (gatherReplies). */
+  #stall?: Stall;
+  /** What each recent member's reply named, as `user link-key` (see #alreadyListed). */
+  #listed = new Map<string, Set<string>>();
 
   constructor(readonly settings: HostSettings, readonly deps: HostDeps) {
     this.#clock = deps.clock ?? Date.now;
@@ -134,6 +184,8 @@ export class Host {
 
   /** Handles one mail from the inbox; "delete" only once its effect is durable and its reply accepted. */
   async handle(m: InboundMail): Promise<Disposition> {
+    // The inbox is handing out mail again: a round may wait for what it brings.
+    this.#stall = undefined;
     const now = this.#clock();
     const s = screen(m, this.deps.table, this.settings, now);
     if (!s.ok) {
@@ -208,14 +260,13 @@ export class Host {
       ? this.#affords("sync", `no reply to ${req.user}'s re-announce (its row is kept)`)
       : this.#affords("reply", `${req.user}'s request waits in the mailbox`);
     if (!answer && !req.quiet) return "later";
-    // The row is written before the reply goes (which never lists the requester anyway), with no
-    // await in between: requests the inbox handles while this reply is on its way (a host answers
-    // a few at once) list this one. The note "answered" is written once SMTP accepted the reply:
-    // a crash between the two repeats at most this one reply (the row is written again, the
-    // same), and a restart deletes what was answered without answering it again.
-    const { peers, rows } = this.#offer(req.user, now);
+    // The row is written at once, and the reply composed only when its round comes (#answer):
+    // requests the inbox handles meanwhile (a host answers a few at once) list this one, and this
+    // reply lists them. The note "answered" is written once SMTP accepted the reply: a crash
+    // between the two repeats at most the replies then on their way (the rows are written again,
+    // the same), and a restart deletes what was answered without answering it again.
     const stored = this.deps.table.register(entry, now);
-    if (answer) await this.#mail([req.replyTo], { kind: "reply", session: req.session, time: now, peers });
+    const { peers, rows } = answer ? await this.#answer(req) : { peers: [], rows: [] };
     this.deps.table.settle(nonce, now, () => {});
     this.deps.events({
       event: "host_request",
@@ -261,6 +312,109 @@ export class Host {
       }
     }
     return "delete";
+  }
+
+  /**
+   * Answers `req` in the next round of replies. Requests that come while a round is on its way are
+   * answered together in the next: each reply is composed when its round starts, after every row of
+   * the round is written, so its members list each other (and all of them find one another without
+   * an introduction, see #introduce). A burst of newcomers then costs about one mail each instead
+   * of two; a request alone is answered as soon as the inbox has nothing more to hand out.
+   */
+  #answer(req: Request): Promise<Offer> {
+    const done = Promise.withResolvers<Offer>();
+    this.#waiting.push({ req, done });
+    this.#startRounds();
+    return done.promise;
+  }
+
+  /**
+   * The inbox waits for its handlers (InboxOptions.onStall). When all it waits for are requests
+   * held here, or no more mail is coming, they have their round now; otherwise another handler
+   * will finish and the inbox hand out more (and say so again), so the round can grow.
+   */
+  releaseReplies(stall: Stall): void {
+    this.#stall = stall;
+    this.#startRounds();
+  }
+
+  /** Whether the waiting requests may have their round now (see gatherReplies). */
+  #roundReady(): boolean {
+    if (this.#waiting.length === 0) return false;
+    if (!this.settings.gatherReplies) return true;
+    const stall = this.#stall;
+    return stall !== undefined &&
+      (!stall.more || this.#waiting.length >= Math.min(stall.working, this.#roundLimit()));
+  }
+
+  #roundLimit(): number {
+    return roundLimit(this.deps.table.policy.replyLimit);
+  }
+
+  #startRounds(): void {
+    if (this.#rounding || !this.#roundReady()) return;
+    this.#rounding = true;
+    void this.#runRounds();
+  }
+
+  /** Rounds while one is ready; the flag drops in the same turn as the last look (none is stranded). */
+  async #runRounds(): Promise<void> {
+    for (;;) {
+      if (!this.#roundReady()) {
+        this.#rounding = false;
+        return;
+      }
+      const round = this.#waiting.splice(0, this.#roundLimit());
+      const now = this.#clock();
+      // All composed before any is sent: a round's members list each other, first — they asked
+      // just now, whatever times their own clocks put in their requests.
+      const composed: (Waiting & Offer)[] = [];
+      const mates = round.length > 1 ? this.#rowsOf(round) : [];
+      for (const w of round) {
+        try {
+          const offer = this.#offer(w.req.user, now, mates);
+          composed.push({ ...w, ...offer });
+          // Noted before any is sent: a round mate whose reply is accepted first introduces
+          // itself to none of those that named it (#introduce).
+          this.#noteListed(w.req.user, offer.peers);
+        } catch (err) {
+          w.done.reject(err);
+        }
+      }
+      await atMost(REPLY_SENDS_AT_ONCE, composed, async (w) => {
+        const { peers, rows } = w;
+        try {
+          await this.#mail([w.req.replyTo], { kind: "reply", session: w.req.session, time: now, peers });
+          w.done.resolve({ peers, rows });
+        } catch (err) {
+          // Its request stays in the box; the reply to its retry will name those it missed.
+          this.#listed.delete(w.req.user);
+          w.done.reject(err);
+        }
+      });
+    }
+  }
+
+  /** The rows of a round's requests as stored (a row another request replaced is left out), newest first. */
+  #rowsOf(round: readonly Waiting[]): TableEntry[] {
+    const rows: TableEntry[] = [];
+    for (const { req } of round) {
+      const row = this.deps.table.get(req.user);
+      if (row && b64u(row.linkKey) === b64u(req.linkKey)) rows.push(row);
+    }
+    return rows.sort(byRecency);
+  }
+
+  /** Remembers whom `member`'s reply named (the last LISTED_MEMORY members). */
+  #noteListed(member: string, peers: readonly PeerEntry[]): void {
+    this.#listed.delete(member);
+    this.#listed.set(member, new Set(peers.map((p) => `${p.user} ${b64u(p.linkKey)}`)));
+    if (this.#listed.size > LISTED_MEMORY) this.#listed.delete(this.#listed.keys().next().value!);
+  }
+
+  /** Whether `member`'s last reply named this run of `newcomer`: then it dials it already. */
+  #alreadyListed(member: string, newcomer: PeerEntry): boolean {
+    return this.#listed.get(member)?.has(`${newcomer.user} ${b64u(newcomer.linkKey)}`) ?? false;
   }
 
   /** The request mail, unchanged but for the hop count, to an upstream host. */
@@ -430,10 +584,18 @@ export class Host {
     return n;
   }
 
-  /** 【0043】【0045】: the most recent others, never the requester, never an e-mail address. */
-  #offer(requester: string, now: number): { peers: PeerEntry[]; rows: TableEntry[] } {
+  /**
+   * 【0043】【0045】: the most recent others, never the requester, never an e-mail address; `first`
+   * (the requester's round mates) before the rest.
+   */
+  #offer(requester: string, now: number, first: readonly TableEntry[] = []): Offer {
     const self = this.deps.self?.();
-    const rows = this.deps.table.replyFor(requester, now).filter((e) => e.user !== self?.user);
+    const mates = first.filter((e) => e.user !== requester && e.user !== self?.user);
+    const named = new Set(mates.map((e) => e.user));
+    const rows = [
+      ...mates,
+      ...this.deps.table.replyFor(requester, now).filter((e) => e.user !== self?.user && !named.has(e.user)),
+    ].slice(0, this.deps.table.policy.replyLimit);
     const peers = rows.map(toPeerEntry);
     if (self && self.user !== requester) {
       peers.unshift(self);
@@ -453,9 +615,13 @@ export class Host {
     const limit = this.settings.introLimit ?? DEFAULT_INTRO_LIMIT;
     if (limit <= 0 || newcomer.role === "relay") return;
     const selfUser = this.deps.self?.().user;
+    // Round mates (answered after the newcomer came) count toward the limit, which is about the
+    // most recent members; past it, earlier members are still told up to the minimum.
+    const minOutside = Math.min(limit, MIN_INTROS_OUTSIDE_ROUND);
     let sent = 0;
+    let outside = 0;
     for (const p of listed) {
-      if (sent >= limit) break;
+      if (sent >= limit && outside >= minOutside) break;
       if (p.flagged || p.role === "relay") continue;
       if (p.user === selfUser) {
         this.deps.introduceSelf?.({
@@ -466,10 +632,17 @@ export class Host {
           window: this.#window(),
         });
         sent++;
+        outside++;
         continue;
       }
       const row = rows.find((r) => r.user === p.user);
       if (!row || row.email === "" || row.origin !== "") continue;
+      // Answered in the same round, or later: its reply named the newcomer, and it dials already.
+      if (this.#alreadyListed(p.user, newcomer)) {
+        sent++;
+        continue;
+      }
+      outside++;
       const to = row.email.toLowerCase();
       if (this.#intros.size === 0) this.#introsSince = now;
       let pending = this.#intros.get(to);

@@ -50,6 +50,14 @@ export const RETRY_PASS_MS = 5_000;
 
 export type InboxHandler = (m: InboundMail) => Promise<Disposition>;
 
+/** The reader waits for its handlers (InboxOptions.onStall). */
+export interface Stall {
+  /** Handlers at work, all of which it waits for. */
+  working: number;
+  /** Whether this pass has more mail to hand out once one finishes. */
+  more: boolean;
+}
+
 export interface InboxOptions {
   marker: string;
   key: NetworkKey;
@@ -79,6 +87,14 @@ export interface InboxOptions {
   concurrency?: number;
   /** Makes what the handlers recorded durable; called before any deletion is made permanent. */
   durable?: () => void | Promise<void>;
+  /**
+   * Called whenever the reader waits for its handlers, and again each time one finished and it
+   * still waits: it can hand out no more until one of them finishes (`working` are at work, the
+   * most it runs), or the pass has no more to hand out (`more` false). Handlers that hold work
+   * back to do it together (a host's round of replies, src/roles/host.ts) must start it when all
+   * the handlers it waits for are theirs, or when no more is coming.
+   */
+  onStall?: (stall: Stall) => void;
   /**
    * Called when a pass has handled what it found, after its deletions: work the handlers gather
    * across a burst of mail and do once (a host's introductions, src/roles/host.ts).
@@ -165,14 +181,17 @@ export class InboxReader {
         const run = work(info.id, got.mail, got.message);
         working.add(run);
         void run.finally(() => working.delete(run));
-        if (working.size >= limit) await Promise.race(working);
+        if (working.size >= limit) {
+          this.opts.onStall?.({ working: working.size, more: i + 1 < fresh.length });
+          await Promise.race(working);
+        }
         if (this.#toDelete.length + this.#toQuarantine.length >= this.#batch) await this.#flush();
       }
-      await Promise.all(working);
+      await this.#drain(working);
       if (fatal) throw fatal.err;
       finished = true;
     } finally {
-      await Promise.all(working);
+      await this.#drain(working);
       // What was settled before a failure is still removed if the mailbox lets us; if not, it stays
       // queued for the next pass, and the handlers' records keep it from being done twice.
       if (finished) await this.#flush();
@@ -181,6 +200,14 @@ export class InboxReader {
     }
     await this.#reports();
     return handled;
+  }
+
+  /** Waits for every handler at work, saying so (onStall) each time one finished and others remain. */
+  async #drain(working: Set<Promise<void>>): Promise<void> {
+    while (working.size > 0) {
+      this.opts.onStall?.({ working: working.size, more: false });
+      await Promise.race(working);
+    }
   }
 
   /** Reads the bounces in the box once each; those about our mail are deleted, then settled. */

@@ -11,7 +11,11 @@ import { parseNetworkKey } from "../../src/protocol/keys.ts";
 import type { Message, Request } from "../../src/protocol/messages.ts";
 import { is, request } from "../helpers/events.ts";
 import { type Transport, world } from "../helpers/world.ts";
-import { HOST_MAILS_AT_ONCE } from "../../src/cli/commands/host.ts";
+import { roundLimit } from "../../src/roles/host.ts";
+import { DEFAULT_POLICY } from "../../src/table/policy.ts";
+
+/** Requests a host handles at once (src/cli/commands/host.ts), with the default --reply-limit. */
+const HOST_MAILS_AT_ONCE = roundLimit(DEFAULT_POLICY.replyLimit);
 
 const MARKER = "mailmeet rendezvous";
 const QUEUED = Number(Deno.env.get("MAILMEET_CRASH_QUEUED") ?? 300);

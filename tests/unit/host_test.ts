@@ -37,7 +37,13 @@ class Outbox implements Sender {
   sent: { to: readonly string[]; message: Message; text: string; headers?: Record<string, string> }[] = [];
   /** While set, the server's answer waits for it (a reply on its way). */
   gate?: Promise<void>;
+  /** A recipient the server refuses (its mail is not sent). */
+  refuse?: string;
   send(mail: OutgoingMail): Promise<SentInfo> {
+    if (mail.to.includes(this.refuse!)) {
+      const gate = this.gate ?? Promise.resolve();
+      return gate.then(() => Promise.reject(new Error(`550 ${this.refuse} refused`)));
+    }
     this.sent.push({
       to: mail.to,
       message: openText(key, mail.text),
@@ -308,20 +314,82 @@ Deno.test("an auto-promoted host introduces newcomers to its own peer role witho
   assert.equal(t.outbox.of("intro").length, 0);
 });
 
-Deno.test("requests answered at once list each other: a row is written before its reply goes, the note after it was accepted", async () => {
+Deno.test("requests that come while a reply is on its way are answered together and list each other; only the earlier peer is introduced", async () => {
   await using t = await setup();
   const server = Promise.withResolvers<void>();
   t.outbox.gate = server.promise;
-  const first = t.host.handle(mail(request("ann")));
-  const second = t.host.handle(mail(request("bob")));
+  const ann = t.host.handle(mail(request("ann", NOW - 3000)));
   assert.deepEqual(
-    (t.outbox.of("reply")[1].message as Reply).peers.map((p) => p.user),
-    ["ann"],
-    "bob's reply lists ann, whose own reply is still on its way",
+    t.outbox.of("reply").map((r) => r.to[0]),
+    ["ann@peers.test"],
+    "a request alone is answered at once",
   );
-  assert.ok(t.table.get("ann"), "ann's row is written while its reply waits for the server");
+  const bob = t.host.handle(mail(request("bob", NOW - 2000)));
+  const cid = t.host.handle(mail(request("cid", NOW - 1000)));
+  assert.ok(
+    t.table.get("bob") && t.table.get("cid"),
+    "rows are written while ann's reply waits for the server",
+  );
+  assert.equal(t.outbox.of("reply").length, 1, "bob and cid wait for the next round");
   server.resolve();
-  assert.deepEqual(await Promise.all([first, second]), ["delete", "delete"]);
+  assert.deepEqual(await Promise.all([ann, bob, cid]), ["delete", "delete", "delete"]);
+  const lists = Object.fromEntries(
+    t.outbox.of("reply").map((r) => [r.to[0], (r.message as Reply).peers.map((p) => p.user)]),
+  );
+  assert.deepEqual(lists, {
+    "ann@peers.test": [],
+    "bob@peers.test": ["cid", "ann"],
+    "cid@peers.test": ["bob", "ann"],
+  }, "bob's reply names cid, who came after it, and cid's names bob");
+  await t.host.flushIntroductions();
+  assert.deepEqual(
+    t.outbox.of("intro").map((i) => [i.to[0], i.message.peers.map((p) => p.user)]),
+    [["ann@peers.test", ["bob", "cid"]]],
+    "ann's reply went before they came: it is told of both; bob and cid dial each other already",
+  );
+});
+
+Deno.test("round mates come first in each other's replies even when their clocks run behind the others'", async () => {
+  await using t = await setup();
+  const server = Promise.withResolvers<void>();
+  t.outbox.gate = server.promise;
+  const fast = t.host.handle(mail(request("fast", NOW)));
+  // Both asked after "fast", but their requests say a minute earlier (slow clocks).
+  const slow1 = t.host.handle(mail(request("slow1", NOW - 61_000)));
+  const slow2 = t.host.handle(mail(request("slow2", NOW - 60_000)));
+  server.resolve();
+  assert.deepEqual(await Promise.all([fast, slow1, slow2]), ["delete", "delete", "delete"]);
+  const lists = Object.fromEntries(
+    t.outbox.of("reply").map((r) => [r.to[0], (r.message as Reply).peers.map((p) => p.user)]),
+  );
+  assert.deepEqual(lists["slow1@peers.test"], ["slow2", "fast"]);
+  assert.deepEqual(lists["slow2@peers.test"], ["slow1", "fast"]);
+  await t.host.flushIntroductions();
+  assert.deepEqual(
+    t.outbox.of("intro").map((i) => [i.to[0], i.message.peers.map((p) => p.user).sort()]),
+    [["fast@peers.test", ["slow1", "slow2"]]],
+    "none between the round mates",
+  );
+});
+
+Deno.test("a reply the server refuses fails only its own request; the others of its round are answered", async () => {
+  await using t = await setup();
+  const server = Promise.withResolvers<void>();
+  t.outbox.gate = server.promise;
+  const ann = t.host.handle(mail(request("ann", NOW - 3000)));
+  t.outbox.refuse = "bob@peers.test";
+  const bobMail = mail(request("bob", NOW - 2000));
+  const bob = t.host.handle(bobMail);
+  const cid = t.host.handle(mail(request("cid", NOW - 1000)));
+  server.resolve();
+  await assert.rejects(bob, /refused/);
+  assert.deepEqual(await Promise.all([ann, cid]), ["delete", "delete"]);
+  assert.ok(t.events.some((e) => e.event === "host_reply" && e.peer === "cid"));
+  assert.ok(!t.events.some((e) => e.event === "host_reply" && e.peer === "bob"));
+  t.outbox.refuse = undefined;
+  // bob's mail stayed in the box: its retry is answered, naming cid, whose reply named bob.
+  assert.equal(await t.host.handle(bobMail), "delete");
+  assert.deepEqual((t.outbox.of("reply").at(-1)!.message as Reply).peers.map((p) => p.user), ["cid", "ann"]);
 });
 
 Deno.test("a burst of newcomers costs each earlier peer one introduction naming them all, not one mail per newcomer", async () => {

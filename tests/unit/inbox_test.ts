@@ -16,7 +16,7 @@ import { type NetworkKey, networkKeyFromSecret } from "../../src/protocol/keys.t
 import { ProtocolError } from "../../src/protocol/errors.ts";
 import type { Reply } from "../../src/protocol/messages.ts";
 import type { NodeEvent } from "../../src/roles/events.ts";
-import { Host } from "../../src/roles/host.ts";
+import { Host, type HostSettings, MIN_INTROS_OUTSIDE_ROUND, roundLimit } from "../../src/roles/host.ts";
 import { type Disposition, type InboundMail, InboxReader, QUARANTINE_FOLDER } from "../../src/roles/inbox.ts";
 import { DEFAULT_POLICY } from "../../src/table/policy.ts";
 import { PeerTable } from "../../src/table/table.ts";
@@ -122,11 +122,18 @@ class MemBox implements Mailbox {
 class Outbox implements Sender {
   readonly label = "fake";
   replies: Reply[] = [];
+  /** Mailboxes of the replies, in order. */
+  repliedTo: string[] = [];
+  intros = 0;
   /** The next send "crashes" after the server accepted it (the 250 is lost with the process). */
   crashAfterAccept = false;
   send(mail: OutgoingMail): Promise<SentInfo> {
     const m = openText(key, mail.text);
-    if (m.kind === "reply") this.replies.push(m);
+    if (m.kind === "reply") {
+      this.replies.push(m);
+      this.repliedTo.push(mail.to[0]);
+    }
+    if (m.kind === "intro") this.intros++;
     if (this.crashAfterAccept) {
       this.crashAfterAccept = false;
       return Promise.reject(new Error("killed"));
@@ -155,10 +162,10 @@ async function requestMailWith(sealKey: NetworkKey, user: string): Promise<Uint8
   })).raw;
 }
 
-function hostOn(path: string, outbox: Sender, events: NodeEvent[]) {
+function hostOn(path: string, outbox: Sender, events: NodeEvent[], more: Partial<HostSettings> = {}) {
   const table = new PeerTable(path, DEFAULT_POLICY);
   const host = new Host(
-    { address: HOST, marker: MARKER, maxAgeMs: 12 * 3600_000, skewMs: 600_000 },
+    { address: HOST, marker: MARKER, maxAgeMs: 12 * 3600_000, skewMs: 600_000, ...more },
     { key, table, sender: outbox, events: (e) => events.push(e) },
   );
   return { table, host };
@@ -256,6 +263,135 @@ Deno.test("with concurrency N at most N handlers work at once; what finishes fir
   assert.deepEqual(started, ["m1", "m2", "m3", "m4", "m5", "m6"], "taken in the box's order");
   assert.equal(box.mails.size, 0, "all deleted");
   assert.ok(durableCalls >= 3, "each batch of deletions after durable()");
+});
+
+Deno.test("a host that gathers replies answers the requests read together in one round when the reader stalls: they name each other, and need no introductions among them", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const box = new MemBox(16);
+    for (let i = 0; i < 16; i++) box.add(await requestMail(`u${i}`));
+    const outbox = new Outbox();
+    const events: NodeEvent[] = [];
+    const table = new PeerTable(`${dir}/t.db`, DEFAULT_POLICY);
+    const host = new Host(
+      { address: HOST, marker: MARKER, maxAgeMs: 12 * 3600_000, skewMs: 600_000, gatherReplies: true },
+      { key, table, sender: outbox, events: (e) => events.push(e) },
+    );
+    let stalls = 0;
+    const reader = new InboxReader(box, {
+      marker: MARKER,
+      key,
+      concurrency: 8,
+      onStall: (stall) => {
+        stalls++;
+        host.releaseReplies(stall);
+      },
+      afterPass: () => host.flushIntroductions(),
+    });
+    assert.equal(await reader.pass((m) => host.handle(m)), 16);
+    assert.equal(outbox.replies.length, 16, "every request answered once");
+    const first = outbox.replies.slice(0, 8).map((r, i) => ({
+      to: outbox.repliedTo[i],
+      named: r.peers.map((p) => p.user).sort(),
+    }));
+    const round = first.map((r) => r.to.split("@")[0]);
+    for (const r of first) {
+      const mates = round.filter((u) => `${u}@isp-a.test` !== r.to).sort();
+      assert.deepEqual(r.named, mates, `${r.to}'s reply names the whole first round`);
+    }
+    assert.ok(stalls >= 2, "the reader stalled at its limit and at the pass's end");
+    // The second round names none of the first in its own replies' stead: it is joined to the
+    // group through MIN_INTROS_OUTSIDE_ROUND earlier members, one mail each naming all of it.
+    // Answered one by one, every newcomer would be introduced to the 8 before it.
+    const told = events.filter((e) => e.event === "host_intro") as { peer: string; newcomer: string }[];
+    const earlier = [...new Set(told.map((e) => e.peer))];
+    assert.equal(earlier.length, MIN_INTROS_OUTSIDE_ROUND);
+    assert.ok(earlier.every((u) => round.includes(u)), "members of the first round");
+    assert.equal(told.length, MIN_INTROS_OUTSIDE_ROUND * 8, "each told of all eight newcomers");
+    assert.equal(outbox.intros, MIN_INTROS_OUTSIDE_ROUND, "in one mail each");
+    table.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a host reading a round's worth at once names MIN_INTROS_OUTSIDE_ROUND earlier members in each reply, who alone are told of the round", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const box = new MemBox(16);
+    for (let i = 0; i < 40; i++) box.add(await requestMail(`u${i}`));
+    const outbox = new Outbox();
+    const events: NodeEvent[] = [];
+    const { table, host } = hostOn(`${dir}/t.db`, outbox, events, { gatherReplies: true });
+    const reader = new InboxReader(box, {
+      marker: MARKER,
+      key,
+      concurrency: roundLimit(DEFAULT_POLICY.replyLimit),
+      onStall: (stall) => host.releaseReplies(stall),
+      afterPass: () => host.flushIntroductions(),
+    });
+    assert.equal(await reader.pass((m) => host.handle(m)), 40);
+    const limit = DEFAULT_POLICY.replyLimit;
+    assert.ok(outbox.replies.every((r) => r.peers.length <= limit));
+    const told = events.filter((e) => e.event === "host_intro") as { peer: string; newcomer: string }[];
+    const first = new Set(
+      outbox.repliedTo.slice(0, limit + 1 - MIN_INTROS_OUTSIDE_ROUND).map((a) => a.split("@")[0]),
+    );
+    for (let i = 0; i < 40; i++) {
+      const u = `u${i}`;
+      const n = told.filter((e) => e.newcomer === u).length;
+      assert.equal(n, first.has(u) ? 0 : MIN_INTROS_OUTSIDE_ROUND, `${u} is told to ${n} earlier members`);
+    }
+    table.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a host that gathers replies strands no request: whatever the box holds, with mail of other kinds between, every request is answered", async () => {
+  for (const [n, concurrency] of [[1, 4], [5, 4], [9, 4], [13, 4], [7, 1], [3, 16]]) {
+    const dir = await Deno.makeTempDir();
+    try {
+      const box = new MemBox(16);
+      for (let i = 0; i < n; i++) {
+        box.add(await requestMail(`u${i}`));
+        // A leave for someone never seen: handled at once, never held.
+        if (i % 3 === 1) {
+          box.add(
+            (await composeMail({
+              from: "x@isp-a.test",
+              to: [HOST],
+              subject: MARKER,
+              text: sealToText(key, {
+                kind: "leave",
+                user: `gone${i}`,
+                linkKey: new Uint8Array(32),
+                time: Date.now(),
+                nonce: crypto.getRandomValues(new Uint8Array(16)),
+              }),
+            })).raw,
+          );
+        }
+      }
+      const outbox = new Outbox();
+      const { table, host } = hostOn(`${dir}/t.db`, outbox, [], { gatherReplies: true });
+      const reader = new InboxReader(box, {
+        marker: MARKER,
+        key,
+        concurrency,
+        onStall: (stall) => host.releaseReplies(stall),
+      });
+      const handled = await Promise.race([
+        reader.pass((m) => host.handle(m)),
+        new Promise<"stuck">((r) => setTimeout(() => r("stuck"), 5_000)),
+      ]);
+      assert.notEqual(handled, "stuck", `${n} requests, ${concurrency} at once`);
+      assert.equal(outbox.replies.length, n);
+      table.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
 });
 
 Deno.test("after a crash a host deletes what it answered without answering again; only the reply in flight repeats", async () => {

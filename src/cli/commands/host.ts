@@ -1,6 +1,6 @@
 import { openMailbox } from "../../mail/open.ts";
 import { openSender } from "../../mail/smtp.ts";
-import { BootstrapError, DEFAULT_SKEW_MS, Host } from "../../roles/host.ts";
+import { BootstrapError, DEFAULT_SKEW_MS, Host, roundLimit } from "../../roles/host.ts";
 import { hostSettings, selfEntry } from "../host_wiring.ts";
 import { InboxReader } from "../../roles/inbox.ts";
 import { addresses, flag, loadKey, mailSettings, num, sinkFor, str, userId } from "../context.ts";
@@ -52,14 +52,6 @@ async function relayNetwork(
   return undefined;
 }
 
-/**
- * Requests a host answers at once: each reply waits for the mail server's answer (Postfix: about
- * 10 ms, a provider far more), and the server takes several mails at a time; the replies share the
- * SMTP pool's connections (src/mail/smtp.ts). A host killed meanwhile answers at most these again
- * after its restart (a reply whose acceptance died with it), harmless to the peer (it takes one).
- */
-export const HOST_MAILS_AT_ONCE = 4;
-
 export async function hostCommand(r: Resolved): Promise<number> {
   const mail = await mailSettings(r);
   const key = await loadKey(r);
@@ -102,7 +94,12 @@ export async function hostCommand(r: Resolved): Promise<number> {
   const reader = new InboxReader(inbox, {
     marker,
     afterPass: async () => await made.host?.flushIntroductions(),
-    concurrency: HOST_MAILS_AT_ONCE,
+    onStall: (stall) => made.host?.releaseReplies(stall),
+    // Requests handled at once: read together, they are answered in one round whose replies list
+    // each other (src/roles/host.ts), so a burst of newcomers needs few introductions; the replies
+    // share the SMTP pool's connections (src/mail/smtp.ts). A host killed meanwhile answers at most
+    // these again after its restart (a reply whose acceptance died with it), harmless to the peer.
+    concurrency: roundLimit(table.policy.replyLimit),
     key,
     onSkip: (id, reason) => events({ event: "host_dropped", reason, detail: `mail ${id}` }),
     onError: (id, err) =>
@@ -150,7 +147,9 @@ export async function hostCommand(r: Resolved): Promise<number> {
     ? undefined
     : await relayNetwork(r, key, mail.address, events);
   await using _network = { [Symbol.asyncDispose]: () => network?.close() ?? Promise.resolve() };
-  const host = made.host = new Host(hostSettings(r, mail.address, addresses(r, "via")), {
+  // Requests read together are answered in rounds that list each other (releaseReplies above).
+  const settings = { ...hostSettings(r, mail.address, addresses(r, "via")), gatherReplies: true };
+  const host = made.host = new Host(settings, {
     key,
     table,
     sender,
