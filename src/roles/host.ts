@@ -162,6 +162,8 @@ export class Host {
   #introsSince = 0;
   /** Requests waiting for the next round of replies (see #answer). */
   #waiting: Waiting[] = [];
+  /** Replies promised (waiting or composed) but not handed to the sender yet: the budget counts them. */
+  #unsent = 0;
   #rounding = false;
   /** The inbox's last stall, while it has handed out nothing since (gatherReplies). */
   #stall?: Stall;
@@ -324,6 +326,7 @@ export class Host {
   #answer(req: Request): Promise<Offer> {
     const done = Promise.withResolvers<Offer>();
     this.#waiting.push({ req, done });
+    this.#unsent++;
     this.#startRounds();
     return done.promise;
   }
@@ -378,11 +381,14 @@ export class Host {
           // itself to none of those that named it (#introduce).
           this.#noteListed(w.req.user, offer.peers);
         } catch (err) {
+          this.#unsent--;
           w.done.reject(err);
         }
       }
       await atMost(REPLY_SENDS_AT_ONCE, composed, async (w) => {
         const { peers, rows } = w;
+        // Handed to the sender in the same turn: from here the budget counts it as on its way.
+        this.#unsent--;
         try {
           await this.#mail([w.req.replyTo], { kind: "reply", session: w.req.session, time: now, peers });
           w.done.resolve({ peers, rows });
@@ -720,7 +726,8 @@ export class Host {
 
   /** Whether the budget lets one more mail of this kind go; says once per kind what it holds back. */
   #affords(priority: MailPriority, what: string): boolean {
-    if (this.deps.budget?.allows(priority) ?? true) {
+    // Replies promised to requests but not sent yet (#answer) will count when they go.
+    if (this.deps.budget?.allows(priority, 1 + this.#unsent) ?? true) {
       this.#holding.delete(priority);
       return true;
     }
@@ -729,7 +736,11 @@ export class Host {
       this.deps.events({
         event: "budget_held",
         kind: priority,
-        message: `${what}: ${this.deps.budget!.explain()}`,
+        message: `${what}: ${this.deps.budget!.explain()}${
+          this.#unsent > 0
+            ? `, and ${this.#unsent} ${this.#unsent === 1 ? "reply is" : "replies are"} about to go`
+            : ""
+        }`,
       });
     }
     return false;
