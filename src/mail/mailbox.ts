@@ -3,6 +3,7 @@
  * above src/mail/ knows which one it has.
  */
 import type { AccessTokenSource } from "./access_token.ts";
+import type { MailError } from "./errors.ts";
 
 export interface MessageInfo {
   /**
@@ -58,6 +59,13 @@ export interface Mailbox extends AsyncDisposable {
 
   /** One message's raw RFC 5322 bytes. Throws MailError "too_large" above `maxBytes`, "not_found" if gone. */
   fetch(id: string, maxBytes: number): Promise<Uint8Array>;
+
+  /**
+   * Several messages in one exchange with the server (IMAP: one UID FETCH instead of one per
+   * message), in the order asked: each as fetch() gives it, or the MailError fetch() would throw
+   * for it ("too_large", "not_found"). Any other failure throws.
+   */
+  fetchMany?(ids: readonly string[], maxBytes: number): Promise<(Uint8Array | MailError)[]>;
 
   /** Marks messages for deletion; nothing is removed until commit(). Unknown ids are ignored. */
   delete(ids: readonly string[]): Promise<void>;

@@ -50,6 +50,9 @@ export const RETRY_PASS_MS = 5_000;
 
 export type InboxHandler = (m: InboundMail) => Promise<Disposition>;
 
+/** A mail fetched and read, or "skip" (gone, or too large to be ours). */
+type Fetched = { mail: ParsedMail; message: Message | ProtocolError } | "skip";
+
 /** The reader waits for its handlers (InboxOptions.onStall). */
 export interface Stall {
   /** Handlers at work, all of which it waits for. */
@@ -139,12 +142,24 @@ export class InboxReader {
     );
     let finished = false;
     // Up to `concurrency` handlers work at once (a host waits on a mail server's answer to each
-    // reply); the next mail is fetched and read meanwhile, one ahead, never more.
+    // reply); the next mail is fetched and read meanwhile, one ahead. A mailbox that fetches
+    // several in one exchange (IMAP) is asked for as many as handlers work at once, together.
     const limit = Math.max(1, this.opts.concurrency ?? 1);
+    const together = this.mailbox.fetchMany ? limit : 1;
+    const fetched = new Map<number, Promise<Fetched>>();
     const ahead = (i: number) => {
       if (i >= fresh.length) return undefined;
-      const p = this.#fetch(fresh[i]);
-      p.catch(() => {}); // seen when awaited; an abandoned one (a failed pass) is moot
+      if (!fetched.has(i)) {
+        const batch = fresh.slice(i, i + together);
+        const all = batch.length > 1 ? this.#fetchMany(batch) : undefined;
+        batch.forEach((info, k) => {
+          const p = all ? all.then((r) => r[k]) : this.#fetch(info);
+          p.catch(() => {}); // seen when awaited; an abandoned one (a failed pass) is moot
+          fetched.set(i + k, p);
+        });
+      }
+      const p = fetched.get(i)!;
+      fetched.delete(i);
       return p;
     };
     const working = new Set<Promise<void>>();
@@ -296,23 +311,36 @@ export class InboxReader {
   }
 
   /** One mail fetched and read, or "skip" when it is gone or too large (reported and settled). */
-  async #fetch(
-    info: { id: string },
-  ): Promise<{ mail: ParsedMail; message: Message | ProtocolError } | "skip"> {
-    let raw: Uint8Array;
+  async #fetch(info: { id: string }): Promise<Fetched> {
     try {
-      raw = await this.mailbox.fetch(info.id, this.opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+      return this.#opened(info.id, await this.mailbox.fetch(info.id, this.#maxBytes));
     } catch (err) {
-      if (err instanceof MailError && err.code === "too_large") {
-        // Not one of ours (they are a few KiB): leave it for its owner, never read it again.
-        this.opts.onSkip?.(info.id, err.message);
-        this.#settled.add(info.id);
-        return "skip";
-      }
-      if (err instanceof MailError && err.code === "not_found") return "skip";
+      if (err instanceof MailError) return this.#opened(info.id, err);
       throw err;
     }
-    return read(raw, this.opts.key);
+  }
+
+  /** Several, in one exchange with the server (Mailbox.fetchMany), each as #fetch gives it. */
+  async #fetchMany(infos: readonly { id: string }[]): Promise<Fetched[]> {
+    const got = await this.mailbox.fetchMany!(infos.map((m) => m.id), this.#maxBytes);
+    return infos.map((info, i) => this.#opened(info.id, got[i]));
+  }
+
+  get #maxBytes(): number {
+    return this.opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  }
+
+  /** A fetched mail read, or "skip" for one gone or too large; another failure is thrown. */
+  #opened(id: string, got: Uint8Array | MailError): Fetched {
+    if (!(got instanceof MailError)) return read(got, this.opts.key);
+    if (got.code === "too_large") {
+      // Not one of ours (they are a few KiB): leave it for its owner, never read it again.
+      this.opts.onSkip?.(id, got.message);
+      this.#settled.add(id);
+      return "skip";
+    }
+    if (got.code === "not_found") return "skip";
+    throw got;
   }
 
   get #batch(): number {

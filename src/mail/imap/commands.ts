@@ -164,6 +164,28 @@ export async function fetchBody(
   return undefined;
 }
 
+/**
+ * Several bodies in one UID FETCH (each literal capped at `maxBytes`), by UID; a UID the server
+ * did not answer for (expunged meanwhile) is absent.
+ */
+export async function fetchBodies(
+  client: ImapClient,
+  uids: readonly number[],
+  maxBytes: number,
+): Promise<Map<number, Uint8Array>> {
+  const out = new Map<number, Uint8Array>();
+  for (const part of chunks(uids, UIDS_PER_COMMAND)) {
+    const r = await client.command(`UID FETCH ${uidSet(part)} (UID BODY.PEEK[])`, { maxLiteral: maxBytes });
+    for (const f of fetches(r.untagged)) {
+      const uid = numberValue(f.get("UID"));
+      const raw = f.get("BODY[]");
+      const body = raw === undefined ? undefined : bytesValue(raw);
+      if (uid !== undefined && body !== undefined) out.set(uid, body);
+    }
+  }
+  return out;
+}
+
 /** Marks for deletion; SILENT spares us the FETCH echo of every flag (RFC 3501 §6.4.6). */
 export async function storeDeleted(client: ImapClient, uids: readonly number[]): Promise<void> {
   for (const part of chunks(uids, UIDS_PER_COMMAND)) {

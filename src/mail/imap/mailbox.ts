@@ -17,6 +17,7 @@ import { parseHeader } from "../parse.ts";
 import { ImapClient } from "./client.ts";
 import {
   expunge,
+  fetchBodies,
   fetchBody,
   fetchHeaders,
   fetchSize,
@@ -217,42 +218,84 @@ export class ImapMailbox implements Mailbox {
   }
 
   async fetch(id: string, maxBytes: number): Promise<Uint8Array> {
+    return await this.#op("fetch", (c) => this.#fetchOne(c, id, maxBytes));
+  }
+
+  /**
+   * The bodies whose sizes list() saw and that fit go in one UID FETCH; the rest (and all of them,
+   * should that command refuse a body as too large) one by one, as fetch() does.
+   */
+  async fetchMany(ids: readonly string[], maxBytes: number): Promise<(Uint8Array | MailError)[]> {
     return await this.#op("fetch", async (c) => {
-      const uid = this.#uidOf(id);
-      if (uid === undefined) throw this.#notFound(id);
-      const known = this.#sizes.get(uid);
-      this.#sizes.delete(uid);
-      // A message's size never changes (RFC 3501 §2.3.4): what list() saw still holds.
-      const size = known ?? await fetchSize(c, uid);
-      if (size === undefined) throw this.#notFound(id);
-      if (size > maxBytes) {
-        throw new MailError(
-          `Message ${id} in ${this.label} is ${size} bytes, over the ${maxBytes}-byte cap; not downloaded.`,
-          "too_large",
-        );
-      }
-      let body: Uint8Array | undefined;
-      try {
-        body = await fetchBody(c, uid, maxBytes);
-      } catch (err) {
-        if (err instanceof MailError && err.code === "too_large") {
-          throw new MailError(
-            `Message ${id} in ${this.label} turned out larger than the ${maxBytes}-byte cap; not downloaded.`,
-            "too_large",
-            { cause: err },
-          );
+      const out: (Uint8Array | MailError | undefined)[] = ids.map(() => undefined);
+      const together = new Map<number, number>();
+      ids.forEach((id, i) => {
+        const uid = this.#uidOf(id);
+        const size = uid === undefined ? undefined : this.#sizes.get(uid);
+        if (uid !== undefined && size !== undefined && size <= maxBytes) together.set(uid, i);
+      });
+      if (together.size > 1) {
+        let bodies: Map<number, Uint8Array> | undefined;
+        try {
+          bodies = await fetchBodies(c, [...together.keys()], maxBytes);
+        } catch (err) {
+          if (!(err instanceof MailError && err.code === "too_large")) throw err;
         }
-        throw err;
+        for (const [uid, i] of bodies ? together : []) {
+          this.#sizes.delete(uid);
+          out[i] = bodies!.get(uid) ?? this.#notFound(ids[i]);
+        }
       }
-      if (body === undefined) throw this.#notFound(id);
-      if (body.length > maxBytes) {
+      for (const [i, id] of ids.entries()) {
+        if (out[i] !== undefined) continue;
+        try {
+          out[i] = await this.#fetchOne(c, id, maxBytes);
+        } catch (err) {
+          if (!(err instanceof MailError && (err.code === "too_large" || err.code === "not_found"))) {
+            throw err;
+          }
+          out[i] = err;
+        }
+      }
+      return out as (Uint8Array | MailError)[];
+    });
+  }
+
+  async #fetchOne(c: ImapClient, id: string, maxBytes: number): Promise<Uint8Array> {
+    const uid = this.#uidOf(id);
+    if (uid === undefined) throw this.#notFound(id);
+    const known = this.#sizes.get(uid);
+    this.#sizes.delete(uid);
+    // A message's size never changes (RFC 3501 §2.3.4): what list() saw still holds.
+    const size = known ?? await fetchSize(c, uid);
+    if (size === undefined) throw this.#notFound(id);
+    if (size > maxBytes) {
+      throw new MailError(
+        `Message ${id} in ${this.label} is ${size} bytes, over the ${maxBytes}-byte cap; not downloaded.`,
+        "too_large",
+      );
+    }
+    let body: Uint8Array | undefined;
+    try {
+      body = await fetchBody(c, uid, maxBytes);
+    } catch (err) {
+      if (err instanceof MailError && err.code === "too_large") {
         throw new MailError(
-          `Message ${id} in ${this.label} is ${body.length} bytes, over the ${maxBytes}-byte cap.`,
+          `Message ${id} in ${this.label} turned out larger than the ${maxBytes}-byte cap; not downloaded.`,
           "too_large",
+          { cause: err },
         );
       }
-      return body;
-    });
+      throw err;
+    }
+    if (body === undefined) throw this.#notFound(id);
+    if (body.length > maxBytes) {
+      throw new MailError(
+        `Message ${id} in ${this.label} is ${body.length} bytes, over the ${maxBytes}-byte cap.`,
+        "too_large",
+      );
+    }
+    return body;
   }
 
   async delete(ids: readonly string[]): Promise<void> {
