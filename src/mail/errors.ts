@@ -63,6 +63,22 @@ export function tlsOfferGone(err: unknown, offeredBefore: boolean): unknown {
   );
 }
 
+/**
+ * The first connection of a run found no STARTTLS/STLS offer. A server restarting can leave it
+ * out for a moment (Dovecot shutting down), so it is looked for once more after the usual pause
+ * before it is taken as the server's setting; still never logging in in clear text.
+ */
+export function tlsOfferMissingOnce(err: unknown): unknown {
+  if (!(err instanceof MailError) || err.reason !== "no_starttls") return err;
+  return new MailError(
+    `${
+      err.message.replace(/, so the password.*$/, "")
+    } right now; looking once more before taking it as the server's setting.`,
+    "temporary",
+    { cause: err, command: err.command, reason: err.reason },
+  );
+}
+
 /** True for failures that a reconnect or a later retry may cure. */
 export function isRetriableError(err: unknown): boolean {
   return err instanceof MailError && RETRIABLE.has(err.code);

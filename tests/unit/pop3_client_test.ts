@@ -244,17 +244,40 @@ function allText(e: unknown): string {
   return [m.message, m.command, m.response, String(m.cause ?? "")].join("\n");
 }
 
-Deno.test("pop3 refuses to log in when the server does not offer STLS, sending no credentials", async () => {
+Deno.test("pop3 refuses to log in when the server does not offer STLS (looked at twice), sending no credentials", async () => {
   await using server = disposable(new FakePop3());
   server.maildrop = [message("u1", "x")];
   // no ?tls=none: pop3:// means STLS is required
   await assert.rejects(() => open(server, { params: "" }), (e: unknown) => {
     assert.ok(e instanceof MailError && e.code === "tls", String(e));
-    assert.match(e.message, /does not offer STLS/);
+    assert.match(e.message, /does not offer STLS.*Use pop3s:\/\//);
     return true;
   });
-  assert.deepEqual(server.commands.map((c) => c.split(" ")[1]), ["CAPA"]);
+  assert.deepEqual(server.commands.map((c) => c.split(" ")[1]), ["CAPA", "CAPA"]);
   assert.ok(!server.commands.join("\n").includes(PASSWORD));
+});
+
+Deno.test("pop3: a first connection that finds no STLS for a moment (a server restarting) looks again, never in clear", async () => {
+  await using server = disposable(new FakePop3());
+  server.maildrop = [message("u1", "x")];
+  // The fake speaks no TLS: once STLS is offered again, it refuses it (still shutting down), and
+  // the failure stays a temporary one: the second look was taken, not the first one's verdict.
+  server.capa = ["UIDL", "TOP", "USER", "STLS"];
+  let capas = 0;
+  server.hook = (c) =>
+    c.startsWith("CAPA") && ++capas === 1
+      ? "+OK\r\nUIDL\r\nTOP\r\nUSER\r\n.\r\n"
+      : c.startsWith("STLS")
+      ? "-ERR Shutting down\r\n"
+      : "default";
+  const log: string[] = [];
+  await assert.rejects(() => open(server, { params: "", log }), (e: unknown) => {
+    assert.ok(e instanceof MailError && e.code === "connect", String(e));
+    return true;
+  });
+  assert.match(log[0], /does not offer STLS right now; looking once more/);
+  assert.equal(server.sent("STLS").length, FAST.reconnectAttempts! - 1, "STLS asked for at every later look");
+  assert.equal(server.sent("PASS").length + server.sent("AUTH").length, 0);
 });
 
 Deno.test("pop3 logs in with AUTH PLAIN when SASL PLAIN is advertised, else with USER/PASS", async () => {

@@ -10,7 +10,7 @@
 import { type Account, durationParam, where } from "../account.ts";
 import { CONNECT_TIMEOUT_MS } from "../connection.ts";
 import { isDeliveryReport } from "../dsn.ts";
-import { isRetriableError, MailError, tlsOfferGone } from "../errors.ts";
+import { isRetriableError, MailError, tlsOfferGone, tlsOfferMissingOnce } from "../errors.ts";
 import { type Mailbox, type MailboxOptions, type MessageInfo, subjectHasMarker } from "../mailbox.ts";
 import { parseHeader } from "../parse.ts";
 import { Pop3Session, type SessionOptions } from "./session.ts";
@@ -338,7 +338,9 @@ export class Pop3Mailbox implements Mailbox {
         this.#sessionBefore = true;
         return s;
       } catch (caught) {
-        const err = tlsOfferGone(caught, this.#sessionBefore);
+        // A first look without STLS gets a second one (a restarting server); a second settles it.
+        const firstLook = !this.#sessionBefore && attempt === 1 && attempts > 1;
+        const err = firstLook ? tlsOfferMissingOnce(caught) : tlsOfferGone(caught, this.#sessionBefore);
         if (!isRetriableError(err)) throw err;
         if (attempt >= attempts) {
           throw new MailError(
