@@ -272,11 +272,7 @@ Deno.test("a host that gathers replies answers the requests read together in one
     for (let i = 0; i < 16; i++) box.add(await requestMail(`u${i}`));
     const outbox = new Outbox();
     const events: NodeEvent[] = [];
-    const table = new PeerTable(`${dir}/t.db`, DEFAULT_POLICY);
-    const host = new Host(
-      { address: HOST, marker: MARKER, maxAgeMs: 12 * 3600_000, skewMs: 600_000, gatherReplies: true },
-      { key, table, sender: outbox, events: (e) => events.push(e) },
-    );
+    const { table, host } = hostOn(`${dir}/t.db`, outbox, events, { gatherReplies: true });
     let stalls = 0;
     const reader = new InboxReader(box, {
       marker: MARKER,
