@@ -306,7 +306,9 @@ export class Stream implements MuxStream {
     this.#in = [];
     for (const f of this.#inFrames) this.#sink.release(f);
     this.#inFrames = [];
-    this.#releaseLast();
+    // Not the frame under the chunk read last: the application may still be using it (a failure
+    // can come between two of its microtask turns), and a recycled buffer is read into again.
+    // It goes back at the next read(), as always, or to the garbage collector.
     const r = this.#readWaiter;
     const c = this.#creditWaiter;
     this.#readWaiter = this.#creditWaiter = null;

@@ -335,6 +335,26 @@ Deno.test("a received frame goes back to the link only when every chunk of it wa
   await shut(a, b);
 });
 
+Deno.test("a chunk just read stays the application's when its stream fails: its frame goes back only at the next read()", async () => {
+  for (const how of ["the peer resets the stream", "the link ends"]) {
+    const streams: MuxStream[] = [];
+    const { a, b, y } = pair({}, { onStream: (s) => streams.push(s) });
+    const s = a.open("bulk");
+    await s.write(new Uint8Array(10).fill(7));
+    await settle();
+    const chunk = await streams[0].read();
+    assert.deepEqual(chunk, new Uint8Array(10).fill(7));
+    if (how === "the link ends") await a.close();
+    else s.reset("stopped");
+    await settle();
+    // A receiver writing this chunk to a file must find it unchanged: the frame is not back yet.
+    assert.ok(!y.recycled.includes(chunk!.buffer as ArrayBuffer), `${how}: recycled under the reader`);
+    await assert.rejects(streams[0].read(), how === "the link ends" ? /closed/ : /reset/);
+    assert.ok(y.recycled.includes(chunk!.buffer as ArrayBuffer), `${how}: the next read() gives it back`);
+    await shut(a, b);
+  }
+});
+
 Deno.test("an idle link carries keepalive pings, and a peer silent past the limit is cut", async () => {
   const clock = new ManualClock();
   const opts = { clock, keepaliveMs: 20, deadAfterMs: 200 };
