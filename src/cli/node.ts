@@ -11,6 +11,7 @@ import type { Sender } from "../mail/smtp.ts";
 import { LinkError } from "../protocol/noise.ts";
 import { formatHostPort } from "../protocol/candidate.ts";
 import { NodeNetwork } from "../node/network.ts";
+import { warmLinkCrypto } from "../net/link_warmup.ts";
 import type { MailError } from "../mail/errors.ts";
 import { patientSender } from "../mail/patience.ts";
 import { AutoNode } from "../roles/auto.ts";
@@ -54,6 +55,12 @@ import { releaseFreedMemory } from "../util/release_memory.ts";
  */
 const COME_BACK_WINDOW_MS = 3_000;
 const REMEMBER_EVERY_MS = 60_000;
+/**
+ * Unlinked this long after asking, a node readies its link crypto (src/net/link_warmup.ts) for the
+ * newcomers it waits for. Not at once: on a local spool the reply comes within milliseconds, and
+ * a newcomer's own first link would wait for the warm-up instead.
+ */
+const IDLE_WARM_UP_MS = 250;
 
 export interface RunningNode extends AsyncDisposable {
   peer: Peer;
@@ -315,6 +322,8 @@ export async function startNode(
     if (vias.length > 0) {
       // The hosts still hear of this run (its new key and address); linked, the request is quiet.
       await peer.announce();
+      const warm = setTimeout(() => linked || void warmLinkCrypto(), IDLE_WARM_UP_MS);
+      stack.defer(() => clearTimeout(warm));
       // Long sessions: stay in the hosts' tables (--ttl) and hear of peers that came meanwhile.
       const every = num(r, "reannounce");
       if (every > 0) {
@@ -326,7 +335,10 @@ export async function startNode(
         }, every);
         stack.defer(() => clearInterval(timer));
       }
-    } else events({ event: "waiting", reason: "no --via given: waiting to be asked or dialed" });
+    } else {
+      events({ event: "waiting", reason: "no --via given: waiting to be asked or dialed" });
+      void warmLinkCrypto();
+    }
     return {
       peer,
       user,

@@ -72,7 +72,21 @@ function load(): Lib | null {
       // try the next name
     }
   }
+  if (loaded !== null) initialize(loaded);
   return loaded;
+}
+
+/**
+ * OpenSSL sets itself up on the first cipher init (providers, CPU features; 5–6 ms here). Done
+ * with the load, on a throwaway key, so that cost falls where the load is scheduled (while a
+ * handshake message is in flight, or when the node is idle: src/net/link_warmup.ts) and not on
+ * the first link's path from its last handshake message to its first frame.
+ */
+function initialize(lib: Lib): void {
+  const ctx = lib.EVP_CIPHER_CTX_new();
+  if (ctx === null) return;
+  lib.EVP_EncryptInit_ex(ctx, lib.EVP_aes_256_gcm(), null, new Uint8Array(32), new Uint8Array(12));
+  lib.EVP_CIPHER_CTX_free(ctx);
 }
 
 /** True when frames will be sealed by libcrypto in this process. */

@@ -205,7 +205,11 @@ export class Connector {
     } finally {
       clearTimeout(relayTimer);
       signal?.removeEventListener("abort", onAbort);
-      stop.abort(new Error(outcome)); // a no-op after the caller's own abort
+      const stopRest = () => stop.abort(new Error(outcome)); // a no-op after the caller's own abort
+      // With a link chosen, its caller goes first: stopping a punch (its sockets, the message to the
+      // other side) is a few ms that need not come before the link is used.
+      if (outcome === "another path was used") setTimeout(stopRest, 0);
+      else stopRest();
     }
   }
 
