@@ -77,7 +77,7 @@ function load(): Lib | null {
 }
 
 /**
- * OpenSSL sets itself up on the first cipher init (providers, CPU features; 5–6 ms here). Done
+ * OpenSSL sets itself up on the first cipher init (providers, CPU features; 2–3 ms here). Done
  * with the load, on a throwaway key, so that cost falls where the load is scheduled (while a
  * handshake message is in flight, or when the node is idle: src/net/link_warmup.ts) and not on
  * the first link's path from its last handshake message to its first frame.

@@ -7,7 +7,7 @@
  *
  * warmLinkCrypto() does the same work once on throwaway keys, for a node that has nothing else to
  * do. Each step is its own task, so a dial or a mail that comes meanwhile waits for one step at
- * most (a few ms), never for the whole of it.
+ * most (the longest, loading libcrypto, 8–10 ms), never for the whole of it.
  */
 import { deriveLinkPsk, generateKeyPair, HandshakeState, LINK_PROLOGUE } from "../protocol/noise.ts";
 import { concat, utf8 } from "../protocol/bytes.ts";
