@@ -26,6 +26,7 @@ import { generateKeyText, type NetworkKey, parseNetworkKey } from "../../src/pro
 import { sealToText } from "../../src/protocol/envelope.ts";
 import { composeMail } from "../../src/mail/smtp.ts";
 import { maildirFor } from "../../src/mail/maildir.ts";
+import { DENO_PERMISSIONS } from "../../src/cli/permissions.ts";
 import { request } from "../../tests/helpers/events.ts";
 import { type MailStack, mailStack } from "../../tests/helpers/mailstack.ts";
 import { HopMeter } from "./mail_hop.ts";
@@ -170,7 +171,10 @@ async function runHost(
   const ref: { p?: CliProcess } = {};
   // MAILMEET_BENCH_PROF=DIR: a V8 CPU profile of every host run lands in DIR (where the time goes).
   const prof = Deno.env.get("MAILMEET_BENCH_PROF");
-  const opts = prof ? { permissions: ["-A", "--unstable-net", "--cpu-prof", `--cpu-prof-dir=${prof}`] } : {};
+  // The flags the installed command runs with (its V8 heap setting shapes the RSS figures).
+  const opts = {
+    permissions: [...DENO_PERMISSIONS, ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])],
+  };
   const p = ref.p = spawnCli("host", ["host", ...args, "--once", "--json"], env, (e) => {
     if (e.event !== "host_reply") return;
     replies++;

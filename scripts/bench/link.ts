@@ -8,6 +8,7 @@
  *  - a 1 GiB file by `mailmeet send/receive` vs a raw `nc` copy (interleaved pairs, each after a
  *    `sync`), and the peak RSS of both ends;
  *  - the link alone in one process (link_crypto.ts).
+ * `--only stream|ping|file|crypto` (repeatable) runs just those parts.
  * Installs openssh-server, iperf3 and netcat-openbsd with apt-get when missing (needs root).
  */
 import { createHash } from "node:crypto";
@@ -32,6 +33,8 @@ export interface LinkBenchOptions {
   rounds?: number;
   /** File size in MiB. */
   fileMib?: number;
+  /** Parts to run: stream, ping, file, crypto (default all). */
+  only?: string[];
 }
 
 async function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): Promise<string> {
@@ -341,6 +344,7 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
   const seconds = opts.seconds ?? 5;
   const rounds = opts.rounds ?? 2000;
   const fileMib = opts.fileMib ?? 1024;
+  const only = new Set(opts.only?.length ? opts.only : ["stream", "ping", "file", "crypto"]);
   await ensureTools();
   // What an installed user runs: the bundle (deno task install copies it), built from this source.
   await buildBundle();
@@ -382,9 +386,6 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
     procs.push(p);
     return p;
   };
-  const target = freePort();
-  let iperfServer: Deno.ChildProcess | undefined;
-  let ssh: Awaited<ReturnType<typeof sshForward>> | undefined;
   try {
     const host = spawnCli(
       "host",
@@ -407,14 +408,44 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
       { permissions: DENO_PERMISSIONS },
     );
     procs.push(host);
+    if (only.has("stream") || only.has("ping")) await tunnelPaths(only, node, dir, seconds, rounds);
+    if (only.has("file")) await fileCopies(node, dir, fileMib);
+    if (only.has("crypto")) {
+      // ── the link alone, both ends in one process ──
+      console.log("the link alone (scripts/bench/link_crypto.ts, 256 MiB in one process):");
+      const lc = await sh(Deno.execPath(), [
+        "run",
+        "-A",
+        new URL("./link_crypto.ts", import.meta.url).pathname,
+        "256",
+      ]);
+      for (const l of lc.trim().split("\n")) console.log(`  ${l}`);
+    }
+  } finally {
+    for (const p of procs) p.kill("SIGTERM");
+    await Promise.allSettled(procs.map((p) => p[Symbol.asyncDispose]()));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
 
-    // ── one TCP stream: tunnel vs ssh -L vs direct ──
-    iperfServer = new Deno.Command("iperf3", {
-      args: ["-s", "-p", String(target)],
-      stdout: "null",
-      stderr: "null",
-    })
-      .spawn();
+/** One TCP stream and 64-byte round trips: the tunnel beside ssh -L, direct, and plain Deno proxies. */
+async function tunnelPaths(
+  only: Set<string>,
+  node: NodeSpawner,
+  dir: string,
+  seconds: number,
+  rounds: number,
+): Promise<void> {
+  // ── one TCP stream: tunnel vs ssh -L vs direct ──
+  const target = freePort();
+  let iperfServer: Deno.ChildProcess | undefined = new Deno.Command("iperf3", {
+    args: ["-s", "-p", String(target)],
+    stdout: "null",
+    stderr: "null",
+  })
+    .spawn();
+  let ssh: Awaited<ReturnType<typeof sshForward>> | undefined;
+  try {
     await waitPort(target);
     ssh = await sshForward(dir, target);
     const ann = node("ann", ["tunnel", "--expose", String(target)]);
@@ -423,131 +454,127 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
     const local = (await bob.waitFor((e) => e.event === "tunnel_listening", 30_000, "bob listening"))
       .port as number;
     await bob.waitFor((e) => e.event === "connected", 30_000, "bob linked");
-
-    await iperf(target, 1); // warm up every path once
-    await iperf(ssh.port, 1);
-    await iperf(local, 1);
-    const direct = await iperf(target, seconds);
-    // ssh -L and the tunnel interleaved (A B A B …): the machine's drift weighs on both alike.
-    const sshRuns: number[] = [];
-    const tunnelRuns: number[] = [];
-    for (let pair = 0; pair < STREAM_PAIRS; pair++) {
-      sshRuns.push(await iperf(ssh.port, seconds));
-      tunnelRuns.push(await iperf(local, seconds));
+    if (only.has("stream")) {
+      await iperf(target, 1); // warm up every path once
+      await iperf(ssh.port, 1);
+      await iperf(local, 1);
+      const direct = await iperf(target, seconds);
+      // ssh -L and the tunnel interleaved (A B A B …): the machine's drift weighs on both alike.
+      const sshRuns: number[] = [];
+      const tunnelRuns: number[] = [];
+      for (let pair = 0; pair < STREAM_PAIRS; pair++) {
+        sshRuns.push(await iperf(ssh.port, seconds));
+        tunnelRuns.push(await iperf(local, seconds));
+      }
+      const viaSsh = mid(sshRuns);
+      const viaTunnel = mid(tunnelRuns);
+      const ratios = tunnelRuns.map((t, i) => (t / sshRuns[i]).toFixed(2)).join(", ");
+      console.log(
+        `one TCP stream, ${seconds} s each (iperf3), medians of ${STREAM_PAIRS} interleaved pairs:`,
+      );
+      console.log(`  direct (iperf3)        ${direct.toFixed(0).padStart(6)} MiB/s`);
+      console.log(`  ssh -L                 ${viaSsh.toFixed(0).padStart(6)} MiB/s`);
+      console.log(
+        `  mailmeet tunnel        ${viaTunnel.toFixed(0).padStart(6)} MiB/s   ${
+          (viaTunnel / viaSsh).toFixed(2)
+        }× ssh -L (target ≥ 2×; pairs: ${ratios}), ${(viaTunnel / direct).toFixed(2)}× direct`,
+      );
     }
-    const viaSsh = mid(sshRuns);
-    const viaTunnel = mid(tunnelRuns);
-    const ratios = tunnelRuns.map((t, i) => (t / sshRuns[i]).toFixed(2)).join(", ");
-    console.log(`one TCP stream, ${seconds} s each (iperf3), medians of ${STREAM_PAIRS} interleaved pairs:`);
-    console.log(`  direct (iperf3)        ${direct.toFixed(0).padStart(6)} MiB/s`);
-    console.log(`  ssh -L                 ${viaSsh.toFixed(0).padStart(6)} MiB/s`);
-    console.log(
-      `  mailmeet tunnel        ${viaTunnel.toFixed(0).padStart(6)} MiB/s   ${
-        (viaTunnel / viaSsh).toFixed(2)
-      }× ssh -L (target ≥ 2×; pairs: ${ratios}), ${(viaTunnel / direct).toFixed(2)}× direct`,
-    );
     iperfServer.kill("SIGTERM");
     await iperfServer.status;
     iperfServer = undefined;
-
-    // ── 64-byte ping-pong through the same paths (an echo server now on the exposed port) ──
-    const echo = echoServer(target);
-    const proxies = await denoProxies(target);
-    try {
-      const d = await pingPong(target, rounds);
-      const s = await pingPong(ssh.port, rounds);
-      const f = await pingPong(proxies.port, rounds);
-      const t = await pingPong(local, rounds);
-      const us = (x: number) => `${x.toFixed(0).padStart(5)} µs`;
-      const row = (label: string, v: number[], extra = "") =>
-        console.log(
-          `  ${label.padEnd(22)} p50 ${us(percentile(v, 50))}  p99 ${us(percentile(v, 99))}${extra}`,
-        );
-      console.log(`64-byte ping-pong, ${rounds} round trips:`);
-      row("direct", d);
-      row("ssh -L", s, `   adds p50 ${us(percentile(s, 50) - percentile(d, 50))}`);
-      row(
-        "two plain Deno proxies",
-        f,
-        `   adds p50 ${
-          us(percentile(f, 50) - percentile(d, 50))
-        } (the floor of Deno's socket I/O, deno_proxy.ts)`,
-      );
-      row(
-        "mailmeet tunnel",
-        t,
-        `   adds p50 ${us(percentile(t, 50) - percentile(d, 50))} (ssh -L adds ${
-          us(percentile(s, 50) - percentile(d, 50))
-        }; target ≤), p99 ${us(percentile(t, 99) - percentile(d, 99))} vs ${
-          us(percentile(s, 99) - percentile(d, 99))
-        }`,
-      );
-    } finally {
-      await proxies.close();
-      await echo.close();
-    }
+    if (only.has("ping")) await pingPaths(target, ssh.port, local, rounds);
     for (const p of [ann, bob]) {
       p.kill("SIGTERM");
       await p.status;
     }
-
-    // ── 1 GiB file: mailmeet send/receive vs nc, interleaved pairs ──
-    const src = `${dir}/file.bin`;
-    await makeFile(src, fileMib);
-    const want = await digest(src);
-    const ncRuns: number[] = [];
-    const mmRuns: number[] = [];
-    let rssSend = 0;
-    let rssRecv = 0;
-    for (let pair = 0; pair < FILE_PAIRS; pair++) {
-      // Each copy starts with no dirty pages: the kernel writing back the last copy's 1 GiB (or the
-      // source file) must not weigh on the next one.
-      await sh("sync", []);
-      ncRuns.push(await ncCopy(src, `${dir}/nc-copy.bin`));
-      await Deno.remove(`${dir}/nc-copy.bin`);
-      await sh("sync", []);
-      const run = await sendReceive(node, src, `${dir}/received`, want);
-      mmRuns.push(run.ms);
-      rssSend = Math.max(rssSend, run.rssSend);
-      rssRecv = Math.max(rssRecv, run.rssRecv);
-      await Deno.remove(`${dir}/received`, { recursive: true });
-    }
-    const ncMs = mid(ncRuns);
-    const mmMs = mid(mmRuns);
-    console.log(
-      `${fileMib} MiB file (offer to verified, both ends SHA-256), medians of ${FILE_PAIRS} interleaved pairs:`,
-    );
-    console.log(`  nc copy                ${(ncMs / 1000).toFixed(2).padStart(6)} s`);
-    console.log(
-      `  mailmeet send/receive  ${(mmMs / 1000).toFixed(2).padStart(6)} s   ${
-        (mmMs / ncMs).toFixed(2)
-      }× nc (target ≤ 1.2× nc + 1 s = ${((1.2 * ncMs + 1000) / 1000).toFixed(2)} s; pairs: ${
-        mmRuns.map((m, i) => (m / ncRuns[i]).toFixed(2)).join(", ")
-      }), ${(fileMib / (mmMs / 1000)).toFixed(0)} MiB/s, identical`,
-    );
-    console.log(
-      `  peak RSS (highest run) sender ${rssSend.toFixed(0)} MB, receiver ${
-        rssRecv.toFixed(0)
-      } MB (target ≤ 100 MB)`,
-    );
-
-    // ── the link alone, both ends in one process ──
-    console.log("the link alone (scripts/bench/link_crypto.ts, 256 MiB in one process):");
-    const lc = await sh(Deno.execPath(), [
-      "run",
-      "-A",
-      new URL("./link_crypto.ts", import.meta.url).pathname,
-      "256",
-    ]);
-    for (const l of lc.trim().split("\n")) console.log(`  ${l}`);
   } finally {
     iperfServer?.kill("SIGTERM");
     await iperfServer?.status;
     await ssh?.close();
-    for (const p of procs) p.kill("SIGTERM");
-    await Promise.allSettled(procs.map((p) => p[Symbol.asyncDispose]()));
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** 64-byte ping-pong through the same paths (an echo server now on the exposed port). */
+async function pingPaths(target: number, sshPort: number, local: number, rounds: number): Promise<void> {
+  const echo = echoServer(target);
+  const proxies = await denoProxies(target);
+  try {
+    const d = await pingPong(target, rounds);
+    const s = await pingPong(sshPort, rounds);
+    const f = await pingPong(proxies.port, rounds);
+    const t = await pingPong(local, rounds);
+    const us = (x: number) => `${x.toFixed(0).padStart(5)} µs`;
+    const row = (label: string, v: number[], extra = "") =>
+      console.log(
+        `  ${label.padEnd(22)} p50 ${us(percentile(v, 50))}  p99 ${us(percentile(v, 99))}${extra}`,
+      );
+    console.log(`64-byte ping-pong, ${rounds} round trips:`);
+    row("direct", d);
+    row("ssh -L", s, `   adds p50 ${us(percentile(s, 50) - percentile(d, 50))}`);
+    row(
+      "two plain Deno proxies",
+      f,
+      `   adds p50 ${
+        us(percentile(f, 50) - percentile(d, 50))
+      } (the floor of Deno's socket I/O, deno_proxy.ts)`,
+    );
+    row(
+      "mailmeet tunnel",
+      t,
+      `   adds p50 ${us(percentile(t, 50) - percentile(d, 50))} (ssh -L adds ${
+        us(percentile(s, 50) - percentile(d, 50))
+      }; target ≤), p99 ${us(percentile(t, 99) - percentile(d, 99))} vs ${
+        us(percentile(s, 99) - percentile(d, 99))
+      }`,
+    );
+  } finally {
+    await proxies.close();
+    await echo.close();
+  }
+}
+
+/** A 1 GiB file: mailmeet send/receive vs nc, interleaved pairs. */
+async function fileCopies(node: NodeSpawner, dir: string, fileMib: number): Promise<void> {
+  // ── 1 GiB file: mailmeet send/receive vs nc, interleaved pairs ──
+  const src = `${dir}/file.bin`;
+  await makeFile(src, fileMib);
+  const want = await digest(src);
+  const ncRuns: number[] = [];
+  const mmRuns: number[] = [];
+  let rssSend = 0;
+  let rssRecv = 0;
+  for (let pair = 0; pair < FILE_PAIRS; pair++) {
+    // Each copy starts with no dirty pages: the kernel writing back the last copy's 1 GiB (or the
+    // source file) must not weigh on the next one.
+    await sh("sync", []);
+    ncRuns.push(await ncCopy(src, `${dir}/nc-copy.bin`));
+    await Deno.remove(`${dir}/nc-copy.bin`);
+    await sh("sync", []);
+    const run = await sendReceive(node, src, `${dir}/received`, want);
+    mmRuns.push(run.ms);
+    rssSend = Math.max(rssSend, run.rssSend);
+    rssRecv = Math.max(rssRecv, run.rssRecv);
+    await Deno.remove(`${dir}/received`, { recursive: true });
+  }
+  const ncMs = mid(ncRuns);
+  const mmMs = mid(mmRuns);
+  console.log(
+    `${fileMib} MiB file (offer to verified, both ends SHA-256), medians of ${FILE_PAIRS} interleaved pairs:`,
+  );
+  console.log(`  nc copy                ${(ncMs / 1000).toFixed(2).padStart(6)} s`);
+  console.log(
+    `  mailmeet send/receive  ${(mmMs / 1000).toFixed(2).padStart(6)} s   ${
+      (mmMs / ncMs).toFixed(2)
+    }× nc (target ≤ 1.2× nc + 1 s = ${((1.2 * ncMs + 1000) / 1000).toFixed(2)} s; pairs: ${
+      mmRuns.map((m, i) => (m / ncRuns[i]).toFixed(2)).join(", ")
+    }), ${(fileMib / (mmMs / 1000)).toFixed(0)} MiB/s, identical`,
+  );
+  console.log(
+    `  peak RSS (highest run) sender ${rssSend.toFixed(0)} MB, receiver ${
+      rssRecv.toFixed(0)
+    } MB (target ≤ 100 MB)`,
+  );
 }
 
 async function digest(path: string): Promise<string> {

@@ -18,6 +18,13 @@
  * name, never a path from input. Where libcrypto is missing (most Windows and macOS machines
  * without OpenSSL 3) the link falls back to the portable cipher (node:crypto and WebCrypto) silently;
  * MAILMEET_NATIVE_CRYPTO=0 forces it.
+ *
+ * `--v8-flags=--heap-growing-percent=25` is not a permission either: it tells V8 to collect its old
+ * generation once it has grown 25% past what the last full collection kept, instead of letting it
+ * grow up to 4× first (V8's choice for a process as busy as a host answering a full mailbox). A
+ * maildir host answering 10,000 queued requests keeps about 27 MB alive throughout, yet its RSS
+ * grew 45–47% from the 1,000th reply to the last, with one full collection in 36 s; with the flag
+ * it grew 6–7% and answered 381/s against 408/s without (medians of 3 interleaved runs, issue 12).
  */
 export const DENO_PERMISSIONS: readonly string[] = [
   "--unstable-net",
@@ -27,4 +34,5 @@ export const DENO_PERMISSIONS: readonly string[] = [
   "--allow-env",
   "--allow-sys",
   "--allow-ffi",
+  "--v8-flags=--heap-growing-percent=25",
 ];
