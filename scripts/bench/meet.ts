@@ -7,6 +7,7 @@
  * run by Node; without Node or npm, a plain TCP connect on loopback is the floor shown instead).
  */
 import { type CliEvent, type CliProcess, spawnCli, useEntry } from "../lib/cli_process.ts";
+import { DENO_PERMISSIONS } from "../../src/cli/permissions.ts";
 import { generateKeyText } from "../../src/protocol/keys.ts";
 import { percentile } from "./stats.ts";
 import { FreshHomes } from "./fresh_home.ts";
@@ -135,7 +136,10 @@ class Spool implements AsyncDisposable {
   }
 
   spawn(name: string, args: string[], extra: string[] = []): CliProcess {
-    const p = spawnCli(name, [...args, ...extra], this.home(name));
+    // What an installed user runs (deno task install): its permissions and V8 flags, never -A.
+    const p = spawnCli(name, [...args, ...extra], this.home(name), undefined, {
+      permissions: DENO_PERMISSIONS,
+    });
     this.procs.push(p);
     return p;
   }
