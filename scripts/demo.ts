@@ -102,7 +102,7 @@ try {
     procs.push(p);
     return p;
   };
-  const peer = (name: string, domain: string) => {
+  const peer = (name: string, domain: string, extra: string[] = []) => {
     const a = account(name, domain);
     return start(name, [
       "join",
@@ -115,6 +115,7 @@ try {
       "127.0.0.1:0",
       "--timeout",
       "300",
+      ...extra,
     ]);
   };
   const isConnected = (e: CliEvent) => e.event === "connected";
@@ -147,8 +148,11 @@ try {
   await bob.status;
   say("bob", "(gone)");
 
-  narrate("dave asks: bob is still in the table, the dial fails, dave tells the host, the host flags bob.");
-  const dave = peer("dave", "isp-b.test");
+  narrate(
+    "dave asks: bob is still in the table; dave keeps trying him for --dial-window (45 s by default, " +
+      "5 s here), then tells the host, and the host flags bob.",
+  );
+  const dave = peer("dave", "isp-b.test", ["--dial-window", "5"]);
   await dave.waitForCount(isConnected, 2, 60_000, "dave connected to carol and alice");
   await dave.waitFor((e) => e.event === "failure_sent", 60_000, "dave's failure notice");
   await hostProc.waitFor((e) => e.event === "host_failure", 60_000, "the host flagging bob");
