@@ -59,10 +59,15 @@ const WANTED = new Set([
   "x-mailmeet-hops",
 ]);
 
-/** Subject and Date of a header block (or of a whole mail: reading stops at the blank line). */
+/**
+ * Subject and Date of a header block (or of a whole mail: reading stops at the blank line). The
+ * mailboxes keep these for every listed message, so the subject is copied out of the decoded
+ * block: a V8 substring keeps its whole parent alive, which held about 860 bytes per queued
+ * request (8.6 MB for 10,000 on a maildir host, in a sampling heap profile; issue 12).
+ */
 export function parseHeader(raw: Uint8Array): ParsedHeader {
   const { fields } = readHeader(byteString(raw), 0, raw.length);
-  const out: ParsedHeader = { subject: decodeWords(fields.get("subject") ?? "") };
+  const out: ParsedHeader = { subject: detached(decodeWords(fields.get("subject") ?? "")) };
   const date = dateOf(fields);
   if (date) out.date = date;
   return out;
@@ -94,6 +99,15 @@ export function parseMail(raw: Uint8Array): ParsedMail {
   if (typeof found === "string") out.text = found;
   else out.problem = found.problem;
   return out;
+}
+
+/**
+ * A copy of `s` that shares no memory with the string it was cut from. Slicing a concatenation
+ * flattens it into a new string first, so the result points into that copy (one byte longer than
+ * `s`), not into the original parent.
+ */
+function detached(s: string): string {
+  return (" " + s).slice(1);
 }
 
 function dateOf(fields: Fields): Date | undefined {
