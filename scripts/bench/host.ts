@@ -19,6 +19,7 @@ import {
   BUNDLE,
   type CliEvent,
   type CliProcess,
+  installedFlags,
   spawnCli,
   useEntry,
 } from "../lib/cli_process.ts";
@@ -26,7 +27,6 @@ import { generateKeyText, type NetworkKey, parseNetworkKey } from "../../src/pro
 import { sealToText } from "../../src/protocol/envelope.ts";
 import { composeMail } from "../../src/mail/smtp.ts";
 import { maildirFor } from "../../src/mail/maildir.ts";
-import { DENO_PERMISSIONS } from "../../src/cli/permissions.ts";
 import { request } from "../../tests/helpers/events.ts";
 import { type MailStack, mailStack } from "../../tests/helpers/mailstack.ts";
 import { HopMeter } from "./mail_hop.ts";
@@ -169,12 +169,8 @@ async function runHost(
   let peakRss = 0;
   const marks = new Set(rssMarks);
   const ref: { p?: CliProcess } = {};
-  // MAILMEET_BENCH_PROF=DIR: a V8 CPU profile of every host run lands in DIR (where the time goes).
-  const prof = Deno.env.get("MAILMEET_BENCH_PROF");
-  // The flags the installed command runs with (its V8 heap setting shapes the RSS figures).
-  const opts = {
-    permissions: [...DENO_PERMISSIONS, ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])],
-  };
+  // The installed command's flags: its V8 heap settings shape the RSS figures.
+  const opts = { permissions: installedFlags() };
   const p = ref.p = spawnCli("host", ["host", ...args, "--once", "--json"], env, (e) => {
     if (e.event !== "host_reply") return;
     replies++;

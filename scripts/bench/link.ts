@@ -17,6 +17,7 @@ import {
   BUNDLE,
   type CliEvent,
   type CliProcess,
+  installedFlags,
   spawnCli,
   useEntry,
 } from "../lib/cli_process.ts";
@@ -295,7 +296,6 @@ async function ncCopy(src: string, dst: string): Promise<number> {
   return ms;
 }
 
-const PROF = Deno.env.get("MAILMEET_BENCH_PROF");
 /** nc / send-receive pairs, interleaved. */
 const FILE_PAIRS = 3;
 
@@ -377,11 +377,8 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
       ],
       {},
       onEvent,
-      // What an installed user runs (deno task install), never -A; MAILMEET_BENCH_PROF=DIR adds a
-      // V8 CPU profile of every node in DIR.
-      {
-        permissions: PROF ? [...DENO_PERMISSIONS, "--cpu-prof", `--cpu-prof-dir=${PROF}`] : DENO_PERMISSIONS,
-      },
+      // What an installed user runs (deno task install), never -A.
+      { permissions: installedFlags() },
     );
     procs.push(p);
     return p;
@@ -536,7 +533,6 @@ async function pingPaths(target: number, sshPort: number, local: number, rounds:
 
 /** A 1 GiB file: mailmeet send/receive vs nc, interleaved pairs. */
 async function fileCopies(node: NodeSpawner, dir: string, fileMib: number): Promise<void> {
-  // ── 1 GiB file: mailmeet send/receive vs nc, interleaved pairs ──
   const src = `${dir}/file.bin`;
   await makeFile(src, fileMib);
   const want = await digest(src);

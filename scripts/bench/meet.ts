@@ -6,8 +6,7 @@
  * fresh swarm to its `connection` event with the peer already joined (scripts/bench/hyperswarm_ref,
  * run by Node; without Node or npm, a plain TCP connect on loopback is the floor shown instead).
  */
-import { type CliEvent, type CliProcess, spawnCli, useEntry } from "../lib/cli_process.ts";
-import { DENO_PERMISSIONS } from "../../src/cli/permissions.ts";
+import { type CliEvent, type CliProcess, installedFlags, spawnCli, useEntry } from "../lib/cli_process.ts";
 import { generateKeyText } from "../../src/protocol/keys.ts";
 import { percentile } from "./stats.ts";
 import { FreshHomes } from "./fresh_home.ts";
@@ -138,7 +137,7 @@ class Spool implements AsyncDisposable {
   spawn(name: string, args: string[], extra: string[] = []): CliProcess {
     // What an installed user runs (deno task install): its permissions and V8 flags, never -A.
     const p = spawnCli(name, [...args, ...extra], this.home(name), undefined, {
-      permissions: DENO_PERMISSIONS,
+      permissions: installedFlags(),
     });
     this.procs.push(p);
     return p;

@@ -4,8 +4,19 @@
  * `await using node = spawnCli("bob", [...])`.
  */
 
+import { DENO_PERMISSIONS } from "../../src/cli/permissions.ts";
+
 export const BUNDLE = new URL("../../dist/mailmeet.js", import.meta.url).pathname;
 export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/**
+ * The flags an installed user's command runs with (DENO_PERMISSIONS: its permissions and V8 heap
+ * settings, never -A), for benchmarks; MAILMEET_BENCH_PROF=DIR adds a V8 CPU profile per process in DIR.
+ */
+export function installedFlags(): readonly string[] {
+  const prof = Deno.env.get("MAILMEET_BENCH_PROF");
+  return prof ? [...DENO_PERMISSIONS, "--cpu-prof", `--cpu-prof-dir=${prof}`] : DENO_PERMISSIONS;
+}
 
 /** Which entry point the processes run: the bundle (tests) or the source (demo). */
 let entry = BUNDLE;
