@@ -51,19 +51,24 @@ function candidates(): string[] {
 
 let loaded: Lib | null | undefined;
 
-function load(): Lib | null {
-  if (loaded !== undefined) return loaded;
-  loaded = null;
+/** Whether this process may try libcrypto at all: FFI permitted and not turned off. Loads nothing. */
+function permitted(): boolean {
   try {
-    if (Deno.env.get("MAILMEET_NATIVE_CRYPTO") === "0") return null;
+    if (Deno.env.get("MAILMEET_NATIVE_CRYPTO") === "0") return false;
   } catch {
     // no env permission: the default (try native) applies
   }
   try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
+    return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
   } catch {
-    return null;
+    return false;
   }
+}
+
+function load(): Lib | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  if (!permitted()) return null;
   for (const path of candidates()) {
     try {
       loaded = Deno.dlopen(path, SYMBOLS).symbols;
@@ -89,9 +94,19 @@ function initialize(lib: Lib): void {
   lib.EVP_CIPHER_CTX_free(ctx);
 }
 
-/** True when frames will be sealed by libcrypto in this process. */
+/** True when frames will be sealed by libcrypto in this process; loads it on the first call (5–15 ms). */
 export function nativeAeadAvailable(): boolean {
   return load() !== null;
+}
+
+/** True once libcrypto is loaded here (cheap: loads nothing, for a check on every frame). */
+export function nativeAeadLoaded(): boolean {
+  return loaded !== undefined && loaded !== null;
+}
+
+/** True when libcrypto is loaded, or not tried yet and permitted (it may well load). Loads nothing. */
+export function nativeAeadMayLoad(): boolean {
+  return loaded === undefined ? permitted() : loaded !== null;
 }
 
 const freeCtx = new FinalizationRegistry<{ lib: Lib; ptrs: Deno.PointerValue[] }>(({ lib, ptrs }) => {

@@ -12,13 +12,24 @@
  *
  * Both are Noise's AESGCM (§12.3) with empty associated data under the nonce of aesGcmNonce, one
  * counter per direction starting at 0: the same bytes on the wire, so the two ends of a link need
- * not use the same backend.
+ * not use the same backend, and one end may change backend between two frames.
+ *
+ * Loading libcrypto costs 8–10 ms of blocked event loop (Deno.dlopen and OpenSSL's set-up). A link
+ * made before it loaded does not wait for it: it starts portable, the load is scheduled for
+ * NATIVE_LOAD_DELAY_MS later, and from the first frame after the load the link is native, its
+ * nonces going on where the portable ones stopped. On a newcomer's path to its first link the load
+ * cost bench meet 7–9 ms of its 30 ms from dial to connected (issue 12).
  */
 import { aesGcmNonce, checkNonce, decrypt, encrypt, LinkError, TAGLEN } from "../protocol/noise.ts";
-import { nativeAeadAvailable, NativeGcm } from "./aead.ts";
+import { nativeAeadAvailable, nativeAeadLoaded, nativeAeadMayLoad, NativeGcm } from "./aead.ts";
 import { concat } from "../protocol/bytes.ts";
 
 export type FrameCipherKind = "native" | "portable";
+
+interface Nonces {
+  send: number;
+  receive: number;
+}
 
 /** Plaintexts shorter than this are sealed by node:crypto, longer ones by WebCrypto (portable backend). */
 export const ASYNC_AEAD_THRESHOLD = 8 * 1024;
@@ -59,22 +70,99 @@ export interface FrameCipher {
   open(ciphertext: Uint8Array): Uint8Array | Promise<Uint8Array>;
 }
 
-/** True when this process can use the native backend (FFI permitted, libcrypto loaded). */
+/** A link made before libcrypto loaded has it loaded this long after, off its handshake's path. */
+export const NATIVE_LOAD_DELAY_MS = 100;
+
+/** True when this process can use the native backend (FFI permitted, libcrypto loaded); loads it on the first call. */
 export function nativeFrameCipherAvailable(): boolean {
   return nativeAeadAvailable();
 }
 
+let loadScheduled = false;
+
+/** Loads libcrypto NATIVE_LOAD_DELAY_MS from now (once per process), for the links made meanwhile. */
+function loadNativeSoon(): void {
+  if (loadScheduled) return;
+  loadScheduled = true;
+  setTimeout(nativeAeadAvailable, NATIVE_LOAD_DELAY_MS);
+}
+
 /**
- * The cipher for one link. Without `kind`: native where libcrypto loads, portable otherwise.
- * Asking for "native" where it cannot load is a programming error (tests ask for each backend).
+ * The cipher for one link. Without `kind`: native where libcrypto is loaded; where it may load but
+ * has not yet, portable now and native once it has (loadNativeSoon); portable otherwise. Asking
+ * for "native" loads it at once, and where it cannot load is a programming error (tests ask for
+ * each backend).
  */
 export function createFrameCipher(opts: FrameCipherOptions, kind?: FrameCipherKind): FrameCipher {
-  if (kind !== "portable") {
+  if (kind === "native" || (kind === undefined && nativeAeadLoaded())) {
     const native = NativeFrameCipher.create(opts);
     if (native !== null) return native;
     if (kind === "native") throw new Error("The native frame cipher needs FFI permission and libcrypto.");
   }
+  if (kind === undefined && nativeAeadMayLoad()) {
+    loadNativeSoon();
+    return new UpgradingFrameCipher(opts, nativeAeadLoaded);
+  }
   return new PortableFrameCipher(opts);
+}
+
+/**
+ * Portable until `ready()` says libcrypto is loaded, then native, each direction switching on its
+ * own: sealing at the next seal() (its nonce is taken at the call, even by a WebCrypto seal still
+ * in flight, and the channel writes frames in the order it sealed them), opening at the next
+ * open() (opens come one at a time, so the portable one before it has settled its nonce). Each
+ * goes on from the nonce the portable backend reached in that direction.
+ */
+export class UpgradingFrameCipher implements FrameCipher {
+  readonly #opts: FrameCipherOptions;
+  readonly #portable: PortableFrameCipher;
+  #native: NativeFrameCipher | null = null;
+  #ready: () => boolean;
+  #sealsNative = false;
+  #opensNative = false;
+
+  constructor(opts: FrameCipherOptions, ready: () => boolean) {
+    this.#opts = opts;
+    this.#portable = new PortableFrameCipher(opts);
+    this.#ready = ready;
+  }
+
+  /** What seals the frames now (opening switches at its own next call). */
+  get kind(): FrameCipherKind {
+    return this.#sealsNative ? "native" : "portable";
+  }
+
+  #nativeNow(): NativeFrameCipher | null {
+    if (this.#native === null && this.#ready()) {
+      this.#native = NativeFrameCipher.create(this.#opts);
+      if (this.#native === null) this.#ready = () => false; // loaded, yet no context: stay portable
+    }
+    return this.#native;
+  }
+
+  seal(parts: readonly Uint8Array[]): Uint8Array[] | Promise<Uint8Array[]> {
+    if (!this.#sealsNative) {
+      const native = this.#nativeNow();
+      if (native === null) return this.#portable.seal(parts);
+      native.continueFrom({ send: this.#portable.nonces().send });
+      this.#sealsNative = true;
+    }
+    return this.#native!.seal(parts);
+  }
+
+  release(frame: readonly Uint8Array[]): void {
+    (this.#sealsNative ? this.#native! : this.#portable).release(frame);
+  }
+
+  open(ciphertext: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    if (!this.#opensNative) {
+      const native = this.#nativeNow();
+      if (native === null) return this.#portable.open(ciphertext);
+      native.continueFrom({ receive: this.#portable.nonces().receive });
+      this.#opensNative = true;
+    }
+    return this.#native!.open(ciphertext);
+  }
 }
 
 function tampered(cause?: unknown): LinkError {
@@ -114,6 +202,12 @@ class NativeFrameCipher implements FrameCipher {
       return null;
     }
     return new NativeFrameCipher(tx, rx, opts);
+  }
+
+  /** Takes over a direction from another backend: its next nonce. */
+  continueFrom(next: Partial<Nonces>): void {
+    if (next.send !== undefined) this.#sendN = next.send;
+    if (next.receive !== undefined) this.#receiveN = next.receive;
   }
 
   seal(parts: readonly Uint8Array[]): Uint8Array[] {
@@ -163,6 +257,11 @@ class PortableFrameCipher implements FrameCipher {
     this.#sendKey = opts.sendKey;
     this.#receiveKey = opts.receiveKey;
     this.#headroom = opts.headroom;
+  }
+
+  /** The next nonce of each direction (what a backend taking over starts from). */
+  nonces(): Nonces {
+    return { send: this.#sendN, receive: this.#receiveN };
   }
 
   seal(parts: readonly Uint8Array[]): Uint8Array[] | Promise<Uint8Array[]> {

@@ -33,7 +33,6 @@ import {
   withTimeout,
   writeAll,
 } from "./secure_channel.ts";
-import { nativeFrameCipherAvailable } from "./frame_cipher.ts";
 
 /** The whole handshake (and, for the dialer, the TCP connect) must finish within this. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -252,9 +251,6 @@ export function initiateLink(conn: ByteStream, opts: InitiateOptions): Promise<L
       const reader = new FrameReader(conn);
       await writeAll(conn, encodeFrame(hs.writeMessage(encodeInfo(opts.localInfo))));
       const sentAt = performance.now();
-      // A process's first link loads libcrypto for its frame cipher (Deno.dlopen, 5–15 ms): done
-      // while the listener works out message 2, not after it arrives (bench meet).
-      setTimeout(nativeFrameCipherAvailable, 0);
 
       let reply: Uint8Array | null;
       try {

@@ -2,7 +2,7 @@
  * A process's first link handshake runs cold: node:crypto sets up X25519, HKDF and AES-GCM on
  * their first calls, V8 has not compiled the Noise code yet, and the native frame cipher loads
  * libcrypto (Deno.dlopen and OpenSSL's own set-up). Measured here, one handshake on throwaway keys
- * (both sides in one process) takes 14–15 ms cold and 4–5 ms warm, and loading libcrypto 8–10 ms.
+ * (both sides in one process) takes 10–15 ms cold and 1.5–2 ms warm, and loading libcrypto 8–10 ms.
  * A member that waits for newcomers pays that cold start on the newcomer's path to its link.
  *
  * warmLinkCrypto() does the same work once on throwaway keys, for a node that has nothing else to

@@ -186,7 +186,7 @@ export interface SecureChannelOptions {
   sendKey: Uint8Array;
   /** The key of what we receive. */
   receiveKey: Uint8Array;
-  /** Which frame cipher seals this link (src/net/frame_cipher.ts); by default native where libcrypto loads. */
+  /** Which frame cipher seals this link (src/net/frame_cipher.ts); by default native where libcrypto loads (a link made before it loaded switches to it once it has). */
   cipher?: FrameCipherKind;
   /** The reader used during the handshake, so bytes it already buffered are not lost. */
   reader?: FrameReader;

@@ -17,11 +17,11 @@ import {
   createCipheriv,
   createDecipheriv,
   createHash,
-  createHmac,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
+  hkdfSync,
   type KeyObject,
 } from "node:crypto";
 import { Buffer } from "node:buffer";
@@ -105,9 +105,10 @@ function rawPublic(key: KeyObject): Uint8Array {
 
 /** A fresh X25519 key pair (the link key of one run, or an ephemeral key). */
 export function generateKeyPair(): KeyPair {
-  const { privateKey } = generateKeyPairSync("x25519");
+  // The pair's own public key: createPublicKey(privateKey) would compute it again (~40 µs).
+  const { privateKey, publicKey } = generateKeyPairSync("x25519");
   const der = new Uint8Array(privateKey.export({ format: "der", type: "pkcs8" }));
-  return { privateKey: der.slice(der.length - DHLEN), publicKey: rawPublic(createPublicKey(privateKey)) };
+  return { privateKey: der.slice(der.length - DHLEN), publicKey: rawPublic(publicKey) };
 }
 
 /** The key pair for a known private key (test vectors, a key loaded from a file). */
@@ -265,20 +266,20 @@ const sha256 = (...parts: Uint8Array[]): Uint8Array => {
   return new Uint8Array(h.digest());
 };
 
-const hmac = (key: Uint8Array, ...parts: Uint8Array[]): Uint8Array => {
-  const h = createHmac("sha256", key);
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
-};
-
-/** §4.3 HKDF(chaining_key, input_key_material, num_outputs), written as the spec defines it. */
+/**
+ * §4.3 HKDF(chaining_key, input_key_material, num_outputs). The spec's construction is RFC 5869
+ * HKDF with the chaining key as salt and empty info (temp_key is the PRK; output1 = T(1) =
+ * HMAC(temp_key, 0x01), output2 = T(2) = HMAC(temp_key, output1 || 0x02), …), so one hkdfSync
+ * call gives the outputs: ~14 µs here instead of ~110 µs for the four HMAC objects it replaces,
+ * four to five times per handshake message on a newcomer's path to its first link (issue 12).
+ */
 function noiseHkdf(ck: Uint8Array, ikm: Uint8Array, outputs: 2 | 3): Uint8Array[] {
-  const temp = hmac(ck, ikm);
-  const o1 = hmac(temp, Uint8Array.of(1));
-  const o2 = hmac(temp, o1, Uint8Array.of(2));
-  if (outputs === 2) return [o1, o2];
-  return [o1, o2, hmac(temp, o2, Uint8Array.of(3))];
+  const okm = new Uint8Array(hkdfSync("sha256", ikm, ck, EMPTY_INFO, outputs * HASHLEN));
+  const out = [okm.subarray(0, HASHLEN), okm.subarray(HASHLEN, 2 * HASHLEN)];
+  if (outputs === 3) out.push(okm.subarray(2 * HASHLEN));
+  return out;
 }
+const EMPTY_INFO = new Uint8Array(0);
 
 class SymmetricState {
   ck: Uint8Array;

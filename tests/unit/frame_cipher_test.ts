@@ -8,6 +8,7 @@ import {
   type FrameCipher,
   type FrameCipherKind,
   nativeFrameCipherAvailable,
+  UpgradingFrameCipher,
 } from "../../src/net/frame_cipher.ts";
 import {
   CipherState,
@@ -185,10 +186,86 @@ Deno.test({
   },
 });
 
-Deno.test("by default a link gets the native cipher where libcrypto loads, the portable one otherwise", () => {
+Deno.test("by default a link gets the native cipher once libcrypto has loaded, the portable one where it cannot", () => {
   const key = new Uint8Array(32);
+  const loaded = nativeFrameCipherAvailable(); // loads it (-A grants FFI), as the scheduled load would
   const chosen = createFrameCipher({ sendKey: key, receiveKey: key, headroom: 4, maxPlaintext: 1024 });
-  assert.equal(chosen.kind, nativeFrameCipherAvailable() ? "native" : "portable");
+  assert.equal(chosen.kind, loaded ? "native" : "portable");
+});
+
+Deno.test({
+  name:
+    "a link made before libcrypto loaded seals and opens portably, then natively from the first frame after the load, nonces going on",
+  ignore: !nativeFrameCipherAvailable(),
+  async fn() {
+    const k1 = crypto.getRandomValues(new Uint8Array(32));
+    const k2 = crypto.getRandomValues(new Uint8Array(32));
+    let loaded = false;
+    const up = new UpgradingFrameCipher(
+      { sendKey: k1, receiveKey: k2, headroom: HEADROOM, maxPlaintext: MAX_PLAINTEXT },
+      () => loaded,
+    );
+    const peer = cipher("portable", k2, k1); // the other end: one backend throughout
+    // Large frames too: the portable backend seals those asynchronously (WebCrypto).
+    const sizes = [1, ASYNC_AEAD_THRESHOLD, 100_000, 0, 5];
+    const sendPending: Promise<Uint8Array>[] = [];
+    for (const [i, size] of sizes.entries()) {
+      if (i === 2) {
+        assert.equal(up.kind, "portable");
+        // The switch lands while the frame before it may still be sealing.
+        sendPending.push(sealBytes(up, [patterned(size)]));
+        loaded = true;
+        continue;
+      }
+      sendPending.push(sealBytes(up, [patterned(size)]));
+    }
+    assert.equal(up.kind, "native");
+    for (const [i, sealed] of (await Promise.all(sendPending)).entries()) {
+      assert.deepEqual(await peer.open(sealed), patterned(sizes[i]), `frame ${i} opens in order`);
+    }
+    // And the receiving direction: frames sealed before the switch open after it, in order.
+    loaded = false;
+    const down = new UpgradingFrameCipher(
+      { sendKey: k1, receiveKey: k2, headroom: HEADROOM, maxPlaintext: MAX_PLAINTEXT },
+      () => loaded,
+    );
+    const frames: Uint8Array[] = [];
+    for (const size of sizes) frames.push(await sealBytes(peer, [patterned(size)]));
+    assert.deepEqual(await down.open(frames[0]), patterned(sizes[0]));
+    assert.deepEqual(await down.open(frames[1]), patterned(sizes[1]));
+    loaded = true;
+    for (let i = 2; i < frames.length; i++) {
+      const opened = await down.open(frames[i]);
+      assert.deepEqual(opened, patterned(sizes[i]));
+      // The native backend opens in place; the portable one returns a fresh buffer.
+      assert.equal(opened.buffer, frames[i].buffer, `frame ${i} was opened natively`);
+    }
+    // A replayed frame still fails after the switch: the nonce moved on.
+    await assert.rejects(async () => await down.open(frames[0]), isLinkError("tampered"));
+
+    // Both directions on one cipher, the load landing while a large frame is still opening
+    // (WebCrypto): a seal then switches sealing only; opening switches at the next open.
+    loaded = false;
+    const both = new UpgradingFrameCipher(
+      { sendKey: k1, receiveKey: k2, headroom: HEADROOM, maxPlaintext: MAX_PLAINTEXT },
+      () => loaded,
+    );
+    const other = cipher("portable", k2, k1);
+    const incoming = [100_000, 3, 100_000].map((n) => patterned(n));
+    const sealedIn: Uint8Array[] = [];
+    for (const p of incoming) sealedIn.push(await sealBytes(other, [p]));
+    const opening = both.open(sealedIn[0]);
+    assert.ok(opening instanceof Promise, "a large portable open is in flight");
+    loaded = true;
+    const out = await sealBytes(both, [patterned(7)]);
+    assert.deepEqual(await opening, incoming[0]);
+    assert.deepEqual(await both.open(sealedIn[1]), incoming[1]);
+    const last = await both.open(sealedIn[2]);
+    assert.deepEqual(last, incoming[2]);
+    assert.equal(last.buffer, sealedIn[2].buffer, "opened natively, in place");
+    assert.deepEqual(await other.open(out), patterned(7));
+    assert.equal(both.kind, "native");
+  },
 });
 
 Deno.test("without --allow-ffi, or with MAILMEET_NATIVE_CRYPTO=0, a link falls back to the portable cipher", async () => {
@@ -203,6 +280,13 @@ Deno.test("without --allow-ffi, or with MAILMEET_NATIVE_CRYPTO=0, a link falls b
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     return new TextDecoder().decode(out.stdout).trim();
   };
-  assert.equal(await run([]), "portable");
-  assert.equal(await run(["--allow-ffi", "--allow-env"], { MAILMEET_NATIVE_CRYPTO: "0" }), "portable");
+  assert.equal(await run([]), "portable portable");
+  assert.equal(
+    await run(["--allow-ffi", "--allow-env"], { MAILMEET_NATIVE_CRYPTO: "0" }),
+    "portable portable",
+  );
+  // With FFI: portable until libcrypto has loaded (off the handshake's path), native after.
+  if (nativeFrameCipherAvailable()) {
+    assert.equal(await run(["--allow-ffi", "--allow-env"]), "portable native");
+  }
 });
