@@ -10,18 +10,28 @@ import { generateKeyPair } from "../../src/protocol/noise.ts";
 import { generateKeyText, parseNetworkKey } from "../../src/protocol/keys.ts";
 import type { Candidate } from "../../src/protocol/candidate.ts";
 
-/** A hub whose punches never answer; it notes why each was stopped. */
+/** A hub whose punches never answer; it notes each punch begun, and why each was stopped. */
 function silentHub() {
   const stopped: string[] = [];
+  let started = 0;
   const hub = {
     quic: true,
     mapping: "unknown",
     connect: (_key: Uint8Array, _reach: unknown, _deadline: number, signal?: AbortSignal) => {
+      started++;
       signal?.addEventListener("abort", () => stopped.push((signal.reason as Error).message), { once: true });
       return new Promise(() => {});
     },
   };
-  return { hub: hub as unknown as PunchHub, stopped };
+  return { hub: hub as unknown as PunchHub, stopped, started: () => started };
+}
+
+/** A port where nothing listens (bound, then closed). */
+function closedPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
 }
 
 const udp: Candidate = { kind: "lan", transport: "udp", host: "192.0.2.7", port: 9 };
@@ -40,9 +50,12 @@ Deno.test("a punch still running when TCP linked is stopped as 'another path was
   const { hub, stopped } = silentHub();
   const connector = new Connector({ staticKey: ours, networkKey, localInfo: {}, hub, tcpTimeoutMs: 5_000 });
   const tcp: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: listener.addr.port };
+  // As when introduced: punching at once, TCP after (tcpWhen), so the punch is running.
   const r = await connector.connect(
     { user: "them", linkKey: theirs.publicKey, candidates: [tcp, udp], mapping: "unknown" },
     Date.now() + 10_000,
+    undefined,
+    Promise.resolve(true),
   );
   assert.equal(r.route.transport, "tcp");
   // Stopped right after the link is handed over (a stop costs a few ms the link need not wait for).
@@ -82,4 +95,103 @@ Deno.test("a dial the caller cancels passes the caller's reason to the punch", a
   cancel.abort(new Error("the node is stopping"));
   await assert.rejects(dial);
   assert.deepEqual(stopped, ["the node is stopping"]);
+});
+
+Deno.test("dialling TCP and UDP candidates, punching waits for TCP: a LAN link that answers at once means no punch at all", async () => {
+  const networkKey = await parseNetworkKey(generateKeyText());
+  const [ours, theirs] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+  const accepted: Link[] = [];
+  const listener = listenLinks({
+    hostname: "127.0.0.1",
+    port: 0,
+    staticKey: theirs,
+    networkKey: networkKey.secret,
+    onLink: (l) => void accepted.push(l),
+  });
+  const { hub, started } = silentHub();
+  const connector = new Connector({
+    staticKey: ours,
+    networkKey,
+    localInfo: {},
+    hub,
+    tcpTimeoutMs: 5_000,
+    punchAfterTcpMs: 60_000, // TCP answers well within it
+  });
+  const tcp: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: listener.addr.port };
+  const r = await connector.connect(
+    { user: "them", linkKey: theirs.publicKey, candidates: [tcp, udp], mapping: "unknown" },
+    Date.now() + 10_000,
+  );
+  assert.equal(r.route.transport, "tcp");
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(started(), 0, "no punch was begun");
+  r.link.abort();
+  for (const l of accepted) l.abort();
+  await listener.close();
+});
+
+Deno.test("punching starts as soon as every TCP attempt failed, without waiting out its head start", async () => {
+  const networkKey = await parseNetworkKey(generateKeyText());
+  const [ours, theirs] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+  const { hub, started } = silentHub();
+  const connector = new Connector({
+    staticKey: ours,
+    networkKey,
+    localInfo: {},
+    hub,
+    tcpTimeoutMs: 5_000,
+    punchAfterTcpMs: 60_000, // were it waited out, the punch would not start before the deadline
+  });
+  const refused: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: closedPort() };
+  const cancel = new AbortController();
+  const dial = connector.connect(
+    { user: "them", linkKey: theirs.publicKey, candidates: [refused, udp], mapping: "unknown" },
+    Date.now() + 10_000,
+    cancel.signal,
+  );
+  dial.catch(() => {});
+  for (let i = 0; i < 200 && started() === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(started(), 1, "the punch began once the refused TCP attempt failed");
+  cancel.abort(new Error("done"));
+  await assert.rejects(dial);
+});
+
+Deno.test("a TCP attempt that hangs holds punching back only for its head start", async () => {
+  const networkKey = await parseNetworkKey(generateKeyText());
+  const [ours, theirs] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+  // Accepts and never answers the handshake: the TCP attempt stays pending.
+  const mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of mute) held.push(c);
+  })().catch(() => {});
+  const { hub, started } = silentHub();
+  const connector = new Connector({
+    staticKey: ours,
+    networkKey,
+    localInfo: {},
+    hub,
+    tcpTimeoutMs: 5_000,
+    punchAfterTcpMs: 20,
+  });
+  const tcp: Candidate = {
+    kind: "lan",
+    transport: "tcp",
+    host: "127.0.0.1",
+    port: (mute.addr as Deno.NetAddr).port,
+  };
+  const cancel = new AbortController();
+  const dial = connector.connect(
+    { user: "them", linkKey: theirs.publicKey, candidates: [tcp, udp], mapping: "unknown" },
+    Date.now() + 10_000,
+    cancel.signal,
+  );
+  dial.catch(() => {});
+  for (let i = 0; i < 200 && started() === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(started(), 1, "the punch began while TCP still hung");
+  cancel.abort(new Error("done"));
+  await assert.rejects(dial);
+  mute.close();
+  for (const c of held) c.close();
+  await accepting;
 });
