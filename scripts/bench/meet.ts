@@ -5,6 +5,8 @@
  * it (A B A B) the reference: hyperswarm on a local HyperDHT testnet, from `swarm.join(topic)` on a
  * fresh swarm to its `connection` event with the peer already joined (scripts/bench/hyperswarm_ref,
  * run by Node; without Node or npm, a plain TCP connect on loopback is the floor shown instead).
+ * That swarm joins from one long-lived Node process; a second reference joins from a fresh Node
+ * process each time, as every mailmeet meeting here is a fresh `join` (neither times module loading).
  */
 import { type CliEvent, type CliProcess, installedFlags, spawnCli, useEntry } from "../lib/cli_process.ts";
 import { generateKeyText } from "../../src/protocol/keys.ts";
@@ -17,6 +19,8 @@ const REF_DIR = new URL("./hyperswarm_ref/", import.meta.url).pathname;
 interface Reference extends AsyncDisposable {
   readonly name: string;
   once(): Promise<number>;
+  /** The same meeting from a fresh process (like each mailmeet `join`), where the reference can. */
+  readonly fresh?: { readonly name: string; once(): Promise<number> };
 }
 
 async function installed(dir: string): Promise<boolean> {
@@ -63,12 +67,26 @@ async function hyperswarm(): Promise<Reference | undefined> {
     rest = rest.slice(i + 1);
     return JSON.parse(line);
   };
-  await next(); // {"ready": true}: the testnet is up and the waiting swarm announced
+  // {"ready": true, "bootstrap": …}: the testnet is up and the waiting swarm announced
+  const { bootstrap } = await next();
   return {
     name: "hyperswarm 4.17.2, local HyperDHT testnet (Node): join → connection",
     async once() {
       await writer.write(new TextEncoder().encode("run\n"));
       return Number((await next()).ms);
+    },
+    fresh: {
+      name: "the same, each join from a fresh Node process (modules loaded, then timed)",
+      async once() {
+        const out = await new Deno.Command("node", {
+          args: ["join_once.mjs", JSON.stringify(bootstrap)],
+          cwd: REF_DIR,
+          stdout: "piped",
+          stderr: "inherit",
+        }).output();
+        if (!out.success) throw new Error("the fresh hyperswarm process failed");
+        return Number(JSON.parse(new TextDecoder().decode(out.stdout).trim()).ms);
+      },
     },
     async [Symbol.asyncDispose]() {
       await writer.close().catch(() => {});
@@ -222,13 +240,16 @@ export async function benchMeet(args: { runs: number; entry?: string }): Promise
     );
     const a: number[] = [];
     const b: number[] = [];
+    const c: number[] = [];
     const phases: Record<string, number[]> = {};
     for (let i = 0; i <= args.runs; i++) {
       const events = await meetOnce(s, "member", host, i);
       const rb = await ref.once();
+      const rc = await ref.fresh?.once();
       if (i === 0) continue; // warm-up
       a.push(span(events, (e) => e.event === "request_sent", (e) => e.event === "connected"));
       b.push(rb);
+      if (rc !== undefined) c.push(rc);
       // Where the peer's time went: the reply's round trip by mail, then reaching the member.
       const sent = (e: CliEvent) => e.event === "request_sent";
       const reply = (e: CliEvent) => e.event === "reply";
@@ -247,6 +268,17 @@ export async function benchMeet(args: { runs: number; entry?: string }): Promise
         (ra.p90 / rb.p90).toFixed(2)
       }×`,
     );
+    if (ref.fresh && c.length > 0) {
+      // Each mailmeet meeting is a new process, its code run for the first time; the reference
+      // above joins from a process that has joined many times. This one is like for like.
+      const rc = row(`reference, ${ref.fresh.name}`, c);
+      console.log(rc.text);
+      console.log(
+        `ratio mailmeet / fresh-process reference: p50 ${(ra.p50 / rc.p50).toFixed(2)}×  p90 ${
+          (ra.p90 / rc.p90).toFixed(2)
+        }×`,
+      );
+    }
     console.log("where the peer's time went (p50 / p90, ms):");
     for (const [name, xs] of Object.entries({ ...phases, "host: wake-up → reply accepted": hostMs })) {
       const sorted = xs.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);

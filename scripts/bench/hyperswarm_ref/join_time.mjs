@@ -10,7 +10,7 @@ const topic = Buffer.alloc(32, 7);
 const waiting = new Hyperswarm({ bootstrap: testnet.bootstrap });
 waiting.on("connection", (c) => c.on("error", () => {}));
 await waiting.join(topic, { server: true, client: false }).flushed();
-console.log(JSON.stringify({ ready: true }));
+console.log(JSON.stringify({ ready: true, bootstrap: testnet.bootstrap }));
 
 async function once() {
   const fresh = new Hyperswarm({ bootstrap: testnet.bootstrap });
