@@ -102,8 +102,13 @@ export interface AppHost {
   attach(app: LinkApp): () => void;
   members(): Member[];
 }
-/** TCP reads go into these buffers in turn; one is reused only once the link took what it held. */
-const READ_BUFFER = 256 * 1024;
+/**
+ * TCP reads go into READ_BUFFERS buffers in turn; one is reused only once the link took what it
+ * held. They start small (a game's connection moves little) and double, up to READ_BUFFER_MAX, each
+ * time a read fills one: a bulk stream then moves a frame's worth per read, not a quarter of it.
+ */
+const READ_BUFFER_MIN = 64 * 1024;
+const READ_BUFFER_MAX = 1024 * 1024;
 const READ_BUFFERS = 4;
 
 /**
@@ -125,14 +130,17 @@ export async function pipeConn(conn: Deno.TcpConn, stream: MuxStream): Promise<s
   };
   const up = (async () => {
     const slots: { buf: Uint8Array; free: Promise<void> }[] = [];
+    let size = READ_BUFFER_MIN;
     for (let k = 0;; k++) {
       if (slots.length < READ_BUFFERS && k === slots.length) {
-        slots.push({ buf: new Uint8Array(READ_BUFFER), free: Promise.resolve() });
+        slots.push({ buf: new Uint8Array(size), free: Promise.resolve() });
       }
       const slot = slots[k % slots.length];
       await slot.free; // the stream keeps a view until it is sealed
+      if (slot.buf.length < size) slot.buf = new Uint8Array(size);
       const n = await conn.read(slot.buf);
       if (n === null) break;
+      if (n === slot.buf.length && size < READ_BUFFER_MAX) size *= 2; // the socket held more
       await stream.write(slot.buf.subarray(0, n));
       slot.free = stream.sent(stream.written);
     }

@@ -92,7 +92,7 @@ export {
 } from "./mux_stream.ts";
 export type { Clock } from "./clock.ts";
 
-/** At most this much of one stream goes into a frame before other streams get their turn. */
+/** At most this much of one stream goes into a frame before other streams waiting get their turn. */
 export const CHUNK = 256 * 1024;
 /** Stream data per frame while datagrams flow. */
 export const GAME_FRAME = 64 * 1024;
@@ -438,7 +438,9 @@ export class Mux {
         continue;
       }
       if (s.outBytes > 0) {
-        let room = Math.min(CHUNK, limit - size - HEADER_BYTES);
+        // A stream alone takes what the frame holds as one message: its reader then gets one chunk
+        // (one socket write at a tunnel's far end) per frame instead of one per CHUNK.
+        let room = Math.min(this.#ready.length === 0 ? Infinity : CHUNK, limit - size - HEADER_BYTES);
         const h = new Uint8Array(HEADER_BYTES);
         parts.push(h);
         let len = 0;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  CHUNK,
   CREDIT_THRESHOLD,
   DATAGRAM_QUEUE_BYTES,
   GAME_CREDIT,
@@ -238,6 +239,36 @@ Deno.test("small messages written in one turn share one frame", async () => {
   await settle();
   assert.equal(x.sent - before, 1);
   await shut(a, b);
+});
+
+Deno.test("a stream alone fills a frame as one message; streams side by side take turns of CHUNK bytes", async () => {
+  const chunkSizes = async (writers: number): Promise<number[][]> => {
+    const got: Promise<number[]>[] = [];
+    const { a, b } = pair({}, {
+      onStream: (s) =>
+        got.push((async () => {
+          const sizes: number[] = [];
+          for (let c = await s.read(); c !== null; c = await s.read()) sizes.push(c.length);
+          return sizes;
+        })()),
+    });
+    await Promise.all(Array.from({ length: writers }, async (_, i) => {
+      const s = a.open("bulk");
+      await s.write(bytes(4 * CHUNK, i + 1));
+      s.closeWrite();
+    }));
+    while (got.length < writers) await settle();
+    const sizes = await Promise.all(got);
+    await shut(a, b);
+    return sizes;
+  };
+  const [alone] = await chunkSizes(1);
+  assert.equal(alone.reduce((x, y) => x + y, 0), 4 * CHUNK);
+  assert.ok(alone[0] > CHUNK, `the lone stream's first chunk is a frame's worth (${alone[0]} bytes)`);
+  for (const sizes of await chunkSizes(2)) {
+    assert.equal(sizes.reduce((x, y) => x + y, 0), 4 * CHUNK);
+    assert.ok(Math.max(...sizes) <= CHUNK, `with another stream waiting, turns stay within CHUNK (${sizes})`);
+  }
 });
 
 Deno.test("datagrams carry their channel, and are dropped (not queued) when the link is busy", async () => {
