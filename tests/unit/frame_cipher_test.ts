@@ -268,6 +268,31 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "a bulk frame before libcrypto loaded loads it there and then: small frames wait for the scheduled load",
+  ignore: !nativeFrameCipherAvailable(),
+  async fn() {
+    const k1 = crypto.getRandomValues(new Uint8Array(32));
+    const k2 = crypto.getRandomValues(new Uint8Array(32));
+    let loads = 0;
+    const up = new UpgradingFrameCipher(
+      { sendKey: k1, receiveKey: k2, headroom: HEADROOM, maxPlaintext: MAX_PLAINTEXT },
+      () => false, // the scheduled load has not come
+      () => (++loads, true),
+    );
+    const peer = cipher("portable", k2, k1);
+    const small = await sealBytes(up, [patterned(ASYNC_AEAD_THRESHOLD - 2)]);
+    assert.equal(loads, 0, "a small frame does not load libcrypto");
+    assert.equal(up.kind, "portable");
+    const bulk = await sealBytes(up, [patterned(1), patterned(ASYNC_AEAD_THRESHOLD)]);
+    assert.equal(loads, 1, "a bulk frame does");
+    assert.equal(up.kind, "native");
+    assert.deepEqual(await peer.open(small), patterned(ASYNC_AEAD_THRESHOLD - 2));
+    assert.deepEqual(await peer.open(bulk), concat(patterned(1), patterned(ASYNC_AEAD_THRESHOLD)));
+  },
+});
+
 Deno.test("without --allow-ffi, or with MAILMEET_NATIVE_CRYPTO=0, a link falls back to the portable cipher", async () => {
   const fixture = new URL("../fixtures/frame_cipher_choice.ts", import.meta.url).pathname;
   const run = async (permissions: string[], env: Record<string, string> = {}) => {
