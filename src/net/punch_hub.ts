@@ -313,10 +313,11 @@ export class PunchHub {
       s.stage1.confirmed.then((path) => {
         this.#log(s, "signal path", `${formatHp(path.remote)} (${path.kind})`);
         s.signalPath ??= { socket: path.socket, remote: path.remote };
-        // The other sprayed sockets are no longer needed (file descriptors are not free).
-        const keep = s.signalPath.socket;
-        for (const k of s.stage1Sockets) if (k !== keep) void k.close();
-        s.stage1Sockets = s.stage1Sockets.filter((k) => k === keep);
+        // A sprayed side keeps its other sockets for now: the other side confirmed the first path
+        // *it* saw, which may end at another of them, and sends its signals there. Its first
+        // signal picks the one to keep (#onSignal). Closing them here lost the other side's offer
+        // whenever the two picks differed, and the pair went through a relay (1 run in 10 of the
+        // lab's "behind carrier-grade NAT" test).
         this.#maybeOffer(s);
       }, () => {});
     };
@@ -534,6 +535,13 @@ export class PunchHub {
       return;
     }
     if (typeof id !== "number") return;
+    if (s.stage1Sockets.length > 1 && s.stage1Sockets.includes(socket as UdpSocket)) {
+      // The socket of our spray the other side signals to: ours too from now on, and the rest of
+      // the spray can go (file descriptors are not free).
+      s.signalPath = { socket, remote: from };
+      for (const k of s.stage1Sockets) if (k !== socket) void k.close();
+      s.stage1Sockets = [socket as UdpSocket];
+    }
     // The other side reached us: whatever path it used answers, so it is a signalling path too.
     s.signalPath ??= { socket, remote: from };
     this.#sendPacket(socket, from, s.remoteKey, "signal", { t: "got", i: id });
