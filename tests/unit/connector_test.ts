@@ -36,7 +36,8 @@ function closedPort(): number {
 
 const udp: Candidate = { kind: "lan", transport: "udp", host: "192.0.2.7", port: 9 };
 
-Deno.test("a punch still running when TCP linked is stopped as 'another path was used', just after the link is handed over", async () => {
+/** Our keys and theirs, and a link listener of theirs on loopback with the TCP candidate that reaches it. */
+async function theirListener() {
   const networkKey = await parseNetworkKey(generateKeyText());
   const [ours, theirs] = await Promise.all([generateKeyPair(), generateKeyPair()]);
   const accepted: Link[] = [];
@@ -47,9 +48,23 @@ Deno.test("a punch still running when TCP linked is stopped as 'another path was
     networkKey: networkKey.secret,
     onLink: (l) => void accepted.push(l),
   });
+  const tcp: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: listener.addr.port };
+  return {
+    networkKey,
+    ours,
+    theirs,
+    tcp,
+    async close() {
+      for (const l of accepted) l.abort();
+      await listener.close();
+    },
+  };
+}
+
+Deno.test("a punch still running when TCP linked is stopped as 'another path was used', just after the link is handed over", async () => {
+  const { networkKey, ours, theirs, tcp, close } = await theirListener();
   const { hub, stopped } = silentHub();
   const connector = new Connector({ staticKey: ours, networkKey, localInfo: {}, hub, tcpTimeoutMs: 5_000 });
-  const tcp: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: listener.addr.port };
   // As when introduced: punching at once, TCP after (tcpWhen), so the punch is running.
   const r = await connector.connect(
     { user: "them", linkKey: theirs.publicKey, candidates: [tcp, udp], mapping: "unknown" },
@@ -63,8 +78,7 @@ Deno.test("a punch still running when TCP linked is stopped as 'another path was
   await new Promise((r) => setTimeout(r, 0));
   assert.deepEqual(stopped, ["another path was used"]);
   r.link.abort();
-  for (const l of accepted) l.abort();
-  listener.close();
+  await close();
 });
 
 Deno.test("a punch still running when the dial gives up is stopped as 'no path answered in time', not as if another path won", async () => {
@@ -98,16 +112,7 @@ Deno.test("a dial the caller cancels passes the caller's reason to the punch", a
 });
 
 Deno.test("dialling TCP and UDP candidates, punching waits for TCP: a LAN link that answers at once means no punch at all", async () => {
-  const networkKey = await parseNetworkKey(generateKeyText());
-  const [ours, theirs] = await Promise.all([generateKeyPair(), generateKeyPair()]);
-  const accepted: Link[] = [];
-  const listener = listenLinks({
-    hostname: "127.0.0.1",
-    port: 0,
-    staticKey: theirs,
-    networkKey: networkKey.secret,
-    onLink: (l) => void accepted.push(l),
-  });
+  const { networkKey, ours, theirs, tcp, close } = await theirListener();
   const { hub, started } = silentHub();
   const connector = new Connector({
     staticKey: ours,
@@ -117,7 +122,6 @@ Deno.test("dialling TCP and UDP candidates, punching waits for TCP: a LAN link t
     tcpTimeoutMs: 5_000,
     punchAfterTcpMs: 60_000, // TCP answers well within it
   });
-  const tcp: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: listener.addr.port };
   const r = await connector.connect(
     { user: "them", linkKey: theirs.publicKey, candidates: [tcp, udp], mapping: "unknown" },
     Date.now() + 10_000,
@@ -126,8 +130,7 @@ Deno.test("dialling TCP and UDP candidates, punching waits for TCP: a LAN link t
   await new Promise((r) => setTimeout(r, 0));
   assert.equal(started(), 0, "no punch was begun");
   r.link.abort();
-  for (const l of accepted) l.abort();
-  await listener.close();
+  await close();
 });
 
 Deno.test("punching starts as soon as every TCP attempt failed, without waiting out its head start", async () => {

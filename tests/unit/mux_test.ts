@@ -20,6 +20,7 @@ import { MIN_BULK_RATE } from "../../src/net/bulk_pacer.ts";
 import { concat } from "../../src/protocol/bytes.ts";
 import { ManualClock } from "../helpers/manual_clock.ts";
 import { ends } from "../helpers/mem_pipe.ts";
+import { xorshiftBytes } from "../helpers/xorshift_bytes.ts";
 
 function pair(a: MuxOptions = {}, b: MuxOptions = {}, capacity?: number) {
   const [x, y] = ends(capacity);
@@ -44,17 +45,7 @@ async function readAll(s: MuxStream): Promise<Uint8Array> {
   return out;
 }
 
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed | 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const bytes = xorshiftBytes;
 
 /** Lets queued microtasks and timers run (in-memory pipes settle within a few turns). */
 const settle = () => new Promise((r) => setTimeout(r, 0));

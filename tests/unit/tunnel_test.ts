@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import type { AppEvent } from "../../src/apps/app_host.ts";
 import { TunnelExpose, TunnelLocal } from "../../src/apps/tunnel.ts";
 import { linkedPair } from "../helpers/linked_pair.ts";
+import { xorshiftBytes } from "../helpers/xorshift_bytes.ts";
 
 /** A TCP service that sends back every byte it reads, half-closing once the client has. */
 function echoServer() {
@@ -62,19 +63,6 @@ async function readAll(c: Deno.TcpConn): Promise<Uint8Array> {
   return out;
 }
 
-/** `n` bytes that never repeat in a short period (a buffer reused too early shows up as a mismatch). */
-function noise(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
 Deno.test("a TCP echo through the tunnel brings back every byte of 12 MiB (reads growing to a frame's worth), and the client's half-close reaches the service", async () => {
   await using pair = await linkedPair();
   await using echo = echoServer();
@@ -85,7 +73,7 @@ Deno.test("a TCP echo through the tunnel brings back every byte of 12 MiB (reads
   await local.start();
   pair.ours.attach(local);
   await target.got;
-  const data = noise(12 * 1024 * 1024 + 7);
+  const data = xorshiftBytes(12 * 1024 * 1024 + 7, 0x9e3779b9);
   const c = await Deno.connect({ hostname: "127.0.0.1", port: local.port });
   const [, back] = await Promise.all([
     (async () => {
