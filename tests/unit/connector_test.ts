@@ -133,7 +133,11 @@ Deno.test("dialling TCP and UDP candidates, punching waits for TCP: a LAN link t
   await close();
 });
 
-Deno.test("punching starts as soon as every TCP attempt failed, without waiting out its head start", async () => {
+/**
+ * Dials `tcp` and a UDP candidate with a silent hub and the given head start for TCP; how many
+ * punches had begun once one did (or 2 s passed). The dial is cancelled after.
+ */
+async function punchesBegun(tcp: Candidate, punchAfterTcpMs: number): Promise<number> {
   const networkKey = await parseNetworkKey(generateKeyText());
   const [ours, theirs] = await Promise.all([generateKeyPair(), generateKeyPair()]);
   const { hub, started } = silentHub();
@@ -143,46 +147,8 @@ Deno.test("punching starts as soon as every TCP attempt failed, without waiting 
     localInfo: {},
     hub,
     tcpTimeoutMs: 5_000,
-    punchAfterTcpMs: 60_000, // were it waited out, the punch would not start before the deadline
+    punchAfterTcpMs,
   });
-  const refused: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: closedPort() };
-  const cancel = new AbortController();
-  const dial = connector.connect(
-    { user: "them", linkKey: theirs.publicKey, candidates: [refused, udp], mapping: "unknown" },
-    Date.now() + 10_000,
-    cancel.signal,
-  );
-  dial.catch(() => {});
-  for (let i = 0; i < 200 && started() === 0; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(started(), 1, "the punch began once the refused TCP attempt failed");
-  cancel.abort(new Error("done"));
-  await assert.rejects(dial);
-});
-
-Deno.test("a TCP attempt that hangs holds punching back only for its head start", async () => {
-  const networkKey = await parseNetworkKey(generateKeyText());
-  const [ours, theirs] = await Promise.all([generateKeyPair(), generateKeyPair()]);
-  // Accepts and never answers the handshake: the TCP attempt stays pending.
-  const mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const held: Deno.Conn[] = [];
-  const accepting = (async () => {
-    for await (const c of mute) held.push(c);
-  })().catch(() => {});
-  const { hub, started } = silentHub();
-  const connector = new Connector({
-    staticKey: ours,
-    networkKey,
-    localInfo: {},
-    hub,
-    tcpTimeoutMs: 5_000,
-    punchAfterTcpMs: 20,
-  });
-  const tcp: Candidate = {
-    kind: "lan",
-    transport: "tcp",
-    host: "127.0.0.1",
-    port: (mute.addr as Deno.NetAddr).port,
-  };
   const cancel = new AbortController();
   const dial = connector.connect(
     { user: "them", linkKey: theirs.publicKey, candidates: [tcp, udp], mapping: "unknown" },
@@ -191,9 +157,27 @@ Deno.test("a TCP attempt that hangs holds punching back only for its head start"
   );
   dial.catch(() => {});
   for (let i = 0; i < 200 && started() === 0; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(started(), 1, "the punch began while TCP still hung");
+  const n = started();
   cancel.abort(new Error("done"));
   await assert.rejects(dial);
+  return n;
+}
+
+Deno.test("punching starts as soon as every TCP attempt failed, without waiting out its head start", async () => {
+  const refused: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: closedPort() };
+  // Were the head start waited out, the punch would not start before the deadline.
+  assert.equal(await punchesBegun(refused, 60_000), 1, "the punch began once the refused TCP attempt failed");
+});
+
+Deno.test("a TCP attempt that hangs holds punching back only for its head start", async () => {
+  // Accepts and never answers the handshake: the TCP attempt stays pending.
+  const mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of mute) held.push(c);
+  })().catch(() => {});
+  const tcp: Candidate = { kind: "lan", transport: "tcp", host: "127.0.0.1", port: mute.addr.port };
+  assert.equal(await punchesBegun(tcp, 20), 1, "the punch began while TCP still hung");
   mute.close();
   for (const c of held) c.close();
   await accepting;
