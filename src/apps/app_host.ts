@@ -129,20 +129,24 @@ export async function pipeConn(conn: Deno.TcpConn, stream: MuxStream): Promise<s
     }
   };
   const up = (async () => {
-    const slots: { buf: Uint8Array; free: Promise<void> }[] = [];
+    // `at`: the stream position up to which a slot's bytes were written; the slot is free again
+    // once the stream sent that far (by the time the reads come round to it, it mostly has).
+    const slots: { buf: Uint8Array; at: number }[] = [];
     let size = READ_BUFFER_MIN;
     for (let k = 0;; k++) {
       if (slots.length < READ_BUFFERS && k === slots.length) {
-        slots.push({ buf: new Uint8Array(size), free: Promise.resolve() });
+        slots.push({ buf: new Uint8Array(size), at: 0 });
       }
       const slot = slots[k % slots.length];
-      await slot.free; // the stream keeps a view until it is sealed
+      if (stream.sentBytes < slot.at) await stream.sent(slot.at); // the stream keeps a view until it is sealed
       if (slot.buf.length < size) slot.buf = new Uint8Array(size);
       const n = await conn.read(slot.buf);
       if (n === null) break;
       if (n === slot.buf.length && size < READ_BUFFER_MAX) size *= 2; // the socket held more
+      // Awaited even when queued at once: the link's write loop, scheduled by this write, then
+      // seals and sends before the next socket read is set up (a round trip's critical path).
       await stream.write(slot.buf.subarray(0, n));
-      slot.free = stream.sent(stream.written);
+      slot.at = stream.written;
     }
     stream.closeWrite();
   })().catch(fail);

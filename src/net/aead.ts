@@ -17,6 +17,8 @@ import { aesGcmNonce, TAGLEN } from "../protocol/noise.ts";
 
 const EVP_CTRL_GCM_GET_TAG = 0x10;
 const EVP_CTRL_GCM_SET_TAG = 0x11;
+/** seal() joins its pieces when they come to at most this much, and seals them with one call. */
+const JOIN_UP_TO = 16 * 1024;
 
 const SYMBOLS = {
   EVP_CIPHER_CTX_new: { parameters: [], result: "pointer" },
@@ -29,6 +31,18 @@ const SYMBOLS = {
   EVP_DecryptUpdate: { parameters: ["pointer", "buffer", "buffer", "buffer", "i32"], result: "i32" },
   EVP_DecryptFinal_ex: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   EVP_CIPHER_CTX_ctrl: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
+  // The same two inits for a new nonce only (no cipher, no key): a null "buffer" argument takes
+  // Deno's slow FFI path, a null "pointer" does not.
+  EncryptInitNonce: {
+    name: "EVP_EncryptInit_ex",
+    parameters: ["pointer", "pointer", "pointer", "pointer", "buffer"],
+    result: "i32",
+  },
+  DecryptInitNonce: {
+    name: "EVP_DecryptInit_ex",
+    parameters: ["pointer", "pointer", "pointer", "pointer", "buffer"],
+    result: "i32",
+  },
 } as const;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -168,13 +182,23 @@ export class NativeGcm {
     const lib = this.#lib;
     const ctx = this.#enc;
     let off = 0;
-    let ok = lib.EVP_EncryptInit_ex(ctx, null, null, null, this.#nonce(n)) === 1;
+    let ok = lib.EncryptInitNonce(ctx, null, null, null, this.#nonce(n)) === 1;
+    if (parts.length > 1 && out.length - TAGLEN <= JOIN_UP_TO) {
+      // Small pieces (a mux batch's headers and a short message) are copied together first and
+      // sealed in place: one call into libcrypto instead of one per piece.
+      for (const p of parts) {
+        out.set(p, off);
+        off += p.length;
+      }
+      parts = [out.subarray(0, off)];
+      off = 0;
+    }
     for (const p of parts) {
       if (!ok) break;
       if (p.length === 0) continue;
       ok = lib.EVP_EncryptUpdate(
         ctx,
-        out.subarray(off) as Uint8Array<ArrayBuffer>,
+        (off === 0 ? out : out.subarray(off)) as Uint8Array<ArrayBuffer>,
         this.#outlBytes,
         p as Uint8Array<ArrayBuffer>,
         p.length,
@@ -185,16 +209,10 @@ export class NativeGcm {
       // GCM is a stream mode: every Update hands back exactly what it was given.
       throw new RangeError(`The output holds ${out.length} bytes; the parts and tag need ${off + TAGLEN}.`);
     }
-    ok = ok &&
-      lib.EVP_EncryptFinal_ex(ctx, out.subarray(off) as Uint8Array<ArrayBuffer>, this.#outlBytes) === 1;
-    ok = ok &&
-      lib.EVP_CIPHER_CTX_ctrl(
-          ctx,
-          EVP_CTRL_GCM_GET_TAG,
-          TAGLEN,
-          out.subarray(off) as Uint8Array<ArrayBuffer>,
-        ) ===
-        1;
+    // Final writes no bytes in GCM; the tag goes after the ciphertext.
+    const tag = out.subarray(off) as Uint8Array<ArrayBuffer>;
+    ok = ok && lib.EVP_EncryptFinal_ex(ctx, tag, this.#outlBytes) === 1;
+    ok = ok && lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAGLEN, tag) === 1;
     if (!ok) throw new Error("libcrypto failed to seal a frame.");
   }
 
@@ -209,21 +227,12 @@ export class NativeGcm {
     const ctx = this.#dec;
     const len = ct.length - TAGLEN;
     const body = ct.subarray(0, len) as Uint8Array<ArrayBuffer>;
-    if (lib.EVP_DecryptInit_ex(ctx, null, null, null, this.#nonce(n)) !== 1) return null;
+    if (lib.DecryptInitNonce(ctx, null, null, null, this.#nonce(n)) !== 1) return null;
     if (len > 0 && lib.EVP_DecryptUpdate(ctx, body, this.#outlBytes, body, len) !== 1) return null;
-    if (
-      lib.EVP_CIPHER_CTX_ctrl(
-        ctx,
-        EVP_CTRL_GCM_SET_TAG,
-        TAGLEN,
-        ct.subarray(len) as Uint8Array<ArrayBuffer>,
-      ) !==
-        1
-    ) return null;
+    const tag = ct.subarray(len) as Uint8Array<ArrayBuffer>;
+    if (lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAGLEN, tag) !== 1) return null;
     // The tag is checked here; nothing decrypted leaves this function before it passes.
-    if (lib.EVP_DecryptFinal_ex(ctx, ct.subarray(len) as Uint8Array<ArrayBuffer>, this.#outlBytes) !== 1) {
-      return null;
-    }
+    if (lib.EVP_DecryptFinal_ex(ctx, tag, this.#outlBytes) !== 1) return null;
     return body;
   }
 

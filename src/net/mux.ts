@@ -172,8 +172,18 @@ export class Mux {
   laneDatagrams = 0;
   /** Probes the other side echoed (src/net/bulk_pacer.ts). */
   probeEchoes = 0;
+  /**
+   * When the keepalive last saw a frame go out and one come in. Frames only bump the counters
+   * below; the keepalive's tick turns a change into a time. A clock read per frame was 5% of a
+   * small message's path (bench link's round trip), and a tick (every KEEPALIVE_MS / 2) is
+   * precision enough for a limit of DEAD_AFTER_MS.
+   */
   #lastSent: number;
   #lastHeard: number;
+  #framesSent = 0;
+  #framesHeard = 0;
+  #sentAtTick = 0;
+  #heardAtTick = 0;
   #lastDatagram = -Infinity;
   #stopKeepalive: CancelTimer | undefined;
   /** Paces bulk data while datagrams flow; fed by the probes' round trips. */
@@ -229,6 +239,14 @@ export class Mux {
 
   #checkAlive(every: number, deadAfter: number): void {
     const now = this.#clock.now();
+    if (this.#framesHeard !== this.#heardAtTick) {
+      this.#heardAtTick = this.#framesHeard;
+      this.#lastHeard = now;
+    }
+    if (this.#framesSent !== this.#sentAtTick) {
+      this.#sentAtTick = this.#framesSent;
+      this.#lastSent = now;
+    }
     if (now - this.#lastHeard > deadAfter) {
       this.abort(
         `${this.peer} has not been heard from for ${Math.round(deadAfter / 1000)} s; the link is gone.`,
@@ -298,7 +316,8 @@ export class Mux {
 
   /** Datagrams flowed in the last GAME_MS: bulk streams yield to them. */
   get gaming(): boolean {
-    return this.#clock.now() - this.#lastDatagram < GAME_MS;
+    // No datagram ever (most links): no clock read on every message's path.
+    return this.#lastDatagram !== -Infinity && this.#clock.now() - this.#lastDatagram < GAME_MS;
   }
 
   /** Sends what is queued, then closes the link (authenticated close). Open streams end with "closed". */
@@ -387,7 +406,7 @@ export class Mux {
         const parts = this.#batch();
         if (parts.length > 0) {
           await this.#link.sendv(parts);
-          this.#lastSent = this.#clock.now();
+          this.#framesSent++;
         }
         for (let i = 0; i < streams.length; i++) streams[i].markSent(bytes[i]);
         streams.length = bytes.length = 0;
@@ -542,9 +561,12 @@ export class Mux {
       for (;;) {
         const frame = await this.#link.receive();
         if (frame === null) break;
-        this.#lastHeard = this.#clock.now();
+        this.#framesHeard++;
         this.#dispatch(frame);
         if (this.#ended) return;
+        // One microtask turn before the next read is set up: the readers this frame woke act on
+        // it first (a tunnel writes it to its socket), so setting up the read is not on their way.
+        await undefined;
       }
     } catch (err) {
       reason = err instanceof Error ? err.message : String(err);
