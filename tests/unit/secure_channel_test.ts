@@ -428,3 +428,58 @@ Deno.test("FrameReader returns null only at a clean boundary", async () => {
   assert.equal(await reader.readFrame(10), null);
   y.close();
 });
+
+Deno.test("FrameReader reads small frames into buffers it got back, once its reader hands them back, and never into one still held", async () => {
+  const [x, y] = memoryPipe();
+  const reader = new FrameReader(y);
+  for (let i = 1; i <= 4; i++) await x.write(encodeFrame(new Uint8Array(100).fill(i)));
+  const first = (await reader.readFrame(MAX_FRAME_LEN))!;
+  assert.equal(first.buffer.byteLength, 100, "a reader that never hands buffers back gets exact ones");
+  reader.recycle(first.buffer as ArrayBuffer); // wrong size for the pool: only switches recycling on
+  const second = (await reader.readFrame(MAX_FRAME_LEN))!;
+  assert.ok(second.buffer.byteLength > 100, "from now on small frames go into poolable buffers");
+  assert.ok(second.every((v) => v === 2));
+  const third = (await reader.readFrame(MAX_FRAME_LEN))!;
+  assert.notEqual(third.buffer, second.buffer, "the second frame's buffer is still held");
+  assert.ok(second.every((v) => v === 2), "and it was not written into");
+  reader.recycle(second.buffer as ArrayBuffer);
+  const fourth = (await reader.readFrame(MAX_FRAME_LEN))!;
+  assert.equal(fourth.buffer, second.buffer, "the buffer handed back is read into again");
+  assert.ok(fourth.every((v) => v === 4));
+  x.close();
+  y.close();
+});
+
+channelTest(
+  "small sends written at once and sends queued behind a large one arrive in order",
+  async (kind) => {
+    const { a, b } = channelPair(kind, 64 * 1024);
+    const big = random(MAX_FRAME_PLAINTEXT + 10);
+    const sends = [
+      a.sendv([Uint8Array.of(1)]),
+      a.send(big),
+      a.sendv([Uint8Array.of(2), Uint8Array.of(3)]),
+    ];
+    assert.deepEqual(await b.receive(), Uint8Array.of(1));
+    assert.deepEqual(await receiveAll(b, big.length), big);
+    assert.deepEqual(await b.receive(), Uint8Array.of(2, 3));
+    await Promise.all(sends);
+    // idle again: the next one goes straight out
+    await a.sendv([Uint8Array.of(4)]);
+    assert.deepEqual(await b.receive(), Uint8Array.of(4));
+    await Promise.all([a.close(), b.close()]);
+  },
+);
+
+channelTest("a send after the socket broke rejects as closed, and so does every later one", async (kind) => {
+  const [x] = memoryPipe();
+  const a = lonelyChannel(kind, x);
+  x.write = () => Promise.reject(new Error("connection reset by peer"));
+  await assert.rejects(
+    a.sendv([Uint8Array.of(1)]),
+    (err) => isLinkError("closed")(err) && /connection broke/.test(String(err)),
+  );
+  await assert.rejects(a.sendv([Uint8Array.of(2)]), isLinkError("closed"));
+  await assert.rejects(a.send(Uint8Array.of(3)), isLinkError("closed"));
+  a.abort();
+});
