@@ -597,3 +597,31 @@ Deno.test("an echo that comes later than PROBE_GIVE_UP_MS (a queue that long) sh
   assert.equal(a.probing, true, "probing again");
   await end();
 });
+
+Deno.test("a reader woken by a frame acts on it before the mux asks its link for the next frame", async () => {
+  // The order matters on a tunnel's round trip: the reader's socket write goes out first, and
+  // setting up the link's next read (a few µs) comes after it, off the data's way.
+  const log: string[] = [];
+  const incoming: ((frame: Uint8Array | null) => void)[] = [];
+  const link = {
+    role: "listener" as const,
+    sendv: () => Promise.resolve(),
+    receive: () => {
+      log.push("receive");
+      return new Promise<Uint8Array | null>((resolve) => incoming.push(resolve));
+    },
+    close: () => Promise.resolve(),
+    abort: () => {},
+  };
+  const m = new Mux(link, { cpuStall: () => null, keepaliveMs: 0 });
+  const s = m.open("echo"); // ours: the listener's ids are even
+  const got = s.read().then((chunk) => log.push(`read ${chunk?.length}`));
+  await settle();
+  assert.deepEqual(log, ["receive"]);
+  const body = new TextEncoder().encode("hi");
+  incoming.shift()!(concat(encodeHeader(MSG.DATA, s.id, body.length), body));
+  await got;
+  await settle();
+  assert.deepEqual(log, ["receive", "read 2", "receive"]);
+  m.abort();
+});
