@@ -395,31 +395,58 @@ export class Mux {
     if (this.#pumping || this.#ended) return;
     this.#pumping = true;
     // A microtask later, so what the caller queues in the same turn (an echo and its credit) shares a frame.
-    queueMicrotask(() => void this.#writeLoop());
+    queueMicrotask(this.#writeStep);
   }
 
-  async #writeLoop(): Promise<void> {
+  /**
+   * The write loop, one frame at a time: the next when the link took this one, until nothing is
+   * queued. Callbacks bound once rather than an async function: a small message's frame then
+   * costs no async call of its own (bench link's round trip).
+   */
+  readonly #writeStep = (): void => {
+    for (;;) {
+      if (!this.#hasWork() || this.#ended) return this.#writeIdle();
+      const parts = this.#batch();
+      if (parts.length === 0) {
+        this.#markBatchSent();
+        continue;
+      }
+      let sending: Promise<void>;
+      try {
+        sending = this.#link.sendv(parts);
+      } catch (err) {
+        return this.#writeFailed(err);
+      }
+      sending.then(this.#frameSent, this.#writeFailed);
+      return;
+    }
+  };
+
+  readonly #frameSent = (): void => {
+    this.#framesSent++;
+    this.#markBatchSent();
+    this.#writeStep();
+  };
+
+  readonly #writeFailed = (err: unknown): void => {
+    this.#sentStreams.length = this.#sentBytes.length = 0;
+    this.#end(err instanceof Error ? err.message : String(err));
+    this.#writeIdle();
+  };
+
+  /** Tells the streams whose bytes went into the frame just written. */
+  #markBatchSent(): void {
     const streams = this.#sentStreams;
     const bytes = this.#sentBytes;
-    try {
-      while (this.#hasWork() && !this.#ended) {
-        const parts = this.#batch();
-        if (parts.length > 0) {
-          await this.#link.sendv(parts);
-          this.#framesSent++;
-        }
-        for (let i = 0; i < streams.length; i++) streams[i].markSent(bytes[i]);
-        streams.length = bytes.length = 0;
-      }
-    } catch (err) {
-      streams.length = bytes.length = 0;
-      this.#end(err instanceof Error ? err.message : String(err));
-    } finally {
-      this.#pumping = false;
-      const idle = this.#idle;
-      this.#idle = [];
-      for (const f of idle) f();
-    }
+    for (let i = 0; i < streams.length; i++) streams[i].markSent(bytes[i]);
+    streams.length = bytes.length = 0;
+  }
+
+  #writeIdle(): void {
+    this.#pumping = false;
+    const idle = this.#idle;
+    this.#idle = [];
+    for (const f of idle) f();
   }
 
   /**
