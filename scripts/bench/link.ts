@@ -36,6 +36,8 @@ export interface LinkBenchOptions {
   fileMib?: number;
   /** Parts to run: stream, ping, file, crypto (default all). */
   only?: string[];
+  /** Another build's bundle to run instead of this source's (A/B against an earlier commit). */
+  entry?: string;
 }
 
 async function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): Promise<string> {
@@ -337,6 +339,8 @@ async function sendReceive(node: NodeSpawner, src: string, out: string, want: st
   }
   return { ms: finished - started, rssSend, rssRecv };
 }
+/** Interleaved passes of the 64-byte ping-pong over its four paths. */
+const PING_PASSES = 5;
 /** ssh -L / tunnel stream pairs, interleaved. */
 const STREAM_PAIRS = 3;
 
@@ -347,8 +351,12 @@ export async function benchLink(opts: LinkBenchOptions = {}): Promise<void> {
   const only = new Set(opts.only?.length ? opts.only : ["stream", "ping", "file", "crypto"]);
   await ensureTools();
   // What an installed user runs: the bundle (deno task install copies it), built from this source.
-  await buildBundle();
-  useEntry(BUNDLE);
+  if (opts.entry) {
+    useEntry(opts.entry);
+  } else {
+    await buildBundle();
+    useEntry(BUNDLE);
+  }
   const dir = await Deno.makeTempDir({ prefix: "mailmeet-bench-link-" });
   const procs: CliProcess[] = [];
   const spool = `maildir://${dir}/spool`;
@@ -497,16 +505,26 @@ async function pingPaths(target: number, sshPort: number, local: number, rounds:
   const echo = echoServer(target);
   const proxies = await denoProxies(target);
   try {
-    const d = await pingPong(target, rounds);
-    const s = await pingPong(sshPort, rounds);
-    const f = await pingPong(proxies.port, rounds);
-    const t = await pingPong(local, rounds);
+    // Interleaved: PING_PASSES passes over the four paths, each pass in a rotated order, so that
+    // a busy moment of this shared machine falls on all of them alike; samples pooled per path.
+    const ports = [target, sshPort, proxies.port, local];
+    const pooled: number[][] = ports.map(() => []);
+    const each = Math.max(100, Math.round(rounds / PING_PASSES));
+    for (let pass = 0; pass < PING_PASSES; pass++) {
+      for (let k = 0; k < ports.length; k++) {
+        const i = (k + pass) % ports.length;
+        pooled[i].push(...await pingPong(ports[i], each));
+      }
+    }
+    const [d, s, f, t] = pooled.map((v) => v.sort((a, b) => a - b));
     const us = (x: number) => `${x.toFixed(0).padStart(5)} µs`;
     const row = (label: string, v: number[], extra = "") =>
       console.log(
         `  ${label.padEnd(22)} p50 ${us(percentile(v, 50))}  p99 ${us(percentile(v, 99))}${extra}`,
       );
-    console.log(`64-byte ping-pong, ${rounds} round trips:`);
+    console.log(
+      `64-byte ping-pong, ${each * PING_PASSES} round trips per path in ${PING_PASSES} interleaved passes:`,
+    );
     row("direct", d);
     row("ssh -L", s, `   adds p50 ${us(percentile(s, 50) - percentile(d, 50))}`);
     row(
@@ -524,6 +542,11 @@ async function pingPaths(target: number, sshPort: number, local: number, rounds:
       }; target ≤), p99 ${us(percentile(t, 99) - percentile(d, 99))} vs ${
         us(percentile(s, 99) - percentile(d, 99))
       }`,
+    );
+    const ratio = (q: number) => (percentile(t, q) / percentile(s, q)).toFixed(2);
+    console.log(
+      `  round trip through the tunnel / through ssh -L: p50 ${ratio(50)}×, p99 ${ratio(99)}× (goal ≤ 1×); ` +
+        `through two plain Deno proxies / ssh -L: p50 ${(percentile(f, 50) / percentile(s, 50)).toFixed(2)}×`,
     );
   } finally {
     await proxies.close();

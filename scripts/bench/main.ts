@@ -33,7 +33,7 @@ const benches: Record<string, () => Promise<void>> = {
   mail: () => benchMail({ runs, pollMs: Number(values.poll) }),
   rendezvous: () => benchRendezvous({ runs }),
   meet: () => benchMeet({ runs: Number(values.runs ?? 10), entry: values.entry }),
-  link: () => benchLink({ only: values.only }),
+  link: () => benchLink({ only: values.only, entry: values.entry }),
   nat: () => benchNat({ runs: Math.min(runs, 10) }),
   budget: () => benchBudget(),
   host: () =>
