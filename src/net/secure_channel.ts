@@ -252,6 +252,10 @@ export class SecureChannel {
   #writeChain: Promise<void> = Promise.resolve();
   /** Sends queued or being written: at 0, a frame sealed at once is written at once (#sendNow). */
   #busy = 0;
+  /** The frame #sendNow is writing. */
+  #nowFrame: Uint8Array[] | null = null;
+  /** What the receive() waiting now waits for (#received compares it with #incoming). */
+  #receivePending: Promise<Incoming> | null = null;
   #incoming: Promise<Incoming> | null = null;
   /** The next frame's ciphertext, read while the current one is being decrypted. */
   #prefetch: Promise<Uint8Array | null> | null = null;
@@ -362,19 +366,31 @@ export class SecureChannel {
     });
   }
 
-  /** Writes a frame sealed while nothing was queued; later sends queue behind it (#locked). */
+  /**
+   * Writes a frame sealed while nothing was queued; later sends queue behind it (#locked). Only
+   * one at a time (it starts at #busy 0), so its frame waits in a field for handlers bound once.
+   */
   #sendNow(frame: Uint8Array[]): Promise<void> {
     this.#busy++;
-    const run = (frame.length === 1 ? this.#put(this.#framed(frame)[0]) : this.#write(frame)).then(() => {
-      this.#busy--;
-      this.#release(frame);
-    }, (err) => {
-      this.#busy--;
-      throw err instanceof LinkError ? err : this.#writeFailed(err);
-    });
+    this.#nowFrame = frame;
+    const writing = frame.length === 1 ? this.#put(this.#framed(frame)[0]) : this.#write(frame);
+    const run = writing.then(this.#sentNow, this.#sendNowFailed);
     this.#writeChain = run;
     return run;
   }
+
+  readonly #sentNow = (): void => {
+    this.#busy--;
+    const frame = this.#nowFrame!;
+    this.#nowFrame = null;
+    this.#release(frame);
+  };
+
+  readonly #sendNowFailed = (err: unknown): never => {
+    this.#busy--;
+    this.#nowFrame = null;
+    throw err instanceof LinkError ? err : this.#writeFailed(err);
+  };
 
   /** One piece to the socket: the smallest async step there is (a frame's usual way out). */
   async #put(piece: Uint8Array): Promise<void> {
@@ -388,7 +404,7 @@ export class SecureChannel {
    * that simply ends, or a frame that fails authentication, throws LinkError ("truncated",
    * "tampered", …) and closes the socket; so does every later call.
    */
-  receive(opts: ReceiveOptions = {}): Promise<Uint8Array | null> {
+  receive(opts?: ReceiveOptions): Promise<Uint8Array | null> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#peerClosed || this.#closing) return Promise.resolve(null);
     if (this.#receiving) {
@@ -396,23 +412,30 @@ export class SecureChannel {
     }
     this.#receiving = true;
     const pending = this.#next();
+    this.#receivePending = pending;
     // A mux's read loop sets no limit: one promise step per frame, not an async call and a timer.
-    const limited = opts.timeoutMs === undefined && opts.signal === undefined ? pending : withTimeout(
+    const limited = opts?.timeoutMs === undefined && opts?.signal === undefined ? pending : withTimeout(
       pending,
       opts.timeoutMs,
       () => new LinkError(`${this.peer} sent nothing for ${opts.timeoutMs} ms.`, "timeout"),
       opts.signal,
     );
-    return limited.then((frame) => {
-      this.#receiving = false;
-      if (this.#incoming === pending) this.#incoming = null;
-      if (this.#closing) return null;
-      return frame.kind === "data" ? frame.body : null;
-    }, (err) => {
-      this.#receiving = false;
-      throw err;
-    });
+    return limited.then(this.#received, this.#receiveFailed);
   }
+
+  readonly #received = (frame: Incoming): Uint8Array | null => {
+    this.#receiving = false;
+    if (this.#incoming === this.#receivePending) this.#incoming = null;
+    this.#receivePending = null;
+    if (this.#closing) return null;
+    return frame.kind === "data" ? frame.body : null;
+  };
+
+  readonly #receiveFailed = (err: unknown): never => {
+    this.#receiving = false;
+    this.#receivePending = null;
+    throw err;
+  };
 
   /**
    * Sends the authenticated close frame (after any send in progress), half-closes the socket,
