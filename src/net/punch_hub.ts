@@ -123,6 +123,8 @@ class Session {
   offerSent = false;
   useSent = false;
   quicStarted = false;
+  /** A connect() call waits for this session's path (at most one may: see connect()). */
+  claimed = false;
   readonly result = Promise.withResolvers<PunchResult>();
   #signalId = 0;
   readonly pending = new Map<number, Pending>();
@@ -246,10 +248,20 @@ export class PunchHub {
     const id = b64u(remoteKey);
     let s = this.#sessions.get(id);
     if (s && !s.finished) {
+      // A punched path is one QUIC stream: it can carry one handshake. A second dial sharing it
+      // ran its own handshake over the same stream, and both failed (the NAT lab saw it when the
+      // host's introduction and a member's word over a link came at once): refuse it instead.
+      if (s.claimed) {
+        return Promise.reject(
+          new Error("Already punching to this member; the dial that started first gets the path."),
+        );
+      }
+      s.claimed = true;
       this.#startStage1(s, reach);
       return s.result.promise;
     }
     s = new Session(remoteKey, this.#o.localKey, deadline, true);
+    s.claimed = true;
     this.#sessions.set(id, s);
     const session = s;
     // Another path won, or the dial gave up: stop, and tell the other side why so it stops too.

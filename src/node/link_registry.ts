@@ -152,6 +152,8 @@ export class LinkRegistry implements LinkSet, RelayLinks {
       return false;
     }
     const existing = this.#members.get(link.user);
+    // Two callers of one shared dial (NetPeerDialer.dial) each hand over its link: it is ours already.
+    if (existing?.peer === link) return true;
     if (existing) {
       if (!this.#better(link, existing.peer)) {
         void link.close();

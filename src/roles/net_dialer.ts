@@ -68,7 +68,37 @@ export class NetPeerDialer implements PeerDialer {
     return this.connector.opts.staticKey.publicKey;
   }
 
+  /** Dials in flight, by user id: a member is dialled once at a time (see dial()). */
+  readonly #dialing = new Map<string, Promise<NetLinkedPeer>>();
+
+  /**
+   * A link to `entry`. One dial per member at a time: a second one (the host's introduction and
+   * a member's word over a link often come together) waits for the first and gets its link, or
+   * dials itself once that one failed. Two at once would race each other for the same punched
+   * path, whose one stream cannot carry two handshakes.
+   */
   async dial(entry: PeerEntry, deadline: number, opts: DialOptions = {}): Promise<NetLinkedPeer> {
+    for (let running = this.#dialing.get(entry.user); running; running = this.#dialing.get(entry.user)) {
+      try {
+        return await running;
+      } catch {
+        // that dial failed: ours may still get through (its own deadline, its own options)
+      }
+      opts.signal?.throwIfAborted();
+      if (Date.now() >= deadline) {
+        throw new LinkError(`No path to ${entry.user} authenticated in time.`, "timeout");
+      }
+    }
+    const dialing = this.#dialOnce(entry, deadline, opts);
+    this.#dialing.set(entry.user, dialing);
+    try {
+      return await dialing;
+    } finally {
+      if (this.#dialing.get(entry.user) === dialing) this.#dialing.delete(entry.user);
+    }
+  }
+
+  async #dialOnce(entry: PeerEntry, deadline: number, opts: DialOptions): Promise<NetLinkedPeer> {
     const { link, route } = await this.connector.connect(
       { user: entry.user, linkKey: entry.linkKey, candidates: entry.candidates, mapping: entry.mapping },
       deadline,
