@@ -342,6 +342,7 @@ export class SecureChannel {
       );
     }
     if (this.#sendClosed || this.#socketClosed) return this.send(EMPTY); // the same refusal
+    let sealing: Promise<Uint8Array[]> | undefined;
     if (this.#busy === 0) {
       // Nothing queued: seal now and, when that was synchronous (native), write now, without the
       // queue's promise turns. A small message's path through the link is mostly such turns
@@ -353,14 +354,10 @@ export class SecureChannel {
         return Promise.reject(err);
       }
       if (!(sealed instanceof Promise)) return this.#sendNow(sealed);
-      return this.#locked(async () => {
-        const frame = await sealed;
-        await this.#write(frame);
-        this.#release(frame);
-      });
+      sealing = sealed;
     }
     return this.#locked(async () => {
-      const frame = await this.#seal(FRAME_DATA, parts);
+      const frame = await (sealing ?? this.#seal(FRAME_DATA, parts));
       await this.#write(frame);
       this.#release(frame);
     });
